@@ -1,0 +1,25 @@
+"""snnc's model zoo: architectures, training recipes and shipped checkpoints.
+
+An *snnc checkpoint* is a plain dict saved with ``torch.save`` and read with
+``torch.load(weights_only=True)`` (no code is unpickled)::
+
+    {"format": "snnc-checkpoint", "version": 1,
+     "arch": "fmnist_cnn", "config": {...},   # rebuilds the module via ARCHITECTURES
+     "state_dict": {...}, "meta": {...}}       # meta: T, dt, seed, accuracy, command
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from snnc.models.fmnist_cnn import FMNISTConvSNN, build_fmnist_cnn
+
+ARCHITECTURES = {
+    "fmnist_cnn": build_fmnist_cnn,
+}
+
+MODELS_DIR = Path(__file__).resolve().parent
+BUNDLED = {
+    "fmnist_cnn": MODELS_DIR / "fmnist_cnn.pt",
+}
+
+__all__ = ["ARCHITECTURES", "BUNDLED", "FMNISTConvSNN", "build_fmnist_cnn", "MODELS_DIR"]

@@ -1,0 +1,132 @@
+"""Datasets: Fashion-MNIST from its IDX files, and scikit-learn's 8x8 digits.
+
+Fashion-MNIST (Xiao, Rasul & Vollgraf 2017, MIT licence; 60,000 training and
+10,000 test images, 28x28 grey, 10 classes) is read from the four gzipped IDX
+files ``{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz``. Where the loader
+looks, first hit wins:
+
+1. the ``data_dir`` argument (CLI: ``--data-dir``),
+2. the ``SNNC_DATA_DIR`` environment variable,
+3. ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``).
+
+Images come back as float32 ``[N, 1, 28, 28]`` in [0, 1] (pixel / 255), labels
+as int64 ``[N]``.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+ENV_VAR = "SNNC_DATA_DIR"
+FILES = {
+    ("train", "images"): "train-images-idx3-ubyte.gz",
+    ("train", "labels"): "train-labels-idx1-ubyte.gz",
+    ("test", "images"): "t10k-images-idx3-ubyte.gz",
+    ("test", "labels"): "t10k-labels-idx1-ubyte.gz",
+}
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+DATASETS = ("fashion-mnist", "digits")
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The dataset files are not where the loader looks."""
+
+
+def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path:
+    """Return the folder that holds the Fashion-MNIST IDX files.
+
+    Raises:
+        DataNotFoundError: with the folders searched and how to install the data.
+    """
+    candidates = []
+    if data_dir:
+        candidates.append(Path(data_dir))
+    if os.environ.get(ENV_VAR):
+        candidates.append(Path(os.environ[ENV_VAR]))
+    candidates.append(DEBIAN_DIR)
+    for c in candidates:
+        if all((c / f).is_file() for f in FILES.values()):
+            return c
+    raise DataNotFoundError(
+        "Fashion-MNIST not found (looked in: " + ", ".join(str(c) for c in candidates) + "). "
+        "Install it with `apt-get install dataset-fashion-mnist` (files land in "
+        f"{DEBIAN_DIR}), or put {', '.join(sorted(FILES.values()))} in a folder and pass "
+        f"--data-dir DIR or set {ENV_VAR}=DIR."
+    )
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file (gzipped or plain) into a numpy array.
+
+    Raises:
+        ValueError: bad magic number or truncated file.
+    """
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic)")
+    dtype_code, ndim = data[2], data[3]
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if dtype_code not in dtypes:
+        raise ValueError(f"{path}: unknown IDX element type 0x{dtype_code:02x}")
+    shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    arr = np.frombuffer(data, dtype=dtypes[dtype_code], offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(shape)):
+        raise ValueError(f"{path}: truncated IDX file ({arr.size} of {int(np.prod(shape))} elements)")
+    return arr.reshape(shape)
+
+
+def load_fashion_mnist(split: str = "test", data_dir=None, limit: int | None = None):
+    """Load a Fashion-MNIST split.
+
+    Args:
+        split: ``"train"`` (60,000) or ``"test"`` (10,000).
+        data_dir: folder with the IDX files (see module docstring for the search order).
+        limit: keep the first ``limit`` samples (file order).
+
+    Returns:
+        ``(images float32 [N, 1, 28, 28] in [0, 1], labels int64 [N])``.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    root = find_fashion_mnist(data_dir)
+    x = read_idx(root / FILES[(split, "images")])
+    y = read_idx(root / FILES[(split, "labels")])
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return (x.astype(np.float32)[:, None] / 255.0), y.astype(np.int64)
+
+
+def load_digits(split: str = "test", limit: int | None = None, seed: int = 0):
+    """scikit-learn's 8x8 digits (1,797 images, 10 classes) for fast tests.
+
+    A fixed split (seeded permutation): the last 297 samples are the test split.
+    Returns ``(images float32 [N, 1, 8, 8] in [0, 1], labels int64 [N])``.
+    """
+    from sklearn.datasets import load_digits as _ld
+
+    d = _ld()
+    x = (d.images.astype(np.float32) / 16.0)[:, None]
+    y = d.target.astype(np.int64)
+    perm = np.random.default_rng(seed).permutation(len(y))
+    idx = perm[:1500] if split == "train" else perm[1500:]
+    x, y = x[idx], y[idx]
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return x, y
+
+
+def load(name: str, split: str = "test", data_dir=None, limit: int | None = None):
+    """Load dataset ``name`` (one of :data:`DATASETS`)."""
+    if name == "fashion-mnist":
+        return load_fashion_mnist(split, data_dir, limit)
+    if name == "digits":
+        return load_digits(split, limit)
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
