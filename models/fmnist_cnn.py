@@ -5,13 +5,17 @@ Layer stack (NIR shapes, no batch/time dims)::
     input 1x28x28 (pixel/255, the same current every step)
     conv1  Conv2d(1->16, 3x3, pad 1)  -> bn1 BatchNorm2d -> lif1 CubaLIF 16x28x28
     pool1  AvgPool2d(2)               -> 16x14x14
-    conv2  Conv2d(16->32, 3x3, pad 1) -> bn2 BatchNorm2d -> lif2 CubaLIF 32x14x14
-    pool2  AvgPool2d(2)               -> 32x7x7
-    flatten                           -> 1568
-    fc     Linear(1568->10)           -> readout Integrator 10 (class scores)
+    conv2  Conv2d(16->20, 3x3, pad 1) -> bn2 BatchNorm2d -> lif2 CubaLIF 20x14x14
+    pool2  AvgPool2d(2)               -> 20x7x7
+    flatten                           -> 980
+    fc     Linear(980->10)           -> readout Integrator 10 (class scores)
 
 The prediction after T steps is ``argmax`` of the readout voltage (summed fc
 input over the T steps). Neurons reset to zero (Loihi's only reset mode).
+
+Sizes are chosen to map onto Loihi-1 cores: pooling is folded into the next
+layer's synapses, so each readout neuron listens to all 20x14x14 = 3,920 lif2
+neurons, within the 4,096 input axons of one core.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from torch import nn
 from snnc.neurons import CubaLIF, Integrator
 
 DEFAULT_CONFIG = {
-    "channels": [16, 32],
+    "channels": [16, 20],   # 20 x 14 x 14 = 3,920 lif2 neurons <= 4,096 axons of the readout core
     "num_classes": 10,
     "input_shape": [1, 28, 28],
     "num_steps": 8,          # T

@@ -1,0 +1,100 @@
+"""``fold_bn``: fold BatchNorm into the preceding weights; make thresholds uniform (exact).
+
+BatchNorm (traced as a diagonal 1x1 ``nir.Conv2d`` with ``snnc.op =
+"batchnorm2d"``, eval statistics) computes ``y = scale * x + shift`` per
+channel. Behind a Conv2d/Affine ``x = W a + b`` whose only consumer it is,
+it folds exactly into ``W' = scale * W``, ``b' = scale * b + shift``.
+
+Threshold folding: Loihi has one vth per neuron group. A spiking neuron node
+whose ``v_threshold`` differs across neurons (a per-channel threshold, e.g.
+learned) is made uniform: every input of the node is scaled per neuron by
+``k = v_th_ref / v_th`` (weights and biases of its weighted predecessors, and
+``v_leak``), which scales v by k and leaves every spike unchanged (LIF
+dynamics are linear below threshold; reset to zero/subtract scale with v).
+``v_th_ref`` is the largest threshold. Done only where every predecessor is a
+Conv2d/Affine/Linear feeding this node alone (per channel for Conv2d).
+"""
+from __future__ import annotations
+
+import nir
+import numpy as np
+
+from snnc.ir import SPIKING_TYPES, predecessors, successors, topological_order
+from snnc.passes.manager import PassContext, register
+
+
+def _is_bn(node) -> bool:
+    return isinstance(node, nir.Conv2d) and (node.metadata or {}).get("snnc.op") == "batchnorm2d"
+
+
+def fold_batchnorm(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Fold every foldable BatchNorm node in place; return the graph and list of folded names in metadata."""
+    folded, kept = [], []
+    for name in topological_order(graph):
+        node = graph.nodes.get(name)
+        if node is None or not _is_bn(node):
+            continue
+        preds = predecessors(graph, name)
+        prev = graph.nodes[preds[0]] if len(preds) == 1 else None
+        if prev is None or not isinstance(prev, (nir.Conv2d, nir.Affine)) or _is_bn(prev) or \
+                successors(graph, preds[0]) != [name]:
+            kept.append(name)
+            continue
+        scale = np.diagonal(node.weight[:, :, 0, 0]).astype(np.float64)
+        shift = np.asarray(node.bias, np.float64)
+        w = np.asarray(prev.weight, np.float64)
+        prev.weight = (w * scale.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+        prev.bias = (np.asarray(prev.bias, np.float64) * scale + shift).astype(np.float32)
+        prev.metadata = dict(prev.metadata or {}, **{"snnc.folded_bn": name})
+        succ = successors(graph, name)
+        graph.edges = [e for e in graph.edges if name not in e] + [(preds[0], s) for s in succ]
+        del graph.nodes[name]
+        folded.append(name)
+    return graph, folded, kept
+
+
+def fold_thresholds(graph: nir.NIRGraph) -> tuple[list[str], list[str]]:
+    folded, skipped = [], []
+    for name in topological_order(graph):
+        node = graph.nodes[name]
+        if not isinstance(node, SPIKING_TYPES):
+            continue
+        th = np.asarray(node.v_threshold, np.float64)
+        if th.size == 0 or np.all(th == th.reshape(-1)[0]):
+            continue
+        preds = predecessors(graph, name)
+        ok = all(isinstance(graph.nodes[p], (nir.Conv2d, nir.Affine, nir.Linear)) and
+                 successors(graph, p) == [name] for p in preds) and np.all(th > 0)
+        if ok and any(isinstance(graph.nodes[p], nir.Conv2d) for p in preds):
+            per_c = th.reshape(th.shape[0], -1)
+            ok = bool(np.all(per_c == per_c[:, :1]))
+        if not ok:
+            skipped.append(name)
+            continue
+        ref = float(th.max())
+        k = ref / th
+        for p in preds:
+            pn = graph.nodes[p]
+            kk = k.reshape(k.shape[0], -1)[:, 0] if isinstance(pn, nir.Conv2d) else k.reshape(-1)
+            w = np.asarray(pn.weight, np.float64)
+            pn.weight = (w * kk.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
+            if isinstance(pn, (nir.Conv2d, nir.Affine)):
+                pn.bias = (np.asarray(pn.bias, np.float64) * kk).astype(np.float32)
+        if hasattr(node, "v_leak"):
+            node.v_leak = (np.asarray(node.v_leak, np.float64) * k).astype(np.float32)
+        if getattr(node, "v_reset", None) is not None:
+            node.v_reset = (np.asarray(node.v_reset, np.float64) * k).astype(np.float32)
+        node.v_threshold = np.full(th.shape, ref, np.float32)
+        folded.append(name)
+    return folded, skipped
+
+
+@register("fold_bn", "fold BatchNorm into conv/affine weights and bias; fold per-neuron thresholds into "
+          "the incoming weights so each neuron group has one threshold (exact)", thresholds=True)
+def fold_bn_pass(graph: nir.NIRGraph, ctx: PassContext, thresholds: bool = True) -> nir.NIRGraph:
+    graph, folded, kept = fold_batchnorm(graph)
+    ctx.note(batchnorm_folded=folded, batchnorm_not_foldable=kept)
+    if thresholds:
+        tf, ts = fold_thresholds(graph)
+        ctx.note(thresholds_folded=tf, thresholds_not_foldable=ts)
+    return graph

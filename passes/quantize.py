@@ -1,0 +1,241 @@
+"""``quantize``: weights, thresholds, decays and biases to Loihi fixed-point fields.
+
+For each neuron group (see :mod:`snnc.groups`) a float->integer voltage scale
+``s`` is chosen (v_int = s * v_float) and then, with the target's formats
+(``[fixed_point]`` of ``loihi-sim.toml``; lava-nc ``AbstractPyLifModelFixed``)::
+
+    vThMant  = round(s * v_th / 2^6)                  17-bit unsigned (vth_eff = vThMant << 6)
+    du       = round(4096 * dt / tau_syn) - 1         12-bit (ds_offset = 1: du = 4095 -> no current memory)
+    dv       = round(4096 * dt / tau_mem)             12-bit (dv = 0 -> no leak)
+    weights  q = W * s / 2^(6 + weight_exp), even integers in [-256, 254]
+             (8-bit mixed-sign: lava truncates one LSB), one weight_exp in -7..7 per projection
+    bias     s * b = bias_mant << bias_exp, 13-bit signed mantissa, bias_exp 0..7
+
+``s`` is the largest value that keeps every field in range: the largest
+weight fits the mantissa at weight_exp = 7, the largest bias fits at
+bias_exp = 7, and for spiking groups vth_eff <= 2^21 (a quarter of the 24-bit
+voltage range), for non-spiking readouts the largest voltage seen on the
+calibration data (times ``headroom``) stays below vth_eff at vThMant = 131071,
+so a readout never fires. Without calibration data a worst-case bound is used
+(inputs assumed in [-1, 1]).
+
+The pass is "fake quantization" on the NIR graph: weights, thresholds, decays
+and biases are replaced by the values the integers represent, so the float
+graph runs the quantized model, and each node's ``metadata["snnc.quant"]``
+records the formats (scale, vThMant, du, dv, weight_exp, bias exponent) that
+the loihi backend reads instead of re-deriving them. Biases of on-chip
+projections move into the neuron node's ``v_leak`` (where it has one).
+Direct analog input (graph metadata ``snnc.input_encoding = "direct"``) is
+computed by the host and written as a per-sample bias; its weights stay float.
+"""
+from __future__ import annotations
+
+import math
+
+import nir
+import numpy as np
+
+from snnc.groups import Group, Lowered, lower
+from snnc.ir import NEURON_TYPES
+from snnc.passes.manager import PassContext, register
+from snnc.targets import load_target
+
+V_SPIKING_LIMIT = 2 ** 21
+
+
+def weight_step(weight_bits: int) -> int:
+    """Spacing of representable mixed-sign weights for ``weight_bits`` (lava truncate_weights)."""
+    if not 1 <= weight_bits <= 8:
+        raise ValueError(f"weight_bits must be 1..8, got {weight_bits}")
+    return 2 ** (8 - weight_bits + 1)
+
+
+def quantize_weights(w: np.ndarray, scale: float, fp: dict, weight_bits: int) -> tuple[np.ndarray, int]:
+    """Float composite weights -> (even int weights in [-256, 254], weight_exp).
+
+    weight_exp is the smallest exponent in [weight_exp_min, weight_exp_max]
+    with ``max|w| * scale / 2^(6+e) <= 254``.
+    """
+    m = float(np.abs(w).max()) if w.size else 0.0
+    qmax = 256 - weight_step(weight_bits)
+    if m == 0:
+        return np.zeros(w.shape, np.int32), 0
+    e = math.ceil(math.log2(m * scale / (2 ** fp["weight_shift"] * qmax)) - 1e-12)
+    e = int(min(max(e, fp["weight_exp_min"]), fp["weight_exp_max"]))
+    step = weight_step(weight_bits)
+    q = step * np.rint(w * scale / 2 ** (fp["weight_shift"] + e) / step)
+    return np.clip(q, -256, qmax).astype(np.int32), e
+
+
+def split_bias(b_int: np.ndarray, fp: dict) -> tuple[np.ndarray, int]:
+    """Integer biases -> (mantissa int32, exponent): smallest exp in 0..bias_exp_max that fits 13 bits."""
+    mmax = 2 ** (fp["bias_mant_bits"] - 1) - 1
+    m = float(np.abs(b_int).max()) if np.size(b_int) else 0.0
+    e = 0
+    while m / 2 ** e > mmax and e < fp["bias_exp_max"]:
+        e += 1
+    mant = np.clip(np.rint(np.asarray(b_int, np.float64) / 2 ** e), -mmax - 1, mmax).astype(np.int32)
+    return mant, e
+
+
+def decays(g: Group, fp: dict) -> tuple[int, int]:
+    one = 2 ** fp["decay_bits"]
+    du = np.rint(one * (1 - g.alpha)) - fp["ds_offset"]
+    dv = np.rint(one * (1 - g.beta)) - fp["dm_offset"]
+    if np.ptp(du) or np.ptp(dv):
+        raise ValueError(f"group {g.name!r}: per-neuron time constants differ; loihi-sim has one du/dv per group")
+    return int(np.clip(du.flat[0], 0, one - 1)), int(np.clip(dv.flat[0], 0, one - 1))
+
+
+def _host_values(g: Group, lowered: Lowered, calibration) -> np.ndarray | None:
+    """Per-sample host bias currents (float, voltage units per step) on calibration inputs, or None."""
+    from snnc.backends.loihi.ops import host_bias_float
+    host = [p for p in g.projections if p.host]
+    if not host:
+        return None
+    if calibration is None:
+        return None
+    return host_bias_float(host, g, np.asarray(calibration[:256], np.float64))
+
+
+def _bound_host(g: Group) -> float:
+    tot = np.zeros(g.shape)
+    for p in g.projections:
+        if p.host:
+            w = np.abs(p.weight)
+            if w.ndim == 4:
+                tot = tot + w.reshape(w.shape[0], -1).sum(1).reshape(-1, *([1] * (len(g.shape) - 1)))
+            else:
+                tot = tot + w.sum(1).reshape(g.shape)
+            if p.bias is not None:
+                tot = tot + np.abs(p.bias) * 1.0
+    return float(np.max(tot)) if np.size(tot) else 0.0
+
+
+def _readout_vmax(graph, g: Group, ctx: PassContext, num_steps: int | None) -> float:
+    if ctx.calibration is not None and num_steps:
+        from snnc.reference import run_graph
+        _, rec = run_graph(graph, ctx.calibration[:256], num_steps, record=(g.name,))
+        vmax = float(rec[g.name].abs().max())
+        if vmax > 0:
+            return vmax
+    if not num_steps:
+        raise ValueError(f"readout group {g.name!r}: need T (num_steps) or calibration data to bound its voltage")
+    per_step = np.zeros(g.size)
+    for p in g.projections:
+        w = np.abs(p.weight)
+        rows = w.reshape(w.shape[0], -1).sum(1)
+        per_step += np.broadcast_to(rows.repeat(g.size // rows.size), (g.size,))
+        if p.bias is not None:
+            per_step += np.abs(p.bias).reshape(-1)
+    return float(num_steps * per_step.max() + np.abs(g.v_bias).max())
+
+
+@register("quantize", "weights to 8-bit mantissa + per-projection power-of-two exponent, vThMant, du/dv "
+          "and bias mantissa/exponent (Loihi fixed point); writes the quantized values back (fake quant) "
+          "and the formats into node metadata", target="loihi-sim", weight_bits=8, headroom=2.0)
+def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "loihi-sim", weight_bits: int = 8,
+                  headroom: float = 2.0) -> nir.NIRGraph:
+    tgt = ctx.target if ctx.target is not None and ctx.target.name == target else load_target(target)
+    fp = dict(tgt["fixed_point"])
+    lowered = lower(graph)
+    T = ctx.num_steps or lowered.num_steps
+    owner: dict[str, str] = {}
+    for g in lowered.groups.values():
+        for p in g.projections:
+            if owner.setdefault(p.weighted, g.name) != g.name:
+                raise ValueError(f"weighted node {p.weighted!r} feeds two neuron groups; not supported by quantize")
+    qmax = 256 - weight_step(weight_bits)
+    bias_lim = (2 ** (fp["bias_mant_bits"] - 1) - 1) * 2 ** fp["bias_exp_max"]
+    notes = {}
+    for g in lowered.groups.values():
+        node = graph.nodes[g.name]
+        chip = [p for p in g.projections if not p.host]
+        m = max((float(np.abs(p.weight).max()) for p in chip if p.weight.size), default=0.0)
+        const_bias = g.v_bias.copy()
+        for p in chip:
+            if p.bias is not None:
+                const_bias = const_bias + p.bias
+        host_vals = _host_values(g, lowered, ctx.calibration)
+        if any(p.host for p in g.projections):
+            hb = float(np.abs(host_vals).max()) if host_vals is not None else _bound_host(g) + float(np.abs(const_bias).max())
+        else:
+            hb = float(np.abs(const_bias).max())
+        cands = {}
+        if m > 0:
+            cands["weights"] = qmax * 2 ** (fp["weight_shift"] + fp["weight_exp_max"]) / m
+        if hb > 0:
+            cands["bias"] = bias_lim / hb
+        if g.kind == "spiking":
+            th = float(g.threshold.reshape(-1)[0])
+            if np.ptp(g.threshold) > 1e-9 * abs(th):
+                raise ValueError(f"group {g.name!r} has per-neuron thresholds; run fold_bn (thresholds=true) first")
+            if th <= 0:
+                raise ValueError(f"group {g.name!r}: threshold must be > 0, got {th}")
+            cands["threshold"] = V_SPIKING_LIMIT / th
+        else:
+            vmax = _readout_vmax(graph, g, ctx, T)
+            cands["voltage"] = fp["vth_mant_max"] * 2 ** fp["vth_shift"] / (headroom * max(vmax, 1e-12))
+        limiter = min(cands, key=cands.get)
+        s = float(cands[limiter])
+        du, dv = decays(g, fp)
+        if g.kind == "spiking":
+            vth_mant = int(np.clip(np.rint(s * th / 2 ** fp["vth_shift"]), 1, fp["vth_mant_max"]))
+        else:
+            vth_mant = int(fp["vth_mant_max"])
+        b_mant, b_exp = split_bias(np.rint(s * const_bias), fp)
+        qinfo = {"target": tgt.name, "scale": s, "scale_limited_by": limiter, "vth_mant": vth_mant,
+                 "du": du, "dv": dv, "bias_exp": int(b_exp), "readout": g.kind != "spiking",
+                 "host_bias_exp": int(split_bias(np.array([s * hb]), fp)[1]) if any(p.host for p in g.projections) else -1,
+                 "weight_bits": int(weight_bits), "exact_bias": bool(g.exact_bias)}
+        # ---- fake-quant write-back: weights
+        for p in chip:
+            q, e = quantize_weights(p.weight, s, fp, weight_bits)
+            wn = graph.nodes[p.weighted]
+            deq = q.astype(np.float64) * 2 ** (fp["weight_shift"] + e) / s
+            wn.weight = (deq / p.factor).astype(np.float32)
+            wn.metadata = dict(wn.metadata or {}, **{"snnc.quant": {
+                "target": tgt.name, "weight_exp": int(e), "weight_bits": int(weight_bits), "group": g.name,
+                "scale": s, "clipped": int(np.sum(np.abs(p.weight * s / 2 ** (fp["weight_shift"] + e)) > qmax + 1))}})
+            if isinstance(wn, (nir.Affine, nir.Conv2d)):
+                wn.bias = np.zeros_like(wn.bias)
+        for p in g.projections:
+            if p.host:
+                wn = graph.nodes[p.weighted]
+                wn.metadata = dict(wn.metadata or {}, **{"snnc.quant": {"target": tgt.name, "host": True,
+                                                                        "group": g.name, "scale": s}})
+        # ---- decays, threshold, bias
+        dt = g.dt
+        a_q = 1 - (du + fp["ds_offset"]) / 2 ** fp["decay_bits"]
+        b_q = 1 - (dv + fp["dm_offset"]) / 2 ** fp["decay_bits"]
+        bias_deq = (b_mant.astype(np.float64) * 2 ** b_exp / s).reshape(g.shape)
+        if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
+            ts_new = dt / (1 - a_q) if a_q < 1 else math.inf
+            tm_new = dt / (1 - b_q) if b_q < 1 else math.inf
+            node.w_in = (np.asarray(node.w_in, np.float64) * ts_new / np.asarray(node.tau_syn, np.float64)).astype(np.float32)
+            r_fac = tm_new / np.asarray(node.tau_mem, np.float64)
+            node.r = (np.asarray(node.r, np.float64) * r_fac).astype(np.float32)
+            node.tau_syn = np.full(g.shape, ts_new, np.float32)
+            node.tau_mem = np.full(g.shape, tm_new, np.float32)
+            node.v_leak = (bias_deq * tm_new / dt).astype(np.float32)
+        elif isinstance(node, (nir.LIF, nir.LI)):
+            t_new = dt / (1 - b_q) if b_q < 1 else math.inf
+            node.r = (np.asarray(node.r, np.float64) * t_new / np.asarray(node.tau, np.float64)).astype(np.float32)
+            node.tau = np.full(g.shape, t_new, np.float32)
+            node.v_leak = (bias_deq * t_new / dt).astype(np.float32)
+        elif np.any(b_mant):
+            raise ValueError(f"group {g.name!r} ({g.nir_type}) has a bias but no v_leak to hold it")
+        if g.kind == "spiking":
+            node.v_threshold = np.full(g.shape, vth_mant * 2 ** fp["vth_shift"] / s, np.float32)
+        qinfo["bias_mant"] = b_mant.reshape(-1).astype(np.int32)
+        node.metadata = dict(node.metadata or {}, **{"snnc.quant": qinfo})
+        notes[g.name] = {"scale": round(s, 4), "limited_by": limiter, "vth_mant": vth_mant, "du": du, "dv": dv,
+                         "bias_exp": int(b_exp)}
+    graph.metadata = dict(graph.metadata or {}, **{"snnc.quantized": tgt.name})
+    ctx.note(groups=notes)
+    return graph
+
+
+def is_quantized(graph: nir.NIRGraph, target: str = "loihi-sim") -> bool:
+    return (graph.metadata or {}).get("snnc.quantized") == target and all(
+        "snnc.quant" in (n.metadata or {}) for n in graph.nodes.values() if isinstance(n, NEURON_TYPES))

@@ -1,0 +1,175 @@
+"""Float reference execution of a NIR graph (torch, batched, one step at a time).
+
+This is the meaning snnc gives a NIR graph, and the yardstick the compiled
+fixed-point simulation is compared against. Forward-Euler with each neuron
+node's ``snnc.dt`` (s); tensors are ``[B, *shape]`` per step.
+
+Neuron updates (i: synaptic current, v: voltage; x: summed input)::
+
+    CubaLIF  i += dt/tau_syn (w_in x - i);  v += dt/tau_mem (v_leak - v + r i)
+    LIF      v += dt/tau (v_leak - v + r x)
+    IF       v += r x
+    CubaLI / LI / I   as above without spikes; the output is v
+    spike s = v > v_threshold (strict, Loihi's convention); then
+    v <- v_reset (snnc.reset "zero"/"to_v_reset") or v - v_threshold (reset "subtract")
+
+Edges that close a cycle carry the previous step's output (zeros at step 0).
+"""
+from __future__ import annotations
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from snnc.ir import (NEURON_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding,
+                     predecessors, topological_order)
+
+
+def _t(a, dtype) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=dtype)
+
+
+class GraphExecutor:
+    """Run a NIR graph step by step. ``dtype`` float64 by default (reference precision).
+
+    Raises:
+        UnsupportedNodeError: at construction, for node types it cannot run.
+    """
+
+    def __init__(self, graph: nir.NIRGraph, dtype=torch.float64):
+        self.graph = graph
+        self.dtype = dtype
+        self.order = topological_order(graph)
+        self.back = back_edges(graph)
+        self.preds = {n: predecessors(graph, n) for n in self.order}
+        self.inputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Input)]
+        self.outputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Output)]
+        for n in self.order:
+            node = graph.nodes[n]
+            if not isinstance(node, (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.Conv1d,
+                                     nir.Flatten, nir.AvgPool2d, nir.SumPool2d, nir.Scale) + NEURON_TYPES):
+                raise UnsupportedNodeError(n, type(node).__name__)
+        self._p = {n: self._params(graph.nodes[n]) for n in self.order}
+        self.reset()
+
+    def _params(self, node):
+        d = self.dtype
+        p = {}
+        for k, v in vars(node).items():
+            if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+                p[k] = _t(v, d)
+        return p
+
+    def reset(self):
+        self.state: dict[str, dict[str, torch.Tensor]] = {}
+        self.prev: dict[str, torch.Tensor] = {}
+
+    def _neuron(self, name, node, x):
+        p = self._p[name]
+        dt = float(node.metadata.get("snnc.dt", 1e-3))
+        st = self.state.get(name)
+        if st is None:
+            st = {"i": torch.zeros_like(x), "v": torch.zeros_like(x)}
+        i, v = st["i"], st["v"]
+        if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
+            i = i + dt / p["tau_syn"] * (p.get("w_in", 1.0) * x - i)
+            v = v + dt / p["tau_mem"] * (p["v_leak"] - v + p["r"] * i)
+        elif isinstance(node, (nir.LIF, nir.LI)):
+            v = v + dt / p["tau"] * (p["v_leak"] - v + p["r"] * x)
+        elif isinstance(node, nir.IF):
+            v = v + p["r"] * x
+        elif isinstance(node, nir.I):
+            v = v + dt * p["r"] * x
+        out = v
+        if isinstance(node, (nir.CubaLIF, nir.LIF, nir.IF)):
+            s = (v > p["v_threshold"]).to(x.dtype)
+            if node.metadata.get("snnc.reset", "zero") == "subtract":
+                v = v - p["v_threshold"] * s
+            else:
+                vr = p.get("v_reset", torch.zeros((), dtype=x.dtype))
+                v = torch.where(s > 0, vr.expand_as(v) if vr.dim() else vr, v)
+            out = s
+        self.state[name] = {"i": i, "v": v}
+        return out
+
+    def _linear(self, name, node, x):
+        p = self._p[name]
+        if isinstance(node, nir.Affine):
+            return x @ p["weight"].T + p["bias"]
+        if isinstance(node, nir.Linear):
+            return x @ p["weight"].T
+        if isinstance(node, nir.Conv2d):
+            return F.conv2d(x, p["weight"], p["bias"], _pair(node.stride), conv_padding(node),
+                            _pair(node.dilation), node.groups)
+        if isinstance(node, nir.Conv1d):
+            return F.conv1d(x, p["weight"], p["bias"], _pair(node.stride, 1), conv_padding(node),
+                            _pair(node.dilation, 1), node.groups)
+        if isinstance(node, nir.Flatten):
+            nd = x.dim() - 1
+            return x.flatten(node.start_dim % nd + 1, node.end_dim % nd + 1)
+        if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+            k, s, pd = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+            y = F.avg_pool2d(x, k, s, pd, count_include_pad=True)
+            return y * (k[0] * k[1]) if isinstance(node, nir.SumPool2d) else y
+        if isinstance(node, nir.Scale):
+            return x * p["scale"]
+        raise UnsupportedNodeError(name, type(node).__name__)
+
+    def step(self, inputs: dict[str, torch.Tensor] | torch.Tensor) -> dict[str, torch.Tensor]:
+        """One time step. ``inputs``: ``{input node: [B, *shape]}`` (or one tensor for one input).
+
+        Returns ``{output node: [B, *shape]}``; every node's value is in ``self.values``.
+        """
+        if not isinstance(inputs, dict):
+            inputs = {self.inputs[0]: inputs}
+        vals: dict[str, torch.Tensor] = {}
+        for n in self.order:
+            node = self.graph.nodes[n]
+            if isinstance(node, nir.Input):
+                vals[n] = inputs[n].to(self.dtype)
+                continue
+            xs = []
+            for s in self.preds[n]:
+                if (s, n) in self.back:
+                    if s in self.prev:
+                        xs.append(self.prev[s])
+                else:
+                    xs.append(vals[s])
+            x = xs[0]
+            for extra in xs[1:]:
+                x = x + extra
+            if isinstance(node, nir.Output):
+                vals[n] = x
+            elif isinstance(node, NEURON_TYPES):
+                vals[n] = self._neuron(n, node, x)
+            else:
+                vals[n] = self._linear(n, node, x)
+        self.prev = {s: vals[s] for s, _ in self.back}
+        self.values = vals
+        return {o: vals[o] for o in self.outputs}
+
+
+def run_graph(graph: nir.NIRGraph, x: torch.Tensor | np.ndarray, num_steps: int | None = None,
+              record: tuple[str, ...] = (), dtype=torch.float64):
+    """Run ``graph`` on a batch.
+
+    Args:
+        x: ``[B, *input_shape]`` direct input repeated for ``num_steps`` steps, or,
+            with ``num_steps=None``, a time-major ``[T, B, *input_shape]`` sequence.
+        record: node names whose per-step values to return as well.
+
+    Returns:
+        ``(out [T, B, *output_shape] of the first Output node, {name: [T, B, ...]} for record)``.
+    """
+    x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    ex = GraphExecutor(graph, dtype)
+    steps = [x] * num_steps if num_steps is not None else list(x)
+    outs, rec = [], {r: [] for r in record}
+    with torch.no_grad():
+        for xt in steps:
+            o = ex.step(xt)
+            outs.append(next(iter(o.values())))
+            for r in record:
+                rec[r].append(ex.values[r])
+    return torch.stack(outs), {r: torch.stack(v) for r, v in rec.items()}
