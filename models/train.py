@@ -110,7 +110,7 @@ def main(argv=None):
             "command": "python -m snnc.models.train " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "train_time_s": round(train_time, 1),
             "device": device if device == "cpu" else torch.cuda.get_device_name(0),
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
             "platform": platform.machine(),
         },
     }

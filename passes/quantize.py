@@ -197,8 +197,8 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "loihi-si
             wn.metadata = dict(wn.metadata or {}, **{"snnc.quant": {
                 "target": tgt.name, "weight_exp": int(e), "weight_bits": int(weight_bits), "group": g.name,
                 "scale": s, "clipped": int(np.sum(np.abs(p.weight * s / 2 ** (fp["weight_shift"] + e)) > qmax + 1))}})
-            if isinstance(wn, (nir.Affine, nir.Conv2d)):
-                wn.bias = np.zeros_like(wn.bias)
+            if isinstance(wn, (nir.Affine, nir.Conv2d)) and hasattr(node, "v_leak"):
+                wn.bias = np.zeros_like(wn.bias)  # moved into the neuron's v_leak below
         for p in g.projections:
             if p.host:
                 wn = graph.nodes[p.weighted]
@@ -224,7 +224,12 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "loihi-si
             node.tau = np.full(g.shape, t_new, np.float32)
             node.v_leak = (bias_deq * t_new / dt).astype(np.float32)
         elif np.any(b_mant):
-            raise ValueError(f"group {g.name!r} ({g.nir_type}) has a bias but no v_leak to hold it")
+            biased = [p for p in chip if p.bias is not None]
+            if len(biased) != 1 or np.any(g.v_bias) or isinstance(graph.nodes[biased[0].weighted], nir.Conv2d):
+                raise ValueError(f"group {g.name!r} ({g.nir_type}) has biases from several nodes and no v_leak "
+                                 "to hold their quantized sum")
+            wn = graph.nodes[biased[0].weighted]
+            wn.bias = (bias_deq.reshape(-1) / g.bias_gain.reshape(-1)).astype(np.float32)
         if g.kind == "spiking":
             node.v_threshold = np.full(g.shape, vth_mant * 2 ** fp["vth_shift"] / s, np.float32)
         qinfo["bias_mant"] = b_mant.reshape(-1).astype(np.int32)

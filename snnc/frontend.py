@@ -241,6 +241,13 @@ def _finalize(graph: nir.NIRGraph, input_shape, num_steps, input_encoding) -> ni
             rename[name] = "input"
         elif isinstance(node, nir.Output):
             rename[name] = "output"
+    # nirtorch names nodes by module path with "." -> "_" (e.g. "net_conv1" for model.net.conv1);
+    # drop a prefix that every other node shares, so names read like the layers ("conv1").
+    inner = [k for k in graph.nodes if k not in rename]
+    prefix = inner[0].split("_")[0] + "_" if inner and "_" in inner[0] else ""
+    if prefix and len(inner) > 1 and all(k.startswith(prefix) and len(k) > len(prefix) for k in inner) and \
+            not any(k[len(prefix):] in ("input", "output") for k in inner):
+        rename.update({k: k[len(prefix):] for k in inner})
     nodes = {rename.get(k, k): v for k, v in graph.nodes.items()}
     edges = [(rename.get(a, a), rename.get(b, b)) for a, b in graph.edges]
     nodes["input"] = nir.Input(input_type={"input": np.array(input_shape)})

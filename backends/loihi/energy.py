@@ -1,0 +1,131 @@
+"""Per-inference activity and energy from simulated event counts.
+
+Events (all counted in :class:`~snnc.backends.loihi.sim.Program` runs, per sample):
+
+- SynOps: one per spike and synapse it drives (spikes x non-zero synapses of the source);
+- neuron updates: every compartment, every one of the ``latency_steps`` steps; *active* when
+  its u or v is non-zero after the update or it spiked (snnc's reading of Davies 2018's
+  active/inactive update), *inactive* otherwise;
+- spike messages: one per spike and destination core (Loihi sends one message per axon),
+  costing the within-tile energy plus per tile hop E-W / N-S (tile mesh: ``[chip]`` of the target).
+
+Energies per event (pJ) come from the target's ``[energy_pJ]`` table (Davies et al., IEEE Micro
+2018, Table 2). The literature's 45 nm convention (Horowitz, ISSCC 2014) is reported alongside:
+``E_SNN = SynOps x E_AC (0.9 pJ)`` against ``E_ANN = MACs x E_MAC (4.6 pJ)`` for the same layers run
+once as an ANN (MACs = dense connections incl. zero weights, plus the host's input layer).
+NeuroBench-style figures (Yik et al., NeuroBench, Nature Communications 2025): effective SynOps,
+activation sparsity, connection sparsity, footprint.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from snnc.backends.loihi import mapping as M
+from snnc.backends.loihi.compile import dest_core_matrix, source_core_vector
+
+
+def _dense_connections(g: dict, p: dict, arrays: dict) -> int:
+    """Connections of a projection counting zero weights too (for connection sparsity and ANN MACs)."""
+    w = torch.ones_like(torch.as_tensor(np.asarray(arrays[p["weight_key"]], np.float32)))
+    masks = torch.ones((1,) + tuple(g["shape"]), dtype=torch.float32)
+    from snnc.backends.loihi.ops import synapse_counts
+    return int(synapse_counts(p["ops"], w, p["source_shape"], g["shape"], masks).sum())
+
+
+def measure(program, result, counts: dict) -> dict:
+    """Activity, per-core event counts and energy per inference.
+
+    Args:
+        program: the :class:`Program` that ran.
+        result: its :class:`SimResult`.
+        counts: :func:`snnc.backends.loihi.sim.slice_counts_for` of the program.
+
+    Returns:
+        dict with ``per_inference`` totals, ``per_core`` lists and ``energy`` (pJ per inference).
+    """
+    cfg, target = program.config, program.target
+    chip, E = target["chip"], target["energy_pJ"]
+    n = max(result.samples, 1)
+    ncores = len(cfg["cores"])
+    core_syn = np.zeros(ncores)
+    core_spikes = np.zeros(ncores)
+    core_msgs = np.zeros(ncores)
+    synops = msgs = msg_energy = inter = 0.0
+    dense_conn = nnz_conn = 0
+    groups = {g["name"]: g for g in cfg["groups"]}
+    core_vec = {g["name"]: source_core_vector(g) for g in cfg["groups"]}
+    for g in cfg["groups"]:
+        sp = result.spikes[g["name"]].numpy()
+        core_spikes += np.bincount(core_vec[g["name"]], weights=sp, minlength=ncores)
+        chip_projs = [p for p in g["projections"] if not p["host"]]
+        slice_cores = [s["core"] for s in g["slices"]]
+        for j, p in enumerate(chip_projs):
+            cnt = counts[g["name"]][j].to(torch.float64)
+            nnz_conn += int(cnt.sum())
+            dense_conn += _dense_connections(g, p, program.arrays)
+            if p["source"] not in groups:
+                continue  # spikes from the host: no on-chip source counts here
+            s_src = result.spikes[p["source"]].to(torch.float64)
+            per_slice = (cnt @ s_src).numpy()
+            for k, c in enumerate(slice_cores):
+                core_syn[c] += per_slice[k]
+            synops += float(per_slice.sum())
+            D = dest_core_matrix(cnt, slice_cores).to(torch.float64)  # [dest cores, src]
+            uniq = sorted(set(slice_cores))
+            src_core = core_vec[p["source"]]
+            cost = np.array([[M.spike_cost_pJ(int(a), int(b), chip, E) for b in uniq]
+                             for a in range(ncores)])  # [src core, dest core]
+            per_src_msgs = D.sum(0).numpy()
+            per_src_cost = (D.numpy() * cost[src_core].T).sum(0)
+            spn = s_src.numpy()
+            msgs += float(spn @ per_src_msgs)
+            msg_energy += float(spn @ per_src_cost)
+            inter += float(spn @ (D.numpy() * (np.array(uniq)[:, None] != src_core[None, :])).sum(0))
+            core_msgs += np.bincount(src_core, weights=spn * per_src_msgs, minlength=ncores)
+    size_total = sum(g["size"] for g in cfg["groups"])
+    active = float(sum(v.sum() for v in result.active.values()))
+    updates = float(size_total) * result.steps * n
+    inactive = updates - active
+    spikes_total = float(sum(v.sum() for v in result.spikes.values()))
+    host_macs = 0
+    for g in cfg["groups"]:
+        for p in g["projections"]:
+            if p["host"]:
+                host_macs += _dense_connections(g, p, program.arrays)
+    e_syn = synops / n * E["synop"]
+    e_neu = (active * E["neuron_update_active"] + inactive * E["neuron_update_inactive"]) / n
+    e_msg = msg_energy / n
+    spiking = [g for g in cfg["groups"] if g["kind"] == "spiking"]
+    spiking_slots = sum(g["size"] for g in spiking) * program.T * n
+    spiking_spikes = sum(float(result.spikes[g["name"]].sum()) for g in spiking)
+    return {
+        "per_inference": {
+            "synops": synops / n,
+            "spikes": spikes_total / n,
+            "spike_messages": msgs / n,
+            "inter_core_spike_messages": inter / n,
+            "neuron_updates_active": active / n,
+            "neuron_updates_inactive": inactive / n,
+            "latency_steps": result.steps,
+        },
+        "per_core": {"synops": (core_syn / n).tolist(), "spikes": (core_spikes / n).tolist(),
+                     "spike_messages": (core_msgs / n).tolist()},
+        "energy": {
+            "per_inference_pJ": e_syn + e_neu + e_msg,
+            "breakdown": {"synops_pJ": e_syn, "neuron_updates_pJ": e_neu, "spike_messages_pJ": e_msg},
+        },
+        "conventions_45nm": {
+            "snn_pJ": synops / n * E["ac_45nm"],
+            "ann_pJ": (dense_conn + host_macs) * E["mac_45nm"],
+            "ann_macs": dense_conn + host_macs,
+            "ratio_ann_over_snn": ((dense_conn + host_macs) * E["mac_45nm"]) / max(synops / n * E["ac_45nm"], 1e-12),
+        },
+        "neurobench": {
+            "effective_synops": synops / n,
+            "activation_sparsity": 1.0 - spiking_spikes / max(spiking_slots, 1),
+            "connection_sparsity": 1.0 - nnz_conn / max(dense_conn, 1),
+            "footprint_bytes": int(sum(c["memory_bits"] for c in cfg["cores"]) // 8 + sum(
+                program.arrays[p["weight_key"]].size * 4 for g in cfg["groups"] for p in g["projections"] if p["host"])),
+        },
+    }

@@ -1,0 +1,253 @@
+"""Bit-accurate, batched simulation of an emitted loihi-sim configuration.
+
+Per time step and compartment, exactly as lava-nc ``PyLifModelBitAcc``
+(``src/lava/proc/lif/models.py``, ``AbstractPyLifModelFixed``) with the synaptic
+input of ``PyDenseModelBitAcc`` (``src/lava/proc/dense/models.py``)::
+
+    a      = (sum of int weights of the spikes that arrive) << weight_exp   (>> -weight_exp, floor, if < 0)
+    u      = sign(u) * (|u| * (4096 - (du + 1)) >> 12) + (a << 6)       wrapped to 24-bit signed
+    v      = sign(v) * (|v| * (4096 - dv) >> 12) + u + (bias_mant << bias_exp)
+    v      = clip(v, -(2^23 - 1), 2^23 - 1)
+    spike  = v > (vThMant << 6);   v = 0 where spike
+
+Spikes emitted at step t arrive at step t + 1 + delay (Loihi's one-step
+synaptic delay; lava's Dense buffers one step). A direct analog input is the
+per-sample bias computed by the host for steps 0..T-1. All arithmetic is on
+int64 tensors; synaptic sums go through float64 convolutions whose integer
+results are exact (far below 2^53). Outputs are read at ``read_step``: the
+voltage of a non-spiking readout, or spike counts of a spiking output group.
+
+Events are counted per neuron over the whole run (all ``latency_steps`` steps)
+and turned into per-inference SynOps, spikes, neuron updates, spike messages
+and energy by :mod:`snnc.backends.loihi.energy`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from snnc.backends.loihi import mapping as M
+from snnc.backends.loihi.ops import apply_ops
+
+U_BITS = 24
+
+
+@dataclass
+class _Proj:
+    source: str
+    ops: list
+    weight: torch.Tensor
+    weight_exp: int
+    delay: int
+    host: bool
+    host_bias: torch.Tensor | None
+
+
+@dataclass
+class _Group:
+    cfg: dict
+    shape: tuple
+    du_eff: int
+    dv_eff: int
+    vth: int
+    bias_const: torch.Tensor          # int64 [*shape]
+    projections: list
+
+
+@dataclass
+class SimResult:
+    """Outputs and event counts of one simulation run.
+
+    ``outputs``: ``{output name: [N, *shape]}`` (int64 voltage for a readout, spike counts otherwise).
+    ``spikes``, ``active``: ``{group: [size] float64}`` totals over samples and steps.
+    ``max_abs_input``: ``{group: int}`` largest |a| (synaptic input before the << 6 alignment).
+    """
+    outputs: dict
+    samples: int
+    steps: int
+    spikes: dict = field(default_factory=dict)
+    active: dict = field(default_factory=dict)
+    max_abs_input: dict = field(default_factory=dict)
+    host_bias_clipped: int = 0
+
+    def scores(self) -> np.ndarray:
+        return next(iter(self.outputs.values())).numpy()
+
+
+class Program:
+    """A loaded configuration, ready to simulate. ``config``/``arrays`` as written by the compiler."""
+
+    def __init__(self, config: dict, arrays: dict, target):
+        if config.get("format") != "snnc-loihi-sim":
+            raise ValueError("not a loihi-sim configuration (format != 'snnc-loihi-sim')")
+        self.config, self.arrays, self.target = config, arrays, target
+        fp = target["fixed_point"]
+        self.fp = fp
+        self.T = int(config["num_steps"])
+        self.L = int(config["latency_steps"])
+        self.groups: dict[str, _Group] = {}
+        for g in config["groups"]:
+            shape = tuple(g["shape"])
+            projs = []
+            for p in g["projections"]:
+                w = arrays[p["weight_key"]]
+                hb = arrays.get(p["weight_key"].replace(".weight", ".host_bias"))
+                projs.append(_Proj(p["source"], p["ops"], torch.as_tensor(np.asarray(w, np.float64)),
+                                   int(p["weight_exp"]), int(p["delay"]), bool(p["host"]),
+                                   None if hb is None else torch.as_tensor(hb).reshape(shape)))
+            bias = torch.as_tensor(arrays[f"{g['name']}.bias_mant"].astype(np.int64)).reshape(shape) << g["bias_exp"]
+            self.groups[g["name"]] = _Group(g, shape, g["du"] + fp["ds_offset"], g["dv"] + fp["dm_offset"],
+                                            int(g["vth_mant"]) << fp["vth_shift"], bias, projs)
+        self.max_delay = max((p.delay for g in self.groups.values() for p in g.projections), default=0)
+
+    # ------------------------------------------------------------------ host
+    def host_bias(self, g: _Group, x: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Per-sample bias (int64 ``[B, *shape]``) for a group driven by a direct analog input."""
+        val = torch.zeros((x.shape[0],) + g.shape, dtype=torch.float64)
+        for p in g.projections:
+            if p.host:
+                val += apply_ops(x, p.ops, p.weight).reshape(val.shape)
+                if p.host_bias is not None:
+                    val += p.host_bias
+        total = val * g.cfg["scale"] + g.bias_const.to(torch.float64)
+        e = g.cfg["host_bias_exp"]
+        mmax = 2 ** (self.fp["bias_mant_bits"] - 1) - 1
+        mant = torch.round(total / 2 ** e)
+        clipped = int(((mant > mmax) | (mant < -mmax - 1)).sum())
+        return mant.clamp(-mmax - 1, mmax).to(torch.int64) << e, clipped
+
+    # ------------------------------------------------------------------ run
+    def run(self, x, batch_size: int = 500, progress=None) -> SimResult:
+        """Simulate every sample of ``x``.
+
+        Args:
+            x: ``[N, *input_shape]`` float analog input (encoding "direct"), or
+               ``[T, N, *input_shape]`` 0/1 spikes (encoding "spikes").
+            progress: callable(n_done) after each batch.
+        """
+        x = torch.as_tensor(np.asarray(x))
+        spikes_in = self.config["input"]["encoding"] == "spikes"
+        N = x.shape[1] if spikes_in else x.shape[0]
+        outs: dict[str, list] = {o["name"]: [] for o in self.config["outputs"]}
+        res = SimResult(outputs={}, samples=N, steps=self.L)
+        for name, g in self.groups.items():
+            res.spikes[name] = torch.zeros(int(np.prod(g.shape)), dtype=torch.float64)
+            res.active[name] = torch.zeros(int(np.prod(g.shape)), dtype=torch.float64)
+            res.max_abs_input[name] = 0
+        for i in range(0, N, batch_size):
+            xb = x[:, i:i + batch_size] if spikes_in else x[i:i + batch_size]
+            o = self._run_batch(xb.to(torch.float64), res)
+            for k, v in o.items():
+                outs[k].append(v)
+            if progress:
+                progress(min(i + batch_size, N))
+        res.outputs = {k: torch.cat(v) for k, v in outs.items()}
+        return res
+
+    def _run_batch(self, x: torch.Tensor, res: SimResult) -> dict:
+        fp = self.fp
+        spikes_in = self.config["input"]["encoding"] == "spikes"
+        B = x.shape[1] if spikes_in else x.shape[0]
+        in_name = self.config["input"]["name"]
+        umax = 2 ** (U_BITS - 1)
+        state, hist, host = {}, {}, {}
+        for name, g in self.groups.items():
+            z = torch.zeros((B,) + g.shape, dtype=torch.int64)
+            state[name] = [z.clone(), z.clone()]
+            hist[name] = []
+            if any(p.host for p in g.projections):
+                host[name], clipped = self.host_bias(g, x)
+                res.host_bias_clipped += clipped
+        reads = {o["read_step"]: [] for o in self.config["outputs"]}
+        out_vals = {}
+        spike_window = {o["name"]: torch.zeros((B,) + self.groups[o["group"]].shape, dtype=torch.int64)
+                        for o in self.config["outputs"] if self.groups[o["group"]].cfg["kind"] == "spiking"}
+        for t in range(self.L):
+            new_spikes = {}
+            for name, g in self.groups.items():
+                a = torch.zeros((B,) + g.shape, dtype=torch.int64)
+                for p in g.projections:
+                    if p.host:
+                        continue
+                    ts = t - 1 - p.delay
+                    if p.source == in_name:
+                        if not spikes_in or ts < 0 or ts >= self.T:
+                            continue
+                        src = x[ts]
+                    else:
+                        h = hist[p.source]
+                        back = t - 1 - ts  # 0 = previous step
+                        if ts < 0 or back >= len(h):
+                            continue
+                        src = h[-1 - back].to(torch.float64)
+                    acc = torch.round(apply_ops(src, p.ops, p.weight)).to(torch.int64).reshape(a.shape)
+                    acc = acc << p.weight_exp if p.weight_exp >= 0 else acc >> (-p.weight_exp)
+                    a += acc
+                if a.numel():
+                    lo, hi = torch.aminmax(a)
+                    res.max_abs_input[name] = max(res.max_abs_input[name], int(-lo), int(hi))
+                u, v = state[name]
+                a <<= fp["act_shift"]
+                u = a if g.du_eff >= 4096 else _decay(u, g.du_eff).add_(a)
+                lo, hi = torch.aminmax(u)
+                if hi > umax or lo <= -umax:  # 24-bit wrap-around, as lava (rare: only on overflow)
+                    u = torch.where(u > umax, u - 2 * umax, u)
+                    u = torch.where(u <= -umax, u + 2 * umax, u)
+                bias = host[name] if (name in host and t < self.T) else g.bias_const
+                v = (v.clone() if g.dv_eff == 0 else _decay(v, g.dv_eff)).add_(u).add_(bias)
+                v.clamp_(-umax + 1, umax - 1)
+                s = v > g.vth
+                v.masked_fill_(s, 0)
+                state[name] = [u, v]
+                new_spikes[name] = s
+                res.spikes[name] += s.reshape(B, -1).sum(0, dtype=torch.float64)
+                res.active[name] += ((v != 0).logical_or_(s).logical_or_(u != 0)).reshape(B, -1).sum(
+                    0, dtype=torch.float64)
+            for name, s in new_spikes.items():
+                hist[name].append(s)
+                if len(hist[name]) > self.max_delay + 1:
+                    hist[name].pop(0)
+            for o in self.config["outputs"]:
+                g = self.groups[o["group"]]
+                if g.cfg["kind"] == "spiking":
+                    if g.cfg["offset"] <= t < g.cfg["offset"] + self.T:
+                        spike_window[o["name"]] += new_spikes[o["group"]].to(torch.int64)
+                    if t == o["read_step"]:
+                        out_vals[o["name"]] = spike_window[o["name"]].clone()
+                elif t == o["read_step"]:
+                    out_vals[o["name"]] = state[o["group"]][1].clone()
+        return out_vals
+
+
+def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
+    """``sign(x) * ((|x| * (4096 - d)) >> 12)`` = the product divided by 2^12, truncated toward zero."""
+    return torch.div(x * (4096 - d), 4096, rounding_mode="trunc")
+
+
+def load_program(out_dir, target=None) -> Program:
+    """Load ``config.json`` + ``weights.npz`` from a compile output folder."""
+    import json
+    from pathlib import Path
+    from snnc.targets import load_target
+
+    out_dir = Path(out_dir)
+    try:
+        config = json.loads((out_dir / "config.json").read_text())
+        with np.load(out_dir / "weights.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError as e:
+        raise ValueError(f"{out_dir}: not a compile output folder (missing {Path(e.filename).name})") from None
+    return Program(config, arrays, target or load_target(config["target"]))
+
+
+def slice_counts_for(program: Program) -> dict:
+    """Per group and on-chip projection: ``[K slices, src]`` synapse counts for the final slices."""
+    out = {}
+    for g in program.config["groups"]:
+        chip = [p for p in g["projections"] if not p["host"]]
+        mws = [torch.as_tensor((np.asarray(program.arrays[p["weight_key"]]) != 0).astype(np.float32)) for p in chip]
+        bounds = [(s["start"], s["stop"]) for s in g["slices"]]
+        out[g["name"]] = M.count_slices(g, chip, mws, bounds)
+    return out

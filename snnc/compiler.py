@@ -1,0 +1,189 @@
+"""The compile driver: model file -> passes -> target configuration -> simulation -> report.
+
+Python API::
+
+    from snnc.compiler import compile_model
+    report = compile_model("models/fmnist_cnn.pt", out_dir="out", data="fashion-mnist")
+
+Output folder (written to a temporary sibling and renamed into place, so a
+failed compile never leaves a half-written folder)::
+
+    config.json   core map and fixed-point fields (see snnc.backends.loihi.compile)
+    weights.npz   integer weight mantissas and biases
+    graph.nir     the compiled (quantized) NIR graph, readable with nir.read
+    report.json   per-core resources, energy, accuracy (see README "Contract")
+    cores.png     per-core utilisation
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+
+from snnc import data as D
+from snnc.backends.loihi.compile import compile_graph
+from snnc.backends.loihi.energy import measure
+from snnc.backends.loihi.sim import Program, load_program, slice_counts_for
+from snnc.frontend import load_model
+from snnc.passes import DEFAULT_PIPELINE, PassContext, Pipeline
+from snnc.report import build_report, dumps, plot_utilisation
+from snnc.targets import load_target
+
+CALIBRATION_SAMPLES = 256
+
+
+class OutputExistsError(FileExistsError):
+    pass
+
+
+def save_npz(path: Path, arrays: dict) -> None:
+    """Deterministic ``.npz`` (sorted keys, fixed zip timestamps), readable with ``numpy.load``."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(arrays):
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            info = zipfile.ZipInfo(key + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buf.getvalue())
+
+
+def _dataset_source(name: str, split: str, n: int, data_dir) -> str:
+    if name == "fashion-mnist":
+        return f"Fashion-MNIST {split} split, first {n:,} images ({D.find_fashion_mnist(data_dir)})"
+    return f"scikit-learn digits {split} split, first {n:,} images"
+
+
+def float_accuracy(module, graph, x: np.ndarray, y: np.ndarray, num_steps: int, batch_size: int = 500) -> float:
+    """Float accuracy: the torch module when there is one, else snnc's NIR reference executor."""
+    from snnc.neurons import run_float
+    from snnc.reference import run_graph
+
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(y), batch_size):
+            xb = torch.from_numpy(x[i:i + batch_size])
+            if module is not None:
+                out = run_float(module, xb, num_steps)[-1]
+            else:
+                out = run_graph(graph, xb, num_steps)[0][-1]
+            correct += int((out.argmax(1).numpy() == y[i:i + batch_size]).sum())
+    return correct / len(y)
+
+
+def simulate(program: Program, x: np.ndarray, y: np.ndarray | None, batch_size: int = 500, progress=None) -> dict:
+    """Run the bit-accurate simulation; return accuracy (if labels), activity and energy figures."""
+    res = program.run(x, batch_size=batch_size, progress=progress)
+    out = {"result": res, "metrics": measure(program, res, slice_counts_for(program))}
+    if y is not None:
+        out["accuracy"] = float((res.scores().reshape(len(y), -1).argmax(1) == y).mean())
+    return out
+
+
+def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: str = "loihi-sim",
+                  passes: str = DEFAULT_PIPELINE, data: str | None = None, data_dir=None, limit: int | None = None,
+                  max_cores: int | None = None, trust_pickle: bool = False, dt: float | None = None,
+                  num_steps: int | None = None, input_shape=None, seed: int = 0, batch_size: int = 500,
+                  force: bool = False, progress=None, log=None) -> dict:
+    """Compile ``model`` for ``target`` into ``out_dir``; returns the report dict.
+
+    Args:
+        data: ``"fashion-mnist"`` or ``"digits"``: calibrate on the first 256 training
+            images, evaluate float and compiled accuracy on the test split (``limit`` samples).
+        max_cores: fail (DesignRuleError) when the model needs more cores.
+        progress: callable(stage: str, done: int, total: int) for long work.
+        log: callable(str) for one-line status messages.
+
+    Raises:
+        OutputExistsError: ``out_dir`` exists and is not empty (and not ``force``).
+        ModelLoadError, UnsupportedNodeError, DesignRuleError, DataNotFoundError.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not force:
+        raise OutputExistsError(f"{out_dir} exists and is not empty; pass --force to replace it")
+    say = log or (lambda s: None)
+    tgt = load_target(target)
+    if tgt.backend != "loihi":
+        raise ValueError(f"target {tgt.name!r} uses backend {tgt.backend!r}, which this snnc does not have")
+    graph, module, info = load_model(model, trust_pickle=trust_pickle, dt=dt, input_shape=input_shape,
+                                     num_steps=num_steps)
+    T = num_steps or info.get("num_steps") or (graph.metadata or {}).get("snnc.num_steps")
+    if T is None:
+        raise ValueError("the number of time steps T is unknown for this model; pass --num-steps")
+    graph.metadata = dict(graph.metadata or {}, **{"snnc.num_steps": int(T)})
+    calib = xte = yte = None
+    if data:
+        calib, _ = D.load(data, "train", data_dir, limit=CALIBRATION_SAMPLES)
+        xte, yte = D.load(data, "test", data_dir, limit=limit)
+    ctx = PassContext(target=tgt, calibration=calib, num_steps=int(T), seed=seed)
+    pipe = Pipeline(passes)
+    say(f"passes: {', '.join(n for n, _ in pipe.passes)}")
+    compiled = pipe.run(graph, ctx)
+    say("mapping onto cores")
+    config, arrays, _ = compile_graph(compiled, tgt, max_cores=max_cores)
+    program = Program(config, arrays, tgt)
+    metrics = accuracy = None
+    if data:
+        say(f"float model on {len(yte):,} test samples")
+        f_acc = float_accuracy(module, graph, xte, yte, int(T), batch_size)
+        cb = (lambda n: progress("simulate", n, len(yte))) if progress else None
+        say(f"bit-accurate simulation on {len(yte):,} test samples")
+        sim = simulate(program, xte, yte, batch_size, cb)
+        metrics = sim["metrics"]
+        accuracy = {"source": _dataset_source(data, "test", len(yte), data_dir), "samples": int(len(yte)),
+                    "float": f_acc, "compiled": sim["accuracy"]}
+    model_info = {"path": str(model), "kind": info.get("kind"), "num_steps": int(T)}
+    if info.get("meta"):
+        model_info["card"] = {k: info["meta"][k] for k in sorted(info["meta"]) if k in (
+            "float_test_accuracy", "seed", "epochs", "dt", "command")}
+    report = build_report(config, tgt, metrics, accuracy, ctx.log, model_info)
+    _write_outputs(out_dir, config, arrays, compiled, report, force)
+    return report
+
+
+def _write_outputs(out_dir: Path, config, arrays, graph, report, force: bool) -> None:
+    parent = out_dir.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    try:
+        (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
+        save_npz(tmp / "weights.npz", arrays)
+        nir.write(str(tmp / "graph.nir"), graph)
+        (tmp / "report.json").write_text(dumps(report))
+        plot_utilisation(report, tmp / "cores.png")
+        if out_dir.exists():
+            if not force:
+                raise OutputExistsError(f"{out_dir} appeared while compiling")
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
+            os.replace(out_dir, old / "x")
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None, batch_size: int = 500,
+                    progress=None) -> dict:
+    """Re-run the simulation of a compile output folder; returns the ``snnc simulate --json`` object."""
+    program = load_program(out_dir)
+    x, y = D.load(data, "test", data_dir, limit=limit)
+    cb = (lambda n: progress("simulate", n, len(y))) if progress else None
+    sim = simulate(program, x, y, batch_size, cb)
+    m = sim["metrics"]
+    return {"accuracy": sim["accuracy"], "samples": int(len(y)), "source": _dataset_source(data, "test", len(y), data_dir),
+            "synops_per_inference": m["per_inference"]["synops"],
+            "spikes_per_inference": m["per_inference"]["spikes"],
+            "energy_per_inference_pJ": m["energy"]["per_inference_pJ"],
+            "energy_breakdown_pJ": m["energy"]["breakdown"],
+            "latency_steps": program.L, "cores": len(program.config["cores"]), "target": program.config["target"]}
