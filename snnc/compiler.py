@@ -123,6 +123,11 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
     if data:
         calib, _ = D.load(data, "train", data_dir, limit=CALIBRATION_SAMPLES)
         xte, yte = D.load(data, "test", data_dir, limit=limit)
+        want = next(n for n in graph.nodes.values() if isinstance(n, nir.Input)).input_type
+        want = tuple(int(v) for v in next(iter(want.values())))
+        if tuple(xte.shape[1:]) != want:
+            raise ValueError(f"dataset {data!r} has samples of shape {tuple(xte.shape[1:])}, "
+                             f"the model's input is {want}")
     ctx = PassContext(target=tgt, calibration=calib, num_steps=int(T), seed=seed)
     pipe = Pipeline(passes)
     say(f"passes: {', '.join(n for n, _ in pipe.passes)}")
@@ -178,6 +183,9 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
     """Re-run the simulation of a compile output folder; returns the ``snnc simulate --json`` object."""
     program = load_program(out_dir)
     x, y = D.load(data, "test", data_dir, limit=limit)
+    if tuple(x.shape[1:]) != tuple(program.config["input"]["shape"]):
+        raise ValueError(f"dataset {data!r} has samples of shape {tuple(x.shape[1:])}, "
+                         f"the compiled model's input is {tuple(program.config['input']['shape'])}")
     cb = (lambda n: progress("simulate", n, len(y))) if progress else None
     sim = simulate(program, x, y, batch_size, cb)
     m = sim["metrics"]

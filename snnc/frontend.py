@@ -290,10 +290,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, or a pickled module (needs --trust-pickle)
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        if "Unsupported global" in str(e):  # a pickled object (not a plain checkpoint dict)
             raise ModelLoadError(f"{path}: holds pickled Python objects, not an snnc checkpoint; "
                                  "load it only if you trust it, with --trust-pickle") from None
-        raise ModelLoadError(f"{path}: cannot be read as a checkpoint ({msg})") from None
+        detail = "unreadable pickle stream" if "Unsupported operand" in str(e) else msg
+        raise ModelLoadError(f"{path}: cannot be read as a checkpoint ({detail})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "snnc-checkpoint":
         raise ModelLoadError(f"{path}: not an snnc checkpoint (expected a dict with format='snnc-checkpoint')")
     arch = ckpt.get("arch")

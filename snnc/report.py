@@ -66,7 +66,8 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
                    for g in config["groups"]],
         "limits": {"core": dict(lim), "source": src.get("core"), "synapse_format": src.get("synapse_format")},
         "energy": energy,
-        "pipeline": pipeline_log or [],
+        # wall times are left out: the same input and seed give byte-identical files
+        "pipeline": [{k: v for k, v in e.items() if k != "time_s"} for e in (pipeline_log or [])],
     }
     if metrics:
         energy["per_inference_pJ"] = metrics["energy"]["per_inference_pJ"]

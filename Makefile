@@ -1,0 +1,42 @@
+# snnc: set-up, main job and tests. Re-running is quick and safe (steps are skipped when done).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OUT    ?= out/fmnist
+LIMIT  ?=
+DATA_LIMIT := $(if $(LIMIT),--limit $(LIMIT),)
+
+.PHONY: setup data run test bench golden clean
+
+## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt
+setup: $(VENV)/.snnc-installed
+
+$(VENV)/.snnc-installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+## data: Fashion-MNIST (Debian package dataset-fashion-mnist), or instructions
+data:
+	scripts/get-data.sh
+
+## run: compile the bundled model, evaluate float and compiled accuracy on the 10,000 test images, print the report
+run: setup data
+	$(BIN)/snnc compile models/fmnist_cnn.pt --target loihi-sim -o $(OUT) --data fashion-mnist $(DATA_LIMIT) --force
+
+## test: the test suite (tests that need Fashion-MNIST or ../shared fixtures skip with a reason when absent)
+test: setup
+	scripts/get-data.sh --optional
+	$(BIN)/python -m pytest -q
+
+## bench: compile time and simulation throughput (prints figures and ratios)
+bench: setup data
+	$(BIN)/python bench/bench_compile_sim.py
+
+## golden: regenerate tests/golden/*.json on purpose (review the diff before committing)
+golden: setup
+	SNNC_REGEN_GOLDEN=1 $(BIN)/python -m pytest -q tests/test_golden.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

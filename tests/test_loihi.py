@@ -1,0 +1,237 @@
+"""loihi-sim backend: bit accuracy against an independent transcription of lava-nc's fixed-point
+LIF + Dense equations, mapping limits, design rules, memory accounting."""
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from snnc.backends.loihi import mapping as M
+from snnc.backends.loihi.compile import compile_graph
+from snnc.backends.loihi.sim import Program
+from snnc.frontend import trace
+from snnc.neurons import CubaLIF, Integrator
+from snnc.passes import PassContext, Pipeline
+from snnc.reference import run_graph
+from snnc.targets import load_target
+
+from conftest import TinySNN, digits_batch
+
+TARGET = load_target("loihi-sim")
+
+
+# ------------------------------------------------------------------ lava transcription
+def lava_lif_step(u, v, a_in, du, dv, bias, vth):
+    """lava-nc src/lava/proc/lif/models.py AbstractPyLifModelFixed.subthr_dynamics + PyLifModelBitAcc."""
+    max_uv = 2 ** 23
+    dc = np.int64(u) * (4096 - (du + 1))
+    dc = np.sign(dc) * np.right_shift(np.abs(dc), 12)
+    dc = dc + np.left_shift(a_in, 6)
+    w = np.where(dc > max_uv, dc - 2 * max_uv, dc)
+    w = np.where(w <= -max_uv, dc + 2 * max_uv, w)
+    u = w
+    dvv = np.int64(v) * (4096 - dv)
+    dvv = np.sign(dvv) * np.right_shift(np.abs(dvv), 12)
+    v = np.clip(dvv + u + bias, -max_uv + 1, max_uv - 1)
+    s = v > (vth << 6)
+    v = np.where(s, 0, v)
+    return u, v, s
+
+
+def lava_dense(weights, s_in, weight_exp):
+    """lava-nc src/lava/proc/dense/models.py PyDenseModelBitAcc accumulation."""
+    a = weights[:, s_in.astype(bool)].sum(axis=1).astype(np.int64)
+    return np.left_shift(a, weight_exp) if weight_exp > 0 else np.right_shift(a, -weight_exp)
+
+
+def lava_chain(layers, spikes_in, steps):
+    """layers: [(W int [out,in], weight_exp, du, dv, bias int [out], vth_mant)]; Dense buffers one step."""
+    n = len(layers)
+    u = [np.zeros(W.shape[0], np.int64) for W, *_ in layers]
+    v = [np.zeros(W.shape[0], np.int64) for W, *_ in layers]
+    a_buff = [np.zeros(W.shape[0], np.int64) for W, *_ in layers]
+    spikes = [np.zeros((steps, W.shape[0]), bool) for W, *_ in layers]
+    vtrace = [np.zeros((steps, W.shape[0]), np.int64) for W, *_ in layers]
+    for t in range(steps):
+        a_now = [a.copy() for a in a_buff]
+        for i, (W, e, du, dv, bias, vth) in enumerate(layers):
+            u[i], v[i], s = lava_lif_step(u[i], v[i], a_now[i], du, dv, bias, vth)
+            spikes[i][t], vtrace[i][t] = s, v[i]
+        for i, (W, e, *_rest) in enumerate(layers):
+            src = spikes_in[t] if (i == 0 and t < len(spikes_in)) else (
+                np.zeros(W.shape[1], bool) if i == 0 else spikes[i - 1][t])
+            a_buff[i] = lava_dense(W, src, e)
+    return spikes, vtrace
+
+
+def _hand_config(layers, n_in, T):
+    groups, arrays = [], {}
+    prev = "input"
+    for i, (W, e, du, dv, bias, vth) in enumerate(layers):
+        name = f"g{i}"
+        arrays[f"{name}.bias_mant"] = bias.astype(np.int32)
+        arrays[f"{name}.p0.weight"] = W.astype(np.int32)
+        groups.append({"name": name, "kind": "spiking", "shape": [W.shape[0]], "size": W.shape[0], "du": du, "dv": dv,
+                       "vth_mant": vth, "bias_exp": 0, "host_bias_exp": -1, "scale": 1.0, "reset": "zero",
+                       "offset": i + 1, "slices": [{"core": i, "start": 0, "stop": W.shape[0]}],
+                       "projections": [{"source": prev, "source_shape": [W.shape[1]], "ops": [{"op": "dense"}],
+                                        "weight_key": f"{name}.p0.weight", "weight_exp": e, "delay": 0,
+                                        "host": False, "recurrent": False, "synapses": int((W != 0).sum())}]})
+        prev = name
+    L = T + len(layers)
+    cfg = {"format": "snnc-loihi-sim", "version": 1, "target": "loihi-sim", "num_steps": T, "dt": 1e-3,
+           "latency_steps": L, "input": {"name": "input", "shape": [n_in], "encoding": "spikes"},
+           "outputs": [{"name": "output", "group": prev, "read_step": L - 1}], "groups": groups,
+           "cores": [{"core": i} for i in range(len(layers))]}
+    return cfg, arrays
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bit_exact_against_lava_equations(seed):
+    rng = np.random.default_rng(seed)
+    n_in, T = 12, 12
+
+    def w(o, i):
+        return (2 * rng.integers(-128, 128, size=(o, i))).astype(np.int64)  # even, [-256, 254]
+
+    layers = [
+        (w(16, n_in), -2, 3000, 500, rng.integers(-4096, 4096, 16), 50),   # CUBA, negative weight_exp
+        (w(8, 16), 7, 4095, 0, rng.integers(-2000, 2000, 8), 131071),      # large input: u wraps, v clips
+        (w(5, 8), 0, 100, 4095, np.zeros(5, np.int64), 1),                 # slow current, fast voltage decay
+    ]
+    spikes_in = rng.random((T, 3, n_in)) < 0.4                           # batch of 3 samples
+    cfg, arrays = _hand_config(layers, n_in, T)
+    prog = Program(cfg, arrays, TARGET)
+    res = prog.run(spikes_in.astype(np.float32))
+    wrapped = False
+    for b in range(3):
+        sp, vt = lava_chain(layers, spikes_in[:, b], prog.L)
+        for i in range(3):
+            wrapped |= bool(np.abs(vt[i]).max() >= 2 ** 23 - 1)
+        # totals per neuron over the run must match for every layer
+        if b == 0:
+            totals = [s.sum(0) for s in sp]
+        else:
+            totals = [tt + s.sum(0) for tt, s in zip(totals, sp)]
+    for i in range(3):
+        np.testing.assert_array_equal(res.spikes[f"g{i}"].numpy(), totals[i])
+    assert wrapped  # the case exercises the 24-bit limits
+    assert sum(t.sum() for t in totals) > 0
+
+
+def test_spike_counts_readout_window():
+    rng = np.random.default_rng(4)
+    layers = [((2 * rng.integers(-30, 128, size=(6, 5))).astype(np.int64), 0, 4095, 400, np.zeros(6, np.int64), 100)]
+    spikes_in = rng.random((10, 2, 5)) < 0.5
+    cfg, arrays = _hand_config(layers, 5, 10)
+    res = Program(cfg, arrays, TARGET).run(spikes_in.astype(np.float32))
+    for b in range(2):
+        sp, _ = lava_chain(layers, spikes_in[:, b], 11)
+        np.testing.assert_array_equal(res.scores()[b], sp[0][1:11].sum(0))
+
+
+# ------------------------------------------------------------------ memory and mapping
+def test_axon_bits_matches_nengo_loihi_formula():
+    fmt = TARGET["synapse_format"]
+    bpw = 8 + 10
+    counts = torch.tensor([0, 1, 64, 65, 200])
+    bits = M.axon_bits(counts, bpw, fmt).tolist()
+    # per block of <= 64 synapses: n*bpw + 4 + 6 bits, rounded up to 64-bit words
+    assert bits == [0, 64, 1216, 1216 + 64, 3 * 1216 + -(-(8 * bpw + 10) // 64) * 64]
+    assert M.index_bits(10, fmt) == 6 and M.index_bits(100, fmt) == 7 and M.index_bits(1024, fmt) == 10
+
+
+def test_neuron_order_channel_last():
+    perm = M.neuron_order((2, 2, 2))
+    assert perm.tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+def _compiled(model, x, T=6, max_cores=None, **kw):
+    g = trace(model, tuple(x.shape[1:]), num_steps=T)
+    ctx = PassContext(target=TARGET, calibration=x, num_steps=T)
+    q = Pipeline("fold_bn,quantize").run(g, ctx)
+    return g, q, compile_graph(q, TARGET, max_cores=max_cores, **kw)
+
+
+def test_every_core_within_limits_and_sim_matches_float():
+    x = digits_batch(200, seed=2)
+    g, q, (cfg, arrays, viol) = _compiled(TinySNN(channels=8), x)
+    assert viol == []
+    lim = TARGET["core"]
+    for c in cfg["cores"]:
+        assert c["neurons"] <= lim["neurons"] and c["axons_in"] <= lim["axons_in"]
+        assert c["axons_out"] <= lim["axons_out"] and c["memory_bits"] <= lim["synapse_memory_bits"]
+    assert sum(c["neurons"] for c in cfg["cores"]) == 8 * 64 + 6 * 16 + 10
+    res = Program(cfg, arrays, TARGET).run(x)
+    fq, _ = run_graph(q, x, 6)
+    agree = (res.scores().argmax(1) == fq[-1].numpy().argmax(1)).mean()
+    assert agree > 0.9
+    # offsets: host-driven lif1 at 0, lif2 at 1, readout at 2; read after T - 1 + 2 steps
+    assert [gg["offset"] for gg in cfg["groups"]] == [0, 1, 2] and cfg["outputs"][0]["read_step"] == 7
+
+
+def test_large_layer_is_split_across_cores():
+    cfg, _, viol = compile_graph(_wide_model(), TARGET)
+    lif_cores = {s["core"] for s in cfg["groups"][0]["slices"]}
+    assert viol == [] and len(lif_cores) > 3  # 3000 inputs x 2500 neurons: memory bound
+    for c in cfg["cores"]:
+        assert c["memory_bits"] <= TARGET["core"]["synapse_memory_bits"]
+        assert c["axons_in"] <= TARGET["core"]["axons_in"]
+
+
+def _wide_model():
+    torch.manual_seed(0)
+    m = nn.Sequential(OrderedDict([("fc1", nn.Linear(3000, 2500)), ("lif", CubaLIF((2500,))),
+                                   ("fc2", nn.Linear(2500, 10)), ("readout", Integrator((10,)))]))
+    x = np.random.default_rng(0).random((8, 3000)).astype(np.float32)
+    g = trace(m, (3000,), num_steps=2, input_encoding="spikes")
+    return Pipeline("fold_bn,quantize").run(g, PassContext(target=TARGET, calibration=x, num_steps=2))
+
+
+def test_max_cores_reports_limit_and_shortfall():
+    q = _wide_model()
+    need = len(compile_graph(q, TARGET)[0]["cores"])
+    with pytest.raises(M.DesignRuleError) as e:
+        compile_graph(q, TARGET, max_cores=2)
+    msg = str(e.value)
+    assert "[MAX_CORES]" in msg and "limit is 2" in msg and f"needs {need} cores" in msg
+    assert f"short by {need - 2} cores" in msg
+
+
+def test_subtractive_reset_and_fan_in_violations_all_reported():
+    torch.manual_seed(0)
+    m = nn.Sequential(OrderedDict([("fc1", nn.Linear(5000, 4)), ("lif", CubaLIF((4,), reset="subtract")),
+                                   ("fc2", nn.Linear(4, 2)), ("readout", Integrator((2,)))]))
+    x = np.random.default_rng(0).random((8, 5000)).astype(np.float32)
+    g = trace(m, (5000,), num_steps=2, input_encoding="spikes")
+    q = Pipeline("fold_bn,quantize").run(g, PassContext(target=TARGET, calibration=x, num_steps=2))
+    with pytest.raises(M.DesignRuleError) as e:
+        compile_graph(q, TARGET)
+    rules = {v.rule for v in e.value.violations}
+    assert {"RESET_MODE", "GROUP_FAN_IN", "CORE_AXONS_IN"} <= rules
+    fan = [v for v in e.value.violations if v.rule == "GROUP_FAN_IN"][0]
+    assert 4096 < fan.value <= 5000 and fan.limit == 4096  # sources with a non-zero 8-bit weight
+
+
+def test_unquantized_graph_is_refused(tiny):
+    from snnc.backends.loihi.compile import NotQuantizedError
+    g = trace(tiny, (1, 8, 8), num_steps=4)
+    with pytest.raises(NotQuantizedError, match="quantize"):
+        compile_graph(g, TARGET)
+
+
+def test_bundled_model_maps_and_compiles_close_to_float(bundled, fmnist):
+    from snnc.frontend import load_model
+    xtr, _, xte, yte = fmnist
+    g, m, info = load_model(bundled)
+    q = Pipeline("fold_bn,quantize").run(g, PassContext(target=TARGET, calibration=xtr, num_steps=8))
+    cfg, arrays, viol = compile_graph(q, TARGET)
+    assert viol == [] and len(cfg["cores"]) <= TARGET["chip"]["cores"]
+    res = Program(cfg, arrays, TARGET).run(xte[:200])
+    from snnc.neurons import run_float
+    with torch.no_grad():
+        fl = run_float(m, torch.from_numpy(xte[:200]), 8)[-1].argmax(1).numpy()
+    comp = res.scores().argmax(1)
+    assert (comp == fl).mean() > 0.95
+    assert abs((comp == yte[:200]).mean() - (fl == yte[:200]).mean()) <= 0.03

@@ -1,0 +1,113 @@
+import math
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from snnc.frontend import trace
+from snnc.ir import summarize
+from snnc.passes import REGISTRY, PassContext, Pipeline, parse_pipeline, register
+from snnc.passes.quantize import is_quantized
+from snnc.reference import run_graph
+from snnc.targets import load_target
+
+from conftest import TinySNN, digits_batch
+
+
+def test_parse_pipeline_options_and_errors():
+    assert parse_pipeline("fold_bn, quantize:weight_bits=6;headroom=1.5") == [
+        ("fold_bn", {}), ("quantize", {"weight_bits": 6, "headroom": 1.5})]
+    with pytest.raises(ValueError, match="unknown pass 'prune'"):
+        parse_pipeline("prune")
+    with pytest.raises(ValueError, match="unknown option"):
+        parse_pipeline("quantize:bits=4")
+    with pytest.raises(ValueError, match="key=value"):
+        parse_pipeline("quantize:bits")
+
+
+def test_custom_pass_registered_and_logged():
+    name = "test_scale_fc"
+    if name not in REGISTRY:
+        @register(name, "scale fc weights (test)", factor=2.0)
+        def _scale(graph, ctx, factor):
+            graph.nodes["fc"].weight = graph.nodes["fc"].weight * factor
+            ctx.note(scaled="fc")
+            return graph
+    g = trace(TinySNN(), (1, 8, 8), num_steps=4)
+    ctx = PassContext()
+    g2 = Pipeline(f"{name}:factor=3").run(g, ctx)
+    np.testing.assert_allclose(g2.nodes["fc"].weight, 3 * g.nodes["fc"].weight, rtol=1e-6)
+    entry = ctx.log[0]
+    assert entry["pass"] == name and entry["options"] == {"factor": 3} and entry["notes"] == {"scaled": "fc"}
+    assert set(entry["before"]) == {"neurons", "synapses", "parameters"}
+
+
+@pytest.fixture
+def quantized():
+    m = TinySNN()
+    g = trace(m, (1, 8, 8), num_steps=6)
+    ctx = PassContext(target=load_target("loihi-sim"), calibration=digits_batch(64, seed=5), num_steps=6)
+    return g, Pipeline("fold_bn,quantize").run(g, ctx), ctx
+
+
+def test_quantize_fields_in_range(quantized):
+    g, q, ctx = quantized
+    assert is_quantized(q) and not is_quantized(g)
+    fp = load_target("loihi-sim")["fixed_point"]
+    for name in ("lif1", "lif2", "readout"):
+        md = q.nodes[name].metadata["snnc.quant"]
+        assert 1 <= md["vth_mant"] <= 131071 and 0 <= md["du"] <= 4095 and 0 <= md["dv"] <= 4095
+        assert md["du"] == 4095  # tau_syn == dt: no current memory
+        assert 0 <= md["bias_exp"] <= 7 and np.abs(md["bias_mant"]).max() <= 4095
+    assert q.nodes["lif1"].metadata["snnc.quant"]["dv"] == round(4096 * 1e-3 / 5e-3)
+    assert q.nodes["readout"].metadata["snnc.quant"]["dv"] == 0
+    for name in ("conv2", "fc"):
+        qm = q.nodes[name].metadata["snnc.quant"]
+        assert fp["weight_exp_min"] <= qm["weight_exp"] <= fp["weight_exp_max"]
+    assert q.nodes["conv1"].metadata["snnc.quant"]["host"] is True  # direct input computed on the host
+
+
+def test_quantized_weights_on_integer_grid(quantized):
+    from snnc.groups import lower
+    _, q, _ = quantized
+    low = lower(q)
+    for gname, grp in low.groups.items():
+        s = q.nodes[gname].metadata["snnc.quant"]["scale"]
+        for p in grp.projections:
+            if p.host:
+                continue
+            e = q.nodes[p.weighted].metadata["snnc.quant"]["weight_exp"]
+            ints = p.weight * s / 2 ** (6 + e)
+            np.testing.assert_allclose(ints, np.rint(ints), atol=1e-3)
+            assert np.all(np.rint(ints) % 2 == 0) and ints.max() <= 254.001 and ints.min() >= -256.001
+
+
+def test_quantize_keeps_float_behaviour_close(quantized):
+    g, q, _ = quantized
+    x = digits_batch(200, seed=9)
+    a, _ = run_graph(g, x, 6)
+    b, _ = run_graph(q, x, 6)
+    agree = (a[-1].argmax(1) == b[-1].argmax(1)).double().mean().item()
+    assert agree > 0.9
+
+
+def test_quantize_deterministic():
+    def once():
+        g = trace(TinySNN(), (1, 8, 8), num_steps=6)
+        ctx = PassContext(target=load_target("loihi-sim"), calibration=digits_batch(64, seed=5), num_steps=6)
+        return summarize(Pipeline("fold_bn,quantize").run(g, ctx))
+    assert once() == once()
+
+
+def test_lower_weight_bits_coarser_grid():
+    g = trace(TinySNN(), (1, 8, 8), num_steps=6)
+    ctx = PassContext(target=load_target("loihi-sim"), calibration=digits_batch(64), num_steps=6)
+    q = Pipeline("fold_bn,quantize:weight_bits=4").run(g, ctx)
+    from snnc.groups import lower
+    grp = lower(q).groups["lif2"]
+    s = q.nodes["lif2"].metadata["snnc.quant"]["scale"]
+    p = grp.projections[0]
+    e = q.nodes[p.weighted].metadata["snnc.quant"]["weight_exp"]
+    ints = np.rint(p.weight * s / 2 ** (6 + e))
+    assert np.all(ints % 32 == 0)  # 4-bit mixed sign: step 2^(8-4+1)
