@@ -28,7 +28,11 @@ What it measures, in one run (all times with ``time.perf_counter``, wall clock, 
    ``--vgg-samples`` (64) random inputs.
 
 A small warm-up batch (``--warmup``, default 16 samples) is run once before each
-throughput measurement and not timed (first-call allocation / oneDNN setup).
+throughput measurement and not timed (first-call allocation / oneDNN setup). Each
+throughput figure is the median of ``--repeats`` (3) interleaved rounds (float, sim,
+float, sim, ...), so a change in machine load hits both sides alike; every round's
+time is printed too. Compile times are single runs. The load average at start and
+end is printed: on a shared machine the figures move with it.
 
 The last line of stdout is the JSON of all figures (also written to ``--json PATH``).
 """
@@ -169,26 +173,32 @@ def sim_predict(program: Program, x: np.ndarray, batch: int) -> tuple[np.ndarray
     return res.scores().reshape(len(x), -1).argmax(1), dt, res
 
 
-def throughput(model, program: Program, x: np.ndarray, T: int, batch: int, warmup: int,
+def throughput(model, program: Program, x: np.ndarray, T: int, batch: int, warmup: int, repeats: int,
                y: np.ndarray | None = None) -> dict:
+    """Time float and loihi-sim on the same ``x``; ``repeats`` interleaved rounds, median wall time used."""
     n = len(x)
     warm_float(model, x, T, warmup)
-    pf, tf = float_predict(model, x, T, batch)
     if warmup > 0:
         program.run(x[:warmup], batch_size=batch)
-    ps, ts, res = sim_predict(program, x, batch)
+    tfs, tss = [], []
+    pf = ps = res = None
+    for _ in range(max(1, repeats)):  # interleaved, so a change in machine load hits both sides alike
+        pf, tf = float_predict(model, x, T, batch)
+        ps, ts, res = sim_predict(program, x, batch)
+        tfs.append(tf)
+        tss.append(ts)
+    tf, ts = float(np.median(tfs)), float(np.median(tss))
     L = program.L
     f_sps = n * T / tf
     s_sps_L = n * L / ts
-    s_sps_T = n * T / ts
     spikes = sum(float(v.sum()) for v in res.spikes.values()) / n
     out = {
-        "samples": int(n), "batch_size": int(batch), "T": int(T), "L": int(L),
-        "float_s": tf, "sim_s": ts,
+        "samples": int(n), "batch_size": int(batch), "T": int(T), "L": int(L), "repeats": len(tfs),
+        "float_s": tf, "sim_s": ts, "float_s_all": tfs, "sim_s_all": tss,
         "float_samples_per_s": n / tf, "sim_samples_per_s": n / ts,
         "float_sample_steps_per_s_T": f_sps,
         "sim_sample_steps_per_s_L": s_sps_L,
-        "sim_sample_steps_per_s_T": s_sps_T,
+        "sim_sample_steps_per_s_T": n * T / ts,
         "ratio_sim_over_float_steps": s_sps_L / f_sps,   # loihi-sim (L basis) / float (T basis)
         "ratio_sim_over_float_samples": (n / ts) / (n / tf),
         "agreement": float((pf == ps).mean()),
@@ -235,8 +245,10 @@ def print_tp(title: str, r: dict, notes: list[str]) -> None:
     for n in notes:
         print(f"  note: {n}")
     _row("samples / batch", f"{r['samples']:,} / {r['batch_size']}")
-    _row("float run_float: wall", _f(r["float_s"]), "s")
-    _row("loihi-sim Program.run: wall", _f(r["sim_s"]), "s")
+    _row(f"float run_float: wall, median of {r['repeats']}", _f(r["float_s"]), "s")
+    _row(f"loihi-sim Program.run: wall, median of {r['repeats']}", _f(r["sim_s"]), "s")
+    _row("  all float runs", " ".join(f"{v:.2f}" for v in r["float_s_all"]), "s")
+    _row("  all loihi-sim runs", " ".join(f"{v:.2f}" for v in r["sim_s_all"]), "s")
     _row("float: samples/s", _f(r["float_samples_per_s"], 1))
     _row("loihi-sim: samples/s", _f(r["sim_samples_per_s"], 1))
     _row(f"float: sample*steps/s (T={r['T']})", _f(r["float_sample_steps_per_s_T"], 1))
@@ -263,9 +275,14 @@ def main(argv=None) -> int:
     ap.add_argument("--vgg-steps", type=int, default=8, help="T for the VGG net")
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--warmup", type=int, default=16, help="untimed warm-up samples before each throughput run")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="interleaved timing rounds per throughput figure (median reported)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     ap.add_argument("--json", default=None, help="also write the JSON figures to this path")
     args = ap.parse_args(argv)
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t_start = _t()
     target = load_target(TARGET)
     machine = {
@@ -314,11 +331,17 @@ def main(argv=None) -> int:
         notes.append("trace stage = snnc.frontend.trace")
     c1 = compile_timed(get_graph, calib, T, target)
     T = c1["figures"]["num_steps"]
+    ckpt_meta = {}
+    if not random_weights:
+        meta = (info_box.get("info") or {}).get("meta") or {}
+        ckpt_meta = {k: meta[k] for k in ("epochs", "float_test_accuracy", "command", "seed") if k in meta}
+        notes.append(f"checkpoint meta: {json.dumps(ckpt_meta, sort_keys=True)}")
     notes.append(f"calibration: first {CALIB_N} Fashion-MNIST training images "
                  f"(loaded in {t_calib:.3f} s, not counted in compile time); T = {T}")
     fm_model = info_box["module"]
     fm_model.eval()
     f1 = dict(c1["figures"], source=source, random_weights=random_weights, calibration_load_s=t_calib,
+              checkpoint_meta=ckpt_meta,
               calibration="Fashion-MNIST train[:256]")
     print_compile(f"1. compile: Fashion-MNIST CNN ({source})", f1, notes)
     results["fmnist_compile"] = f1
@@ -350,19 +373,20 @@ def main(argv=None) -> int:
     # ---- 3. throughput
     xte, yte = D.load_fashion_mnist("test", limit=args.samples)
     program = Program(c1["config"], c1["arrays"], target)
-    r3 = throughput(fm_model, program, xte, T, args.batch_size, args.warmup, y=yte)
+    r3 = throughput(fm_model, program, xte, T, args.batch_size, args.warmup, args.repeats, y=yte)
     print_tp(f"3. throughput: Fashion-MNIST CNN on {len(xte):,} Fashion-MNIST test images", r3,
              ["same inputs for both; float = run_float (torch.no_grad, float32), "
               "loihi-sim = Program.run (bit-accurate int64/float64)",
               f"float steps T = {T}; loihi-sim steps L = program.L = {program.L} (latency steps)",
-              f"{args.warmup} warm-up samples run once before each, untimed"])
+              f"{args.warmup} warm-up samples run once before each, untimed; {args.repeats} interleaved "
+              "rounds (float, sim, float, sim, ...), median wall time"])
     results["fmnist_throughput"] = r3
 
     if vgg is not None and args.vgg_samples > 0:
         rng = np.random.default_rng(SEED + 1)
         xv = rng.uniform(0.0, 1.0, size=(args.vgg_samples, 3, 32, 32)).astype(np.float32)
         pv = Program(c2["config"], c2["arrays"], target)
-        r4 = throughput(vgg, pv, xv, Tv, args.batch_size, min(args.warmup, 8), y=None)
+        r4 = throughput(vgg, pv, xv, Tv, args.batch_size, min(args.warmup, 8), args.repeats, y=None)
         print_tp(f"4. throughput: VGG-style SNN on {len(xv)} random uniform [0,1] inputs", r4,
                  [f"float steps T = {Tv}; loihi-sim steps L = {pv.L}; random weights, so agreement "
                   "reflects quantization on an untrained net"])

@@ -28,7 +28,7 @@ def _is_bn(node) -> bool:
 
 
 def fold_batchnorm(graph: nir.NIRGraph) -> nir.NIRGraph:
-    """Fold every foldable BatchNorm node in place; return the graph and list of folded names in metadata."""
+    """Fold every foldable BatchNorm node in place; returns ``(graph, folded names, not foldable names)``."""
     folded, kept = [], []
     for name in topological_order(graph):
         node = graph.nodes.get(name)

@@ -29,7 +29,8 @@ class PassContext:
 
     Attributes:
         target: target description (:class:`snnc.targets.Target`) or None.
-        calibration: calibration inputs ``[N, *input_shape]`` (float32) or None.
+        calibration: calibration inputs, ``[N, *input_shape]`` for direct (analog) input or
+            ``[T, N, *input_shape]`` for spike input; float32, or None.
         num_steps: T, time steps per sample.
         seed: seed for anything random.
         log: filled by the pipeline, one dict per pass.

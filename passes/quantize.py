@@ -7,16 +7,18 @@ For each neuron group (see :mod:`snnc.groups`) a float->integer voltage scale
     vThMant  = round(s * v_th / 2^6)                  17-bit unsigned (vth_eff = vThMant << 6)
     du       = round(4096 * dt / tau_syn) - 1         12-bit (ds_offset = 1: du = 4095 -> no current memory)
     dv       = round(4096 * dt / tau_mem)             12-bit (dv = 0 -> no leak)
-    weights  q = W * s / 2^(6 + weight_exp), even integers in [-256, 254]
+    weights  q = W * s / 2^(6 + weight_exp), even integers in [-256, 254]   (6 = act_shift)
              (8-bit mixed-sign: lava truncates one LSB), one weight_exp in -7..7 per projection
     bias     s * b = bias_mant << bias_exp, 13-bit signed mantissa, bias_exp 0..7
 
 ``s`` is the largest value that keeps every field in range: the largest
 weight fits the mantissa at weight_exp = 7, the largest bias fits at
-bias_exp = 7, and for spiking groups vth_eff <= 2^21 (a quarter of the 24-bit
+bias_exp = 7, for spiking groups vth_eff <= 2^21 (a quarter of the 24-bit
 voltage range), for non-spiking readouts the largest voltage seen on the
 calibration data (times ``headroom``) stays below vth_eff at vThMant = 131071,
-so a readout never fires. Without calibration data a worst-case bound is used
+so a readout never fires, and the largest current u (times ``headroom``) stays
+inside its 24 bits (u accumulates up to 1/(1 - alpha) times the per-step input
+when tau_syn > dt). Without calibration data worst-case bounds are used
 (inputs assumed in [-1, 1]).
 
 The pass is "fake quantization" on the NIR graph: weights, thresholds, decays
@@ -34,13 +36,13 @@ import math
 
 import nir
 import numpy as np
+import torch
 
 from snnc.groups import Group, Lowered, lower
 from snnc.ir import NEURON_TYPES
 from snnc.passes.manager import PassContext, register
 from snnc.targets import load_target
 
-V_SPIKING_LIMIT = 2 ** 21
 
 
 def weight_step(weight_bits: int) -> int:
@@ -60,10 +62,10 @@ def quantize_weights(w: np.ndarray, scale: float, fp: dict, weight_bits: int) ->
     qmax = 256 - weight_step(weight_bits)
     if m == 0:
         return np.zeros(w.shape, np.int32), 0
-    e = math.ceil(math.log2(m * scale / (2 ** fp["weight_shift"] * qmax)) - 1e-12)
+    e = math.ceil(math.log2(m * scale / (2 ** fp["act_shift"] * qmax)) - 1e-12)
     e = int(min(max(e, fp["weight_exp_min"]), fp["weight_exp_max"]))
     step = weight_step(weight_bits)
-    q = step * np.rint(w * scale / 2 ** (fp["weight_shift"] + e) / step)
+    q = step * np.rint(w * scale / 2 ** (fp["act_shift"] + e) / step)
     return np.clip(q, -256, qmax).astype(np.int32), e
 
 
@@ -79,7 +81,7 @@ def split_bias(b_int: np.ndarray, fp: dict) -> tuple[np.ndarray, int]:
 
 
 def decays(g: Group, fp: dict) -> tuple[int, int]:
-    one = 2 ** fp["decay_bits"]
+    one = 2 ** fp["decay_bits"]  # decay_unity (lava: 2**12)
     du = np.rint(one * (1 - g.alpha)) - fp["ds_offset"]
     dv = np.rint(one * (1 - g.beta)) - fp["dm_offset"]
     if np.ptp(du) or np.ptp(dv):
@@ -112,13 +114,60 @@ def _bound_host(g: Group) -> float:
     return float(np.max(tot)) if np.size(tot) else 0.0
 
 
-def _readout_vmax(graph, g: Group, ctx: PassContext, num_steps: int | None) -> float:
-    if ctx.calibration is not None and num_steps:
-        from snnc.reference import run_graph
-        _, rec = run_graph(graph, ctx.calibration[:256], num_steps, record=(g.name,))
-        vmax = float(rec[g.name].abs().max())
-        if vmax > 0:
-            return vmax
+def calibration_stats(graph, lowered: Lowered, ctx: PassContext, num_steps: int | None) -> dict | None:
+    """Largest |v| and |u| (u: the current in voltage units, what Loihi's u holds) of every group
+    in a float32 reference run on up to 256 calibration samples; None without calibration data."""
+    if ctx.calibration is None:
+        return None
+    from snnc.reference import run_graph
+    spikes = (graph.metadata or {}).get("snnc.input_encoding") == "spikes"
+    names = list(lowered.groups)
+    record = tuple(f"{n}#{v}" for n in names for v in ("i", "v", "x"))
+    calib = np.asarray(ctx.calibration, np.float32)
+    in_shape = next(iter(lowered.inputs.values()))
+    want = len(in_shape) + (2 if spikes else 1)
+    if calib.ndim != want or tuple(calib.shape[-len(in_shape):]) != tuple(in_shape):
+        layout = "[T, N, *input_shape] spikes" if spikes else "[N, *input_shape]"
+        raise ValueError(f"calibration data of shape {calib.shape} does not fit the graph: expected {layout} "
+                         f"with input_shape {tuple(in_shape)} (input encoding {'spikes' if spikes else 'direct'})")
+    if spikes:  # time-major [T, N, *input_shape] event data
+        _, rec = run_graph(graph, calib[:, :256], None, record=record, dtype=torch.float32)
+    elif num_steps:
+        _, rec = run_graph(graph, calib[:256], num_steps, record=record, dtype=torch.float32)
+    else:
+        return None
+    stats = {}
+    for n, g in lowered.groups.items():
+        node = graph.nodes[n]
+        if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
+            gv = torch.as_tensor(g.dt / np.asarray(node.tau_mem, np.float64) * np.asarray(node.r, np.float64))
+            u = (rec[f"{n}#i"].double() * gv).abs().max()
+        else:
+            u = (rec[f"{n}#x"].double() * torch.as_tensor(g.weight_gain)).abs().max()
+        stats[n] = {"u": float(u), "v": float(rec[f"{n}#v"].abs().max())}
+    return stats
+
+
+def _u_bound(g: Group) -> float:
+    """Worst-case |u| (voltage units) from on-chip projections: per-step input bound / (1 - alpha)."""
+    per_step = np.zeros(g.size)
+    for p in g.projections:
+        if p.host:
+            continue
+        w = np.abs(p.weight)
+        rows = w.reshape(w.shape[0], -1).sum(1)
+        k = 1
+        for op in p.ops:
+            if op["op"] == "sum_pool2d":
+                k *= int(np.prod(op["kernel"]))
+        per_step += np.broadcast_to(rows.repeat(g.size // rows.size), (g.size,)) * k
+    alpha = float(np.max(g.alpha))
+    return float(per_step.max() / max(1.0 - alpha, 1e-9)) if per_step.size else 0.0
+
+
+def _readout_vmax(graph, g: Group, stats: dict | None, num_steps: int | None) -> float:
+    if stats is not None and stats[g.name]["v"] > 0:
+        return stats[g.name]["v"]
     if not num_steps:
         raise ValueError(f"readout group {g.name!r}: need T (num_steps) or calibration data to bound its voltage")
     per_step = np.zeros(g.size)
@@ -133,10 +182,15 @@ def _readout_vmax(graph, g: Group, ctx: PassContext, num_steps: int | None) -> f
 
 @register("quantize", "weights to 8-bit mantissa + per-projection power-of-two exponent, vThMant, du/dv "
           "and bias mantissa/exponent (Loihi fixed point); writes the quantized values back (fake quant) "
-          "and the formats into node metadata", target="loihi-sim", weight_bits=8, headroom=2.0)
-def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "loihi-sim", weight_bits: int = 8,
+          "and the formats into node metadata", target="", weight_bits=8, headroom=2.0)
+def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weight_bits: int = 8,
                   headroom: float = 2.0) -> nir.NIRGraph:
-    tgt = ctx.target if ctx.target is not None and ctx.target.name == target else load_target(target)
+    """``target``: a target name or TOML path; empty = the context's target (else loihi-sim)."""
+    if target:
+        tgt = ctx.target if ctx.target is not None and target in (ctx.target.name, str(ctx.target.path)) \
+            else load_target(target)
+    else:
+        tgt = ctx.target if ctx.target is not None else load_target("loihi-sim")
     fp = dict(tgt["fixed_point"])
     lowered = lower(graph)
     T = ctx.num_steps or lowered.num_steps
@@ -145,6 +199,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "loihi-si
         for p in g.projections:
             if owner.setdefault(p.weighted, g.name) != g.name:
                 raise ValueError(f"weighted node {p.weighted!r} feeds two neuron groups; not supported by quantize")
+    stats = calibration_stats(graph, lowered, ctx, T)
     qmax = 256 - weight_step(weight_bits)
     bias_lim = (2 ** (fp["bias_mant_bits"] - 1) - 1) * 2 ** fp["bias_exp_max"]
     notes = {}
@@ -163,7 +218,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "loihi-si
             hb = float(np.abs(const_bias).max())
         cands = {}
         if m > 0:
-            cands["weights"] = qmax * 2 ** (fp["weight_shift"] + fp["weight_exp_max"]) / m
+            cands["weights"] = qmax * 2 ** (fp["act_shift"] + fp["weight_exp_max"]) / m
         if hb > 0:
             cands["bias"] = bias_lim / hb
         if g.kind == "spiking":
@@ -172,10 +227,15 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "loihi-si
                 raise ValueError(f"group {g.name!r} has per-neuron thresholds; run fold_bn (thresholds=true) first")
             if th <= 0:
                 raise ValueError(f"group {g.name!r}: threshold must be > 0, got {th}")
-            cands["threshold"] = V_SPIKING_LIMIT / th
+            # vth_eff at most a quarter of the voltage range, and within vThMant's field
+            cands["threshold"] = min(2 ** (fp["uv_bits"] - 3), fp["vth_mant_max"] * 2 ** fp["vth_shift"]) / th
         else:
-            vmax = _readout_vmax(graph, g, ctx, T)
+            vmax = _readout_vmax(graph, g, stats, T)
             cands["voltage"] = fp["vth_mant_max"] * 2 ** fp["vth_shift"] / (headroom * max(vmax, 1e-12))
+        if chip:  # u holds the on-chip current: keep it inside 24 bits (lava wraps it around)
+            umax = stats[g.name]["u"] if stats is not None else _u_bound(g)
+            if umax > 0:
+                cands["current"] = 2 ** (fp["uv_bits"] - 1) / (headroom * umax)
         limiter = min(cands, key=cands.get)
         s = float(cands[limiter])
         du, dv = decays(g, fp)
@@ -192,11 +252,11 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "loihi-si
         for p in chip:
             q, e = quantize_weights(p.weight, s, fp, weight_bits)
             wn = graph.nodes[p.weighted]
-            deq = q.astype(np.float64) * 2 ** (fp["weight_shift"] + e) / s
+            deq = q.astype(np.float64) * 2 ** (fp["act_shift"] + e) / s
             wn.weight = (deq / p.factor).astype(np.float32)
             wn.metadata = dict(wn.metadata or {}, **{"snnc.quant": {
                 "target": tgt.name, "weight_exp": int(e), "weight_bits": int(weight_bits), "group": g.name,
-                "scale": s, "clipped": int(np.sum(np.abs(p.weight * s / 2 ** (fp["weight_shift"] + e)) > qmax + 1))}})
+                "scale": s, "clipped": int(np.sum(np.abs(p.weight * s / 2 ** (fp["act_shift"] + e)) > qmax + 1))}})
             if isinstance(wn, (nir.Affine, nir.Conv2d)) and hasattr(node, "v_leak"):
                 wn.bias = np.zeros_like(wn.bias)  # moved into the neuron's v_leak below
         for p in g.projections:

@@ -1,4 +1,8 @@
-"""snnc command line (click). Exit codes: 0 ok, 1 bad input or a failed check (one-line reason), 2 usage."""
+"""snnc command line (click).
+
+Exit codes: 0 ok; 1 bad input or a broken limit (a one-line reason, or the list of
+every design-rule violation); 2 usage error.
+"""
 from __future__ import annotations
 
 import json
@@ -88,12 +92,18 @@ def main():
 @click.option("--dt", type=float, default=None, help="time step in s for models that do not record one")
 @click.option("--num-steps", type=click.IntRange(min=1), default=None, help="time steps T per sample")
 @click.option("--input-shape", default=None, help="input shape C,H,W (pickled modules without one)")
+@click.option("--input-encoding", type=click.Choice(["direct", "spikes"]), default=None,
+              help="direct: analog input injected as a per-sample bias by the host; spikes: events through "
+                   "input axons [default: snnc checkpoints direct, .nir files spikes]")
+@click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None,
+              help="reset mode of a .nir file's spiking neurons (NIR cannot say subtractive reset) "
+                   "[default: zero when v_reset = 0]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="replace a non-empty output folder")
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
 def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, trust_pickle, dt, num_steps,
-                input_shape, batch_size, seed, force, as_json):
+                input_shape, input_encoding, reset, batch_size, seed, force, as_json):
     """Compile MODEL (.pt snnc checkpoint, .nir file) into OUT for a target."""
     from snnc.compiler import compile_model
     from snnc.passes import DEFAULT_PIPELINE
@@ -102,7 +112,8 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, tr
         with _Progress() as prog:
             rep = compile_model(model, out, target=target, passes=passes or DEFAULT_PIPELINE, data=data,
                                 data_dir=data_dir, limit=limit, max_cores=max_cores, trust_pickle=trust_pickle, dt=dt,
-                                num_steps=num_steps, input_shape=_shape(input_shape), seed=seed,
+                                num_steps=num_steps, input_shape=_shape(input_shape),
+                                input_encoding=input_encoding, reset=reset, seed=seed,
                                 batch_size=batch_size, force=force, progress=prog,
                                 log=None if as_json else prog.log)
     except _errors() as e:
@@ -120,13 +131,14 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, tr
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--target", default=None, help="target name or TOML path [default: the one compiled for]")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def simulate(out, data, data_dir, limit, batch_size, as_json):
+def simulate(out, data, data_dir, limit, batch_size, target, as_json):
     """Simulate a compiled OUT folder bit-accurately on a dataset's test split."""
     from snnc.compiler import simulate_output
     try:
         with _Progress() as prog:
-            res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog)
+            res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target)
     except _errors() as e:
         _fail(str(e))
     if as_json:
@@ -141,9 +153,10 @@ def simulate(out, data, data_dir, limit, batch_size, as_json):
 @main.command()
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--trust-pickle", is_flag=True)
-@click.option("--dt", type=float, default=None)
-def inspect(path, as_json, trust_pickle, dt):
+@click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
+@click.option("--dt", type=float, default=None, help="time step in s for models that do not record one")
+@click.option("--input-shape", default=None, help="input shape C,H,W (pickled modules without one)")
+def inspect(path, as_json, trust_pickle, dt, input_shape):
     """Show a model's NIR graph (nodes, shapes, figures) or a compile output's report."""
     from snnc.ir import dumps_canonical, infer_shapes, summarize
     p = Path(path)
@@ -160,7 +173,7 @@ def inspect(path, as_json, trust_pickle, dt):
                 print_report(rep)
             return
         from snnc.frontend import load_model
-        graph, _, info = load_model(p, trust_pickle=trust_pickle, dt=dt)
+        graph, _, info = load_model(p, trust_pickle=trust_pickle, dt=dt, input_shape=_shape(input_shape))
         summ = summarize(graph, digests=False)
         if as_json:
             click.echo(dumps_canonical(summ), nl=False)

@@ -91,7 +91,8 @@ def simulate(program: Program, x: np.ndarray, y: np.ndarray | None, batch_size: 
 def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: str = "loihi-sim",
                   passes: str = DEFAULT_PIPELINE, data: str | None = None, data_dir=None, limit: int | None = None,
                   max_cores: int | None = None, trust_pickle: bool = False, dt: float | None = None,
-                  num_steps: int | None = None, input_shape=None, seed: int = 0, batch_size: int = 500,
+                  num_steps: int | None = None, input_shape=None, input_encoding: str | None = None,
+                  reset: str | None = None, seed: int = 0, batch_size: int = 500,
                   force: bool = False, progress=None, log=None) -> dict:
     """Compile ``model`` for ``target`` into ``out_dir``; returns the report dict.
 
@@ -99,6 +100,8 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
         data: ``"fashion-mnist"`` or ``"digits"``: calibrate on the first 256 training
             images, evaluate float and compiled accuracy on the test split (``limit`` samples).
         max_cores: fail (DesignRuleError) when the model needs more cores.
+        input_encoding: ``"direct"`` (analog input, computed on the host and injected as a
+            per-sample bias) or ``"spikes"`` (events through input axons); default from the graph.
         progress: callable(stage: str, done: int, total: int) for long work.
         log: callable(str) for one-line status messages.
 
@@ -114,12 +117,19 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
     if tgt.backend != "loihi":
         raise ValueError(f"target {tgt.name!r} uses backend {tgt.backend!r}, which this snnc does not have")
     graph, module, info = load_model(model, trust_pickle=trust_pickle, dt=dt, input_shape=input_shape,
-                                     num_steps=num_steps)
+                                     num_steps=num_steps, reset=reset)
     T = num_steps or info.get("num_steps") or (graph.metadata or {}).get("snnc.num_steps")
     if T is None:
         raise ValueError("the number of time steps T is unknown for this model; pass --num-steps")
     graph.metadata = dict(graph.metadata or {}, **{"snnc.num_steps": int(T)})
+    if input_encoding is not None:
+        if input_encoding not in ("direct", "spikes"):
+            raise ValueError(f"input encoding must be 'direct' or 'spikes', got {input_encoding!r}")
+        graph.metadata["snnc.input_encoding"] = input_encoding
     calib = xte = yte = None
+    if data and graph.metadata.get("snnc.input_encoding") == "spikes":
+        raise ValueError(f"the model takes spike input, and dataset {data!r} holds analog images; snnc has no "
+                         "spike encoder yet (compile without --data, or with --input-encoding direct)")
     if data:
         calib, _ = D.load(data, "train", data_dir, limit=CALIBRATION_SAMPLES)
         xte, yte = D.load(data, "test", data_dir, limit=limit)
@@ -158,6 +168,9 @@ def _write_outputs(out_dir: Path, config, arrays, graph, report, force: bool) ->
     parent = out_dir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; an output folder gets the usual mode
     try:
         (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
         save_npz(tmp / "weights.npz", arrays)
@@ -179,9 +192,12 @@ def _write_outputs(out_dir: Path, config, arrays, graph, report, force: bool) ->
 
 
 def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None, batch_size: int = 500,
-                    progress=None) -> dict:
+                    progress=None, target: str | None = None) -> dict:
     """Re-run the simulation of a compile output folder; returns the ``snnc simulate --json`` object."""
-    program = load_program(out_dir)
+    program = load_program(out_dir, load_target(target) if target else None)
+    if program.config["input"]["encoding"] == "spikes":
+        raise ValueError(f"{out_dir} takes spike input, and dataset {data!r} holds analog images; "
+                         "snnc has no spike encoder yet")
     x, y = D.load(data, "test", data_dir, limit=limit)
     if tuple(x.shape[1:]) != tuple(program.config["input"]["shape"]):
         raise ValueError(f"dataset {data!r} has samples of shape {tuple(x.shape[1:])}, "

@@ -45,8 +45,12 @@ def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path:
         DataNotFoundError: with the folders searched and how to install the data.
     """
     candidates = []
-    if data_dir:
-        candidates.append(Path(data_dir))
+    if data_dir:  # an explicit folder must hold the files: no silent fall-back
+        d = Path(data_dir)
+        if all((d / f).is_file() for f in FILES.values()):
+            return d
+        missing = [f for f in sorted(FILES.values()) if not (d / f).is_file()]
+        raise DataNotFoundError(f"--data-dir {d} lacks {', '.join(missing)}")
     if os.environ.get(ENV_VAR):
         candidates.append(Path(os.environ[ENV_VAR]))
     candidates.append(DEBIAN_DIR)

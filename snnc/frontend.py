@@ -20,7 +20,10 @@ Supported torch modules and their NIR nodes:
 ``snnc.neurons.CubaLIF``    ``nir.CubaLIF`` (w_in = tau_syn/dt, r = tau_mem/dt,
                             v_leak = bias*tau_mem/dt)
 ``snnc.neurons.Integrator`` ``nir.I`` (r = 1/dt), ``snnc.readout = True``
-``snntorch.Leaky``          ``nir.LIF`` (tau = dt/(1-beta), r = tau/dt)
+``snntorch.Leaky``          ``nir.LIF`` (tau = dt/(1-beta), r = tau/dt), as snnTorch's own
+                            NIR export. With reset_mechanism="subtract" snnTorch subtracts
+                            v_th after the decay (m = beta m + x - s v_th), NIR before it,
+                            so spike trains can differ slightly; reset "zero" is identical
 ==========================  ================================================
 
 Reset mode (``snnc.reset``) and dt (``snnc.dt``, s) are written into every
@@ -311,12 +314,16 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
 
 
 def load_model(path: str | os.PathLike, trust_pickle: bool = False, dt: float | None = None,
-               input_shape=None, num_steps: int | None = None) -> tuple[nir.NIRGraph, nn.Module | None, dict]:
+               input_shape=None, num_steps: int | None = None,
+               reset: str | None = None) -> tuple[nir.NIRGraph, nn.Module | None, dict]:
     """Read a model file into a NIR graph.
 
     Accepts an snnc checkpoint (``.pt``/``.pth``), a ``.nir`` file, or, only with
     ``trust_pickle=True``, a fully pickled ``nn.Module`` (``torch.load(weights_only=False)``:
     it can run arbitrary code, so it is never the default).
+
+    ``reset`` (``"zero"``/``"subtract"``) sets the reset mode of a ``.nir`` file's
+    spiking neurons, which NIR cannot express; traced modules carry their own.
 
     Returns:
         ``(graph, torch module or None for .nir files, info dict)``; info has
@@ -334,7 +341,7 @@ def load_model(path: str | os.PathLike, trust_pickle: bool = False, dt: float | 
             graph = nir.read(str(path))
         except Exception as e:
             raise ModelLoadError(f"{path}: cannot be read as NIR ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-        graph = normalize_nir(graph, dt=dt)
+        graph = normalize_nir(graph, dt=dt, reset=reset)
         info = {"kind": "nir", "num_steps": (graph.metadata or {}).get("snnc.num_steps", num_steps)}
         return graph, None, info
     try:
@@ -363,16 +370,20 @@ def load_model(path: str | os.PathLike, trust_pickle: bool = False, dt: float | 
     return graph, model, info
 
 
-def normalize_nir(graph: nir.NIRGraph, dt: float | None = None) -> nir.NIRGraph:
+def normalize_nir(graph: nir.NIRGraph, dt: float | None = None, reset: str | None = None) -> nir.NIRGraph:
     """Fill the ``snnc.*`` metadata that a foreign NIR file lacks (dt, reset mode).
 
     NIR has no dt: a file without ``snnc.dt`` gets ``dt`` (default 1e-4 s, the
     snnTorch export convention; pass the right one). NIR can only reset to
     ``v_reset``; a neuron without ``snnc.reset`` is recorded as ``"zero"`` when
     ``v_reset`` is 0, else ``"to_v_reset"``. Subtractive reset in the original
-    model is invisible in NIR and must be given by the user.
+    model is invisible in NIR: give it with ``reset="subtract"`` (CLI ``--reset``). A graph without
+    ``snnc.input_encoding`` is taken to receive spikes (event data), the usual
+    case for NIR exchange; override with ``--input-encoding direct``.
     """
     dt_default = DEFAULT_DT["snntorch"] if dt is None else dt
+    graph.metadata = dict(graph.metadata or {})
+    graph.metadata.setdefault("snnc.input_encoding", "spikes")
     for name in topological_order(graph):
         node = graph.nodes[name]
         if not isinstance(node, (nir.CubaLIF, nir.LIF, nir.IF, nir.LI, nir.CubaLI, nir.I)):
@@ -380,7 +391,9 @@ def normalize_nir(graph: nir.NIRGraph, dt: float | None = None) -> nir.NIRGraph:
         md = node.metadata
         if dt is not None or "snnc.dt" not in md:
             md["snnc.dt"] = float(dt_default)
-        if hasattr(node, "v_threshold") and "snnc.reset" not in md:
+        if hasattr(node, "v_threshold") and reset is not None:
+            md["snnc.reset"] = reset
+        elif hasattr(node, "v_threshold") and "snnc.reset" not in md:
             vr = getattr(node, "v_reset", None)
             md["snnc.reset"] = "zero" if vr is None or not np.any(np.asarray(vr)) else "to_v_reset"
     return graph

@@ -90,7 +90,7 @@ class GraphExecutor:
                 vr = p.get("v_reset", torch.zeros((), dtype=x.dtype))
                 v = torch.where(s > 0, vr.expand_as(v) if vr.dim() else vr, v)
             out = s
-        self.state[name] = {"i": i, "v": v}
+        self.state[name] = {"i": i, "v": v, "x": x}
         return out
 
     def _linear(self, name, node, x):
@@ -157,7 +157,9 @@ def run_graph(graph: nir.NIRGraph, x: torch.Tensor | np.ndarray, num_steps: int 
     Args:
         x: ``[B, *input_shape]`` direct input repeated for ``num_steps`` steps, or,
             with ``num_steps=None``, a time-major ``[T, B, *input_shape]`` sequence.
-        record: node names whose per-step values to return as well.
+        record: node names whose per-step values to return as well; ``"name#i"``,
+            ``"name#v"``, ``"name#x"`` record a neuron node's current, voltage (after
+            reset) or summed input instead.
 
     Returns:
         ``(out [T, B, *output_shape] of the first Output node, {name: [T, B, ...]} for record)``.
@@ -171,5 +173,6 @@ def run_graph(graph: nir.NIRGraph, x: torch.Tensor | np.ndarray, num_steps: int 
             o = ex.step(xt)
             outs.append(next(iter(o.values())))
             for r in record:
-                rec[r].append(ex.values[r])
+                node, _, var = r.partition("#")
+                rec[r].append(ex.state[node][var] if var else ex.values[r])
     return torch.stack(outs), {r: torch.stack(v) for r, v in rec.items()}

@@ -73,11 +73,13 @@ def test_fashion_mnist_from_data_dir(tmp_path):
 
 def test_missing_data_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setattr(D, "DEBIAN_DIR", tmp_path / "nowhere")
-    monkeypatch.delenv(D.ENV_VAR, raising=False)
+    monkeypatch.setenv(D.ENV_VAR, str(tmp_path / "envdir"))
     with pytest.raises(D.DataNotFoundError) as e:
-        D.find_fashion_mnist(tmp_path / "empty")
+        D.find_fashion_mnist()
     msg = str(e.value)
-    assert "apt-get install dataset-fashion-mnist" in msg and "SNNC_DATA_DIR" in msg and "empty" in msg
+    assert "apt-get install dataset-fashion-mnist" in msg and "SNNC_DATA_DIR" in msg and "envdir" in msg
+    with pytest.raises(D.DataNotFoundError, match="--data-dir .*empty lacks t10k-images"):
+        D.find_fashion_mnist(tmp_path / "empty")  # an explicit folder: no silent fall-back
 
 
 def test_digits_split():

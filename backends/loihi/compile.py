@@ -89,8 +89,10 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                     arrays[f"{key}.host_bias"] = np.asarray(p.bias, np.float64).reshape(-1)
                 pc.update(weight_exp=0, delay=0, synapses=0)
             else:
-                e = int(graph.nodes[p.weighted].metadata["snnc.quant"]["weight_exp"])
-                arrays[f"{key}.weight"] = _int_weights(p, s, e, fp["weight_shift"])
+                wq = graph.nodes[p.weighted].metadata["snnc.quant"]
+                e = int(wq["weight_exp"])
+                pc["weight_bits"] = int(wq.get("weight_bits", fmt["weight_bits"]))
+                arrays[f"{key}.weight"] = _int_weights(p, s, e, fp["act_shift"])
                 src_off = offsets.get(p.source, 0)
                 delay = offsets[g.name] - src_off - (0 if p.recurrent else 1)
                 pc.update(weight_exp=e, delay=int(delay))

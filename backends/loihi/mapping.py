@@ -109,13 +109,16 @@ def count_slices(group_cfg: dict, chip_projs: list, mask_weights: list, bounds) 
             for i, (p, mw) in enumerate(zip(chip_projs, mask_weights))}
 
 
-def slice_stats(counts: dict, bounds, fmt: dict) -> list[dict]:
+def slice_stats(counts: dict, bounds, fmt: dict, weight_bits: list | None = None) -> list[dict]:
+    """Per slice: neurons, input axons, synapses, memory bits (weights of ``weight_bits[i]`` bits for
+    projection i: Loihi's synapse formats store 1..8-bit weights)."""
     stats = []
     for k, (a, b) in enumerate(bounds):
         n = b - a
-        bpw = fmt["weight_bits"] + index_bits(n, fmt)
         ax = syn = mem = 0
-        for c in counts.values():
+        for i, c in counts.items():
+            wb = weight_bits[i] if weight_bits else fmt["weight_bits"]
+            bpw = wb + index_bits(n, fmt)
             row = c[k]
             ax += int((row > 0).sum())
             syn += int(row.sum())
@@ -140,6 +143,7 @@ def split_group(group_cfg: dict, chip_projs: list, mask_weights: list, core: dic
     the violation can be reported with its numbers).
     """
     size = int(np.prod(group_cfg["shape"]))
+    wbits = [p.get("weight_bits", fmt["weight_bits"]) for p in chip_projs]
     out_cum = None
     if n_dest is not None:
         out_cum = np.concatenate([[0], np.cumsum(np.asarray(n_dest)[neuron_order(tuple(group_cfg["shape"]))])])
@@ -149,7 +153,7 @@ def split_group(group_cfg: dict, chip_projs: list, mask_weights: list, core: dic
         if out_cum is not None and any(out_cum[b] - out_cum[a] > core["axons_out"] for a, b in bounds):
             return False, bounds, None, None
         counts = count_slices(group_cfg, chip_projs, mask_weights, bounds)
-        st = slice_stats(counts, bounds, fmt)
+        st = slice_stats(counts, bounds, fmt, wbits)
         good = all(s["neurons"] <= core["neurons"] and s["axons_in"] <= core["axons_in"] and
                    s["memory_bits"] <= core["synapse_memory_bits"] for s in st)
         return good, bounds, counts, st
@@ -172,7 +176,7 @@ def split_group(group_cfg: dict, chip_projs: list, mask_weights: list, core: dic
         if res[2] is None:  # only the output-axon limit fails: report with the counts
             bounds = _bounds(size, 1)
             counts = count_slices(group_cfg, chip_projs, mask_weights, bounds)
-            return bounds, counts, slice_stats(counts, bounds, fmt), False
+            return bounds, counts, slice_stats(counts, bounds, fmt, wbits), False
         return res[1], res[2], res[3], res[0]
     return best[1], best[2], best[3], True
 

@@ -11,10 +11,13 @@ input of ``PyDenseModelBitAcc`` (``src/lava/proc/dense/models.py``)::
     spike  = v > (vThMant << 6);   v = 0 where spike
 
 Spikes emitted at step t arrive at step t + 1 + delay (Loihi's one-step
-synaptic delay; lava's Dense buffers one step). A direct analog input is the
-per-sample bias computed by the host for steps 0..T-1. All arithmetic is on
-int64 tensors; synaptic sums go through float64 convolutions whose integer
-results are exact (far below 2^53). Outputs are read at ``read_step``: the
+synaptic delay; lava's Dense buffers one step), so group g starts ``offset(g)``
+steps late; its bias is enabled at that step (before it, the group rests at
+0), as the float graph's biases act from its first step. A direct analog input
+is the per-sample bias computed by the host for steps 0..T-1. Synaptic sums
+run through float32 convolutions where a bound on every partial sum stays
+below 2^24 (integers exact), float64 otherwise. All arithmetic is on
+int64 tensors. Outputs are read at ``read_step``: the
 voltage of a non-spiking readout, or spike counts of a spiking output group.
 
 Events are counted per neuron over the whole run (all ``latency_steps`` steps)
@@ -31,8 +34,6 @@ import torch
 from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi.ops import apply_ops
 
-U_BITS = 24
-
 
 @dataclass
 class _Proj:
@@ -43,6 +44,7 @@ class _Proj:
     delay: int
     host: bool
     host_bias: torch.Tensor | None
+    bound: int = 0                    # largest possible |synaptic sum| before the exponent shift
 
 
 @dataclass
@@ -54,6 +56,7 @@ class _Group:
     vth: int
     bias_const: torch.Tensor          # int64 [*shape]
     projections: list
+    u_may_wrap: bool = True           # False when |u| provably stays inside 24 bits
 
 
 @dataclass
@@ -98,8 +101,22 @@ class Program:
                                    int(p["weight_exp"]), int(p["delay"]), bool(p["host"]),
                                    None if hb is None else torch.as_tensor(hb).reshape(shape)))
             bias = torch.as_tensor(arrays[f"{g['name']}.bias_mant"].astype(np.int64)).reshape(shape) << g["bias_exp"]
-            self.groups[g["name"]] = _Group(g, shape, g["du"] + fp["ds_offset"], g["dv"] + fp["dm_offset"],
-                                            int(g["vth_mant"]) << fp["vth_shift"], bias, projs)
+            grp = _Group(g, shape, g["du"] + fp["ds_offset"], g["dv"] + fp["dm_offset"],
+                         int(g["vth_mant"]) << fp["vth_shift"], bias, projs)
+            a_bound = 0
+            for p, pc in zip(projs, g["projections"]):
+                if not p.host:
+                    p.bound = _sum_bound(pc, p.weight)
+                    # float32 carries integers exactly below 2^24: use it when every partial sum stays below
+                    p.weight = p.weight.to(torch.float32 if p.bound < 2 ** 24 else torch.float64)
+                    a_bound += p.bound << max(p.weight_exp, 0)
+            d = grp.du_eff
+            one = 2 ** fp["decay_bits"]
+            u_bound = (a_bound << fp["act_shift"]) * (1 if d >= one else one / max(d, 1))
+            grp.u_may_wrap = u_bound >= 2 ** (fp["uv_bits"] - 1)
+            self.groups[g["name"]] = grp
+        if self.L >= 2 ** 15:
+            raise ValueError(f"latency {self.L} steps: per-batch int16 event counters would overflow")
         self.max_delay = max((p.delay for g in self.groups.values() for p in g.projections), default=0)
 
     # ------------------------------------------------------------------ host
@@ -133,8 +150,8 @@ class Program:
         outs: dict[str, list] = {o["name"]: [] for o in self.config["outputs"]}
         res = SimResult(outputs={}, samples=N, steps=self.L)
         for name, g in self.groups.items():
-            res.spikes[name] = torch.zeros(int(np.prod(g.shape)), dtype=torch.float64)
-            res.active[name] = torch.zeros(int(np.prod(g.shape)), dtype=torch.float64)
+            res.spikes[name] = torch.zeros(int(np.prod(g.shape)), dtype=torch.int64)
+            res.active[name] = torch.zeros(int(np.prod(g.shape)), dtype=torch.int64)
             res.max_abs_input[name] = 0
         for i in range(0, N, batch_size):
             xb = x[:, i:i + batch_size] if spikes_in else x[i:i + batch_size]
@@ -144,6 +161,8 @@ class Program:
             if progress:
                 progress(min(i + batch_size, N))
         res.outputs = {k: torch.cat(v) for k, v in outs.items()}
+        res.spikes = {k: v.to(torch.float64) for k, v in res.spikes.items()}
+        res.active = {k: v.to(torch.float64) for k, v in res.active.items()}
         return res
 
     def _run_batch(self, x: torch.Tensor, res: SimResult) -> dict:
@@ -151,23 +170,26 @@ class Program:
         spikes_in = self.config["input"]["encoding"] == "spikes"
         B = x.shape[1] if spikes_in else x.shape[0]
         in_name = self.config["input"]["name"]
-        umax = 2 ** (U_BITS - 1)
-        state, hist, host = {}, {}, {}
+        umax = 2 ** (fp["uv_bits"] - 1)
+        dbits = fp["decay_bits"]
+        state, hist, host, n_spk, n_act = {}, {}, {}, {}, {}
         for name, g in self.groups.items():
             z = torch.zeros((B,) + g.shape, dtype=torch.int64)
-            state[name] = [z.clone(), z.clone()]
+            state[name] = [z, z.clone()]
             hist[name] = []
+            n_spk[name] = torch.zeros((B,) + g.shape, dtype=torch.int16)  # per-batch counters (<= L steps)
+            n_act[name] = torch.zeros((B,) + g.shape, dtype=torch.int16)
             if any(p.host for p in g.projections):
                 host[name], clipped = self.host_bias(g, x)
                 res.host_bias_clipped += clipped
-        reads = {o["read_step"]: [] for o in self.config["outputs"]}
+        zero = torch.zeros((), dtype=torch.int64)
         out_vals = {}
         spike_window = {o["name"]: torch.zeros((B,) + self.groups[o["group"]].shape, dtype=torch.int64)
                         for o in self.config["outputs"] if self.groups[o["group"]].cfg["kind"] == "spiking"}
         for t in range(self.L):
             new_spikes = {}
             for name, g in self.groups.items():
-                a = torch.zeros((B,) + g.shape, dtype=torch.int64)
+                a = None
                 for p in g.projections:
                     if p.host:
                         continue
@@ -181,30 +203,50 @@ class Program:
                         back = t - 1 - ts  # 0 = previous step
                         if ts < 0 or back >= len(h):
                             continue
-                        src = h[-1 - back].to(torch.float64)
-                    acc = torch.round(apply_ops(src, p.ops, p.weight)).to(torch.int64).reshape(a.shape)
+                        src = h[-1 - back]
+                    acc = apply_ops(src.to(p.weight.dtype), p.ops, p.weight)
+                    if p.weight.dtype == torch.float64:
+                        acc = torch.round(acc)
+                    acc = acc.to(torch.int64).reshape((B,) + g.shape)
                     acc = acc << p.weight_exp if p.weight_exp >= 0 else acc >> (-p.weight_exp)
-                    a += acc
-                if a.numel():
+                    a = acc if a is None else a.add_(acc)
+                u, v = state[name]
+                if a is not None:
                     lo, hi = torch.aminmax(a)
                     res.max_abs_input[name] = max(res.max_abs_input[name], int(-lo), int(hi))
-                u, v = state[name]
-                a <<= fp["act_shift"]
-                u = a if g.du_eff >= 4096 else _decay(u, g.du_eff).add_(a)
-                lo, hi = torch.aminmax(u)
-                if hi > umax or lo <= -umax:  # 24-bit wrap-around, as lava (rare: only on overflow)
-                    u = torch.where(u > umax, u - 2 * umax, u)
-                    u = torch.where(u <= -umax, u + 2 * umax, u)
-                bias = host[name] if (name in host and t < self.T) else g.bias_const
-                v = (v.clone() if g.dv_eff == 0 else _decay(v, g.dv_eff)).add_(u).add_(bias)
+                    a <<= fp["act_shift"]
+                if g.du_eff >= 2 ** dbits:
+                    if a is not None:
+                        u = a
+                    elif u.any():
+                        u = torch.zeros_like(u)
+                else:
+                    u = _decay(u, g.du_eff, dbits)
+                    if a is not None:
+                        u.add_(a)
+                if g.u_may_wrap:
+                    lo, hi = torch.aminmax(u)
+                    if hi > umax or lo <= -umax:  # 24-bit wrap-around, as lava
+                        u = torch.where(u > umax, u - 2 * umax, u)
+                        u = torch.where(u <= -umax, u + 2 * umax, u)
+                off = g.cfg["offset"]
+                if t < off:  # at rest until its first input arrives: the host enables the bias then
+                    bias = zero
+                elif name in host and t < off + self.T:
+                    bias = host[name]
+                else:
+                    bias = g.bias_const
+                v = (v.clone() if g.dv_eff == 0 else _decay(v, g.dv_eff, dbits)).add_(u).add_(bias)
                 v.clamp_(-umax + 1, umax - 1)
                 s = v > g.vth
                 v.masked_fill_(s, 0)
                 state[name] = [u, v]
                 new_spikes[name] = s
-                res.spikes[name] += s.reshape(B, -1).sum(0, dtype=torch.float64)
-                res.active[name] += ((v != 0).logical_or_(s).logical_or_(u != 0)).reshape(B, -1).sum(
-                    0, dtype=torch.float64)
+                n_spk[name].add_(s)
+                act = (v != 0).logical_or_(s)
+                if a is not None or g.du_eff < 2 ** dbits:
+                    act.logical_or_(u != 0)
+                n_act[name].add_(act)
             for name, s in new_spikes.items():
                 hist[name].append(s)
                 if len(hist[name]) > self.max_delay + 1:
@@ -218,12 +260,30 @@ class Program:
                         out_vals[o["name"]] = spike_window[o["name"]].clone()
                 elif t == o["read_step"]:
                     out_vals[o["name"]] = state[o["group"]][1].clone()
+        for name in self.groups:
+            res.spikes[name] += n_spk[name].reshape(B, -1).sum(0)
+            res.active[name] += n_act[name].reshape(B, -1).sum(0)
         return out_vals
 
 
-def _decay(x: torch.Tensor, d: int) -> torch.Tensor:
-    """``sign(x) * ((|x| * (4096 - d)) >> 12)`` = the product divided by 2^12, truncated toward zero."""
-    return torch.div(x * (4096 - d), 4096, rounding_mode="trunc")
+def _sum_bound(pc: dict, weight: torch.Tensor) -> int:
+    """Largest |synaptic sum| a projection can produce: per output, sum|w| x the largest input
+    (spikes are 0/1; sum pooling multiplies by the kernel area)."""
+    w = weight.abs()
+    per_out = w.reshape(w.shape[0], -1).sum(1).max().item() if w.numel() else 0.0
+    gain = 1
+    for op in pc["ops"]:
+        if op["op"] == "sum_pool2d":
+            gain *= int(np.prod(op["kernel"]))
+    return int(per_out) * gain
+
+
+def _decay(x: torch.Tensor, d: int, bits: int = 12) -> torch.Tensor:
+    """``sign(x) * ((|x| * (2^bits - d)) >> bits)``: the product divided by 2^bits, truncated toward zero
+    (computed with shifts: add 2^bits - 1 to negative products before the arithmetic shift)."""
+    y = x * (2 ** bits - d)
+    y.add_((y >> 63) & (2 ** bits - 1))
+    return y.__irshift__(bits)
 
 
 def load_program(out_dir, target=None) -> Program:

@@ -24,6 +24,7 @@ class Target:
     description: str
     backend: str
     data: dict
+    path: Path | None = None
 
     def __getitem__(self, section: str) -> dict:
         return self.data[section]
@@ -35,7 +36,7 @@ class Target:
     def with_overrides(self, section: str, **values) -> "Target":
         data = {k: dict(v) if isinstance(v, dict) else v for k, v in self.data.items()}
         data[section].update(values)
-        return Target(self.name, self.description, self.backend, data)
+        return Target(self.name, self.description, self.backend, data, self.path)
 
 
 def available() -> list[str]:
@@ -58,4 +59,4 @@ def load_target(name_or_path: str) -> Target:
     for key in ("name", "backend"):
         if key not in data:
             raise ValueError(f"{p}: target file lacks {key!r}")
-    return Target(data["name"], data.get("description", ""), data["backend"], data)
+    return Target(data["name"], data.get("description", ""), data["backend"], data, p.resolve())
