@@ -73,6 +73,7 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
         energy["per_inference_pJ"] = metrics["energy"]["per_inference_pJ"]
         energy["breakdown"] = metrics["energy"]["breakdown"]
         rep["activity_per_inference"] = metrics["per_inference"]
+        rep["checks"] = metrics["checks"]
         rep["conventions_45nm"] = dict(metrics["conventions_45nm"], source=src.get("energy_pJ"))
         rep["neurobench"] = dict(metrics["neurobench"], source="definitions of NeuroBench (Yik et al., "
                                  "Nature Communications 2025), measured in simulation")
@@ -127,6 +128,8 @@ def print_report(report: dict, console=None) -> None:
         console.print(f"45 nm convention: SNN {c45['snn_pJ'] / 1e6:.3f} µJ vs ANN {c45['ann_pJ'] / 1e6:.3f} µJ "
                       f"({c45['ratio_ann_over_snn']:.1f}x); activation sparsity {nb['activation_sparsity']:.3f}, "
                       f"connection sparsity {nb['connection_sparsity']:.3f}, footprint {nb['footprint_bytes']:,} bytes")
+        for c in report.get("checks", []):
+            console.print(f"[yellow]warning[/yellow] [{c['check']}] {c['message']}")
     else:
         console.print(e.get("note", ""))
     if "accuracy" in report:

@@ -112,6 +112,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
             for pc, cnt in zip(cons[4], cons[3].values()):
                 if pc["source"] == gcfg["name"]:
                     n_dest += (cnt > 0).to(torch.float32).sum(0).numpy()
+        split_info[gi].append(n_dest)
         if n_dest.any():
             n_now = bounds[0][1] - bounds[0][0]
             cum = np.concatenate([[0], np.cumsum(n_dest[M.neuron_order(tuple(gcfg["shape"]))])])
@@ -120,7 +121,10 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                                                              n_dest=n_dest, max_n=n_now)
                 split_info[gi][1:4] = [bounds, stats, counts]
                 split_info[gi][6] = fits and fits2
-    for gcfg, bounds, stats, counts, chip_projs, mask_ws, fits in split_info:
+    for gcfg, bounds, stats, counts, chip_projs, mask_ws, fits, n_dest in split_info:
+        cum = np.concatenate([[0], np.cumsum(n_dest[M.neuron_order(tuple(gcfg["shape"]))])])
+        for st, (a, b) in zip(stats, bounds):
+            st["axons_out"] = int(cum[b] - cum[a])  # destination slices reached (packing may merge some)
         if not fits:
             unsplittable.append((gcfg["name"], max(stats, key=lambda st: st["axons_in"])))
         for pc, c in zip(chip_projs, counts.values()):

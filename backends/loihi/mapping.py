@@ -182,7 +182,8 @@ def split_group(group_cfg: dict, chip_projs: list, mask_weights: list, core: dic
 
 
 def pack(slices: list[dict], core: dict, fmt: dict) -> list[list[int]]:
-    """Next-fit packing of slices (in order) onto cores; sums of neurons, axons, memory within limits.
+    """Next-fit packing of slices (in order) onto cores; sums of neurons, input/output axons and memory
+    within limits (sums over-count axons shared by slices on one core: conservative).
 
     Memory of a shared core is re-counted with the index bits of its total neuron count (conservative).
     """
@@ -194,9 +195,11 @@ def pack(slices: list[dict], core: dict, fmt: dict) -> list[list[int]]:
             grow = index_bits(n, fmt) - max(tot["idx"], index_bits(s["neurons"], fmt))
             extra = grow * (tot["synapses"] + s["synapses"])
             if (n <= core["neurons"] and tot["axons_in"] + s["axons_in"] <= core["axons_in"] and
+                    tot.get("axons_out", 0) + s.get("axons_out", 0) <= core["axons_out"] and
                     tot["memory_bits"] + s["memory_bits"] + max(0, extra) <= core["synapse_memory_bits"]):
                 cores[-1].append(i)
                 tot = {"neurons": n, "axons_in": tot["axons_in"] + s["axons_in"],
+                       "axons_out": tot.get("axons_out", 0) + s.get("axons_out", 0),
                        "synapses": tot["synapses"] + s["synapses"],
                        "memory_bits": tot["memory_bits"] + s["memory_bits"] + max(0, extra),
                        "idx": index_bits(n, fmt)}
