@@ -134,3 +134,15 @@ def test_max_cores_too_small(bundled, tmp_path):
     r = run("compile", bundled, "-o", tmp_path / "o", "--max-cores", 5)
     assert r.exit_code == 1 and "MAX_CORES" in r.stderr and "short by" in r.stderr and "limit is 5" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_nir_file_reset_option(nir_fixtures, tmp_path):
+    braille = nir_fixtures / "braille_noDelay_noBias_subtract.nir"
+    r = run("compile", braille, "-o", tmp_path / "ok", "--num-steps", 50)
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "ok" / "config.json").read_text())
+    assert cfg["input"]["encoding"] == "spikes" and any(p["recurrent"] for g in cfg["groups"] for p in g["projections"])
+    r = run("compile", braille, "-o", tmp_path / "sub", "--num-steps", 50, "--reset", "subtract")
+    assert r.exit_code == 1 and "RESET_MODE" in r.stderr and "lif1.lif" in r.stderr
+    r = run("compile", braille, "-o", tmp_path / "d", "--num-steps", 50, "--data", "fashion-mnist")
+    assert r.exit_code == 1 and "spike input" in r.stderr
