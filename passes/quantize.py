@@ -16,10 +16,12 @@ weight fits the mantissa at weight_exp = 7, the largest bias fits at
 bias_exp = 7, for spiking groups vth_eff <= 2^21 (a quarter of the 24-bit
 voltage range), for non-spiking readouts the largest voltage seen on the
 calibration data (times ``headroom``) stays below vth_eff at vThMant = 131071,
-so a readout never fires, and the largest current u (times ``headroom``) stays
+so a readout never fires, the largest current u (times ``headroom``) stays
 inside its 24 bits (u accumulates up to 1/(1 - alpha) times the per-step input
-when tau_syn > dt). Without calibration data worst-case bounds are used
-(inputs assumed in [-1, 1]).
+when tau_syn > dt), and the largest per-step synaptic input (times
+``headroom``) fits Loihi's 16-bit dendritic input. Host-computed biases of a
+direct input get the same headroom over their calibration maximum. Without
+calibration data worst-case bounds are used (inputs assumed in [-1, 1]).
 
 The pass is "fake quantization" on the NIR graph: weights, thresholds, decays
 and biases are replaced by the values the integers represent, so the float
@@ -144,7 +146,8 @@ def calibration_stats(graph, lowered: Lowered, ctx: PassContext, num_steps: int 
             u = (rec[f"{n}#i"].double() * gv).abs().max()
         else:
             u = (rec[f"{n}#x"].double() * torch.as_tensor(g.weight_gain)).abs().max()
-        stats[n] = {"u": float(u), "v": float(rec[f"{n}#v"].abs().max())}
+        a = (rec[f"{n}#x"].double() * torch.as_tensor(g.weight_gain)).abs().max()  # per-step input
+        stats[n] = {"u": float(u), "v": float(rec[f"{n}#v"].abs().max()), "a": float(a)}
     return stats
 
 
@@ -213,7 +216,9 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
                 const_bias = const_bias + p.bias
         host_vals = _host_values(g, lowered, ctx.calibration)
         if any(p.host for p in g.projections):
-            hb = float(np.abs(host_vals).max()) if host_vals is not None else _bound_host(g) + float(np.abs(const_bias).max())
+            # estimated on calibration samples: leave headroom for unseen inputs; else a worst-case bound
+            hb = headroom * float(np.abs(host_vals).max()) if host_vals is not None else \
+                _bound_host(g) + float(np.abs(const_bias).max())
         else:
             hb = float(np.abs(const_bias).max())
         cands = {}
@@ -236,6 +241,10 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             umax = stats[g.name]["u"] if stats is not None else _u_bound(g)
             if umax > 0:
                 cands["current"] = 2 ** (fp["uv_bits"] - 1) / (headroom * umax)
+            # the per-step synaptic input a (before << act_shift) inside Loihi's 16-bit dendritic input
+            amax = stats[g.name]["a"] if stats is not None else _u_bound(g) * (1 - float(np.max(g.alpha)))
+            if amax > 0:
+                cands["synaptic_input"] = (2 ** (fp["syn_input_bits"] - 1) - 1) * 2 ** fp["act_shift"] / (headroom * amax)
         limiter = min(cands, key=cands.get)
         s = float(cands[limiter])
         du, dv = decays(g, fp)

@@ -146,8 +146,9 @@ def _checks(program, result) -> list[dict]:
     Python models do not saturate it, nor does loihi-sim), and host biases clipped to 13 bits."""
     out = []
     for name, m in sorted(result.max_abs_input.items()):
-        if m >= 2 ** 15:
-            out.append({"check": "SYNAPTIC_INPUT_16BIT", "group": name, "value": int(m), "limit": 2 ** 15 - 1,
+        lim = 2 ** (program.fp["syn_input_bits"] - 1) - 1
+        if m > lim:
+            out.append({"check": "SYNAPTIC_INPUT_16BIT", "group": name, "value": int(m), "limit": lim,
                         "message": f"group {name}: synaptic input reached {m}; Loihi's input is 16-bit signed"})
     if result.host_bias_clipped:
         out.append({"check": "HOST_BIAS_CLIPPED", "value": int(result.host_bias_clipped),
