@@ -43,9 +43,9 @@ from torch import nn
 from snnc.ir import UnsupportedNodeError, topological_order
 from snnc.neurons import CubaLIF, Integrator
 
-#: dt conventions of the frameworks (ARCHITECTURE.md): snnTorch's NIR export
-#: assumes 1e-4 s, Norse 1e-3 s.
-DEFAULT_DT = {"snntorch": 1e-4, "norse": 1e-3, "snnc": 1e-3}
+#: dt convention of snnTorch's NIR export (ARCHITECTURE.md), used for snnTorch modules
+#: and for .nir files that record no dt (Norse exports assume 1e-3 s: pass --dt).
+DEFAULT_DT = {"snntorch": 1e-4}
 SUPPORTED_MODULES = ["Conv2d", "Linear", "Flatten", "AvgPool2d", "LPPool2d(norm_type=1)",
                      "BatchNorm2d", "snnc CubaLIF", "snnc Integrator", "snntorch Leaky"]
 
@@ -94,7 +94,7 @@ def _snntorch_leaky():
         return None
 
 
-def _node_maps(shapes: dict[int, tuple], dt: float, fold_bn: bool) -> dict[type, Callable]:
+def _node_maps(shapes: dict[int, tuple], dt: float) -> dict[type, Callable]:
     def in_shape(m):
         return shapes[id(m)][0]
 
@@ -223,7 +223,7 @@ def trace(model: nn.Module, input_shape, dt: float | None = None, num_steps: int
     dt_frameworks = DEFAULT_DT["snntorch"] if dt is None else dt
     example = torch.zeros((1, *input_shape))
     shapes = _record_shapes(model, example)
-    maps = _node_maps(shapes, dt_frameworks, fold_bn)
+    maps = _node_maps(shapes, dt_frameworks)
     _check_supported(model, maps)
     leaky = _snntorch_leaky()
     graph = nirtorch.torch_to_nir(model, maps, default_dict={}, type_check=False,

@@ -139,13 +139,6 @@ def count_params(node: nir.NIRNode) -> int:
     return n
 
 
-def weight_nonzeros(node: nir.NIRNode) -> int:
-    """Non-zero weights of a weighted node (a conv kernel counts once, not per position)."""
-    if isinstance(node, WEIGHTED_TYPES):
-        return int(np.count_nonzero(node.weight))
-    return 0
-
-
 def graph_figures(graph: nir.NIRGraph) -> dict[str, int]:
     """Neurons, synapses (connections incl. conv weight reuse), parameters.
 

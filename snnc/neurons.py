@@ -20,9 +20,6 @@ those values so the NIR graph means exactly what the module computes.
 """
 from __future__ import annotations
 
-import math
-from typing import Iterable
-
 import torch
 from torch import nn
 
@@ -186,17 +183,3 @@ def run_float_sequence(model: nn.Module, xs) -> torch.Tensor:
         return torch.stack([model(xt) for xt in xs])
     finally:
         reset_states(model)
-
-
-def neuron_modules(model: nn.Module) -> Iterable[nn.Module]:
-    return (m for m in model.modules() if isinstance(m, (CubaLIF, Integrator)))
-
-
-def decay_from_tau(tau: float, dt: float) -> float:
-    """Per-step decay ``1 - dt/tau`` (forward Euler), unitless."""
-    return 1.0 - dt / tau
-
-
-def tau_from_decay(decay: float, dt: float) -> float:
-    """Inverse of :func:`decay_from_tau`; ``decay == 1`` gives ``inf`` (no leak)."""
-    return math.inf if decay >= 1.0 else dt / (1.0 - decay)

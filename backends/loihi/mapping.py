@@ -40,10 +40,6 @@ class Violation:
     limit: float
     message: str
 
-    def as_dict(self):
-        return {"rule": self.rule, "where": self.where, "value": self.value, "limit": self.limit,
-                "message": self.message}
-
 
 class DesignRuleError(ValueError):
     """The compiled model breaks target limits; ``violations`` lists all of them."""

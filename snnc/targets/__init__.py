@@ -33,11 +33,6 @@ class Target:
     def sources(self) -> dict:
         return self.data.get("sources", {})
 
-    def with_overrides(self, section: str, **values) -> "Target":
-        data = {k: dict(v) if isinstance(v, dict) else v for k, v in self.data.items()}
-        data[section].update(values)
-        return Target(self.name, self.description, self.backend, data, self.path)
-
 
 def available() -> list[str]:
     return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))
