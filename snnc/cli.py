@@ -84,9 +84,11 @@ def main():
 @click.option("--data", type=click.Choice(["fashion-mnist", "digits"]), default=None,
               help="calibrate on 256 training images and evaluate float and compiled accuracy on the test split")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="folder with the Fashion-MNIST IDX files (else $SNNC_DATA_DIR, else /usr/share/datasets/fashion-mnist)")
+              help="folder with the Fashion-MNIST IDX files [default: $SNNC_DATA_DIR, else "
+                   "/usr/share/datasets/fashion-mnist]")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="evaluate on the first N test samples")
-@click.option("--passes", default=None, help="pass pipeline, e.g. 'fold_bn,quantize:weight_bits=8' (see `snnc passes`)")
+@click.option("--passes", default=None, help="pass pipeline, e.g. 'fold_bn,quantize:weight_bits=8' (see `snnc "
+                                             "passes`) [default: fold_bn,quantize]")
 @click.option("--max-cores", type=click.IntRange(min=1), default=None, help="fail if the model needs more cores")
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
 @click.option("--dt", type=float, default=None, help="time step in s for models that do not record one")
