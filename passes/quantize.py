@@ -217,7 +217,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         host_vals = _host_values(g, lowered, ctx.calibration)
         if any(p.host for p in g.projections):
             # estimated on calibration samples: leave headroom for unseen inputs; else a worst-case bound
-            hb = headroom * float(np.abs(host_vals).max()) if host_vals is not None else \
+            hb = headroom * float(np.abs(host_vals + const_bias).max()) if host_vals is not None else \
                 _bound_host(g) + float(np.abs(const_bias).max())
         else:
             hb = float(np.abs(const_bias).max())

@@ -210,4 +210,5 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
             "spikes_per_inference": m["per_inference"]["spikes"],
             "energy_per_inference_pJ": m["energy"]["per_inference_pJ"],
             "energy_breakdown_pJ": m["energy"]["breakdown"],
-            "latency_steps": program.L, "cores": len(program.config["cores"]), "target": program.config["target"]}
+            "latency_steps": program.L, "cores": len(program.config["cores"]), "target": program.target.name,
+            "compiled_for": program.config["target"]}

@@ -146,3 +146,11 @@ def test_nir_file_reset_option(nir_fixtures, tmp_path):
     assert r.exit_code == 1 and "RESET_MODE" in r.stderr and "lif1.lif" in r.stderr
     r = run("compile", braille, "-o", tmp_path / "d", "--num-steps", 50, "--data", "fashion-mnist")
     assert r.exit_code == 1 and "spike input" in r.stderr
+
+
+def test_incomplete_target_file(bundled, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nbackend = "loihi"\n[core]\nneurons = 10\n')
+    r = run("compile", bundled, "-o", tmp_path / "o", "--target", bad)
+    assert r.exit_code == 1 and "lacks" in r.stderr and "[core].axons_in" in r.stderr
+    assert not (tmp_path / "o").exists()

@@ -7,8 +7,8 @@
      "outputs": [{"name", "group", "read_step"}],
      "groups": [{"name", "kind", "nir_type", "shape", "size", "du", "dv", "vth_mant", "bias_exp",
                  "host_bias_exp", "scale", "reset", "offset",
-                 "projections": [{"source", "source_shape", "ops", "weight_exp", "delay", "recurrent",
-                                  "host", "synapses", "weight_key"}],
+                 "projections": [{"source", "source_shape", "ops", "weight_exp", "weight_bits", "delay",
+                                  "recurrent", "host", "synapses", "weight_key"}],   # no weight_bits if host
                  "slices": [{"core", "start", "stop"}]}],       # neuron ranges in core order
      "cores": [{"core", "chip", "groups", "neurons", "axons_in", "axons_out", "synapses", "memory_bits"}]}
 

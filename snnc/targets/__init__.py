@@ -50,8 +50,21 @@ def load_target(name_or_path: str) -> Target:
         if not p.is_file():
             raise ValueError(f"unknown target {name_or_path!r}; known: {', '.join(available())}")
     with open(p, "rb") as f:
-        data = tomllib.load(f)
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{p}: not a valid TOML file ({e})") from None
     for key in ("name", "backend"):
         if key not in data:
             raise ValueError(f"{p}: target file lacks {key!r}")
+    if data["backend"] == "loihi" and p.resolve() != (TARGETS_DIR / "loihi-sim.toml").resolve():
+        ref = load_target("loihi-sim").data
+        missing = [f"[{sec}].{k}" for sec in REQUIRED_SECTIONS for k in ref[sec]
+                   if not isinstance(data.get(sec), dict) or k not in data[sec]]
+        if missing:
+            raise ValueError(f"{p}: target file lacks {', '.join(missing)} (see snnc/targets/loihi-sim.toml)")
     return Target(data["name"], data.get("description", ""), data["backend"], data, p.resolve())
+
+
+#: Tables a loihi-backend target must define, with every key of the bundled loihi-sim.toml.
+REQUIRED_SECTIONS = ("chip", "core", "fixed_point", "synapse_format", "energy_pJ")
