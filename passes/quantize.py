@@ -88,7 +88,10 @@ def decays(g: Group, fp: dict) -> tuple[int, int]:
     dv = np.rint(one * (1 - g.beta)) - fp["dm_offset"]
     if np.ptp(du) or np.ptp(dv):
         raise ValueError(f"group {g.name!r}: per-neuron time constants differ; loihi-sim has one du/dv per group")
-    return int(np.clip(du.flat[0], 0, one - 1)), int(np.clip(dv.flat[0], 0, one - 1))
+    # a leaky neuron keeps at least the smallest leak (dv = 1): dv = 0 would need tau_mem = inf, which
+    # NIR's r = tau_mem/dt parametrisation cannot hold (tau_mem >= 8192 dt rounds there)
+    dv_min = 1 if np.all(g.beta < 1) else 0
+    return int(np.clip(du.flat[0], 0, one - 1)), int(np.clip(dv.flat[0], dv_min, one - 1))
 
 
 def _host_values(g: Group, lowered: Lowered, calibration) -> np.ndarray | None:
@@ -301,6 +304,9 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             wn.bias = (bias_deq.reshape(-1) / g.bias_gain.reshape(-1)).astype(np.float32)
         if g.kind == "spiking":
             node.v_threshold = np.full(g.shape, vth_mant * 2 ** fp["vth_shift"] / s, np.float32)
+        for key, val in vars(node).items():
+            if isinstance(val, np.ndarray) and val.dtype.kind == "f" and not np.all(np.isfinite(val)):
+                raise ValueError(f"group {g.name!r}: quantized {key} is not finite; time constants out of range?")
         qinfo["bias_mant"] = b_mant.reshape(-1).astype(np.int32)
         node.metadata = dict(node.metadata or {}, **{"snnc.quant": qinfo})
         notes[g.name] = {"scale": round(s, 4), "limited_by": limiter, "vth_mant": vth_mant, "du": du, "dv": dv,

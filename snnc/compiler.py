@@ -110,6 +110,8 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
         ModelLoadError, UnsupportedNodeError, DesignRuleError, DataNotFoundError.
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputExistsError(f"{out_dir} exists and is not a folder")
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise OutputExistsError(f"{out_dir} exists and is not empty; pass --force to replace it")
     say = log or (lambda s: None)
@@ -182,8 +184,13 @@ def _write_outputs(out_dir: Path, config, arrays, graph, report, force: bool) ->
                 raise OutputExistsError(f"{out_dir} appeared while compiling")
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
             os.replace(out_dir, old / "x")
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.replace(tmp, out_dir)
+            except BaseException:
+                os.replace(old / "x", out_dir)  # put the previous output back
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out_dir)
     except BaseException:

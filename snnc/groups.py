@@ -221,7 +221,9 @@ def _projection(graph, shapes, g: Group, src: str, path: list[str], rec: bool, e
     for p in path:
         node = graph.nodes[p]
         if isinstance(node, nir.Conv2d) and (node.metadata or {}).get("snnc.op") == "batchnorm2d":
-            raise UnsupportedNodeError(p, "BatchNorm2d", "not folded; run the fold_bn pass first", CHAIN_SUPPORTED)
+            raise UnsupportedNodeError(p, "BatchNorm2d", "not folded: run the fold_bn pass first; it folds a "
+                                       "BatchNorm only when it directly follows a Conv2d/Affine that feeds it alone",
+                                       CHAIN_SUPPORTED)
         if weighted is not None:
             raise UnsupportedNodeError(p, type(node).__name__,
                                        f"follows weighted node {weighted!r} on the way into neuron group {g.name!r}; "
@@ -247,6 +249,9 @@ def _projection(graph, shapes, g: Group, src: str, path: list[str], rec: bool, e
                         "padding": list(conv_padding(node)), "dilation": list(_pair(node.dilation)),
                         "groups": int(node.groups)})
         elif isinstance(node, (nir.Affine, nir.Linear)):
+            if len(shapes[p][0]) != 1:
+                raise UnsupportedNodeError(p, type(node).__name__, f"applied to a {len(shapes[p][0])}-D input "
+                                           f"{shapes[p][0]} (flatten it completely first)", CHAIN_SUPPORTED)
             weighted = p
             ops.append({"op": "dense", "node": p})
         else:

@@ -259,3 +259,58 @@ def test_recurrent_braille_fixture_compiles_and_tracks_float(nir_fixtures):
         sim_total = res.spikes[name].sum().item()
         flt_total = recs[name].sum().item()
         assert flt_total > 0 and abs(sim_total - flt_total) <= 0.1 * flt_total
+
+
+def test_packed_core_memory_uses_the_core_index_width():
+    """Slices packed onto one core address all of its neurons: memory is counted with that index width."""
+    x = digits_batch(64, seed=2)
+    _, _, (cfg, arrays, _) = _compiled(TinySNN(channels=8), x)
+    assert len(cfg["cores"]) == 1 and cfg["cores"][0]["neurons"] == 618
+    from snnc.backends.loihi.sim import slice_counts_for
+    fmt = TARGET["synapse_format"]
+    counts = slice_counts_for(Program(cfg, arrays, TARGET))
+    want = sum(int(M.axon_bits(c[0], 8 + M.index_bits(618, fmt), fmt).sum())
+               for per_proj in counts.values() for c in per_proj.values())
+    assert cfg["cores"][0]["memory_bits"] == want
+
+
+def test_direct_input_with_current_memory_tracks_float():
+    """tau_syn > dt: the host writes the ramping bias, so the chip follows the quantized float graph."""
+    x = digits_batch(200, seed=4)
+    g, q, (cfg, arrays, _) = _compiled(TinySNN(tau_syn=3e-3), x)
+    res = Program(cfg, arrays, TARGET).run(x)
+    fq, rec = run_graph(q, x, 6, record=("lif1",))
+    assert (res.scores().argmax(1) == fq[-1].numpy().argmax(1)).mean() > 0.95
+    sim1, flt1 = res.spikes["lif1"].sum().item(), rec["lif1"].sum().item()
+    assert abs(sim1 - flt1) <= 0.05 * flt1
+
+
+def test_slow_leak_stays_finite():
+    torch.manual_seed(0)
+    m = nn.Sequential(OrderedDict([("fc", nn.Linear(4, 3)), ("lif", CubaLIF((3,), tau_mem=20.0)),
+                                   ("out", nn.Linear(3, 2)), ("readout", Integrator((2,)))]))
+    x = np.random.default_rng(0).random((16, 4)).astype(np.float32)
+    g = trace(m, (4,), num_steps=4)
+    q = Pipeline("fold_bn,quantize").run(g, PassContext(target=TARGET, calibration=x, num_steps=4))
+    assert q.nodes["lif"].metadata["snnc.quant"]["dv"] == 1
+    assert np.all(np.isfinite(q.nodes["lif"].tau_mem)) and np.all(np.isfinite(q.nodes["lif"].r))
+
+
+def test_partial_flatten_before_linear_is_refused():
+    m = nn.Sequential(OrderedDict([("conv", nn.Conv2d(1, 2, 3, padding=1)), ("lif", CubaLIF()),
+                                   ("flat", nn.Flatten(2)), ("fc", nn.Linear(16, 3)), ("readout", Integrator())]))
+    g = trace(m, (1, 4, 4), num_steps=2)
+    from snnc.ir import UnsupportedNodeError
+    with pytest.raises(UnsupportedNodeError, match="'fc'.*2-D input"):
+        Pipeline("fold_bn,quantize").run(g, PassContext(target=TARGET, num_steps=2))
+
+
+def test_program_checks_spike_input():
+    rng = np.random.default_rng(4)
+    layers = [((2 * rng.integers(-30, 128, size=(6, 5))).astype(np.int64), 0, 4095, 400, np.zeros(6, np.int64), 100)]
+    cfg, arrays = _hand_config(layers, 5, 10)
+    prog = Program(cfg, arrays, TARGET)
+    with pytest.raises(ValueError, match="takes"):
+        prog.run(np.zeros((9, 2, 5), np.float32))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        prog.run(np.full((10, 2, 5), 3.0, np.float32))

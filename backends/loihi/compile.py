@@ -131,7 +131,18 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
             pc["synapses"] = int(c.sum())
     # ---- pack slices onto cores
     flat = [(gi, k, st) for gi, si in enumerate(split_info) for k, st in enumerate(si[2])]
-    packed = M.pack([st for _, _, st in flat], core_lim, fmt)
+
+    def memory_of(members, n_core):
+        bits = 0
+        for m in members:
+            gi, k, _ = flat[m]
+            counts, projs = split_info[gi][3], split_info[gi][4]
+            for i, c in counts.items():
+                wb = projs[i].get("weight_bits", fmt["weight_bits"])
+                bits += int(M.axon_bits(c[k], wb + M.index_bits(n_core, fmt), fmt).sum())
+        return bits
+
+    packed = M.pack([st for _, _, st in flat], core_lim, memory_of)
     cores = []
     core_of = {}
     for cid, members in enumerate(packed):
@@ -143,8 +154,9 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
             name = split_info[gi][0]["name"]
             if name not in c["groups"]:
                 c["groups"].append(name)
-            for key in ("neurons", "axons_in", "synapses", "memory_bits"):
+            for key in ("neurons", "axons_in", "synapses"):
                 c[key] += st[key]
+        c["memory_bits"] = memory_of(members, c["neurons"])  # index bits address the whole core
         cores.append(c)
     for gi, (gcfg, bounds, *_rest) in enumerate(split_info):
         gcfg["slices"] = [{"core": core_of[(gi, k)], "start": a, "stop": b} for k, (a, b) in enumerate(bounds)]

@@ -143,13 +143,20 @@ def measure(program, result, counts: dict) -> dict:
 
 def _checks(program, result) -> list[dict]:
     """Warnings from the run: synaptic input beyond Loihi's 16-bit dendritic accumulator (lava-nc's
-    Python models do not saturate it, nor does loihi-sim), and host biases clipped to 13 bits."""
+    Python models do not saturate it, nor does loihi-sim), readouts that fired (scores reset), and
+    host biases clipped to 13 bits."""
     out = []
     for name, m in sorted(result.max_abs_input.items()):
         lim = 2 ** (program.fp["syn_input_bits"] - 1) - 1
         if m > lim:
             out.append({"check": "SYNAPTIC_INPUT_16BIT", "group": name, "value": int(m), "limit": lim,
                         "message": f"group {name}: synaptic input reached {m}; Loihi's input is 16-bit signed"})
+    for g in program.config["groups"]:
+        fired = float(result.spikes[g["name"]].sum())
+        if g["kind"] != "spiking" and fired:
+            out.append({"check": "READOUT_SATURATED", "group": g["name"], "value": fired, "limit": 0,
+                        "message": f"readout {g['name']} crossed its threshold {fired:.0f} times (voltage beyond the "
+                                   "calibrated range): those scores were reset to 0"})
     if result.host_bias_clipped:
         out.append({"check": "HOST_BIAS_CLIPPED", "value": int(result.host_bias_clipped),
                     "message": f"{result.host_bias_clipped} host-computed biases clipped to the 13-bit mantissa"})

@@ -177,31 +177,27 @@ def split_group(group_cfg: dict, chip_projs: list, mask_weights: list, core: dic
     return best[1], best[2], best[3], True
 
 
-def pack(slices: list[dict], core: dict, fmt: dict) -> list[list[int]]:
-    """Next-fit packing of slices (in order) onto cores; sums of neurons, input/output axons and memory
-    within limits (sums over-count axons shared by slices on one core: conservative).
+def pack(slices: list[dict], core: dict, memory_fn) -> list[list[int]]:
+    """Next-fit packing of slices (in order) onto cores while the core's neurons, input/output axons
+    (sums: conservative where slices share a source) and synaptic memory stay within the limits.
 
-    Memory of a shared core is re-counted with the index bits of its total neuron count (conservative).
+    ``memory_fn(slice_indices, n_neurons)`` gives the exact synaptic memory of slices sharing one
+    core, whose synapse index must address all ``n_neurons`` of the core.
     """
     cores: list[list[int]] = []
     tot = None
     for i, s in enumerate(slices):
         if tot is not None:
             n = tot["neurons"] + s["neurons"]
-            grow = index_bits(n, fmt) - max(tot["idx"], index_bits(s["neurons"], fmt))
-            extra = grow * (tot["synapses"] + s["synapses"])
             if (n <= core["neurons"] and tot["axons_in"] + s["axons_in"] <= core["axons_in"] and
-                    tot.get("axons_out", 0) + s.get("axons_out", 0) <= core["axons_out"] and
-                    tot["memory_bits"] + s["memory_bits"] + max(0, extra) <= core["synapse_memory_bits"]):
+                    tot["axons_out"] + s.get("axons_out", 0) <= core["axons_out"] and
+                    memory_fn(cores[-1] + [i], n) <= core["synapse_memory_bits"]):
                 cores[-1].append(i)
                 tot = {"neurons": n, "axons_in": tot["axons_in"] + s["axons_in"],
-                       "axons_out": tot.get("axons_out", 0) + s.get("axons_out", 0),
-                       "synapses": tot["synapses"] + s["synapses"],
-                       "memory_bits": tot["memory_bits"] + s["memory_bits"] + max(0, extra),
-                       "idx": index_bits(n, fmt)}
+                       "axons_out": tot["axons_out"] + s.get("axons_out", 0)}
                 continue
         cores.append([i])
-        tot = dict(s, idx=index_bits(s["neurons"], fmt))
+        tot = {"neurons": s["neurons"], "axons_in": s["axons_in"], "axons_out": s.get("axons_out", 0)}
     return cores
 
 

@@ -118,22 +118,41 @@ class Program:
         if self.L >= 2 ** 15:
             raise ValueError(f"latency {self.L} steps: per-batch int16 event counters would overflow")
         self.max_delay = max((p.delay for g in self.groups.values() for p in g.projections), default=0)
+        bad = [(n, p.source, p.delay) for n, g in self.groups.items() for p in g.projections if p.delay < 0]
+        if bad:
+            raise ValueError(f"negative synaptic delays {bad}: feedback from a later group cannot arrive in time")
 
     # ------------------------------------------------------------------ host
-    def host_bias(self, g: _Group, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Per-sample bias (int64 ``[B, *shape]``) for a group driven by a direct analog input."""
+    def host_bias(self, g: _Group, x: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+        """Per-sample biases (int64 ``[B, *shape]``) for a group driven by a direct analog input.
+
+        Returns one bias per group-local step 0..T-1. With no current memory (du = 4095) they
+        are all the same. Otherwise the float graph's current ramps up to its steady state,
+        ``i_t = i_ss (1 - alpha^(t+1))``, and the host writes that ramp step by step (alpha as
+        quantized), so the chip follows the graph. Rounding: half to even (torch.round).
+        """
         val = torch.zeros((x.shape[0],) + g.shape, dtype=torch.float64)
         for p in g.projections:
             if p.host:
                 val += apply_ops(x, p.ops, p.weight).reshape(val.shape)
                 if p.host_bias is not None:
                     val += p.host_bias
-        total = val * g.cfg["scale"] + g.bias_const.to(torch.float64)
         e = g.cfg["host_bias_exp"]
         mmax = 2 ** (self.fp["bias_mant_bits"] - 1) - 1
-        mant = torch.round(total / 2 ** e)
-        clipped = int(((mant > mmax) | (mant < -mmax - 1)).sum())
-        return mant.clamp(-mmax - 1, mmax).to(torch.int64) << e, clipped
+        one = 2 ** self.fp["decay_bits"]
+        alpha = 1.0 - min(g.du_eff, one) / one
+        biases, clipped, prev = [], 0, None
+        for t in range(self.T):
+            ramp = 1.0 - alpha ** (t + 1)
+            if prev is not None and ramp == 1.0:
+                biases.append(prev)
+                continue
+            total = val * (g.cfg["scale"] * ramp) + g.bias_const.to(torch.float64)
+            mant = torch.round(total / 2 ** e)
+            clipped += int(((mant > mmax) | (mant < -mmax - 1)).sum())
+            prev = mant.clamp(-mmax - 1, mmax).to(torch.int64) << e
+            biases.append(prev)
+        return biases, clipped
 
     # ------------------------------------------------------------------ run
     def run(self, x, batch_size: int = 500, progress=None) -> SimResult:
@@ -146,6 +165,13 @@ class Program:
         """
         x = torch.as_tensor(np.asarray(x))
         spikes_in = self.config["input"]["encoding"] == "spikes"
+        shape = tuple(self.config["input"]["shape"])
+        want = (self.T,) + ("N",) + shape if spikes_in else ("N",) + shape
+        if x.dim() != len(want) or tuple(x.shape[-len(shape):]) != shape or (spikes_in and x.shape[0] != self.T):
+            raise ValueError(f"input of shape {tuple(x.shape)}; this program takes {want} "
+                             f"({'spikes, time-major' if spikes_in else 'analog samples'})")
+        if spikes_in and not bool(((x == 0) | (x == 1)).all()):
+            raise ValueError("spike input must hold only 0 and 1")
         N = x.shape[1] if spikes_in else x.shape[0]
         outs: dict[str, list] = {o["name"]: [] for o in self.config["outputs"]}
         res = SimResult(outputs={}, samples=N, steps=self.L)
@@ -233,7 +259,7 @@ class Program:
                 if t < off:  # at rest until its first input arrives: the host enables the bias then
                     bias = zero
                 elif name in host and t < off + self.T:
-                    bias = host[name]
+                    bias = host[name][t - off]
                 else:
                     bias = g.bias_const
                 v = (v.clone() if g.dv_eff == 0 else _decay(v, g.dv_eff, dbits)).add_(u).add_(bias)
