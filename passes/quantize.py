@@ -180,7 +180,11 @@ def _readout_vmax(graph, g: Group, stats: dict | None, num_steps: int | None) ->
     for p in g.projections:
         w = np.abs(p.weight)
         rows = w.reshape(w.shape[0], -1).sum(1)
-        per_step += np.broadcast_to(rows.repeat(g.size // rows.size), (g.size,))
+        k = 1  # a sum-pooled input carries up to kernel-area spikes per step
+        for op in p.ops:
+            if op["op"] == "sum_pool2d":
+                k *= int(np.prod(op["kernel"]))
+        per_step += np.broadcast_to(rows.repeat(g.size // rows.size), (g.size,)) * k
         if p.bias is not None:
             per_step += np.abs(p.bias).reshape(-1)
     return float(num_steps * per_step.max() + np.abs(g.v_bias).max())
