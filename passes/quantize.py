@@ -105,18 +105,20 @@ def _host_values(g: Group, lowered: Lowered, calibration) -> np.ndarray | None:
     return host_bias_float(host, g, np.asarray(calibration[:256], np.float64))
 
 
-def _bound_host(g: Group) -> float:
-    tot = np.zeros(g.shape)
+def _per_step_bound(g: Group, host: bool, biases: bool = True) -> np.ndarray:
+    """Worst-case |input per step| of every neuron of ``g`` (voltage units), over its host-computed
+    (``host=True``) or on-chip projections; with ``biases``, their node biases too (on the chip those
+    go to v's bias, never into the current u)."""
+    from snnc.backends.loihi.ops import input_bound
+    tot = np.zeros(g.size)
     for p in g.projections:
-        if p.host:
-            w = np.abs(p.weight)
-            if w.ndim == 4:
-                tot = tot + w.reshape(w.shape[0], -1).sum(1).reshape(-1, *([1] * (len(g.shape) - 1)))
-            else:
-                tot = tot + w.sum(1).reshape(g.shape)
-            if p.bias is not None:
-                tot = tot + np.abs(p.bias) * 1.0
-    return float(np.max(tot)) if np.size(tot) else 0.0
+        if p.host != host:
+            continue
+        rows = input_bound(p.weight, p.ops)
+        tot += rows.repeat(g.size // rows.size)
+        if biases and p.bias is not None:
+            tot += np.abs(p.bias).reshape(-1)
+    return tot
 
 
 def calibration_stats(graph, lowered: Lowered, ctx: PassContext, num_steps: int | None) -> dict | None:
@@ -144,31 +146,19 @@ def calibration_stats(graph, lowered: Lowered, ctx: PassContext, num_steps: int 
     stats = {}
     for n, g in lowered.groups.items():
         node = graph.nodes[n]
+        a = (rec[f"{n}#x"].double() * torch.as_tensor(g.weight_gain)).abs().max()  # per-step input
+        u = a  # no current memory: u is the per-step input
         if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
             gv = torch.as_tensor(g.dt / np.asarray(node.tau_mem, np.float64) * np.asarray(node.r, np.float64))
             u = (rec[f"{n}#i"].double() * gv).abs().max()
-        else:
-            u = (rec[f"{n}#x"].double() * torch.as_tensor(g.weight_gain)).abs().max()
-        a = (rec[f"{n}#x"].double() * torch.as_tensor(g.weight_gain)).abs().max()  # per-step input
         stats[n] = {"u": float(u), "v": float(rec[f"{n}#v"].abs().max()), "a": float(a)}
     return stats
 
 
 def _u_bound(g: Group) -> float:
     """Worst-case |u| (voltage units) from on-chip projections: per-step input bound / (1 - alpha)."""
-    per_step = np.zeros(g.size)
-    for p in g.projections:
-        if p.host:
-            continue
-        w = np.abs(p.weight)
-        rows = w.reshape(w.shape[0], -1).sum(1)
-        k = 1
-        for op in p.ops:
-            if op["op"] == "sum_pool2d":
-                k *= int(np.prod(op["kernel"]))
-        per_step += np.broadcast_to(rows.repeat(g.size // rows.size), (g.size,)) * k
-    alpha = float(np.max(g.alpha))
-    return float(per_step.max() / max(1.0 - alpha, 1e-9)) if per_step.size else 0.0
+    per_step = _per_step_bound(g, host=False, biases=False)
+    return float(per_step.max() / max(1.0 - float(np.max(g.alpha)), 1e-9)) if per_step.size else 0.0
 
 
 def _readout_vmax(graph, g: Group, stats: dict | None, num_steps: int | None) -> float:
@@ -176,17 +166,7 @@ def _readout_vmax(graph, g: Group, stats: dict | None, num_steps: int | None) ->
         return stats[g.name]["v"]
     if not num_steps:
         raise ValueError(f"readout group {g.name!r}: need T (num_steps) or calibration data to bound its voltage")
-    per_step = np.zeros(g.size)
-    for p in g.projections:
-        w = np.abs(p.weight)
-        rows = w.reshape(w.shape[0], -1).sum(1)
-        k = 1  # a sum-pooled input carries up to kernel-area spikes per step
-        for op in p.ops:
-            if op["op"] == "sum_pool2d":
-                k *= int(np.prod(op["kernel"]))
-        per_step += np.broadcast_to(rows.repeat(g.size // rows.size), (g.size,)) * k
-        if p.bias is not None:
-            per_step += np.abs(p.bias).reshape(-1)
+    per_step = _per_step_bound(g, host=False) + _per_step_bound(g, host=True)
     return float(num_steps * per_step.max() + np.abs(g.v_bias).max())
 
 
@@ -225,7 +205,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         if any(p.host for p in g.projections):
             # estimated on calibration samples: leave headroom for unseen inputs; else a worst-case bound
             hb = headroom * float(np.abs(host_vals + const_bias).max()) if host_vals is not None else \
-                _bound_host(g) + float(np.abs(const_bias).max())
+                float(_per_step_bound(g, host=True).max()) + float(np.abs(const_bias).max())
         else:
             hb = float(np.abs(const_bias).max())
         cands = {}

@@ -186,13 +186,9 @@ def _node_maps(shapes: dict[int, tuple], dt: float) -> dict[type, Callable]:
 
 
 def _check_supported(model: nn.Module, maps: dict) -> None:
-    known = tuple(maps)
+    ok = tuple(maps) + (nn.Identity, nn.Dropout)
     for name, m in model.named_modules():
-        if m is model or isinstance(m, known):
-            continue
-        if not list(m.children()) and not isinstance(m, known):
-            if isinstance(m, (nn.Identity, nn.Dropout)):
-                continue
+        if m is not model and not list(m.children()) and not isinstance(m, ok):  # an unmapped leaf
             raise UnsupportedNodeError(name, type(m).__module__ + "." + type(m).__name__,
                                        supported=SUPPORTED_MODULES)
 

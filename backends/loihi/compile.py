@@ -18,14 +18,35 @@ or float64 host weights for a direct input) and ``<g>.p<i>.host_bias`` (float64)
 """
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+
 import nir
+import numpy as np
 import torch
 
 from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi.ops import host_weight
 from snnc.groups import group_offsets, lower
 from snnc.ir import UnsupportedNodeError
+
+
+@dataclass
+class _Split:
+    """One group on its way to cores: config, slice bounds (core order) with their stats and
+    per-projection synapse counts, and how many destination slices each neuron reaches."""
+    cfg: dict
+    bounds: list
+    stats: list
+    counts: dict
+    projs: list
+    masks: list
+    fits: bool
+    n_dest: np.ndarray
+
+    def slice_sums(self, per_neuron: np.ndarray) -> list:
+        """Sum of a per-neuron (C order) quantity over each slice."""
+        cum = np.concatenate([[0], np.cumsum(per_neuron[M.neuron_order(tuple(self.cfg["shape"]))])])
+        return [cum[b] - cum[a] for a, b in self.bounds]
 
 
 class NotQuantizedError(ValueError):
@@ -67,7 +88,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
     T = int(low.num_steps)
     offsets = group_offsets(low)
     groups, arrays = [], {}
-    split_info = []
+    splits: list[_Split] = []
     unsplittable = []
     for g in low.groups.values():
         node = graph.nodes[g.name]
@@ -100,43 +121,36 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                 mask_ws.append(torch.as_tensor((arrays[f"{key}.weight"] != 0).astype(np.float32)))
             gcfg["projections"].append(pc)
         bounds, counts, stats, fits = M.split_group(gcfg, chip_projs, mask_ws, core_lim, fmt)
-        split_info.append([gcfg, bounds, stats, counts, chip_projs, mask_ws, fits])
+        splits.append(_Split(gcfg, bounds, stats, counts, chip_projs, mask_ws, fits, np.zeros(g.size)))
         groups.append(gcfg)
     # ---- output axons: re-split sources (reverse topological order) so each slice's
     #      neurons reach at most axons_out destination slices in total
-    gindex = {si[0]["name"]: gi for gi, si in enumerate(split_info)}
-    for gi in reversed(range(len(split_info))):
-        gcfg, bounds, stats, counts, chip_projs, mask_ws, fits = split_info[gi]
-        n_dest = np.zeros(gcfg["size"])
-        for cons in split_info:
-            for pc, cnt in zip(cons[4], cons[3].values()):
-                if pc["source"] == gcfg["name"]:
-                    n_dest += (cnt > 0).to(torch.float32).sum(0).numpy()
-        split_info[gi].append(n_dest)
-        if n_dest.any():
-            n_now = bounds[0][1] - bounds[0][0]
-            cum = np.concatenate([[0], np.cumsum(n_dest[M.neuron_order(tuple(gcfg["shape"]))])])
-            if any(cum[b] - cum[a] > core_lim["axons_out"] for a, b in bounds):
-                bounds, counts, stats, fits2 = M.split_group(gcfg, chip_projs, mask_ws, core_lim, fmt,
-                                                             n_dest=n_dest, max_n=n_now)
-                split_info[gi][1:4] = [bounds, stats, counts]
-                split_info[gi][6] = fits and fits2
-    for gcfg, bounds, stats, counts, chip_projs, mask_ws, fits, n_dest in split_info:
-        cum = np.concatenate([[0], np.cumsum(n_dest[M.neuron_order(tuple(gcfg["shape"]))])])
-        for st, (a, b) in zip(stats, bounds):
-            st["axons_out"] = int(cum[b] - cum[a])  # destination slices reached (packing may merge some)
-        if not fits:
-            unsplittable.append((gcfg["name"], max(stats, key=lambda st: st["axons_in"])))
-        for pc, c in zip(chip_projs, counts.values()):
+    gindex = {sp.cfg["name"]: gi for gi, sp in enumerate(splits)}
+    for sp in reversed(splits):
+        for cons in splits:
+            for pc, cnt in zip(cons.projs, cons.counts.values()):
+                if pc["source"] == sp.cfg["name"]:
+                    sp.n_dest += (cnt > 0).to(torch.float32).sum(0).numpy()
+        if any(n > core_lim["axons_out"] for n in sp.slice_sums(sp.n_dest)):
+            n_now = sp.bounds[0][1] - sp.bounds[0][0]
+            sp.bounds, sp.counts, sp.stats, fits2 = M.split_group(sp.cfg, sp.projs, sp.masks, core_lim, fmt,
+                                                                  n_dest=sp.n_dest, max_n=n_now)
+            sp.fits = sp.fits and fits2
+    for sp in splits:
+        for st, n_out in zip(sp.stats, sp.slice_sums(sp.n_dest)):
+            st["axons_out"] = int(n_out)  # destination slices reached (packing may merge some)
+        if not sp.fits:
+            unsplittable.append((sp.cfg["name"], max(sp.stats, key=lambda st: st["axons_in"])))
+        for pc, c in zip(sp.projs, sp.counts.values()):
             pc["synapses"] = int(c.sum())
     # ---- pack slices onto cores
-    flat = [(gi, k, st) for gi, si in enumerate(split_info) for k, st in enumerate(si[2])]
+    flat = [(gi, k, st) for gi, sp in enumerate(splits) for k, st in enumerate(sp.stats)]
 
     def memory_of(members, n_core):
         bits = 0
         for m in members:
             gi, k, _ = flat[m]
-            counts, projs = split_info[gi][3], split_info[gi][4]
+            counts, projs = splits[gi].counts, splits[gi].projs
             for i, c in counts.items():
                 wb = projs[i].get("weight_bits", fmt["weight_bits"])
                 bits += int(M.axon_bits(c[k], wb + M.index_bits(n_core, fmt), fmt).sum())
@@ -151,23 +165,23 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
         for m in members:
             gi, k, st = flat[m]
             core_of[(gi, k)] = cid
-            name = split_info[gi][0]["name"]
+            name = splits[gi].cfg["name"]
             if name not in c["groups"]:
                 c["groups"].append(name)
             for key in ("neurons", "axons_in", "synapses"):
                 c[key] += st[key]
         c["memory_bits"] = memory_of(members, c["neurons"])  # index bits address the whole core
         cores.append(c)
-    for gi, (gcfg, bounds, *_rest) in enumerate(split_info):
-        gcfg["slices"] = [{"core": core_of[(gi, k)], "start": a, "stop": b} for k, (a, b) in enumerate(bounds)]
+    for gi, sp in enumerate(splits):
+        sp.cfg["slices"] = [{"core": core_of[(gi, k)], "start": a, "stop": b} for k, (a, b) in enumerate(sp.bounds)]
     # ---- output axons: per source neuron, distinct destination cores
-    for gi, (gcfg, bounds, _, counts, chip_projs, *_rest) in enumerate(split_info):
-        for pc, cnt in zip(chip_projs, counts.values()):
+    for sp in splits:
+        for pc, cnt in zip(sp.projs, sp.counts.values()):
             if pc["source"] not in gindex:
                 continue  # graph input (spikes from the host)
-            dest = dest_core_matrix(cnt, [s["core"] for s in gcfg["slices"]])
+            dest = dest_core_matrix(cnt, [s["core"] for s in sp.cfg["slices"]])
             n_dest = dest.sum(0)  # per source neuron (C order)
-            sg = split_info[gindex[pc["source"]]][0]
+            sg = splits[gindex[pc["source"]]].cfg
             core_of_src = source_core_vector(sg)
             per_core = np.bincount(core_of_src, weights=n_dest.numpy(), minlength=len(cores))
             for cid in np.nonzero(per_core)[0]:

@@ -56,6 +56,7 @@ def measure(program, result, counts: dict) -> dict:
     dense_conn = nnz_conn = 0
     groups = {g["name"]: g for g in cfg["groups"]}
     core_vec = {g["name"]: source_core_vector(g) for g in cfg["groups"]}
+    cost_all = M.spike_cost_matrix(ncores, chip, E)
     for g in cfg["groups"]:
         sp = result.spikes[g["name"]].numpy()
         core_spikes += np.bincount(core_vec[g["name"]], weights=sp, minlength=ncores)
@@ -75,8 +76,7 @@ def measure(program, result, counts: dict) -> dict:
             D = dest_core_matrix(cnt, slice_cores).to(torch.float64)  # [dest cores, src]
             uniq = sorted(set(slice_cores))
             src_core = core_vec[p["source"]]
-            cost = np.array([[M.spike_cost_pJ(int(a), int(b), chip, E) for b in uniq]
-                             for a in range(ncores)])  # [src core, dest core]
+            cost = cost_all[:, uniq]  # [src core, dest core]
             per_src_msgs = D.sum(0).numpy()
             per_src_cost = (D.numpy() * cost[src_core].T).sum(0)
             spn = s_src.numpy()

@@ -201,20 +201,21 @@ def pack(slices: list[dict], core: dict, memory_fn) -> list[list[int]]:
     return cores
 
 
-def core_position(core: int, chip: dict) -> tuple[int, int, int]:
-    """(chip, x, y) of a core on the tile mesh; chips side by side east-west (snnc assumption)."""
-    per_chip = chip["cores"]
-    c, local = divmod(core, per_chip)
+def core_position(core, chip: dict):
+    """(chip, x, y) of core id(s) on the tile mesh; chips side by side east-west (snnc assumption).
+    Works on ints and numpy arrays."""
+    c, local = np.divmod(core, chip["cores"])
     tile = local // chip["cores_per_tile"]
     tx, ty = tile % chip["tiles_x"], tile // chip["tiles_x"]
     return c, c * chip["tiles_x"] + tx, ty
 
 
-def spike_cost_pJ(src_core: int, dst_core: int, chip: dict, energy: dict) -> float:
-    """Energy of one spike message: within-tile cost plus E-W / N-S tile hops (Davies 2018 Table 2)."""
-    _, x0, y0 = core_position(src_core, chip)
-    _, x1, y1 = core_position(dst_core, chip)
-    return energy["spike_in_tile"] + energy["hop_ew"] * abs(x1 - x0) + energy["hop_ns"] * abs(y1 - y0)
+def spike_cost_matrix(n_cores: int, chip: dict, energy: dict) -> np.ndarray:
+    """``[src core, dst core]`` energy of one spike message in pJ: within-tile cost plus E-W / N-S
+    tile hops (Davies 2018 Table 2)."""
+    _, x, y = core_position(np.arange(n_cores), chip)
+    return (energy["spike_in_tile"] + energy["hop_ew"] * np.abs(x[:, None] - x[None, :]) +
+            energy["hop_ns"] * np.abs(y[:, None] - y[None, :]))
 
 
 def design_rules(cores: list[dict], groups: list[dict], core_lim: dict, fp: dict, max_cores: int | None,

@@ -39,17 +39,35 @@ def host_weight(p, g) -> np.ndarray:
     return p.weight * ratio.reshape((-1,) + (1,) * (p.weight.ndim - 1))
 
 
+def input_bound(weight, ops: list) -> np.ndarray:
+    """Largest |per-step input| each output channel (conv) or row (dense) can receive when every
+    source is at most 1 in magnitude (spikes, or a direct input in [-1, 1]): sum|w| x the area of
+    the sum-pooling before the weighted op. Shape ``[weight.shape[0]]``."""
+    w = np.abs(np.asarray(weight, np.float64))
+    k = 1
+    for op in ops:
+        if op["op"] == "sum_pool2d":
+            k *= int(np.prod(op["kernel"]))
+    return w.reshape(w.shape[0], -1).sum(1) * k
+
+
+def host_current(x: torch.Tensor, items, shape) -> torch.Tensor:
+    """What the host computes for a direct input: ``sum(ops(x; weight) + bias)`` over ``items``
+    ``[(ops, weight tensor, bias tensor or None)]``; float64 ``[N, *shape]`` for ``x`` ``[N, *input_shape]``."""
+    out = torch.zeros((x.shape[0],) + tuple(shape), dtype=torch.float64)
+    with torch.no_grad():
+        for ops, weight, bias in items:
+            out += apply_ops(x, ops, weight).reshape(out.shape)
+            if bias is not None:
+                out += bias
+    return out
+
+
 def host_bias_float(projections, g, x: np.ndarray) -> np.ndarray:
     """Float voltage bias per step that a constant input ``x`` (``[N, *input_shape]``) gives group ``g``."""
-    xt = torch.as_tensor(np.asarray(x, np.float64))
-    out = torch.zeros((xt.shape[0],) + tuple(g.shape), dtype=torch.float64)
-    with torch.no_grad():
-        for p in projections:
-            y = apply_ops(xt, p.ops, torch.as_tensor(host_weight(p, g)))
-            out += y.reshape(out.shape)
-            if p.bias is not None:
-                out += torch.as_tensor(p.bias)
-    return out.numpy()
+    items = [(p.ops, torch.as_tensor(host_weight(p, g)), None if p.bias is None else torch.as_tensor(p.bias))
+             for p in projections]
+    return host_current(torch.as_tensor(np.asarray(x, np.float64)), items, g.shape).numpy()
 
 
 def synapse_counts(ops: list, mask_weight: torch.Tensor, source_shape, target_shape,

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from snnc.backends.loihi import mapping as M
-from snnc.backends.loihi.ops import apply_ops
+from snnc.backends.loihi.ops import apply_ops, host_current, input_bound
 
 
 @dataclass
@@ -106,7 +106,7 @@ class Program:
             a_bound = 0
             for p, pc in zip(projs, g["projections"]):
                 if not p.host:
-                    p.bound = _sum_bound(pc, p.weight)
+                    p.bound = int(input_bound(p.weight, pc["ops"]).max(initial=0))
                     # float32 carries integers exactly below 2^24: use it when every partial sum stays below
                     p.weight = p.weight.to(torch.float32 if p.bound < 2 ** 24 else torch.float64)
                     a_bound += p.bound << max(p.weight_exp, 0)
@@ -131,12 +131,7 @@ class Program:
         ``i_t = i_ss (1 - alpha^(t+1))``, and the host writes that ramp step by step (alpha as
         quantized), so the chip follows the graph. Rounding: half to even (torch.round).
         """
-        val = torch.zeros((x.shape[0],) + g.shape, dtype=torch.float64)
-        for p in g.projections:
-            if p.host:
-                val += apply_ops(x, p.ops, p.weight).reshape(val.shape)
-                if p.host_bias is not None:
-                    val += p.host_bias
+        val = host_current(x, [(p.ops, p.weight, p.host_bias) for p in g.projections if p.host], g.shape)
         e = g.cfg["host_bias_exp"]
         mmax = 2 ** (self.fp["bias_mant_bits"] - 1) - 1
         one = 2 ** self.fp["decay_bits"]
@@ -290,18 +285,6 @@ class Program:
             res.spikes[name] += n_spk[name].reshape(B, -1).sum(0)
             res.active[name] += n_act[name].reshape(B, -1).sum(0)
         return out_vals
-
-
-def _sum_bound(pc: dict, weight: torch.Tensor) -> int:
-    """Largest |synaptic sum| a projection can produce: per output, sum|w| x the largest input
-    (spikes are 0/1; sum pooling multiplies by the kernel area)."""
-    w = weight.abs()
-    per_out = w.reshape(w.shape[0], -1).sum(1).max().item() if w.numel() else 0.0
-    gain = 1
-    for op in pc["ops"]:
-        if op["op"] == "sum_pool2d":
-            gain *= int(np.prod(op["kernel"]))
-    return int(per_out) * gain
 
 
 def _decay(x: torch.Tensor, d: int, bits: int = 12) -> torch.Tensor:
