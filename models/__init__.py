@@ -11,11 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from snnc.models.fmnist_cnn import FMNISTConvSNN, build_fmnist_cnn
+from snnc.models.fmnist_cnn import DEFAULT_CONFIG, FMNISTConvSNN, build_fmnist_cnn
+from snnc.models.zoo import RES_CONFIG, WIDE_CONFIG, build_fmnist_res, build_fmnist_wide
 
 ARCHITECTURES = {
     "fmnist_cnn": build_fmnist_cnn,
+    "fmnist_wide": build_fmnist_wide,
+    "fmnist_res": build_fmnist_res,
 }
+DEFAULT_CONFIGS = {"fmnist_cnn": DEFAULT_CONFIG, "fmnist_wide": WIDE_CONFIG, "fmnist_res": RES_CONFIG}
 
 MODELS_DIR = Path(__file__).resolve().parent
 BUNDLED = {

@@ -1,6 +1,8 @@
-"""Training recipe for the bundled Fashion-MNIST SNN (surrogate-gradient BPTT).
+"""Training recipe for the zoo's Fashion-MNIST SNNs (surrogate-gradient BPTT).
 
-    python -m snnc.models.train --epochs 12 --seed 0 --out models/fmnist_cnn.pt
+    python -m snnc.models.train --epochs 10 --seed 0 --out models/fmnist_cnn.pt
+    python -m snnc.models.train --arch fmnist_wide --epochs 6 --seed 0 --out models/fmnist_wide.pt
+    python -m snnc.models.train --arch fmnist_res --epochs 10 --seed 0 --out models/fmnist_res.pt
 
 Runs on the CPU, or on a CUDA GPU when there is one (``--device auto``).
 Loss: cross-entropy on the readout voltage after T steps (the summed class
@@ -22,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from snnc.data import load_fashion_mnist
-from snnc.models.fmnist_cnn import DEFAULT_CONFIG, FMNISTConvSNN
+from snnc.models import ARCHITECTURES, DEFAULT_CONFIGS
 from snnc.neurons import run_float
 
 
@@ -40,11 +42,12 @@ def evaluate(model, x, y, num_steps, batch_size=500, device="cpu"):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="fmnist_cnn", choices=sorted(ARCHITECTURES))
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-steps", type=int, default=DEFAULT_CONFIG["num_steps"], help="T")
+    p.add_argument("--num-steps", type=int, default=8, help="T")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
@@ -61,8 +64,8 @@ def main(argv=None):
 
     xtr, ytr = load_fashion_mnist("train", args.data_dir, args.train_limit)
     xte, yte = load_fashion_mnist("test", args.data_dir)
-    config = dict(DEFAULT_CONFIG, num_steps=args.num_steps)
-    model = FMNISTConvSNN(config).to(device)
+    config = dict(DEFAULT_CONFIGS[args.arch], num_steps=args.num_steps)
+    model = ARCHITECTURES[args.arch](config).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     steps_per_epoch = (len(ytr) + args.batch_size - 1) // args.batch_size
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs * steps_per_epoch)
@@ -96,7 +99,7 @@ def main(argv=None):
     ckpt = {
         "format": "snnc-checkpoint",
         "version": 1,
-        "arch": "fmnist_cnn",
+        "arch": args.arch,
         "config": config,
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
         "meta": {
