@@ -6,7 +6,7 @@ OUT    ?= out/fmnist
 LIMIT  ?=
 DATA_LIMIT := $(if $(LIMIT),--limit $(LIMIT),)
 
-.PHONY: setup data run test bench golden clean
+.PHONY: setup data run test check-wheel bench golden clean
 
 ## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt
 setup: $(VENV)/.snnc-installed
@@ -25,10 +25,16 @@ data:
 run: setup data
 	$(BIN)/snnc compile models/fmnist_cnn.pt --target loihi-sim -o $(OUT) --data fashion-mnist $(DATA_LIMIT) --force
 
-## test: the test suite (tests that need Fashion-MNIST or ../shared fixtures skip with a reason when absent)
+## test: the test suite (tests that need Fashion-MNIST or ../shared fixtures skip with a reason when absent),
+##       then the wheel check (what a user installs, exercised from outside the repository)
 test: setup
 	scripts/get-data.sh --optional
 	$(BIN)/python -m pytest -q
+	scripts/check-wheel.sh $(PYTHON)
+
+## check-wheel: build a wheel, install it in a fresh venv, compile the shipped model from another folder
+check-wheel:
+	scripts/check-wheel.sh $(PYTHON)
 
 ## bench: compile time and simulation throughput (prints figures and ratios)
 bench: setup data

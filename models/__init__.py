@@ -22,8 +22,24 @@ ARCHITECTURES = {
 DEFAULT_CONFIGS = {"fmnist_cnn": DEFAULT_CONFIG, "fmnist_wide": WIDE_CONFIG, "fmnist_res": RES_CONFIG}
 
 MODELS_DIR = Path(__file__).resolve().parent
+#: Shipped checkpoints by name (``snnc compile fmnist_cnn`` works from any folder).
 BUNDLED = {
     "fmnist_cnn": MODELS_DIR / "fmnist_cnn.pt",
 }
 
-__all__ = ["ARCHITECTURES", "BUNDLED", "FMNISTConvSNN", "build_fmnist_cnn", "MODELS_DIR"]
+
+def path(name: str) -> Path:
+    """Path of the shipped checkpoint ``name`` (a key of :data:`BUNDLED`), inside the installed package.
+
+    Raises:
+        FileNotFoundError: unknown name, or the file is missing from this installation.
+    """
+    if name not in BUNDLED:
+        raise FileNotFoundError(f"no shipped model {name!r}; shipped: {', '.join(sorted(BUNDLED))}")
+    p = BUNDLED[name]
+    if not p.is_file():
+        raise FileNotFoundError(f"shipped model {name!r} is missing from this installation ({p})")
+    return p
+
+
+__all__ = ["ARCHITECTURES", "BUNDLED", "DEFAULT_CONFIGS", "FMNISTConvSNN", "build_fmnist_cnn", "MODELS_DIR", "path"]

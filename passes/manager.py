@@ -47,31 +47,105 @@ class PassContext:
         self._notes.update(kv)
 
 
+OPTION_TYPES = (bool, int, float, str)
+
+
+def coerce_option(pass_name: str, key: str, value, default):
+    """Convert an option value to the type of its declared default.
+
+    Strings (from the CLI) are parsed: ``int`` takes whole numbers only, ``float`` finite
+    numbers only, ``bool`` one of true/false/yes/no/on/off/1/0. Python values must already have
+    the type (an ``int`` is accepted for a ``float`` option; a ``bool`` never for a number).
+
+    Raises:
+        ValueError: a value that is not of the option's type, naming the pass and option.
+    """
+    want = type(default)
+    where = f"pass {pass_name!r}, option {key}"
+    if isinstance(value, str) and want is not str:
+        text = value.strip()
+        if want is bool:
+            low = text.lower()
+            if low in ("true", "yes", "on", "1"):
+                return True
+            if low in ("false", "no", "off", "0"):
+                return False
+            raise ValueError(f"{where}: {value!r} is not a boolean (true or false)")
+        if want is int:
+            try:
+                return int(text)
+            except ValueError:
+                raise ValueError(f"{where}: {value!r} is not a whole number") from None
+        try:
+            f = float(text)
+        except ValueError:
+            raise ValueError(f"{where}: {value!r} is not a number") from None
+        value = f
+    if want is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: {value!r} is not a boolean (true or false)")
+        return value
+    if want is int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{where}: {value!r} is not a whole number")
+        return int(value)
+    if want is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{where}: {value!r} is not a number")
+        if not np.isfinite(value):
+            raise ValueError(f"{where}: {value!r} is not a finite number")
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"{where}: {value!r} is not a string")
+    return value
+
+
 @dataclass(frozen=True)
 class Pass:
+    """A registered pass: ``fn(graph, ctx, **options)``, option defaults (whose types are the
+    options' types) and an optional ``check(options)`` that raises ValueError on values out of range."""
     name: str
     fn: Callable
     description: str
     options: dict
+    check: Callable | None = None
 
-    def __call__(self, graph: nir.NIRGraph, ctx: PassContext, **opts) -> nir.NIRGraph:
+    def resolve(self, opts: dict) -> dict:
+        """Defaults merged with ``opts``, each converted to its declared type and range-checked.
+
+        Raises:
+            ValueError: unknown option, wrong type or value out of range (names the pass and option).
+        """
         unknown = set(opts) - set(self.options)
         if unknown:
             raise ValueError(f"pass {self.name!r}: unknown option(s) {sorted(unknown)}; "
                              f"known: {sorted(self.options) or 'none'}")
-        merged = {**self.options, **opts}
-        return self.fn(copy_graph(graph), ctx, **merged)
+        merged = {k: coerce_option(self.name, k, opts.get(k, d), d) for k, d in self.options.items()}
+        if self.check is not None:
+            self.check(merged)
+        return merged
+
+    def __call__(self, graph: nir.NIRGraph, ctx: PassContext, **opts) -> nir.NIRGraph:
+        return self.fn(copy_graph(graph), ctx, **self.resolve(opts))
 
 
 REGISTRY: dict[str, Pass] = {}
 
 
-def register(name: str, description: str, **options):
-    """Decorator: register ``fn(graph, ctx, **options)`` as pass ``name`` with option defaults."""
+def register(name: str, description: str, check: Callable | None = None, **options):
+    """Decorator: register ``fn(graph, ctx, **options)`` as pass ``name`` with option defaults.
+
+    Each default's type (bool, int, float, str) is the option's type; ``check(options)`` may
+    raise ValueError for values out of range.
+    """
+    for k, v in options.items():
+        if type(v) not in OPTION_TYPES:
+            raise TypeError(f"pass {name!r}: option {k} default {v!r} must be one of bool, int, float, str")
+
     def deco(fn):
         if name in REGISTRY:
             raise ValueError(f"pass {name!r} registered twice")
-        REGISTRY[name] = Pass(name, fn, description, dict(options))
+        REGISTRY[name] = Pass(name, fn, description, dict(options), check)
         return fn
     return deco
 
@@ -83,24 +157,16 @@ def get_pass(name: str) -> Pass:
     return REGISTRY[name]
 
 
-def _parse_value(text: str):
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_pipeline(spec: str) -> list[tuple[str, dict]]:
-    """``"fold_bn,quantize:weight_bits=8;per_channel=false"`` -> ``[("fold_bn", {}), ("quantize", {...})]``.
+    """``"fold_bn,quantize:weight_bits=8;headroom=2"`` -> ``[("fold_bn", {}), ("quantize", {...})]``.
+
+    Option values are converted to the types of the pass's declared defaults and range-checked.
 
     Raises:
-        ValueError: unknown pass name or malformed option.
+        ValueError: unknown pass name, malformed, unknown, mistyped or out-of-range option.
     """
+    if not isinstance(spec, str):
+        raise ValueError(f"a pass pipeline is a string like 'fold_bn,quantize', got {type(spec).__name__}")
     out = []
     for item in [s.strip() for s in spec.split(",") if s.strip()]:
         name, _, rest = item.partition(":")
@@ -109,12 +175,12 @@ def parse_pipeline(spec: str) -> list[tuple[str, dict]]:
             if "=" not in kv:
                 raise ValueError(f"pass option {kv!r} in {item!r} is not key=value")
             k, v = kv.split("=", 1)
-            opts[k.strip()] = _parse_value(v.strip())
+            opts[k.strip()] = v.strip()
         p = get_pass(name.strip())
-        unknown = set(opts) - set(p.options)
-        if unknown:
-            raise ValueError(f"pass {p.name!r}: unknown option(s) {sorted(unknown)}; known: {sorted(p.options) or 'none'}")
-        out.append((p.name, opts))
+        resolved = p.resolve(opts)
+        out.append((p.name, {k: resolved[k] for k in opts}))
+    if not out:
+        raise ValueError(f"empty pass pipeline {spec!r}; e.g. 'fold_bn,quantize'")
     return out
 
 
@@ -122,9 +188,12 @@ class Pipeline:
     """An ordered list of (pass name, options)."""
 
     def __init__(self, passes: list[tuple[str, dict]] | str):
-        self.passes = parse_pipeline(passes) if isinstance(passes, str) else [(n, dict(o)) for n, o in passes]
-        for n, _ in self.passes:
-            get_pass(n)
+        if isinstance(passes, str):
+            self.passes = parse_pipeline(passes)
+        else:
+            self.passes = [(n, dict(o)) for n, o in passes]
+            for n, o in self.passes:
+                get_pass(n).resolve(o)
 
     def run(self, graph: nir.NIRGraph, ctx: PassContext, progress: Callable[[str], None] | None = None) -> nir.NIRGraph:
         for name, opts in self.passes:
@@ -136,7 +205,7 @@ class Pipeline:
             t0 = time.perf_counter()
             graph = p(graph, ctx, **opts)
             dt = time.perf_counter() - t0
-            ctx.log.append({"pass": name, "options": {**p.options, **opts}, "before": before,
+            ctx.log.append({"pass": name, "options": p.resolve(opts), "before": before,
                             "after": graph_figures(graph), "time_s": round(dt, 4), "notes": dict(ctx._notes)})
         return graph
 

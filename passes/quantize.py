@@ -170,9 +170,26 @@ def _readout_vmax(graph, g: Group, stats: dict | None, num_steps: int | None) ->
     return float(num_steps * per_step.max() + np.abs(g.v_bias).max())
 
 
+_LIMIT_TEXT = {"weights": "the largest weight must fit the 8-bit mantissa at the largest weight exponent",
+               "bias": "the largest bias must fit the 13-bit mantissa at the largest bias exponent",
+               "threshold": "vth at most a quarter of the 24-bit voltage range",
+               "voltage": "the readout voltage must stay below the largest threshold",
+               "current": "the current u must stay inside 24 bits",
+               "synaptic_input": "the per-step synaptic input must fit 16 bits"}
+
+
+def _check_options(o: dict) -> None:
+    if not 2 <= o["weight_bits"] <= 8:
+        raise ValueError(f"pass 'quantize', option weight_bits: {o['weight_bits']} is outside 2..8 "
+                         "(Loihi synapse formats hold 1..8-bit weights; 1-bit mixed-sign weights can only be <= 0)")
+    if not 1.0 <= o["headroom"] <= 1e6:
+        raise ValueError(f"pass 'quantize', option headroom: {o['headroom']} is outside 1..1e6 (a factor over "
+                         "the largest value seen on calibration data)")
+
+
 @register("quantize", "weights to 8-bit mantissa + per-projection power-of-two exponent, vThMant, du/dv "
           "and bias mantissa/exponent (Loihi fixed point); writes the quantized values back (fake quant) "
-          "and the formats into node metadata", target="", weight_bits=8, headroom=2.0)
+          "and the formats into node metadata", check=_check_options, target="", weight_bits=8, headroom=2.0)
 def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weight_bits: int = 8,
                   headroom: float = 2.0) -> nir.NIRGraph:
     """``target``: a target name or TOML path; empty = the context's target (else loihi-sim)."""
@@ -236,7 +253,13 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         s = float(cands[limiter])
         du, dv = decays(g, fp)
         if g.kind == "spiking":
-            vth_mant = int(np.clip(np.rint(s * th / 2 ** fp["vth_shift"]), 1, fp["vth_mant_max"]))
+            raw = s * th / 2 ** fp["vth_shift"]
+            if raw < 0.5:
+                raise ValueError(f"group {g.name!r}: its threshold {th:g} rounds to 0 at the fixed-point scale "
+                                 f"{s:.3g} that the {limiter} limit sets ({_LIMIT_TEXT[limiter]}): weights, biases or "
+                                 "currents too large relative to the threshold cannot be represented together "
+                                 "(retrain or rescale the layer)")
+            vth_mant = int(np.clip(np.rint(raw), 1, fp["vth_mant_max"]))
         else:
             vth_mant = int(fp["vth_mant_max"])
         b_mant, b_exp = split_bias(np.rint(s * const_bias), fp)
@@ -281,11 +304,12 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             node.v_leak = (bias_deq * t_new / dt).astype(np.float32)
         elif np.any(b_mant):
             biased = [p for p in chip if p.bias is not None]
-            if len(biased) != 1 or np.any(g.v_bias) or isinstance(graph.nodes[biased[0].weighted], nir.Conv2d):
+            if len(biased) != 1 or np.any(g.v_bias):
                 raise ValueError(f"group {g.name!r} ({g.nir_type}) has biases from several nodes and no v_leak "
                                  "to hold their quantized sum")
             wn = graph.nodes[biased[0].weighted]
-            wn.bias = (bias_deq.reshape(-1) / g.bias_gain.reshape(-1)).astype(np.float32)
+            per = (bias_deq / g.bias_gain).reshape(len(wn.bias), -1)  # conv: one value per channel
+            wn.bias = per[:, 0].astype(np.float32)
         if g.kind == "spiking":
             node.v_threshold = np.full(g.shape, vth_mant * 2 ** fp["vth_shift"] / s, np.float32)
         for key, val in vars(node).items():

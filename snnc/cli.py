@@ -1,11 +1,19 @@
 """snnc command line (click).
 
-Exit codes: 0 ok; 1 bad input or a broken limit (a one-line reason, or the list of
-every design-rule violation); 2 usage error.
+Exit codes: 0 ok; 1 bad input or a broken limit (one line ``snnc: error: <reason>``, or for
+design-rule violations that line followed by every violation); 2 usage error (click's
+message); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). An interrupted or failed
+compile leaves the previous output folder as it was and no temporary files.
+
+An unexpected exception (a bug in snnc) ends as ``snnc: error: internal error (...)`` with
+exit 1; set ``SNNC_DEBUG=1`` to see its traceback.
 """
 from __future__ import annotations
 
+import functools
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,21 +21,62 @@ import click
 
 from snnc import __version__
 
+EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that clean-up code runs as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
 
 def _fail(msg: str) -> None:
+    from snnc.backends.loihi.mapping import DesignRuleError  # noqa: F401  (multi-line by design)
     click.echo(f"snnc: error: {msg}", err=True)
-    sys.exit(1)
+    sys.exit(EXIT_BAD_INPUT)
 
 
-def _errors():
-    from snnc.backends.loihi.compile import NotQuantizedError
+def _one_line(e: BaseException) -> str:
     from snnc.backends.loihi.mapping import DesignRuleError
-    from snnc.compiler import OutputExistsError
-    from snnc.data import DataNotFoundError
-    from snnc.frontend import ModelLoadError
-    from snnc.ir import UnsupportedNodeError
-    return (ModelLoadError, UnsupportedNodeError, DesignRuleError, DataNotFoundError, OutputExistsError,
-            NotQuantizedError, ValueError, FileNotFoundError)
+    text = str(e) or type(e).__name__
+    if isinstance(e, DesignRuleError):
+        return text  # a summary line, then one line per violation
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _guard(fn):
+    """Run a command body: known bad input -> one line and exit 1; Ctrl-C -> 130; SIGTERM -> 143;
+    anything else -> "internal error" (exit 1; SNNC_DEBUG=1 shows the traceback)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        previous = signal.getsignal(signal.SIGTERM)
+        try:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:  # not the main thread
+            previous = None
+        try:
+            return fn(*args, **kwargs)
+        except Terminated:
+            click.echo("snnc: terminated", err=True)
+            sys.exit(EXIT_TERMINATED)
+        except KeyboardInterrupt:
+            click.echo("snnc: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except (ValueError, OSError, EOFError) as e:  # every snnc error is a ValueError or OSError subclass
+            _fail(_one_line(e))
+        except Exception as e:  # a bug: say so in one line
+            if os.environ.get("SNNC_DEBUG") == "1":
+                raise
+            _fail(f"internal error ({type(e).__name__}: {_one_line(e)[:300]}); please report it "
+                  "(SNNC_DEBUG=1 shows the traceback)")
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+    return wrapper
 
 
 class _Progress:
@@ -60,10 +109,19 @@ class _Progress:
 def _shape(text):
     if text is None:
         return None
+    from snnc.validate import ValidationError, check_input_shape
     try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a comma-separated list of integers") from None
+        return check_input_shape(tuple(int(v) for v in text.split(",")), "--input-shape")
+    except (ValueError, ValidationError):
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of 1 to 4 positive whole numbers "
+                                 "(e.g. 1,28,28)", param_hint="--input-shape") from None
+
+
+def _positive_time(ctx, param, value):
+    import math
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise click.BadParameter(f"{value} is not a positive time in s")
+    return value
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,9 +136,9 @@ def main():
 
 
 @main.command("compile")
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("model")
 @click.option("--target", default="loihi-sim", show_default=True, help="target name (see `snnc targets`) or TOML path")
-@click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder")
+@click.option("-o", "--out", "out", required=True, type=click.Path(), help="output folder")
 @click.option("--data", type=click.Choice(["fashion-mnist", "digits"]), default=None,
               help="calibrate on 256 training images and evaluate float and compiled accuracy on the test split")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -91,7 +149,8 @@ def main():
                                              "passes`) [default: fold_bn,quantize]")
 @click.option("--max-cores", type=click.IntRange(min=1), default=None, help="fail if the model needs more cores")
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
-@click.option("--dt", type=float, default=None, help="time step in s for models that do not record one")
+@click.option("--dt", type=float, default=None, callback=_positive_time,
+              help="time step in s for models that do not record one")
 @click.option("--num-steps", type=click.IntRange(min=1), default=None, help="time steps T per sample")
 @click.option("--input-shape", default=None, help="input shape C,H,W (pickled modules without one)")
 @click.option("--input-encoding", type=click.Choice(["direct", "spikes"]), default=None,
@@ -102,24 +161,24 @@ def main():
                    "[default: zero when v_reset = 0]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--force", is_flag=True, help="replace a non-empty output folder")
+@click.option("--force", is_flag=True, help="replace OUT when it is a previous snnc output (never another folder)")
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
+@_guard
 def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, trust_pickle, dt, num_steps,
                 input_shape, input_encoding, reset, batch_size, seed, force, as_json):
-    """Compile MODEL (.pt snnc checkpoint, .nir file) into OUT for a target."""
+    """Compile MODEL (.pt snnc checkpoint, .nir file, or a shipped model's name such as
+    fmnist_cnn) into OUT for a target."""
     from snnc.compiler import compile_model
     from snnc.passes import DEFAULT_PIPELINE
     from snnc.report import dumps, print_report
-    try:
-        with _Progress() as prog:
-            rep = compile_model(model, out, target=target, passes=passes or DEFAULT_PIPELINE, data=data,
-                                data_dir=data_dir, limit=limit, max_cores=max_cores, trust_pickle=trust_pickle, dt=dt,
-                                num_steps=num_steps, input_shape=_shape(input_shape),
-                                input_encoding=input_encoding, reset=reset, seed=seed,
-                                batch_size=batch_size, force=force, progress=prog,
-                                log=None if as_json else prog.log)
-    except _errors() as e:
-        _fail(str(e))
+    shape = _shape(input_shape)
+    with _Progress() as prog:
+        rep = compile_model(model, out, target=target, passes=passes or DEFAULT_PIPELINE, data=data,
+                            data_dir=data_dir, limit=limit, max_cores=max_cores, trust_pickle=trust_pickle, dt=dt,
+                            num_steps=num_steps, input_shape=shape,
+                            input_encoding=input_encoding, reset=reset, seed=seed,
+                            batch_size=batch_size, force=force, progress=prog,
+                            log=None if as_json else prog.log)
     if as_json:
         click.echo(dumps(rep), nl=False)
     else:
@@ -128,21 +187,21 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, tr
 
 
 @main.command()
-@click.argument("out", type=click.Path(file_okay=False, exists=True))
+@click.argument("out")
 @click.option("--data", type=click.Choice(["fashion-mnist", "digits"]), required=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--target", default=None, help="target name or TOML path [default: the one compiled for]")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+@_guard
 def simulate(out, data, data_dir, limit, batch_size, target, as_json):
     """Simulate a compiled OUT folder bit-accurately on a dataset's test split."""
     from snnc.compiler import simulate_output
-    try:
-        with _Progress() as prog:
-            res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target)
-    except _errors() as e:
-        _fail(str(e))
+    if not Path(out).is_dir():
+        _fail(f"{out}: no such folder (a compile output folder)")
+    with _Progress() as prog:
+        res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target)
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
     else:
@@ -153,45 +212,41 @@ def simulate(out, data, data_dir, limit, batch_size, target, as_json):
 
 
 @main.command()
-@click.argument("path", type=click.Path(exists=True))
+@click.argument("path")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
 @click.option("--dt", type=float, default=None, help="time step in s for models that do not record one")
 @click.option("--input-shape", default=None, help="input shape C,H,W (pickled modules without one)")
+@_guard
 def inspect(path, as_json, trust_pickle, dt, input_shape):
     """Show a model's NIR graph (nodes, shapes, figures) or a compile output's report."""
     from snnc.ir import dumps_canonical, infer_shapes, summarize
     p = Path(path)
-    try:
-        if p.is_dir():
-            rep_path = p / "report.json"
-            if not rep_path.is_file():
-                _fail(f"{p}: not a compile output folder (no report.json)")
-            rep = json.loads(rep_path.read_text())
-            if as_json:
-                click.echo(json.dumps(rep, indent=2, sort_keys=True))
-            else:
-                from snnc.report import print_report
-                print_report(rep)
-            return
-        from snnc.frontend import load_model
-        graph, _, info = load_model(p, trust_pickle=trust_pickle, dt=dt, input_shape=_shape(input_shape))
-        summ = summarize(graph, digests=False)
+    shape = _shape(input_shape)
+    if p.is_dir():
+        from snnc.report import load_report, print_report
+        rep = load_report(p)
         if as_json:
-            click.echo(dumps_canonical(summ), nl=False)
-            return
-        shapes = infer_shapes(graph)
-        click.echo(f"{p} ({info.get('kind')}), T = {info.get('num_steps')}")
-        for name, node in summ["nodes"].items():
-            extra = ""
-            if "snnc.reset" in str(node.get("metadata", "")):
-                md = node["metadata"]
-                extra = f"  reset={md.get('snnc.reset')} dt={md.get('snnc.dt')}"
-            click.echo(f"  {name:<24} {node['type']:<10} {str(shapes[name][0]):>16} -> {str(shapes[name][1]):<16}{extra}")
-        f = summ["figures"]
-        click.echo(f"neurons {f['neurons']:,}  synapses {f['synapses']:,}  parameters {f['parameters']:,}")
-    except _errors() as e:
-        _fail(str(e))
+            click.echo(json.dumps(rep, indent=2, sort_keys=True))
+        else:
+            print_report(rep)
+        return
+    from snnc.frontend import load_model
+    graph, _, info = load_model(p, trust_pickle=trust_pickle, dt=dt, input_shape=shape)
+    summ = summarize(graph, digests=False)
+    if as_json:
+        click.echo(dumps_canonical(summ), nl=False)
+        return
+    shapes = infer_shapes(graph)
+    click.echo(f"{p} ({info.get('kind')}), T = {info.get('num_steps')}")
+    for name, node in summ["nodes"].items():
+        extra = ""
+        if "snnc.reset" in str(node.get("metadata", "")):
+            md = node["metadata"]
+            extra = f"  reset={md.get('snnc.reset')} dt={md.get('snnc.dt')}"
+        click.echo(f"  {name:<24} {node['type']:<10} {str(shapes[name][0]):>16} -> {str(shapes[name][1]):<16}{extra}")
+    f = summ["figures"]
+    click.echo(f"neurons {f['neurons']:,}  synapses {f['synapses']:,}  parameters {f['parameters']:,}")
 
 
 @main.command()

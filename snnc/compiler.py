@@ -19,8 +19,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -32,20 +30,21 @@ from snnc import data as D
 from snnc.backends.loihi.compile import compile_graph
 from snnc.backends.loihi.energy import measure
 from snnc.backends.loihi.sim import Program, load_program, slice_counts_for
-from snnc.frontend import load_model
+from snnc.files import OutputError, OutputExistsError, check_output_target, nir_bytes, write_output_folder
+from snnc.frontend import load_model, resolve_model_path
 from snnc.passes import DEFAULT_PIPELINE, PassContext, Pipeline
 from snnc.report import build_report, dumps, plot_utilisation
 from snnc.targets import load_target
+from snnc.validate import check_graph, check_num_steps
 
 CALIBRATION_SAMPLES = 256
 
-
-class OutputExistsError(FileExistsError):
-    pass
+__all__ = ["compile_model", "simulate_output", "float_scores", "readout_rule", "output_files", "OutputError", "OutputExistsError"]
 
 
-def save_npz(path: Path, arrays: dict) -> None:
-    """Deterministic ``.npz`` (sorted keys, fixed zip timestamps), readable with ``numpy.load``."""
+def save_npz(path, arrays: dict) -> None:
+    """Deterministic ``.npz`` (sorted keys, fixed zip timestamps), readable with ``numpy.load``.
+    ``path``: a file path or a binary file object."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for key in sorted(arrays):
             buf = io.BytesIO()
@@ -62,21 +61,43 @@ def _dataset_source(name: str, split: str, n: int, data_dir) -> str:
     return f"scikit-learn digits {split} split, first {n:,} images"
 
 
-def float_accuracy(module, graph, x: np.ndarray, y: np.ndarray, num_steps: int, batch_size: int = 500) -> float:
-    """Float accuracy: the torch module when there is one, else snnc's NIR reference executor."""
+def readout_rule(graph) -> dict:
+    """How a prediction is read from the model: the same rule for the float model and the compiled one.
+
+    The graph's (first) Output node is fed by one neuron node. A non-spiking readout (``nir.I``,
+    ``nir.LI``, ``nir.CubaLI``) is read as its voltage after the T steps (``"membrane"``); a spiking
+    node as its spike counts over the T steps (``"spike_count"``). The class is the argmax; ties go
+    to the lowest class index (numpy/torch ``argmax``).
+    """
+    from snnc.ir import SPIKING_TYPES, predecessors
+
+    outs = sorted(n for n, node in graph.nodes.items() if isinstance(node, nir.Output))
+    src = predecessors(graph, outs[0]) if outs else []
+    node = graph.nodes[src[0]] if len(src) == 1 else None
+    if isinstance(node, SPIKING_TYPES):
+        return {"rule": "spike_count", "node": src[0],
+                "description": f"argmax over classes of the spike counts of {src[0]!r} over the T time steps "
+                               "(ties: lowest class index)"}
+    name = src[0] if src else None
+    return {"rule": "membrane", "node": name,
+            "description": f"argmax over classes of the voltage of the non-spiking readout {name!r} after the T time "
+                          "steps (ties: lowest class index)"}
+
+
+def float_scores(module, graph, x: np.ndarray, num_steps: int, rule: str, batch_size: int = 500) -> np.ndarray:
+    """Float class scores ``[N, classes]`` by the readout ``rule`` (see :func:`readout_rule`): the torch
+    module when there is one, else snnc's NIR reference executor. ``x``: ``[N, *input_shape]`` direct input."""
     from snnc.neurons import run_float
     from snnc.reference import run_graph
 
-    correct = 0
+    out = []
     with torch.no_grad():
-        for i in range(0, len(y), batch_size):
+        for i in range(0, len(x), batch_size):
             xb = torch.from_numpy(x[i:i + batch_size])
-            if module is not None:
-                out = run_float(module, xb, num_steps)[-1]
-            else:
-                out = run_graph(graph, xb, num_steps)[0][-1]
-            correct += int((out.argmax(1).numpy() == y[i:i + batch_size]).sum())
-    return correct / len(y)
+            seq = run_float(module, xb, num_steps) if module is not None else run_graph(graph, xb, num_steps)[0]
+            seq = seq.reshape(seq.shape[0], seq.shape[1], -1).double()
+            out.append((seq.sum(0) if rule == "spike_count" else seq[-1]).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
 
 
 def simulate(program: Program, x: np.ndarray, y: np.ndarray | None, batch_size: int = 500, progress=None) -> dict:
@@ -106,28 +127,34 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
         log: callable(str) for one-line status messages.
 
     Raises:
-        OutputExistsError: ``out_dir`` exists and is not empty (and not ``force``).
-        ModelLoadError, UnsupportedNodeError, DesignRuleError, DataNotFoundError.
+        OutputExistsError: ``out_dir`` exists, is not empty, and is not a previous snnc output that
+            ``force`` may replace.
+        OutputError: ``out_dir`` holds an input, cannot be written, or writing failed (nothing changed).
+        ModelLoadError, ValidationError, UnsupportedNodeError, DesignRuleError, ConfigError,
+        DataNotFoundError, DataFormatError (all ValueError/FileNotFoundError subclasses with a one-line message).
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputExistsError(f"{out_dir} exists and is not a folder")
-    if out_dir.exists() and any(out_dir.iterdir()) and not force:
-        raise OutputExistsError(f"{out_dir} exists and is not empty; pass --force to replace it")
     say = log or (lambda s: None)
     tgt = load_target(target)
     if tgt.backend != "loihi":
         raise ValueError(f"target {tgt.name!r} uses backend {tgt.backend!r}, which this snnc does not have")
-    graph, module, info = load_model(model, trust_pickle=trust_pickle, dt=dt, input_shape=input_shape,
+    model_path = resolve_model_path(model)
+    inputs = [model_path, data_dir, tgt.path]
+    out_dir = check_output_target(out_dir, force, inputs)  # before any work: fail fast, lose nothing
+    if num_steps is not None:
+        check_num_steps(num_steps, "--num-steps")
+    graph, module, info = load_model(model_path, trust_pickle=trust_pickle, dt=dt, input_shape=input_shape,
                                      num_steps=num_steps, reset=reset)
-    T = num_steps or info.get("num_steps") or (graph.metadata or {}).get("snnc.num_steps")
+    T = next((v for v in (num_steps, info.get("num_steps"), (graph.metadata or {}).get("snnc.num_steps"))
+              if v is not None), None)
     if T is None:
         raise ValueError("the number of time steps T is unknown for this model; pass --num-steps")
-    graph.metadata = dict(graph.metadata or {}, **{"snnc.num_steps": int(T)})
+    T = check_num_steps(T, f"{model_path}: T")
+    graph.metadata = dict(graph.metadata or {}, **{"snnc.num_steps": T})
     if input_encoding is not None:
         if input_encoding not in ("direct", "spikes"):
             raise ValueError(f"input encoding must be 'direct' or 'spikes', got {input_encoding!r}")
         graph.metadata["snnc.input_encoding"] = input_encoding
+    check_graph(graph)
     calib = xte = yte = None
     if data and graph.metadata.get("snnc.input_encoding") == "spikes":
         raise ValueError(f"the model takes spike input, and dataset {data!r} holds analog images; snnc has no "
@@ -149,53 +176,37 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
     program = Program(config, arrays, tgt)
     metrics = accuracy = None
     if data:
+        rule = readout_rule(graph)
         say(f"float model on {len(yte):,} test samples")
-        f_acc = float_accuracy(module, graph, xte, yte, int(T), batch_size)
+        f_scores = float_scores(module, graph, xte, int(T), rule["rule"], batch_size)
         cb = (lambda n: progress("simulate", n, len(yte))) if progress else None
         say(f"bit-accurate simulation on {len(yte):,} test samples")
         sim = simulate(program, xte, yte, batch_size, cb)
         metrics = sim["metrics"]
         accuracy = {"source": _dataset_source(data, "test", len(yte), data_dir), "samples": int(len(yte)),
-                    "float": f_acc, "compiled": sim["accuracy"]}
+                    "float": float((f_scores.argmax(1) == yte).mean()), "compiled": sim["accuracy"],
+                    "readout": rule["description"],
+                    "agreement": float((f_scores.argmax(1) == sim["result"].scores().reshape(len(yte), -1)
+                                        .argmax(1)).mean())}
     model_info = {"path": str(model), "kind": info.get("kind"), "num_steps": int(T)}
     if info.get("meta"):
         model_info["card"] = {k: info["meta"][k] for k in sorted(info["meta"]) if k in (
             "float_test_accuracy", "seed", "epochs", "dt", "command")}
     report = build_report(config, tgt, metrics, accuracy, ctx.log, model_info)
-    _write_outputs(out_dir, config, arrays, compiled, report, force)
+    for line in write_output_folder(out_dir, output_files(config, arrays, compiled, report), force, inputs):
+        say(line)
     return report
 
 
-def _write_outputs(out_dir: Path, config, arrays, graph, report, force: bool) -> None:
-    parent = out_dir.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; an output folder gets the usual mode
-    try:
-        (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
-        save_npz(tmp / "weights.npz", arrays)
-        nir.write(str(tmp / "graph.nir"), graph)
-        (tmp / "report.json").write_text(dumps(report))
-        plot_utilisation(report, tmp / "cores.png")
-        if out_dir.exists():
-            if not force:
-                raise OutputExistsError(f"{out_dir} appeared while compiling")
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=parent))
-            os.replace(out_dir, old / "x")
-            try:
-                os.replace(tmp, out_dir)
-            except BaseException:
-                os.replace(old / "x", out_dir)  # put the previous output back
-                raise
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def output_files(config, arrays, graph, report) -> dict[str, bytes]:
+    """The files of a compile output folder, as bytes (made in memory; written by
+    :func:`snnc.files.write_output_folder`)."""
+    npz, png = io.BytesIO(), io.BytesIO()
+    save_npz(npz, arrays)
+    plot_utilisation(report, png)
+    return {"config.json": (json.dumps(config, indent=1, sort_keys=True) + "\n").encode(),
+            "weights.npz": npz.getvalue(), "graph.nir": nir_bytes(graph),
+            "report.json": dumps(report).encode(), "cores.png": png.getvalue()}
 
 
 def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None, batch_size: int = 500,

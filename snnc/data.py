@@ -65,26 +65,64 @@ def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path:
     )
 
 
+class DataFormatError(ValueError):
+    """A dataset file that exists but cannot be used (corrupt, truncated, wrong content)."""
+
+
+IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file (gzipped or plain) into a numpy array.
+    """Read one IDX file (gzipped when its name ends in ``.gz``, else plain) into a numpy array.
+
+    IDX (LeCun et al., the MNIST file format): two zero bytes, an element-type byte, the
+    number of dimensions, then one big-endian uint32 per dimension, then the elements.
 
     Raises:
-        ValueError: bad magic number or truncated file.
+        DataFormatError: unreadable or corrupt gzip stream, bad magic, unknown element type,
+            a header or element block shorter than the header says, or trailing bytes.
     """
+    import zlib
+
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        kind = "gzip file" if opener is gzip.open else "file"
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataFormatError(f"{path}: not a readable {kind} ({reason})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic)")
+        raise DataFormatError(f"{path}: not an IDX file (bad magic number)")
     dtype_code, ndim = data[2], data[3]
-    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    if dtype_code not in dtypes:
-        raise ValueError(f"{path}: unknown IDX element type 0x{dtype_code:02x}")
+    if dtype_code not in IDX_TYPES:
+        raise DataFormatError(f"{path}: unknown IDX element type 0x{dtype_code:02x}")
+    if len(data) < 4 + 4 * ndim:
+        raise DataFormatError(f"{path}: truncated IDX header ({len(data)} bytes for {ndim} dimensions)")
     shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    arr = np.frombuffer(data, dtype=dtypes[dtype_code], offset=4 + 4 * ndim)
-    if arr.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: truncated IDX file ({arr.size} of {int(np.prod(shape))} elements)")
-    return arr.reshape(shape)
+    dtype = np.dtype(IDX_TYPES[dtype_code])
+    want = int(np.prod(shape, dtype=np.float64)) if shape else 1
+    have = (len(data) - 4 - 4 * ndim) // dtype.itemsize
+    if have != want or (len(data) - 4 - 4 * ndim) % dtype.itemsize:
+        what = "truncated" if have < want else "longer than its header says"
+        raise DataFormatError(f"{path}: {what} IDX file ({have:,} of {want:,} elements)")
+    return np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _check_split(root: Path, split: str, x: np.ndarray, y: np.ndarray) -> None:
+    """Fashion-MNIST's own format: uint8 images [N, 28, 28], uint8 labels [N] in 0..9."""
+    fx, fy = root / FILES[(split, "images")], root / FILES[(split, "labels")]
+    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
+        raise DataFormatError(f"{fx}: expected unsigned-byte images of shape [N, 28, 28], got {x.dtype} "
+                              f"{list(x.shape)}")
+    if y.dtype != np.uint8 or y.ndim != 1:
+        raise DataFormatError(f"{fy}: expected unsigned-byte labels of shape [N], got {y.dtype} {list(y.shape)}")
+    if len(x) != len(y):
+        raise DataFormatError(f"{fx} holds {len(x):,} images but {fy} {len(y):,} labels")
+    if len(y) == 0:
+        raise DataFormatError(f"{fx}: holds no images")
+    if y.size and int(y.max()) >= len(CLASSES):
+        raise DataFormatError(f"{fy}: label {int(y.max())} is outside 0..{len(CLASSES) - 1}")
 
 
 def load_fashion_mnist(split: str = "test", data_dir=None, limit: int | None = None):
@@ -97,12 +135,17 @@ def load_fashion_mnist(split: str = "test", data_dir=None, limit: int | None = N
 
     Returns:
         ``(images float32 [N, 1, 28, 28] in [0, 1], labels int64 [N])``.
+
+    Raises:
+        DataNotFoundError: the files are not found (see :func:`find_fashion_mnist`).
+        DataFormatError: a file is corrupt or holds something else than Fashion-MNIST's format.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = find_fashion_mnist(data_dir)
     x = read_idx(root / FILES[(split, "images")])
     y = read_idx(root / FILES[(split, "labels")])
+    _check_split(root, split, x, y)
     if limit is not None:
         x, y = x[:limit], y[:limit]
     return (x.astype(np.float32)[:, None] / 255.0), y.astype(np.int64)

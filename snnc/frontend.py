@@ -218,7 +218,12 @@ def trace(model: nn.Module, input_shape, dt: float | None = None, num_steps: int
     model.eval()
     dt_frameworks = DEFAULT_DT["snntorch"] if dt is None else dt
     example = torch.zeros((1, *input_shape))
-    shapes = _record_shapes(model, example)
+    try:
+        shapes = _record_shapes(model, example)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise ModelLoadError(f"the model does not run one time step on an input of shape {tuple(input_shape)} "
+                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); give the model's input "
+                             "shape (C,H,W without batch) with --input-shape") from None
     maps = _node_maps(shapes, dt_frameworks)
     _check_supported(model, maps)
     leaky = _snntorch_leaky()
@@ -284,7 +289,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         ModelLoadError: unreadable file, not an snnc checkpoint, unknown architecture.
     """
     from snnc.models import ARCHITECTURES
+    from snnc.validate import build_checked, check_checkpoint_config, check_state_dict
 
+    check_zip_integrity(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, or a pickled module (needs --trust-pickle)
@@ -296,17 +303,63 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         raise ModelLoadError(f"{path}: cannot be read as a checkpoint ({detail})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "snnc-checkpoint":
         raise ModelLoadError(f"{path}: not an snnc checkpoint (expected a dict with format='snnc-checkpoint')")
+    if ckpt.get("version", 1) != 1:
+        raise ModelLoadError(f"{path}: snnc checkpoint version {ckpt.get('version')!r}; this snnc reads version 1")
     arch = ckpt.get("arch")
-    if arch not in ARCHITECTURES:
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
         raise ModelLoadError(f"{path}: unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-    model = ARCHITECTURES[arch](ckpt.get("config"))
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except Exception as e:
-        raise ModelLoadError(f"{path}: state_dict does not match architecture {arch!r}: {str(e).splitlines()[0]}") from None
+    config = check_checkpoint_config(path, arch, ckpt.get("config"))
+    check_state_dict(path, ckpt.get("state_dict"))
+    model = build_checked(path, arch, config, ckpt["state_dict"])
     model.eval()
     info = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    info["config"] = config
+    if not isinstance(info.get("meta"), dict):
+        info["meta"] = {}
     return model, info
+
+
+def check_zip_integrity(path) -> None:
+    """A zip-format torch file whose members fail their CRC is corrupt (``torch.load`` does not
+    check CRCs, so a flipped bit in a tensor would load silently).
+
+    Raises:
+        ModelLoadError: a member with a bad CRC or an unreadable zip directory.
+    """
+    import zipfile
+    import zlib
+
+    try:
+        if not zipfile.is_zipfile(path):  # (a legacy torch file; torch.load checks it)
+            return
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, ValueError) as e:
+        raise ModelLoadError(f"{path}: corrupt file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if bad is not None:
+        raise ModelLoadError(f"{path}: corrupt file (member {bad!r} fails its CRC check)")
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A model file path, or the name of a shipped checkpoint (``fmnist_cnn``: see
+    :func:`snnc.models.path`) when no such file exists.
+
+    Raises:
+        ModelLoadError: neither a file nor a shipped model's name.
+    """
+    from snnc import models
+
+    p = Path(path)
+    if p.is_file():
+        return p
+    if str(path) in models.BUNDLED:
+        try:
+            return models.path(str(path))
+        except FileNotFoundError as e:
+            raise ModelLoadError(str(e)) from None
+    if p.exists():
+        raise ModelLoadError(f"{p}: not a file")
+    raise ModelLoadError(f"{p}: no such file (nor a shipped model: {', '.join(sorted(models.BUNDLED))})")
 
 
 def load_model(path: str | os.PathLike, trust_pickle: bool = False, dt: float | None = None,
@@ -329,14 +382,13 @@ def load_model(path: str | os.PathLike, trust_pickle: bool = False, dt: float | 
         ModelLoadError: missing, corrupt or untrusted file; missing input shape.
         UnsupportedNodeError: a layer snnc cannot trace.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: no such file")
+    path = resolve_model_path(path)
     if path.suffix == ".nir":
+        from snnc.files import read_nir
         try:
-            graph = nir.read(str(path))
-        except Exception as e:
-            raise ModelLoadError(f"{path}: cannot be read as NIR ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+            graph = read_nir(path)  # in a child process with a time bound: corrupt HDF5 can hang the reader
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from None
         graph = normalize_nir(graph, dt=dt, reset=reset)
         info = {"kind": "nir", "num_steps": (graph.metadata or {}).get("snnc.num_steps", num_steps)}
         return graph, None, info

@@ -96,6 +96,13 @@ class Lowered:
     num_steps: int | None
 
 
+def _decay_factor(dt: float, tau: np.ndarray) -> np.ndarray:
+    """``1 - dt/tau`` per step; a tau equal to dt up to float32 rounding (how NIR files store it) gives 0,
+    not a tiny negative factor."""
+    f = 1 - dt / tau
+    return np.where((f < 0) & (f > -1e-6), 0.0, f)
+
+
 def _neuron_params(name: str, node) -> dict:
     shape = tuple(np.shape(node.v_threshold if hasattr(node, "v_threshold") else node.r))
     md = node.metadata or {}
@@ -110,8 +117,8 @@ def _neuron_params(name: str, node) -> dict:
     alpha = np.zeros(shape)
     if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
         ts, tm = arr(node.tau_syn), arr(node.tau_mem)
-        alpha = 1 - dt / ts
-        beta = 1 - dt / tm
+        alpha = _decay_factor(dt, ts)
+        beta = _decay_factor(dt, tm)
         w_in = arr(node.w_in) if getattr(node, "w_in", None) is not None else ones
         g_v = dt / tm * arr(node.r)
         weight_gain = dt / ts * w_in * g_v
@@ -119,7 +126,7 @@ def _neuron_params(name: str, node) -> dict:
         v_bias = dt / tm * arr(node.v_leak)
     elif isinstance(node, (nir.LIF, nir.LI)):
         tau = arr(node.tau)
-        beta = 1 - dt / tau
+        beta = _decay_factor(dt, tau)
         weight_gain = bias_gain = dt / tau * arr(node.r)
         v_bias = dt / tau * arr(node.v_leak)
     elif isinstance(node, nir.IF):

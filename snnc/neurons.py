@@ -79,7 +79,7 @@ class CubaLIF(nn.Module):
         if dt <= 0:
             raise ValueError(f"dt must be > 0 s, got {dt}")
         for name, tau in (("tau_syn", tau_syn), ("tau_mem", tau_mem)):
-            t = torch.as_tensor(tau, dtype=torch.float32)
+            t = torch.as_tensor(tau, dtype=torch.float32, device="cpu")  # also when built on the meta device
             if bool((t < dt * (1 - 1e-6)).any()):
                 raise ValueError(f"{name} must be >= dt = {dt} s (forward Euler is unstable below), got {tau}")
         self.shape = tuple(shape) if shape is not None else None

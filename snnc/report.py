@@ -84,6 +84,79 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
     return _plain(rep)
 
 
+def load_report(out_dir) -> dict:
+    """Read ``report.json`` of a compile output folder, after validating the folder's configuration
+    (:func:`snnc.backends.loihi.sim.load_program`) and the report's own structure.
+
+    Raises:
+        ValueError: not a compile output folder, unreadable JSON, a configuration outside the target's
+            ranges, or a report that lacks what ``snnc inspect`` shows or disagrees with the configuration.
+    """
+    from snnc.backends.loihi.sim import load_program
+
+    out_dir = Path(out_dir)
+    rep_path = out_dir / "report.json"
+    if not rep_path.is_file():
+        raise ValueError(f"{out_dir}: not a compile output folder (no report.json)")
+    program = load_program(out_dir)
+    try:
+        rep = json.loads(rep_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{rep_path}: not readable JSON ({str(e).splitlines()[0]})") from None
+    check_report(rep, rep_path)
+    if rep["target"] != program.config["target"] or len(rep["cores"]) != len(program.config["cores"]):
+        raise ValueError(f"{rep_path}: does not match config.json (target or number of cores differ)")
+    return rep
+
+
+def _num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_report(rep, where) -> None:
+    """The structure :func:`print_report` reads (see README "Contract").
+
+    Raises:
+        ValueError: naming the first missing or mistyped field.
+    """
+    def need(cond, what):
+        if not cond:
+            raise ValueError(f"{where}: not an snnc report ({what})")
+
+    need(isinstance(rep, dict), "must hold a JSON object")
+    need(isinstance(rep.get("target"), str), "target")
+    need(isinstance(rep.get("cores"), list) and rep["cores"], "cores")
+    for c in rep["cores"]:
+        need(isinstance(c, dict) and all(_num(c.get(k)) for k in ("core",) + CORE_KEYS) and
+             isinstance(c.get("groups"), list) and isinstance(c.get("utilisation"), dict) and
+             all(_num(c["utilisation"].get(k)) for k in ("neurons", "axons_in", "axons_out", "memory")), "a core row")
+    tot = rep.get("totals")
+    need(isinstance(tot, dict) and all(_num(tot.get(k)) for k in CORE_KEYS + ("cores", "chips")), "totals")
+    e = rep.get("energy")
+    need(isinstance(e, dict) and "per_inference_pJ" in e, "energy")
+    need(_num(rep.get("latency_steps")), "latency_steps")
+    if e["per_inference_pJ"] is not None:
+        need(_num(e["per_inference_pJ"]) and isinstance(e.get("breakdown"), dict) and
+             all(_num(e["breakdown"].get(k)) for k in ("synops_pJ", "neuron_updates_pJ", "spike_messages_pJ")),
+             "energy breakdown")
+        a = rep.get("activity_per_inference")
+        need(isinstance(a, dict) and all(_num(a.get(k)) for k in ("synops", "spikes", "inter_core_spike_messages")),
+             "activity_per_inference")
+        c45, nb = rep.get("conventions_45nm"), rep.get("neurobench")
+        need(isinstance(c45, dict) and all(_num(c45.get(k)) for k in ("snn_pJ", "ann_pJ", "ratio_ann_over_snn")),
+             "conventions_45nm")
+        need(isinstance(nb, dict) and all(_num(nb.get(k)) for k in ("activation_sparsity", "connection_sparsity",
+                                                                      "footprint_bytes")), "neurobench")
+        need(isinstance(rep.get("checks", []), list) and all(isinstance(c, dict) and "check" in c and "message" in c
+                                                             for c in rep.get("checks", [])), "checks")
+        need(all("synops_per_inference" not in c or _num(c["synops_per_inference"]) for c in rep["cores"]),
+             "a core's synops_per_inference")
+    if "accuracy" in rep:
+        acc = rep["accuracy"]
+        need(isinstance(acc, dict) and _num(acc.get("compiled")) and _num(acc.get("samples")) and
+             isinstance(acc.get("source"), str) and (acc.get("float") is None or _num(acc.get("float"))), "accuracy")
+
+
 def dumps(report: dict) -> str:
     return json.dumps(report, indent=2, sort_keys=True) + "\n"
 
@@ -136,8 +209,13 @@ def print_report(report: dict, console=None) -> None:
         acc = report["accuracy"]
         f = acc.get("float")
         console.print(f"accuracy on {acc['samples']:,} samples ({acc['source']}): "
-                      f"float {100 * f:.2f}% | compiled {100 * acc['compiled']:.2f}%"
+                      + (f"float {100 * f:.2f}% | " if f is not None else "")
+                      + f"compiled {100 * acc['compiled']:.2f}%"
                       + (f" | difference {100 * (acc['compiled'] - f):+.2f} pp" if f is not None else ""))
+        if acc.get("readout"):
+            console.print(f"readout (float and compiled alike): {acc['readout']}"
+                          + (f"; predictions agree on {100 * acc['agreement']:.2f}% of samples"
+                             if acc.get("agreement") is not None else ""))
 
 
 def plot_utilisation(report: dict, path: str | Path) -> None:

@@ -77,15 +77,17 @@ def _hand_config(layers, n_in, T):
         groups.append({"name": name, "kind": "spiking", "shape": [W.shape[0]], "size": W.shape[0], "du": du, "dv": dv,
                        "vth_mant": vth, "bias_exp": 0, "host_bias_exp": -1, "scale": 1.0, "reset": "zero",
                        "offset": i + 1, "slices": [{"core": i, "start": 0, "stop": W.shape[0]}],
-                       "projections": [{"source": prev, "source_shape": [W.shape[1]], "ops": [{"op": "dense"}],
-                                        "weight_key": f"{name}.p0.weight", "weight_exp": e, "delay": 0,
+                       "projections": [{"source": prev, "source_shape": [W.shape[1]], "ops": [{"op": "dense", "node": f"fc{i}"}],
+                                        "weight_key": f"{name}.p0.weight", "weight_exp": e, "delay": 0, "weight_bits": 8,
                                         "host": False, "recurrent": False, "synapses": int((W != 0).sum())}]})
         prev = name
     L = T + len(layers)
     cfg = {"format": "snnc-loihi-sim", "version": 1, "target": "loihi-sim", "num_steps": T, "dt": 1e-3,
            "latency_steps": L, "input": {"name": "input", "shape": [n_in], "encoding": "spikes"},
            "outputs": [{"name": "output", "group": prev, "read_step": L - 1}], "groups": groups,
-           "cores": [{"core": i} for i in range(len(layers))]}
+           "cores": [{"core": i, "chip": 0, "groups": [f"g{i}"], "neurons": W.shape[0], "axons_in": W.shape[1],
+                      "axons_out": 0, "synapses": int((W != 0).sum()), "memory_bits": 0}
+                     for i, (W, *_r) in enumerate(layers)]}
     return cfg, arrays
 
 

@@ -26,6 +26,7 @@ import torch
 
 from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi.ops import host_weight
+from snnc.backends.loihi.validate import check_program
 from snnc.groups import group_offsets, lower
 from snnc.ir import UnsupportedNodeError
 
@@ -72,6 +73,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
         NotQuantizedError: the graph was not quantized for this target.
         UnsupportedNodeError: a node or chain the backend cannot map.
         DesignRuleError: with ``raise_on_violation``, every broken limit at once.
+        ConfigError: an emitted field outside the target's ranges (see :mod:`.validate`).
     """
     from snnc.passes.quantize import is_quantized
 
@@ -199,6 +201,8 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
     violations = M.design_rules(cores, groups, core_lim, fp, max_cores, unsplittable)
     if violations and raise_on_violation:
         raise M.DesignRuleError(violations)
+    if not violations:  # every emitted field within the target's ranges, checked before anything is written
+        check_program(config, arrays, target, where="the compiled configuration")
     return config, arrays, violations
 
 

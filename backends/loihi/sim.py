@@ -33,6 +33,7 @@ import torch
 
 from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi.ops import apply_ops, host_current, input_bound
+from snnc.backends.loihi.validate import check_program
 
 
 @dataclass
@@ -82,9 +83,9 @@ class SimResult:
 class Program:
     """A loaded configuration, ready to simulate. ``config``/``arrays`` as written by the compiler."""
 
-    def __init__(self, config: dict, arrays: dict, target):
-        if config.get("format") != "snnc-loihi-sim":
-            raise ValueError("not a loihi-sim configuration (format != 'snnc-loihi-sim')")
+    def __init__(self, config: dict, arrays: dict, target, where: str = "configuration"):
+        """Raises ConfigError (a ValueError) for a configuration outside the target's schema and ranges."""
+        check_program(config, arrays, target, where)
         self.config, self.arrays, self.target = config, arrays, target
         fp = target["fixed_point"]
         self.fp = fp
@@ -296,19 +297,45 @@ def _decay(x: torch.Tensor, d: int, bits: int = 12) -> torch.Tensor:
 
 
 def load_program(out_dir, target=None) -> Program:
-    """Load ``config.json`` + ``weights.npz`` from a compile output folder."""
+    """Load ``config.json`` + ``weights.npz`` from a compile output folder and validate them
+    (:func:`~snnc.backends.loihi.validate.check_program`).
+
+    Raises:
+        ValueError: not a compile output folder, unreadable or corrupt files, or a configuration
+            outside the target's schema and ranges (ConfigError).
+    """
     import json
+    import zipfile
+    import zlib
     from pathlib import Path
     from snnc.targets import load_target
 
     out_dir = Path(out_dir)
+    cfg_path, w_path = out_dir / "config.json", out_dir / "weights.npz"
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise ValueError(f"{out_dir}: not a compile output folder (missing {p.name})")
     try:
-        config = json.loads((out_dir / "config.json").read_text())
-        with np.load(out_dir / "weights.npz") as z:
+        config = json.loads(cfg_path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ValueError(f"{cfg_path}: not readable JSON ({str(e).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{cfg_path}: must hold a JSON object, not a {type(config).__name__}")
+    try:
+        with np.load(w_path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError as e:
-        raise ValueError(f"{out_dir}: not a compile output folder (missing {Path(e.filename).name})") from None
-    return Program(config, arrays, target or load_target(config["target"]))
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{w_path}: not a readable .npz file ({msg})") from None
+    if config.get("format") != "snnc-loihi-sim":
+        raise ValueError(f"{cfg_path}: not a loihi-sim configuration (format is {config.get('format')!r}, "
+                         "expected 'snnc-loihi-sim')")
+    if target is None:
+        name = config.get("target")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{cfg_path}: names no target")
+        target = load_target(name)
+    return Program(config, arrays, target, where=str(out_dir))
 
 
 def slice_counts_for(program: Program) -> dict:

@@ -1,0 +1,297 @@
+"""What a loihi-sim configuration may hold: schema and field ranges of the target.
+
+:func:`check_program` is applied to every configuration the compiler emits (before
+anything is written) and to every compile output folder that ``snnc simulate`` /
+``snnc inspect`` read back, so a configuration outside the target's fields is refused,
+never simulated. The ranges come from the target's ``[fixed_point]``, ``[core]`` and
+``[synapse_format]`` tables (``snnc/targets/loihi-sim.toml``, with their sources: lava-nc
+``AbstractPyLifModelFixed`` / ``PyDenseModelBitAcc``, Davies et al. 2018, nengo-loihi):
+
+==================  =========================================================
+du, dv              0 .. 2^decay_bits - 1 (12-bit)
+vth_mant            1 .. vth_mant_max (17-bit unsigned; 0 allowed for readouts)
+bias_mant           signed ``bias_mant_bits`` (13-bit); bias_exp 0 .. bias_exp_max
+weight mantissas    whole numbers in [-256, 256 - step], multiples of step = 2^(9 - weight_bits)
+                    (lava ``truncate_weights``, mixed sign); weight_exp in weight_exp_min..max
+delay               0 .. max_delay steps
+per core            neurons, input/output axons, synaptic memory within ``[core]``
+==================  =========================================================
+
+It also checks the structure the simulator relies on: group and projection fields of the
+right types, sources that exist with matching shapes, synapse ops that map the source's
+shape onto the group's, weight arrays of the shape the ops need, slices that tile each
+group, outputs read inside the run.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+
+MAX_LATENCY = 2 ** 15 - 1  # the simulator counts events per batch in int16
+MAX_PROBLEMS_SHOWN = 6
+
+
+class ConfigError(ValueError):
+    """A loihi-sim configuration that breaks the schema or the target's field ranges."""
+
+    def __init__(self, where: str, problems: list[str]):
+        self.problems = problems
+        shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
+        more = f" (and {len(problems) - MAX_PROBLEMS_SHOWN} more)" if len(problems) > MAX_PROBLEMS_SHOWN else ""
+        super().__init__(f"{where}: invalid loihi-sim configuration: {shown}{more}")
+
+
+def _int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _in(v, lo, hi) -> bool:
+    return _int(v) and lo <= v <= hi
+
+
+def _shape(v) -> bool:
+    return isinstance(v, list) and len(v) >= 1 and all(_in(x, 1, 2 ** 31) for x in v)
+
+
+_OP_KEYS = {"sum_pool2d": {"kernel"}, "flatten": {"start_dim", "end_dim"},
+            "conv2d": {"node", "stride", "padding", "dilation", "groups"}, "dense": {"node"}}
+
+
+def _check_ops(ops) -> str | None:
+    if not isinstance(ops, list) or not ops:
+        return "ops must be a non-empty list"
+    weighted = 0
+    for op in ops:
+        if not isinstance(op, dict) or op.get("op") not in _OP_KEYS:
+            return f"unknown synapse op {op!r}"
+        if not _OP_KEYS[op["op"]] <= set(op):
+            return f"op {op['op']} lacks {sorted(_OP_KEYS[op['op']] - set(op))}"
+        kind = op["op"]
+        if kind == "sum_pool2d" and not (isinstance(op["kernel"], list) and len(op["kernel"]) == 2 and
+                                         all(_in(k, 1, 4096) for k in op["kernel"])):
+            return f"sum_pool2d kernel {op['kernel']!r}"
+        if kind == "flatten" and not (_in(op["start_dim"], -8, 8) and _in(op["end_dim"], -8, 8)):
+            return f"flatten dims {op['start_dim']!r}, {op['end_dim']!r}"
+        if kind == "conv2d":
+            for k, lo in (("stride", 1), ("padding", 0), ("dilation", 1)):
+                if not (isinstance(op[k], list) and len(op[k]) == 2 and all(_in(x, lo, 4096) for x in op[k])):
+                    return f"conv2d {k} {op[k]!r}"
+            if not _in(op["groups"], 1, 2 ** 16):
+                return f"conv2d groups {op['groups']!r}"
+        if kind in ("conv2d", "dense"):
+            weighted += 1
+    if weighted != 1 or ops[-1]["op"] not in ("conv2d", "dense"):
+        return "ops must end in exactly one conv2d or dense"
+    return None
+
+
+def check_program(config, arrays, target, where: str = "configuration") -> None:
+    """Validate a loihi-sim ``config`` (the ``config.json`` dict) and its ``arrays`` (``weights.npz``)
+    against ``target``.
+
+    Raises:
+        ConfigError: every problem found (the first few in the message; all in ``.problems``).
+    """
+    P: list[str] = []
+    if not isinstance(config, dict):
+        raise ConfigError(where, [f"config.json must hold an object, not {type(config).__name__}"])
+    if not isinstance(arrays, dict):
+        raise ConfigError(where, ["weights must be a mapping of arrays"])
+    if config.get("format") != "snnc-loihi-sim":
+        raise ConfigError(where, [f"format is {config.get('format')!r}, expected 'snnc-loihi-sim'"])
+    if config.get("version") != 1:
+        P.append(f"version {config.get('version')!r} (this snnc reads 1)")
+    fp, core_lim, fmt = target["fixed_point"], target["core"], target["synapse_format"]
+    T, L = config.get("num_steps"), config.get("latency_steps")
+    if not _in(T, 1, MAX_LATENCY):
+        P.append(f"num_steps {T!r} is not a whole number in 1..{MAX_LATENCY}")
+        T = None
+    if not _in(L, T or 1, MAX_LATENCY):
+        P.append(f"latency_steps {L!r} is not a whole number in num_steps..{MAX_LATENCY}")
+        L = None
+    dt = config.get("dt")
+    if dt is not None and not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
+        P.append(f"dt {dt!r} is not a positive time in s")
+    inp = config.get("input")
+    in_name = in_shape = None
+    if not isinstance(inp, dict) or not isinstance(inp.get("name"), str) or not _shape(inp.get("shape")) or \
+            inp.get("encoding") not in ("direct", "spikes"):
+        P.append("input must have a name, a shape of positive whole numbers and encoding 'direct' or 'spikes'")
+    else:
+        in_name, in_shape = inp["name"], inp["shape"]
+    groups = config.get("groups")
+    if not isinstance(groups, list) or not groups:
+        P.append("groups must be a non-empty list")
+        raise ConfigError(where, P)
+    cores = config.get("cores")
+    if not isinstance(cores, list) or not cores:
+        P.append("cores must be a non-empty list")
+        raise ConfigError(where, P)
+    one = 2 ** fp["decay_bits"]
+    bmax = 2 ** (fp["bias_mant_bits"] - 1)
+    shapes = {}
+    if in_name is not None:
+        shapes[in_name] = in_shape
+    names = []
+    for gi, g in enumerate(groups):
+        if not isinstance(g, dict) or not isinstance(g.get("name"), str):
+            P.append(f"group #{gi} is not an object with a name")
+            continue
+        if g["name"] in shapes:
+            P.append(f"group name {g['name']!r} is used twice (or is the input's)")
+        if _shape(g.get("shape")):
+            shapes[g["name"]] = g["shape"]
+        names.append(g["name"])
+    core_neurons = [0] * len(cores)
+    for g in groups:
+        if not isinstance(g, dict) or not isinstance(g.get("name"), str):
+            continue
+        n = g["name"]
+        gw = f"group {n}"
+        if not _shape(g.get("shape")):
+            P.append(f"{gw}: shape {g.get('shape')!r}")
+            continue
+        size = int(np.prod(g["shape"]))
+        if g.get("size") != size:
+            P.append(f"{gw}: size {g.get('size')!r} != product of its shape {size}")
+        kind = g.get("kind")
+        if kind not in ("spiking", "readout"):
+            P.append(f"{gw}: kind {kind!r} (spiking or readout)")
+        for key, lo, hi in (("du", 0, one - 1), ("dv", 0, one - 1),
+                            ("vth_mant", 1 if kind == "spiking" else 0, fp["vth_mant_max"]),
+                            ("bias_exp", 0, fp["bias_exp_max"]), ("host_bias_exp", -1, fp["bias_exp_max"])):
+            if not _in(g.get(key), lo, hi):
+                P.append(f"{gw}: {key} = {g.get(key)!r} is outside {lo}..{hi}")
+        s = g.get("scale")
+        if not (isinstance(s, numbers.Real) and not isinstance(s, bool) and math.isfinite(s) and s > 0):
+            P.append(f"{gw}: scale {s!r} is not a positive finite number")
+        want_reset = "zero" if kind == "spiking" else "none"
+        if g.get("reset") != want_reset:
+            P.append(f"{gw}: reset {g.get('reset')!r}; loihi-sim {kind} groups reset {want_reset!r} "
+                     "(lava-nc PyLifModelBitAcc resets v to 0)")
+        max_off = (L - T) if (L is not None and T is not None) else MAX_LATENCY
+        if not _in(g.get("offset"), 0, max_off):
+            P.append(f"{gw}: offset {g.get('offset')!r} is outside 0..{max_off}")
+        bm = arrays.get(f"{n}.bias_mant")
+        if bm is None:
+            P.append(f"{gw}: weights lack {n}.bias_mant")
+        else:
+            bm = np.asarray(bm)
+            if bm.dtype.kind not in "iu" or bm.shape != (size,):
+                P.append(f"{gw}: bias_mant must be {size} whole numbers, got {bm.dtype} {list(bm.shape)}")
+            elif bm.size and (bm.min() < -bmax or bm.max() > bmax - 1):
+                P.append(f"{gw}: bias_mant outside the {fp['bias_mant_bits']}-bit range {-bmax}..{bmax - 1} "
+                         f"(found {int(bm.min())}..{int(bm.max())})")
+        projs = g.get("projections")
+        if not isinstance(projs, list) or not projs:
+            P.append(f"{gw}: projections must be a non-empty list")
+            projs = []
+        for pi, p in enumerate(projs):
+            P.extend(_check_projection(p, f"{gw} projection {pi}", g, size, shapes, in_name, inp, arrays, fp, fmt))
+        slices = g.get("slices")
+        if not isinstance(slices, list) or not slices:
+            P.append(f"{gw}: slices must be a non-empty list")
+            continue
+        pos = 0
+        for sl in slices:
+            if not isinstance(sl, dict) or not _in(sl.get("core"), 0, len(cores) - 1) or \
+                    sl.get("start") != pos or not _in(sl.get("stop"), pos + 1, size):
+                P.append(f"{gw}: slices must tile neurons 0..{size} in order on existing cores (bad: {sl!r})")
+                break
+            core_neurons[sl["core"]] += sl["stop"] - sl["start"]
+            pos = sl["stop"]
+        else:
+            if pos != size:
+                P.append(f"{gw}: slices cover {pos} of {size} neurons")
+    for ci, c in enumerate(cores):
+        if not isinstance(c, dict) or c.get("core") != ci:
+            P.append(f"core #{ci}: must be an object with core = {ci}")
+            continue
+        if not _in(c.get("chip"), 0, 2 ** 20) or c["chip"] != ci // target["chip"]["cores"]:
+            P.append(f"core {ci}: chip {c.get('chip')!r} (a chip holds {target['chip']['cores']} cores)")
+        for key, lim_key in (("neurons", "neurons"), ("axons_in", "axons_in"), ("axons_out", "axons_out"),
+                             ("memory_bits", "synapse_memory_bits")):
+            v = c.get(key)
+            if not _in(v, 0, core_lim[lim_key]):
+                P.append(f"core {ci}: {key} = {v!r} is outside 0..{core_lim[lim_key]}")
+        if not _in(c.get("synapses"), 0, 2 ** 62):
+            P.append(f"core {ci}: synapses {c.get('synapses')!r}")
+        if c.get("neurons") != core_neurons[ci]:
+            P.append(f"core {ci}: claims {c.get('neurons')!r} neurons, its slices hold {core_neurons[ci]}")
+    outs = config.get("outputs")
+    if not isinstance(outs, list) or not outs:
+        P.append("outputs must be a non-empty list")
+    else:
+        for o in outs:
+            if not isinstance(o, dict) or not isinstance(o.get("name"), str) or o.get("group") not in names or \
+                    not _in(o.get("read_step"), 0, (L or MAX_LATENCY) - 1):
+                P.append(f"output {o!r}: needs a name, an existing group and a read_step inside the run")
+    if P:
+        raise ConfigError(where, P)
+
+
+def _check_projection(p, pw, g, size, shapes, in_name, inp, arrays, fp, fmt) -> list[str]:
+    out = []
+    if not isinstance(p, dict):
+        return [f"{pw}: not an object"]
+    src = p.get("source")
+    if src not in shapes:
+        return [f"{pw}: unknown source {src!r}"]
+    if p.get("source_shape") != shapes[src]:
+        out.append(f"{pw}: source_shape {p.get('source_shape')!r} != {src}'s shape {shapes[src]}")
+    bad = _check_ops(p.get("ops"))
+    if bad:
+        return out + [f"{pw}: {bad}"]
+    host = p.get("host")
+    if not isinstance(host, bool) or not isinstance(p.get("recurrent"), bool):
+        out.append(f"{pw}: host and recurrent must be true or false")
+        return out
+    if host and not (src == in_name and inp.get("encoding") == "direct"):
+        out.append(f"{pw}: only a direct input can be computed on the host")
+    key = p.get("weight_key")
+    w = arrays.get(key) if isinstance(key, str) else None
+    if w is None:
+        return out + [f"{pw}: weights lack {key!r}"]
+    w = np.asarray(w)
+    if host:
+        if w.dtype.kind != "f" or not np.all(np.isfinite(w)):
+            out.append(f"{pw}: host weights must be finite floating-point numbers")
+        hb = arrays.get(key.replace(".weight", ".host_bias"))
+        if hb is not None and (np.asarray(hb).dtype.kind != "f" or np.asarray(hb).size != size or
+                               not np.all(np.isfinite(hb))):
+            out.append(f"{pw}: host_bias must be {size} finite numbers")
+    else:
+        wb = p.get("weight_bits")
+        if not _in(wb, 2, fmt["weight_bits"]):
+            out.append(f"{pw}: weight_bits {wb!r} is outside 2..{fmt['weight_bits']}")
+            wb = fmt["weight_bits"]
+        if not _in(p.get("weight_exp"), fp["weight_exp_min"], fp["weight_exp_max"]):
+            out.append(f"{pw}: weight_exp {p.get('weight_exp')!r} is outside "
+                       f"{fp['weight_exp_min']}..{fp['weight_exp_max']}")
+        if not _in(p.get("delay"), 0, fp["max_delay"]):
+            out.append(f"{pw}: delay {p.get('delay')!r} is outside 0..{fp['max_delay']}")
+        if not _in(p.get("synapses"), 0, 2 ** 62):
+            out.append(f"{pw}: synapses {p.get('synapses')!r}")
+        step = 2 ** (9 - wb)
+        if w.dtype.kind not in "iu":
+            out.append(f"{pw}: weight mantissas must be whole numbers, got {w.dtype}")
+        elif w.size and (w.min() < -256 or w.max() > 256 - step or np.any(w % step)):
+            out.append(f"{pw}: weight mantissas must be multiples of {step} in -256..{256 - step} "
+                       f"({wb}-bit, mixed sign; found {int(w.min())}..{int(w.max())})")
+    if out:
+        return out
+    from snnc.backends.loihi.ops import apply_ops
+    try:
+        with torch.no_grad():
+            y = apply_ops(torch.zeros((1, *shapes[src]), dtype=torch.float32), p["ops"],
+                          torch.zeros(w.shape, dtype=torch.float32))
+        if y.numel() != size:
+            out.append(f"{pw}: its ops and weight {list(w.shape)} map {shapes[src]} to {list(y.shape[1:])}, "
+                       f"not the group's {g['shape']}")
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        out.append(f"{pw}: its ops and weight {list(w.shape)} do not apply to source shape {shapes[src]} "
+                   f"({str(e).splitlines()[0][:120]})")
+    return out
