@@ -14,10 +14,13 @@ from pathlib import Path
 from snnc.models.fmnist_cnn import DEFAULT_CONFIG, FMNISTConvSNN, build_fmnist_cnn
 from snnc.models.zoo import RES_CONFIG, WIDE_CONFIG, build_fmnist_res, build_fmnist_wide
 
+from snnc.trainable import build_nir_graph  # noqa: E402  (a NIR graph as a trainable module)
+
 ARCHITECTURES = {
     "fmnist_cnn": build_fmnist_cnn,
     "fmnist_wide": build_fmnist_wide,
     "fmnist_res": build_fmnist_res,
+    "nir_graph": build_nir_graph,   # what `snnc finetune` writes: any NIR graph with its weights
 }
 DEFAULT_CONFIGS = {"fmnist_cnn": DEFAULT_CONFIG, "fmnist_wide": WIDE_CONFIG, "fmnist_res": RES_CONFIG}
 

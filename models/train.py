@@ -14,6 +14,7 @@ wall-clock training time.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shlex
 import sys
@@ -93,23 +94,31 @@ def main(argv=None):
         acc = evaluate(model, xte, yte, args.num_steps, device=device)
         print(f"epoch {epoch + 1}/{args.epochs} loss {tot / n:.4f} train-acc {correct / n:.4f} "
               f"test-acc {acc:.4f} elapsed {time.time() - t0:.0f}s", flush=True)
-    train_time = time.time() - t0
+        if epoch + 1 < args.epochs:  # a checkpoint after every epoch (the last one is written below)
+            _save(model, config, args, argv, acc, len(yte), epoch + 1, time.time() - t0, device)
     model = model.cpu()
     acc = evaluate(model, xte, yte, args.num_steps)
+    _save(model, config, args, argv, acc, len(yte), args.epochs, time.time() - t0, device)
+    print(f"float test accuracy {acc:.4f} on {len(yte)} images; wrote {args.out} "
+          f"(training {time.time() - t0:.0f}s on {device})")
+
+
+def _save(model, config, args, argv, acc, n_test, epochs_done, train_time, device):
+    """Write the snnc checkpoint (atomically: a killed run leaves the previous epoch's file)."""
     ckpt = {
         "format": "snnc-checkpoint",
         "version": 1,
         "arch": args.arch,
         "config": config,
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "meta": {
             "dataset": "fashion-mnist",
             "float_test_accuracy": float(acc),
-            "test_samples": int(len(yte)),
+            "test_samples": int(n_test),
             "num_steps": int(args.num_steps),
             "dt": float(config["dt"]),
             "seed": int(args.seed),
-            "epochs": int(args.epochs),
+            "epochs": int(epochs_done),
             "command": "python -m snnc.models.train " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "train_time_s": round(train_time, 1),
             "device": device if device == "cpu" else torch.cuda.get_device_name(0),
@@ -117,9 +126,9 @@ def main(argv=None):
             "platform": platform.machine(),
         },
     }
-    torch.save(ckpt, args.out)
-    print(f"float test accuracy {acc:.4f} on {len(yte)} images; wrote {args.out} "
-          f"(training {train_time:.0f}s on {device})")
+    tmp = args.out + ".tmp"
+    torch.save(ckpt, tmp)
+    os.replace(tmp, args.out)
 
 
 if __name__ == "__main__":

@@ -250,6 +250,55 @@ def inspect(path, as_json, trust_pickle, dt, input_shape):
 
 
 @main.command()
+@click.argument("model")
+@click.option("-o", "--out", "out", required=True, type=click.Path(), help="checkpoint file to write (.pt)")
+@click.option("--data", type=click.Choice(["fashion-mnist", "digits"]), default="fashion-mnist", show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--passes", default=None, help="passes to run before fine-tuning, e.g. "
+              "'fold_bn,prune_channels:criterion=sca;ratio=0.25' (no quantize) [default: fold_bn]")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--train-limit", type=click.IntRange(min=2), default=None, help="use the first N training images")
+@click.option("--val-samples", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="training images held out (the last ones) for the per-epoch accuracy")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="test images for the before/after accuracy")
+@click.option("--distill", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="knowledge-distillation weight from the model before the passes (0 = labels only)")
+@click.option("--regrow", is_flag=True, help="SCA-style prune-and-regrow during fine-tuning (needs prune_channels)")
+@click.option("--num-steps", type=click.IntRange(min=1), default=None, help="time steps T per sample")
+@click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="replace an existing checkpoint file")
+@_guard
+def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_limit, val_samples, limit, distill,
+             regrow, num_steps, trust_pickle, seed, force):
+    """Fine-tune MODEL (model file, shipped name, or a compile output folder) after passes such as
+    pruning, with surrogate gradients on a dataset; write an snnc checkpoint that `snnc compile` takes."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from snnc.finetune import finetune_model
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+                   TimeElapsedColumn(), console=console, transient=True)
+    tasks = {}
+
+    def progress(epoch, step, steps, loss):
+        if epoch not in tasks:
+            tasks[epoch] = bar.add_task(f"epoch {epoch + 1}/{epochs}", total=steps, loss=loss)
+        bar.update(tasks[epoch], completed=step, loss=loss)
+
+    with bar:
+        meta = finetune_model(model, out, data, data_dir, epochs, passes, lr, batch_size, seed, train_limit,
+                              val_samples=val_samples, test_limit=limit, distill=distill, regrow=regrow, force=force, trust_pickle=trust_pickle,
+                              num_steps=num_steps, progress=progress, log=lambda m: console.print(f"snnc: {m}"))
+    click.echo(f"wrote {out}: float test accuracy {100 * meta['float_test_accuracy_before']:.2f}% -> "
+               f"{100 * meta['float_test_accuracy']:.2f}% on {meta['test_samples']:,} images "
+               f"({meta['epochs']} epoch(s), passes {meta['passes']})")
+
+
+@main.command()
 def targets():
     """List the bundled targets with their per-core limits."""
     from snnc.targets import available, load_target

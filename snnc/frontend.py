@@ -411,6 +411,15 @@ def load_model(path: str | os.PathLike, trust_pickle: bool = False, dt: float | 
         shape = input_shape or getattr(model, "input_shape", None)
         T = num_steps or getattr(model, "num_steps", None)
         info = {"kind": "pickled-module"}
+    if hasattr(model, "to_nir"):  # a graph-backed module (snnc.trainable.GraphSNN): no tracing needed
+        graph = model.to_nir()
+        graph.metadata = dict(graph.metadata or {})
+        T = num_steps or graph.metadata.get("snnc.num_steps")
+        if T is not None:
+            graph.metadata["snnc.num_steps"] = int(T)
+        graph.metadata.setdefault("snnc.input_encoding", "direct")
+        info["num_steps"] = T
+        return graph, model, info
     if shape is None:
         raise ModelLoadError(f"{path}: the input shape is unknown; pass --input-shape C,H,W")
     graph = trace(model, tuple(shape), dt=dt, num_steps=T)

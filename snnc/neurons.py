@@ -155,7 +155,7 @@ class Integrator(nn.Module):
 def reset_states(model: nn.Module) -> None:
     """Reset every stateful submodule (snnc neurons and snnTorch neurons)."""
     for m in model.modules():
-        if hasattr(m, "reset_state") and m is not model:
+        if hasattr(m, "reset_state"):
             m.reset_state()
         elif hasattr(m, "reset_mem") and m is not model:  # snnTorch
             m.reset_mem()

@@ -81,17 +81,21 @@ class GraphExecutor:
             v = v + p["r"] * x
         elif isinstance(node, nir.I):
             v = v + dt * p["r"] * x
-        out = v
+        out = vpre = v
         if isinstance(node, (nir.CubaLIF, nir.LIF, nir.IF)):
-            s = (v > p["v_threshold"]).to(x.dtype)
+            s = self._spike(v, p["v_threshold"])
             if node.metadata.get("snnc.reset", "zero") == "subtract":
                 v = v - p["v_threshold"] * s
             else:
                 vr = p.get("v_reset", torch.zeros((), dtype=x.dtype))
                 v = torch.where(s > 0, vr.expand_as(v) if vr.dim() else vr, v)
             out = s
-        self.state[name] = {"i": i, "v": v, "x": x}
+        self.state[name] = {"i": i, "v": v, "x": x, "vpre": vpre}
         return out
+
+    def _spike(self, v: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+        """Spikes ``v > v_threshold`` as 0/1 values (subclasses add a surrogate gradient)."""
+        return (v > threshold).to(v.dtype)
 
     def _linear(self, name, node, x):
         p = self._p[name]
@@ -158,8 +162,8 @@ def run_graph(graph: nir.NIRGraph, x: torch.Tensor | np.ndarray, num_steps: int 
         x: ``[B, *input_shape]`` direct input repeated for ``num_steps`` steps, or,
             with ``num_steps=None``, a time-major ``[T, B, *input_shape]`` sequence.
         record: node names whose per-step values to return as well; ``"name#i"``,
-            ``"name#v"``, ``"name#x"`` record a neuron node's current, voltage (after
-            reset) or summed input instead.
+            ``"name#v"``, ``"name#vpre"``, ``"name#x"`` record a neuron node's current, voltage
+            (after reset), voltage before the spike/reset, or summed input instead.
 
     Returns:
         ``(out [T, B, *output_shape] of the first Output node, {name: [T, B, ...]} for record)``.

@@ -88,6 +88,8 @@ def check_checkpoint_config(path, arch: str, config) -> dict:
     """
     from snnc.models import DEFAULT_CONFIGS
 
+    if arch == "nir_graph":
+        return _check_graph_config(path, config)
     defaults = DEFAULT_CONFIGS[arch]
     if config is None:
         config = {}
@@ -110,6 +112,23 @@ def check_checkpoint_config(path, arch: str, config) -> dict:
             raise ValidationError(f"{path}: config {key!r} = {full[key]} s is shorter than dt = {dt} s "
                                   "(forward Euler is unstable there)")
     return full
+
+
+def _check_graph_config(path, config) -> dict:
+    """A ``nir_graph`` checkpoint's config: a graph structure :func:`snnc.trainable.graph_from_config`
+    rebuilds, whose metadata passes :func:`check_graph`'s checks (the arrays come with the state dict)."""
+    from snnc.trainable import graph_from_config
+
+    try:
+        g = graph_from_config(config)
+    except ValueError as e:
+        raise ValidationError(f"{path}: config: {e}") from None
+    meta = g.metadata or {}
+    if "snnc.num_steps" in meta:
+        check_num_steps(meta["snnc.num_steps"], f"{path}: config metadata 'snnc.num_steps'")
+    if meta.get("snnc.input_encoding", "direct") not in INPUT_ENCODINGS:
+        raise ValidationError(f"{path}: config metadata 'snnc.input_encoding' is {meta['snnc.input_encoding']!r}")
+    return config
 
 
 def check_state_dict(path, state_dict) -> None:

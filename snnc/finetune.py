@@ -1,0 +1,357 @@
+"""Recovery fine-tuning of a (pruned) NIR graph with surrogate gradients.
+
+:func:`finetune` trains the weights and biases of a graph (as :class:`snnc.trainable.GraphSNN`)
+with backpropagation through time on direct (analog) image input repeated for T steps:
+Adam with a cosine learning-rate schedule, cross-entropy on the class scores read by the
+graph's readout rule (:func:`snnc.compiler.readout_rule`: the readout voltage after T steps, or
+spike counts over the T steps), optionally knowledge distillation from a teacher (the unpruned
+model) — ``loss = (1 - a) CE(s, y) + a tau^2 KL(softmax(t / tau) || softmax(s / tau))``
+(Hinton et al., "Distilling the Knowledge in a Neural Network", 2015) — and random horizontal
+flips as in the zoo's training recipe.
+
+With ``regrow`` (SCA-style prune-and-regrow, after Li et al., ICML 2024), the graph is trained
+*unpruned* with a 0/1 gate on each prunable group's output channels that starts from the
+pruned keep set; a few times per epoch the ``k`` open channels with the lowest spiking
+channel activity (:func:`snnc.passes.prune.score_sca`, on the current batch) are closed and the
+``k`` closed channels with the largest accumulated gradient magnitude of their gate are
+reopened (``k`` = ``regrow_fraction`` of the closed channels, annealed to 0 by a cosine), so
+the number of channels stays fixed. At the end the closed channels are removed
+(:func:`snnc.passes.prune.apply_keep`).
+
+Tensors: ``x`` ``[N, *input_shape]`` float32 images, ``y`` ``[N]`` int64 labels.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from snnc.neurons import reset_states
+from snnc.trainable import GraphSNN
+
+
+def scores_of(model, x: torch.Tensor, num_steps: int, rule: str) -> torch.Tensor:
+    """Class scores ``[B, classes]`` of a single-step module run T steps on direct input, by ``rule``."""
+    reset_states(model)
+    outs = [model(x) for _ in range(num_steps)]
+    reset_states(model)
+    seq = torch.stack(outs).reshape(num_steps, x.shape[0], -1)
+    return seq.sum(0) if rule == "spike_count" else seq[-1]
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray, num_steps: int, rule: str, batch_size: int = 500) -> float:
+    correct = 0
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(y), batch_size):
+            s = scores_of(model, torch.from_numpy(x[i:i + batch_size]), num_steps, rule)
+            correct += int((s.argmax(1).numpy() == y[i:i + batch_size]).sum())
+    model.train(was)
+    return correct / max(len(y), 1)
+
+
+def _kd(student, teacher, y, alpha, tau):
+    ce = F.cross_entropy(student, y)
+    if teacher is None or alpha <= 0:
+        return ce
+    kl = F.kl_div(F.log_softmax(student / tau, 1), F.softmax(teacher / tau, 1), reduction="batchmean")
+    return (1 - alpha) * ce + alpha * tau * tau * kl
+
+
+class _Gates:
+    """0/1 channel gates on the producers of each prunable group (for prune-and-regrow)."""
+
+    def __init__(self, model: GraphSNN, groups, keep: dict):
+        self.model, self.groups = model, [g for g in groups if g.name in keep]
+        self.mask = {}
+        self.grad = {}
+        for g in self.groups:
+            m = torch.zeros(g.channels)
+            m[torch.as_tensor(keep[g.name])] = 1.0
+            self.mask[g.name] = m.requires_grad_(True)
+            self.grad[g.name] = torch.zeros(g.channels)
+
+    def apply(self):
+        """Point the executor at gated weights (recomputed each batch, so gradients reach the gates)."""
+        for g in self.groups:
+            m = self.mask[g.name]
+            for p in g.producers:
+                for attr in ("weight", "bias"):
+                    key = f"{p.replace('.', '__')}::{attr}"
+                    if key in self.model.weights:
+                        w = self.model.weights[key]
+                        self.model.ex._p[p][attr] = w * m.reshape((-1,) + (1,) * (w.dim() - 1))
+
+    def accumulate(self):
+        for g in self.groups:
+            if self.mask[g.name].grad is not None:
+                self.grad[g.name] += self.mask[g.name].grad.abs()
+                self.mask[g.name].grad = None
+
+    def swap(self, activity, fraction: float) -> int:
+        """Close the least active open channels, open the closed ones with the largest gate gradient."""
+        from snnc.passes.prune import score_sca
+        swapped = 0
+        for g in self.groups:
+            m = self.mask[g.name].detach()
+            closed = torch.nonzero(m == 0).reshape(-1)
+            opened = torch.nonzero(m > 0).reshape(-1)
+            k = int(round(fraction * len(closed)))
+            k = min(k, len(closed), len(opened) - 1)
+            if k <= 0:
+                continue
+            act = torch.as_tensor(score_sca(g, self.model.graph, activity, None))
+            drop = opened[torch.argsort(act[opened], stable=True)[:k]]
+            grow = closed[torch.argsort(-self.grad[g.name][closed], stable=True)[:k]]
+            with torch.no_grad():
+                self.mask[g.name][drop] = 0.0
+                self.mask[g.name][grow] = 1.0
+            self.grad[g.name].zero_()
+            swapped += k
+        return swapped
+
+    def keep_sets(self) -> dict:
+        return {g.name: np.flatnonzero(self.mask[g.name].detach().numpy() > 0) for g in self.groups}
+
+
+def _activity(model: GraphSNN, x: torch.Tensor, num_steps: int, names) -> dict:
+    """Spikes and pre-reset voltages ``[T, B, *shape]`` of neuron nodes on a batch (no gradient)."""
+    rec = {n: {"s": [], "v": []} for n in names}
+    reset_states(model)
+    with torch.no_grad():
+        for _ in range(num_steps):
+            model(x)
+            for n in names:
+                rec[n]["s"].append(model.ex.values[n].float())
+                rec[n]["v"].append(model.ex.state[n]["vpre"].float())
+    reset_states(model)
+    return {n: {k: torch.stack(v) for k, v in d.items()} for n, d in rec.items()}
+
+
+def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 1, lr: float = 1e-3,
+             batch_size: int = 128, seed: int = 0, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+             teacher=None, teacher_scores: np.ndarray | None = None, distill: float = 0.0, temperature: float = 4.0,
+             flip: bool = True, regrow: dict | None = None, regrow_fraction: float = 0.2, regrow_per_epoch: int = 4,
+             progress=None, log=None):
+    """Fine-tune ``graph``'s weights; returns ``(GraphSNN, history)``.
+
+    Args:
+        graph: the NIR graph to train (for ``regrow``: the UNPRUNED graph).
+        x, y: training images ``[N, *input_shape]`` and labels ``[N]``.
+        x_val, y_val: held-out images for the per-epoch accuracy (optional).
+        teacher: a single-step module (or a NIR graph) whose scores the student distils;
+            ``teacher_scores`` ``[N, classes]`` precomputed on ``x`` instead (then ``flip`` must be off).
+        distill: the KD weight ``a`` in [0, 1); 0 trains on the labels alone.
+        regrow: ``{group name: kept channel indices}`` to run prune-and-regrow from (see module docstring).
+        progress: callable(epoch, step, steps, loss) after each batch; log: callable(str) per epoch.
+
+    Raises:
+        ValueError: inconsistent arguments (sizes, distill range, teacher scores with flips).
+    """
+    from snnc.compiler import readout_rule
+
+    if len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"finetune: {len(x)} images and {len(y)} labels")
+    if not 0 <= distill < 1:
+        raise ValueError(f"finetune: distill must be in [0, 1), got {distill}")
+    if teacher_scores is not None and (flip or len(teacher_scores) != len(y)):
+        raise ValueError("finetune: precomputed teacher scores need flip=False and one row per training image")
+    if distill > 0 and teacher is None and teacher_scores is None:
+        raise ValueError("finetune: distill > 0 needs a teacher")
+    rule = readout_rule(graph)["rule"]
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = GraphSNN(graph)
+    model.train()
+    if teacher is not None and not isinstance(teacher, torch.nn.Module):
+        teacher = GraphSNN(teacher)
+    if teacher is not None:
+        teacher.eval()
+    gates = None
+    if regrow:
+        from snnc.passes.prune import channel_groups
+        gates = _Gates(model, [g for g in channel_groups(graph) if g.prunable], regrow)
+    params = list(model.weights.values())
+    opt = torch.optim.Adam(params, lr=lr)
+    steps = (len(y) + batch_size - 1) // batch_size
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs * steps, 1))
+    history = []
+    swap_every = max(steps // max(regrow_per_epoch, 1), 1)
+    t0 = time.time()
+    for epoch in range(epochs):
+        perm = rng.permutation(len(y))
+        tot, n, correct, swapped = 0.0, 0, 0, 0
+        for b in range(steps):
+            idx = perm[b * batch_size:(b + 1) * batch_size]
+            xb = torch.from_numpy(x[idx])
+            if flip:
+                fl = torch.from_numpy(rng.random(len(idx)) < 0.5)
+                xb[fl] = xb[fl].flip(-1)
+            yb = torch.from_numpy(y[idx])
+            if gates is not None:
+                gates.apply()
+            s = scores_of(model, xb, num_steps, rule)
+            t = None
+            if distill > 0:
+                if teacher_scores is not None:
+                    t = torch.as_tensor(teacher_scores[idx], dtype=s.dtype)
+                else:
+                    with torch.no_grad():
+                        t = scores_of(teacher, xb, num_steps, readout_rule(teacher.graph if hasattr(teacher, "graph")
+                                                                           else graph)["rule"]).to(s.dtype)
+            loss = _kd(s, t, yb, distill, temperature)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            if gates is not None:
+                gates.accumulate()
+                done = (epoch * steps + b + 1) / (epochs * steps)
+                if (b + 1) % swap_every == 0 and done < 1:
+                    frac = regrow_fraction * 0.5 * (1 + math.cos(math.pi * done))
+                    gates.apply()
+                    act = _activity(model, xb, num_steps, sorted({nn for g in gates.groups for nn in g.neurons}))
+                    swapped += gates.swap(act, frac)
+            tot += float(loss.detach()) * len(idx)
+            n += len(idx)
+            correct += int((s.argmax(1) == yb).sum())
+            if progress:
+                progress(epoch, b + 1, steps, tot / n)
+        entry = {"epoch": epoch + 1, "loss": tot / n, "train_accuracy": correct / n,
+                 "elapsed_s": round(time.time() - t0, 1)}
+        if gates is not None:
+            entry["channels_swapped"] = swapped
+            gates.apply()
+        if x_val is not None:
+            entry["val_accuracy"] = accuracy(model, x_val, y_val, num_steps, rule)
+        history.append(entry)
+        if log:
+            log(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
+    if gates is not None:  # the gated weights are what was trained; then remove the closed channels
+        from snnc.frontend import set_types
+        from snnc.passes.prune import apply_keep
+        gates.apply()
+        trained = model.to_nir()
+        for g in gates.groups:
+            apply_keep(trained, g, gates.keep_sets()[g.name], "sca-regrow")
+        set_types(trained)
+        model = GraphSNN(trained)
+    model.eval()
+    return model, history
+
+
+def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, epochs: int = 1,
+                   passes: str | None = None, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
+                   train_limit: int | None = None, val_samples: int = 5000, test_limit: int | None = None,
+                   distill: float = 0.0, regrow: bool = False, force: bool = False, trust_pickle: bool = False,
+                   num_steps: int | None = None, progress=None, log=None) -> dict:
+    """``snnc finetune``: load MODEL (a model file or shipped name, or a compile output folder, whose
+    ``graph.nir`` is used), run ``passes`` on it (e.g. ``"fold_bn,prune_channels:criterion=sca;ratio=0.25"``;
+    no quantize), fine-tune on the dataset's training split (the last ``val_samples`` images held out for
+    the per-epoch accuracy), and write an snnc checkpoint (arch ``nir_graph``) to ``out_path``.
+
+    With ``distill`` > 0 the model before the passes is the teacher. With ``regrow`` the pruning
+    found by the passes is the starting keep set of SCA-style prune-and-regrow.
+
+    Returns the checkpoint's ``meta`` (float test accuracy before and after, history, ...).
+
+    Raises:
+        ValueError: unreadable model, bad passes (quantize is refused: fine-tune before quantizing),
+            a spike-input model, an existing ``out_path`` without ``force``, data problems.
+    """
+    import copy
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from snnc import data as D
+    from snnc.compiler import readout_rule
+    from snnc.frontend import load_model
+    from snnc.passes import PassContext, Pipeline
+    from snnc.passes.prune import channel_groups
+    from snnc.trainable import checkpoint
+    from snnc.validate import check_graph, check_num_steps
+
+    out_path = Path(out_path)
+    if out_path.exists() and (out_path.is_dir() or not force):
+        raise ValueError(f"{out_path} exists; pass --force to replace the file" if not out_path.is_dir()
+                         else f"{out_path} is a folder; give a checkpoint file name")
+    src = Path(str(model))
+    if src.is_dir():
+        g_path = src / "graph.nir"
+        if not g_path.is_file():
+            raise ValueError(f"{src}: not a compile output folder (no graph.nir)")
+        graph, module, info = load_model(g_path, num_steps=num_steps)
+        for node in graph.nodes.values():  # a compiled graph: fake-quantized floats are the start
+            (node.metadata or {}).pop("snnc.quant", None)
+        (graph.metadata or {}).pop("snnc.quantized", None)
+        graph.metadata.setdefault("snnc.input_encoding", "direct")
+    else:
+        graph, module, info = load_model(model, trust_pickle=trust_pickle, num_steps=num_steps)
+    T = num_steps or info.get("num_steps") or (graph.metadata or {}).get("snnc.num_steps")
+    if T is None:
+        raise ValueError("the number of time steps T is unknown for this model; pass --num-steps")
+    T = check_num_steps(T, "T")
+    graph.metadata = dict(graph.metadata or {}, **{"snnc.num_steps": T})
+    if graph.metadata.get("snnc.input_encoding") == "spikes":
+        raise ValueError("finetune trains on image datasets (direct input); this model takes spike input")
+    check_graph(graph)
+    spec = passes or "fold_bn"
+    pipe = Pipeline(spec)
+    if any(n == "quantize" for n, _ in pipe.passes):
+        raise ValueError("finetune: leave quantize out of --passes (fine-tune first, then compile quantizes)")
+    xall, yall = D.load(data, "train", data_dir, limit=train_limit)
+    if len(yall) <= val_samples:
+        raise ValueError(f"finetune: {len(yall)} training images leave none after holding out {val_samples}")
+    xtr, ytr, xval, yval = xall[:-val_samples], yall[:-val_samples], xall[-val_samples:], yall[-val_samples:]
+    xte, yte = D.load(data, "test", data_dir, limit=test_limit)
+    ctx = PassContext(calibration=xtr[:256], num_steps=T, seed=seed)
+    base = Pipeline("fold_bn").run(graph, PassContext(num_steps=T)) if "fold_bn" in spec else copy.deepcopy(graph)
+    pruned = pipe.run(graph, ctx)
+    rule = readout_rule(pruned)["rule"]
+    from snnc.trainable import GraphSNN
+    acc_before = accuracy(GraphSNN(pruned), xte, yte, T, rule)
+    say = log or (lambda s: None)
+    say(f"float test accuracy after the passes, before fine-tuning: {100 * acc_before:.2f}% on {len(yte):,} images")
+    start, keep = pruned, None
+    if regrow:
+        pr = (pruned.metadata or {}).get("snnc.pruning")
+        if not pr:
+            raise ValueError("finetune --regrow needs a prune_channels pass in --passes")
+        keep = {}
+        for g in channel_groups(base):
+            if not g.prunable or g.name not in pr["layers"]:
+                continue
+            node = pruned.nodes[g.producers[0]]
+            kept = int(np.shape(node.weight)[0])
+            # the channels the pass kept: match the pruned producer rows to the unpruned ones
+            full = np.asarray(base.nodes[g.producers[0]].weight).reshape(g.channels, -1)
+            rows = np.asarray(node.weight).reshape(kept, -1)
+            keep[g.name] = np.array(sorted(int(np.argmin(np.abs(full - r).sum(1))) for r in rows))
+        start = base
+    model_f, history = finetune(start, xtr, ytr, T, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                                x_val=xval, y_val=yval, teacher=(module if module is not None else base)
+                                if distill > 0 else None, distill=distill, regrow=keep, progress=progress, log=say)
+    acc_after = accuracy(model_f, xte, yte, T, rule)
+    say(f"float test accuracy after fine-tuning: {100 * acc_after:.2f}% on {len(yte):,} images")
+    meta = {"dataset": data, "source_model": str(model), "passes": spec, "epochs": int(epochs), "lr": float(lr),
+            "batch_size": int(batch_size), "seed": int(seed), "distill": float(distill), "regrow": bool(regrow),
+            "train_samples": int(len(ytr)), "val_samples": int(len(yval)), "num_steps": int(T),
+            "float_test_accuracy_before": float(acc_before), "float_test_accuracy": float(acc_after),
+            "test_samples": int(len(yte)), "history": history,
+            "command": "snnc finetune " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["finetune"] else "python API"}
+    ck = checkpoint(model_f, meta)
+    ck["config"]["metadata"]["snnc.num_steps"] = T
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(ck, tmp)
+        tmp.replace(out_path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"{out_path}: cannot be written ({e.strerror or e})") from None
+    return meta
