@@ -40,7 +40,10 @@ messages): use it to check equality on a few samples (``snnc simulate OUT
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -126,49 +129,11 @@ def from_lava(a: np.ndarray) -> np.ndarray:
     return to_lava(a)
 
 
-# ---------------------------------------------------------------------------- RightShift process
-
-_RIGHT_SHIFT = {}
-
-
-def _right_shift_classes():
-    """A small Lava process between a Conv and a LIF: ``a_out = a_in >> shift`` (floor), in the same
-    step. It supplies the negative weight exponent that lava-nc's PyConvModelFixed does not apply
-    (PyDenseModelBitAcc applies it the same way: ``np.right_shift(a_accum, -weight_exp)``)."""
-    if _RIGHT_SHIFT:
-        return _RIGHT_SHIFT["proc"]
-    from lava.magma.core.decorator import implements, requires, tag
-    from lava.magma.core.model.py.model import PyLoihiProcessModel
-    from lava.magma.core.model.py.ports import PyInPort, PyOutPort
-    from lava.magma.core.model.py.type import LavaPyType
-    from lava.magma.core.process.ports.ports import InPort, OutPort
-    from lava.magma.core.process.process import AbstractProcess
-    from lava.magma.core.process.variable import Var
-    from lava.magma.core.resources import CPU
-    from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
-
-    class RightShift(AbstractProcess):
-        def __init__(self, *, shape, shift: int, name=None):
-            super().__init__(shape=shape, shift=shift, name=name)
-            self.a_in = InPort(shape=shape)
-            self.a_out = OutPort(shape=shape)
-            self.shift = Var(shape=(1,), init=shift)
-
-    @implements(proc=RightShift, protocol=LoihiProtocol)
-    @requires(CPU)
-    @tag("fixed_pt")
-    class PyRightShiftModel(PyLoihiProcessModel):
-        a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-        a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-        shift: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=4)
-
-        def run_spk(self):
-            a = np.asarray(self.a_in.recv()).astype(np.int64)
-            self.a_out.send(np.right_shift(a, int(self.shift[0])))
-
-    _RIGHT_SHIFT["proc"] = RightShift
-    _RIGHT_SHIFT["model"] = PyRightShiftModel  # keep a reference: Lava finds models by module scan
-    return RightShift
+def _pass_classes() -> dict:
+    """snnc's two pass-through Lava processes (:mod:`snnc.backends.lava.procs`), imported after the
+    compat fixes (that module imports lava-nc at import time)."""
+    from snnc.backends.lava import procs
+    return {"RightShift": procs.RightShift, "FlattenWHC": procs.FlattenWHC}
 
 
 # ---------------------------------------------------------------------------- the program
@@ -178,51 +143,68 @@ class _LGroup:
     name: str
     shape: tuple
     lif: object
-    sink: object
     cfg: dict
-    synapses: list = field(default_factory=list)   # (process, buffer var name)
+    io: dict
 
 
 class LavaProgram:
-    """A loihi-sim configuration as a Lava process graph, ready to run sample by sample.
+    """A loihi-sim configuration as a Lava process graph, ready to run.
 
     Args:
         program: the loaded loihi-sim :class:`~snnc.backends.loihi.sim.Program` (config, integer
             arrays, target); it also computes the host's per-sample biases, so both engines get
             the same host values.
+        chunk: samples per Lava run (host arrays are sized for one chunk).
 
     Raises:
         LavaNotInstalledError: lava-nc cannot be imported.
         LavaMappingError: a piece of the configuration with no exact Lava form.
     """
 
-    def __init__(self, program: Program):
+    def __init__(self, program: Program, chunk: int = 16):
         import_lava_nc()
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import DelayDense, Dense
-        from lava.proc.io.sink import RingBuffer as Sink
-        from lava.proc.io.source import RingBuffer as Source
-        from lava.proc.lif.process import LIF
         from lava.utils.weightutils import SignMode
+
+        from snnc.backends.lava import procs
 
         self.program = program
         cfg = program.config
         self.T, self.L = program.T, program.L
+        self.hold = program.max_delay + 1            # hold steps before each sample
+        self.P = self.hold + self.L                  # Lava steps per sample
+        self.chunk = int(chunk)
+        self.S = self.chunk * self.P                 # Lava steps per run
         self.spikes_in = cfg["input"]["encoding"] == "spikes"
         self.in_name = cfg["input"]["name"]
         self.in_shape = tuple(cfg["input"]["shape"])
+        self._tmp = tempfile.TemporaryDirectory(prefix="snnc-lava-")
+        tmp = Path(self._tmp.name)
+        hold = np.zeros(self.S, np.uint8)
+        for i in range(self.chunk):
+            hold[i * self.P:i * self.P + self.hold] = 1
+        hold_spec = {"hold": str(tmp / "hold.u8"), "hold_shape": [self.S]}
+        np.memmap(hold_spec["hold"], np.uint8, "w+", shape=(self.S,))[:] = hold
         self.source = None
         if self.spikes_in:
-            self.source = Source(data=np.zeros(lava_shape(self.in_shape) + (self.L,), np.int32))
+            ls = lava_shape(self.in_shape)
+            self.source_io = {"spikes": str(tmp / "input.i32"), "spikes_shape": [self.S, *ls]}
+            np.memmap(self.source_io["spikes"], np.int32, "w+", shape=(self.S, *ls))
+            self.source = procs.FileSpikeSource(shape=ls, io=self.source_io, name=self.in_name)
         self.groups: dict[str, _LGroup] = {}
-        for g in cfg["groups"]:
+        for gi, g in enumerate(cfg["groups"]):
             shape = tuple(g["shape"])
             ls = lava_shape(shape)
-            lif = LIF(shape=ls, du=int(g["du"]), dv=int(g["dv"]), vth=int(g["vth_mant"]),
-                      bias_mant=np.zeros(ls, np.int32), bias_exp=np.zeros(ls, np.int32), name=g["name"])
-            sink = Sink(shape=ls, buffer=self.L)
-            lif.s_out.connect(sink.a_in)
-            self.groups[g["name"]] = _LGroup(g["name"], shape, lif, sink, g)
+            io = dict(hold_spec, steps=self.S,
+                      bias=str(tmp / f"g{gi}.bias.i32"), bias_shape=[self.S, 2, *ls],
+                      rec=str(tmp / f"g{gi}.rec.i32"), rec_shape=[self.S, 3, *ls])
+            np.memmap(io["bias"], np.int32, "w+", shape=tuple(io["bias_shape"]))
+            np.memmap(io["rec"], np.int32, "w+", shape=tuple(io["rec_shape"]))
+            lif = procs.HostLIF(shape=ls, du=int(g["du"]), dv=int(g["dv"]), vth=int(g["vth_mant"]),
+                                bias_mant=np.zeros(ls, np.int32), bias_exp=np.zeros(ls, np.int32),
+                                name=g["name"], io=io)
+            self.groups[g["name"]] = _LGroup(g["name"], shape, lif, g, io)
         for g in cfg["groups"]:
             lg = self.groups[g["name"]]
             for p in g["projections"]:
@@ -230,18 +212,16 @@ class LavaProgram:
                     continue
                 w = np.asarray(program.arrays[p["weight_key"]]).astype(np.int64)
                 src_shape = tuple(p["source_shape"])
-                if p["source"] == self.in_name:
-                    src_port = self.source.s_out
-                else:
-                    src_port = self.groups[p["source"]].lif.s_out
+                src_port = self.source.s_out if p["source"] == self.in_name else self.groups[p["source"]].lif.s_out
                 kind, params, wf = fold_pooling(p["ops"], w, src_shape)
                 e, d = int(p["weight_exp"]), int(p["delay"])
                 wbits = int(p.get("weight_bits", 8))
+                tag = f"{g['name']}<-{p['source']}"
                 if kind == "conv" and d > 0:
-                    if wf.size and np.prod(src_shape) * lg.cfg["size"] > MAX_UNROLLED:
-                        raise LavaMappingError(f"{g['name']}: a conv projection with a synaptic delay is unrolled "
-                                               f"into a dense matrix, and {lg.cfg['size']} x {np.prod(src_shape)} is "
-                                               f"larger than {MAX_UNROLLED:,} entries")
+                    if np.prod(src_shape) * lg.cfg["size"] > MAX_UNROLLED:
+                        raise LavaMappingError(f"{tag}: a conv projection with a synaptic delay is unrolled into a "
+                                               f"dense matrix, and {lg.cfg['size']} x {int(np.prod(src_shape))} is "
+                                               f"more than {MAX_UNROLLED:,} entries")
                     kind, wf = "dense", unroll(p["ops"], w, src_shape)
                 if kind == "conv":
                     we = wf << e if e > 0 else wf
@@ -249,144 +229,124 @@ class LavaProgram:
                     conv = Conv(weight=kern, input_shape=lava_shape(src_shape),
                                 stride=tuple(reversed(params["stride"])), padding=tuple(reversed(params["padding"])),
                                 dilation=tuple(reversed(params["dilation"])), groups=params["groups"],
-                                num_weight_bits=wbits, name=f"{g['name']}.conv<-{p['source']}")
+                                num_weight_bits=wbits, name=f"conv {tag}")
                     if tuple(conv.output_shape) != lava_shape(lg.shape):
-                        raise LavaMappingError(f"{g['name']}: Lava conv output {tuple(conv.output_shape)} != "
+                        raise LavaMappingError(f"{tag}: Lava conv output {tuple(conv.output_shape)} != "
                                                f"{lava_shape(lg.shape)}")
                     src_port.connect(conv.s_in)
-                    lg.synapses.append((conv, "a_buf"))
                     out = conv.a_out
                     if e < 0:
-                        shift = _right_shift_classes()(shape=lava_shape(lg.shape), shift=-e,
-                                                       name=f"{g['name']}.shift<-{p['source']}")
+                        shift = procs.RightShift(shape=lava_shape(lg.shape), shift=-e, name=f"shift {tag}")
                         out.connect(shift.a_in)
                         out = shift.a_out
                     out.connect(lg.lif.a_in)
                 else:
                     if len(src_shape) > 1:
-                        src_port = src_port.transpose(list(reversed(range(len(src_shape))))).flatten()
+                        flat = procs.FlattenWHC(shape=lava_shape(src_shape), name=f"flatten {tag}")
+                        src_port.connect(flat.s_in)
+                        src_port = flat.s_out
                     kw = dict(weights=wf.astype(np.int32), weight_exp=e, num_weight_bits=wbits,
-                              sign_mode=SignMode.MIXED, name=f"{g['name']}.dense<-{p['source']}")
-                    if d > 0:
-                        syn = DelayDense(delays=np.full(wf.shape, d, np.int32), max_delay=d, **kw)
-                    else:
-                        syn = Dense(**kw)
+                              sign_mode=SignMode.MIXED, name=f"dense {tag}")
+                    syn = DelayDense(delays=np.full(wf.shape, d, np.int32), max_delay=d, **kw) if d > 0 \
+                        else Dense(**kw)
                     src_port.connect(syn.s_in)
                     syn.a_out.connect(lg.lif.a_in)
-                    lg.synapses.append((syn, "a_buff"))
-        self._started = False
         self._anchor = next(iter(self.groups.values())).lif
-        self.seconds_build = 0.0
+        self._started = False
+        self._stopped = False
 
-    # ------------------------------------------------------------------ schedule
-    def bias_schedule(self, x_sample: torch.Tensor | None) -> dict[str, list]:
-        """Per group and chip step: ``(bias_mant, bias_exp)`` int arrays in the group's (C-order) shape."""
+    # ------------------------------------------------------------------ host side
+    def _write_chunk(self, x: torch.Tensor, n: int) -> None:
+        """Bias (and input spike) arrays for ``n`` samples of ``x`` (host order: sample, then step)."""
         prog = self.program
-        fp = prog.fp
-        out = {}
         for name, lg in self.groups.items():
             g = prog.groups[name]
             c = lg.cfg
             off = int(c["offset"])
-            zero = (np.zeros(lg.shape, np.int64), np.zeros(lg.shape, np.int64))
-            const = (np.asarray(prog.arrays[f"{name}.bias_mant"], np.int64).reshape(lg.shape),
-                     np.full(lg.shape, int(c["bias_exp"]), np.int64))
+            ls = lava_shape(lg.shape)
+            bias = np.memmap(lg.io["bias"], np.int32, "r+", shape=tuple(lg.io["bias_shape"]))
+            bias[:] = 0
+            const_m = to_lava(np.asarray(prog.arrays[f"{name}.bias_mant"], np.int64).reshape(lg.shape))
             host = None
             if any(p.host for p in g.projections):
-                vals, _ = prog.host_bias(g, x_sample)
-                e = int(c["host_bias_exp"])
-                host = [((v[0].numpy() >> e), np.full(lg.shape, e, np.int64)) for v in vals]
-            sched = []
-            for t in range(self.L):
-                if t < off:
-                    sched.append(zero)
-                elif host is not None and t < off + self.T:
-                    sched.append(host[t - off])
-                else:
-                    sched.append(const)
-            out[name] = sched
-        del fp
-        return out
+                host, _ = prog.host_bias(g, x[:n].to(torch.float64))
+                he = int(c["host_bias_exp"])
+            for i in range(n):
+                base = i * self.P + self.hold
+                for t in range(off, self.L):
+                    if host is not None and t < off + self.T:
+                        bias[base + t, 0] = to_lava((host[t - off][i] >> he).numpy())
+                        bias[base + t, 1] = he
+                    else:
+                        bias[base + t, 0] = const_m
+                        bias[base + t, 1] = int(c["bias_exp"])
+            bias.flush()
+            del ls
+        if self.spikes_in:
+            spk = np.memmap(self.source_io["spikes"], np.int32, "r+", shape=tuple(self.source_io["spikes_shape"]))
+            spk[:] = 0
+            for i in range(n):
+                for t in range(self.T):
+                    spk[i * self.P + self.hold + t] = to_lava(x[t, i].numpy().astype(np.int32))
+            spk.flush()
 
-    # ------------------------------------------------------------------ run
-    def _run_steps(self, n: int):
+    def _run(self, steps: int) -> None:
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
-        self._anchor.run(condition=RunSteps(num_steps=n), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        if self._stopped:
+            raise RuntimeError("this LavaProgram has run and stopped; build a new one")
+        self._anchor.run(condition=RunSteps(num_steps=steps),
+                         run_cfg=Loihi2SimCfg(select_tag="fixed_pt", loglevel=logging.WARNING))
         self._started = True
 
-    def _reset(self):
-        for lg in self.groups.values():
-            z = np.zeros(lava_shape(lg.shape))
-            lg.lif.u.set(z)
-            lg.lif.v.set(z)
-            for syn, var in lg.synapses:
-                buf = getattr(syn, var)
-                buf.set(np.zeros(buf.shape))
+    def stop(self) -> None:
+        """Stop the Lava runtime (its worker processes) and remove the host files."""
+        if self._started and not self._stopped:
+            self._anchor.stop()
+        self._stopped = True
+        self._tmp.cleanup()
 
     def run(self, x, record: bool = False, progress=None) -> SimResult:
-        """Run every sample of ``x`` in Lava, one after the other.
+        """Run every sample of ``x`` in Lava and stop the runtime (one call per LavaProgram).
 
         Args:
             x: as :meth:`snnc.backends.loihi.sim.Program.run`: ``[N, *input_shape]`` analog, or
                 ``[T, N, *input_shape]`` 0/1 spikes.
-            record: fill ``SimResult.trace`` (u, v, spikes of every group at every step).
-            progress: callable(n_done) after each sample.
+            record: fill ``SimResult.trace`` (u, v, spikes of every group at every step,
+                ``[N, L, *shape]``, as loihi-sim's).
+            progress: callable(n_done) after each chunk of samples.
 
         Returns:
             a :class:`~snnc.backends.loihi.sim.SimResult` with outputs, per-neuron spike and
-            active-update totals (active: u or v non-zero, or a spike, after the step), and the trace.
+            active-update totals (active: u or v non-zero, or a spike, after the step), the trace.
         """
         x = torch.as_tensor(np.asarray(x))
         N = x.shape[1] if self.spikes_in else x.shape[0]
         want = len(self.in_shape) + (2 if self.spikes_in else 1)
-        if x.dim() != want or tuple(x.shape[-len(self.in_shape):]) != self.in_shape:
-            raise ValueError(f"input of shape {tuple(x.shape)} does not fit this program's input {self.in_shape}")
+        if x.dim() != want or tuple(x.shape[-len(self.in_shape):]) != self.in_shape or (
+                self.spikes_in and x.shape[0] != self.T):
+            raise ValueError(f"input of shape {tuple(x.shape)} does not fit this program's input {self.in_shape} "
+                             f"({'[T, N, *shape] spikes' if self.spikes_in else '[N, *shape] analog'})")
         cfg = self.program.config
         res = SimResult(outputs={}, samples=N, steps=self.L)
         outs = {o["name"]: [] for o in cfg["outputs"]}
         spikes_tot = {n: np.zeros(int(np.prod(lg.shape)), np.int64) for n, lg in self.groups.items()}
         active_tot = {n: np.zeros(int(np.prod(lg.shape)), np.int64) for n, lg in self.groups.items()}
         trace = {n: {"u": [], "v": [], "spikes": []} for n in self.groups}
-        prev = {}
         try:
-            for i in range(N):
-                xs = None if self.spikes_in else x[i:i + 1].to(torch.float64)
-                sched = self.bias_schedule(xs)
-                if self._started:
-                    self._reset()
-                if self.spikes_in:
-                    data = np.zeros(lava_shape(self.in_shape) + (self.L,), np.int32)
-                    for t in range(self.T):
-                        data[..., t] = to_lava(x[t, i].numpy().astype(np.int32))
-                    self.source.data.set(data) if self._started else setattr(self.source.data, "init", data)
-                us = {n: [] for n in self.groups}
-                vs = {n: [] for n in self.groups}
-                for t in range(self.L):
-                    for name, lg in self.groups.items():
-                        mant, exp = sched[name][t]
-                        key = prev.get(name)
-                        if key is None or key[0] is not mant or key[1] is not exp:
-                            if key is None or not (np.array_equal(key[0], mant) and np.array_equal(key[1], exp)):
-                                m, e = to_lava(mant).astype(np.int32), to_lava(exp).astype(np.int32)
-                                if self._started:
-                                    lg.lif.bias_mant.set(m)
-                                    lg.lif.bias_exp.set(e)
-                                else:
-                                    lg.lif.bias_mant.init = m
-                                    lg.lif.bias_exp.init = e
-                            prev[name] = (mant, exp)
-                    self._run_steps(1)
-                    for name, lg in self.groups.items():
-                        us[name].append(from_lava(np.rint(lg.lif.u.get())).astype(np.int64))
-                        vs[name].append(from_lava(np.rint(lg.lif.v.get())).astype(np.int64))
+            for i0 in range(0, N, self.chunk):
+                n = min(self.chunk, N - i0)
+                xc = x[:, i0:i0 + n] if self.spikes_in else x[i0:i0 + n]
+                self._write_chunk(xc, n)
+                self._run(n * self.P)
                 for name, lg in self.groups.items():
-                    data = lg.sink.data.get()  # [*lava shape, L], slot t = step t of this sample
-                    s = np.stack([from_lava(data[..., t]) for t in range(self.L)]).astype(bool)
-                    u, v = np.stack(us[name]), np.stack(vs[name])
-                    spikes_tot[name] += s.reshape(self.L, -1).sum(0)
-                    act = (u != 0) | (v != 0) | s
-                    active_tot[name] += act.reshape(self.L, -1).sum(0)
+                    rec = np.array(np.memmap(lg.io["rec"], np.int32, "r", shape=tuple(lg.io["rec_shape"])))
+                    rec = rec[:n * self.P].reshape((n, self.P, 3) + lava_shape(lg.shape))[:, self.hold:]
+                    rec = np.stack([np.stack([from_lava(rec[i, t, k]) for t in range(self.L)])
+                                    for i in range(n) for k in range(3)]).reshape((n, 3, self.L) + lg.shape)
+                    u, v, s = rec[:, 0].astype(np.int64), rec[:, 1].astype(np.int64), rec[:, 2] != 0
+                    spikes_tot[name] += s.reshape(n, self.L, -1).sum((0, 1))
+                    active_tot[name] += ((u != 0) | (v != 0) | s).reshape(n, self.L, -1).sum((0, 1))
                     if record:
                         trace[name]["u"].append(u)
                         trace[name]["v"].append(v)
@@ -396,18 +356,16 @@ class LavaProgram:
                             continue
                         if lg.cfg["kind"] == "spiking":
                             off = lg.cfg["offset"]
-                            outs[o["name"]].append(s[off:min(off + self.T, o["read_step"] + 1)].sum(0).astype(np.int64))
+                            outs[o["name"]].append(s[:, off:min(off + self.T, o["read_step"] + 1)].sum(1).astype(np.int64))
                         else:
-                            outs[o["name"]].append(v[o["read_step"]])
+                            outs[o["name"]].append(v[:, o["read_step"]])
                 if progress:
-                    progress(i + 1)
+                    progress(i0 + n)
         finally:
-            if self._started:
-                self._anchor.stop()
-                self._started = False
-        res.outputs = {k: torch.as_tensor(np.stack(v)) for k, v in outs.items()}
+            self.stop()
+        res.outputs = {k: torch.as_tensor(np.concatenate(v)) for k, v in outs.items()}
         res.spikes = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in spikes_tot.items()}
         res.active = {k: torch.as_tensor(v, dtype=torch.float64) for k, v in active_tot.items()}
         if record:
-            res.trace = {n: {k: torch.as_tensor(np.stack(v)) for k, v in tr.items()} for n, tr in trace.items()}
+            res.trace = {n: {k: torch.as_tensor(np.concatenate(v)) for k, v in tr.items()} for n, tr in trace.items()}
         return res
