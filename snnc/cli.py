@@ -26,8 +26,9 @@ def _errors():
     from snnc.data import DataNotFoundError
     from snnc.frontend import ModelLoadError
     from snnc.ir import UnsupportedNodeError
+    from snnc.backends.lava.compat import LavaNotInstalledError
     return (ModelLoadError, UnsupportedNodeError, DesignRuleError, DataNotFoundError, OutputExistsError,
-            NotQuantizedError, ValueError, FileNotFoundError)
+            NotQuantizedError, ValueError, FileNotFoundError, LavaNotInstalledError)
 
 
 class _Progress:
@@ -79,7 +80,9 @@ def main():
 
 @main.command("compile")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--target", default="loihi-sim", show_default=True, help="target name (see `snnc targets`) or TOML path")
+@click.option("--target", default="loihi-sim", show_default=True,
+              help="target name (see `snnc targets`) or TOML path; lava, nir, onnx compile for loihi-sim and also "
+                   "write network.net (lava-dl netx), portable.nir (snnTorch/Norse/Sinabs) or model.onnx")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder")
 @click.option("--data", type=click.Choice(["fashion-mnist", "digits"]), default=None,
               help="calibrate on 256 training images and evaluate float and compiled accuracy on the test split")
@@ -124,7 +127,10 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, tr
         click.echo(dumps(rep), nl=False)
     else:
         print_report(rep)
-        click.echo(f"wrote {out}/ (config.json, weights.npz, graph.nir, report.json, cores.png)")
+        extra = {"lava": ", network.net", "nir": ", portable.nir", "onnx": ", model.onnx"}.get(target, "")
+        if target == "lava" and not rep.get("export", {}).get("netx", {}).get("written", True):
+            extra = f"; no network.net: {rep['export']['netx']['reason']}"
+        click.echo(f"wrote {out}/ (config.json, weights.npz, graph.nir, report.json, cores.png{extra})")
 
 
 @main.command()
@@ -134,13 +140,19 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, tr
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--target", default=None, help="target name or TOML path [default: the one compiled for]")
+@click.option("--engine", type=click.Choice(["loihi-sim", "lava"]), default="loihi-sim", show_default=True,
+              help="loihi-sim: snnc's batched bit-accurate simulator; lava: run OUT in Lava (lava-nc fixed-point "
+                   "models, CPU, much slower) and compare it with loihi-sim step by step")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def simulate(out, data, data_dir, limit, batch_size, target, as_json):
+def simulate(out, data, data_dir, limit, batch_size, target, engine, as_json):
     """Simulate a compiled OUT folder bit-accurately on a dataset's test split."""
     from snnc.compiler import simulate_output
+    if engine == "lava" and batch_size == 500:
+        batch_size = 16  # samples per Lava run
     try:
         with _Progress() as prog:
-            res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target)
+            res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target,
+                                  engine=engine)
     except _errors() as e:
         _fail(str(e))
     if as_json:
@@ -150,6 +162,13 @@ def simulate(out, data, data_dir, limit, batch_size, target, as_json):
         click.echo(f"per inference: {res['synops_per_inference']:,.0f} SynOps, {res['spikes_per_inference']:,.0f} spikes, "
                    f"{res['energy_per_inference_pJ'] / 1e6:.3f} µJ, latency {res['latency_steps']} steps "
                    f"on {res['cores']} cores")
+        if engine == "lava":
+            c = res["lava_vs_loihi_sim"]
+            verdict = "equal" if c["equal"] else "DIFFERENT"
+            click.echo(f"Lava vs loihi-sim: {verdict} (u, v, spikes of every group at every step: "
+                       f"{c['values_compared']:,} values; outputs {'equal' if c['outputs_equal'] else 'different'})")
+    if engine == "lava" and not res["lava_vs_loihi_sim"]["equal"]:
+        _fail("Lava and loihi-sim differ (see lava_vs_loihi_sim)")
 
 
 @main.command()

@@ -38,6 +38,10 @@ from snnc.report import build_report, dumps, plot_utilisation
 from snnc.targets import load_target
 
 CALIBRATION_SAMPLES = 256
+#: ``--target`` names that compile for loihi-sim (same passes, fixed-point fields and report) and
+#: also write the artefacts another tool runs: lava -> network.net (lava-dl netx HDF5),
+#: nir -> portable.nir (snnTorch/Norse/Sinabs importers), onnx -> model.onnx (one stateful step).
+EXPORT_TARGETS = ("lava", "nir", "onnx")
 
 
 class OutputExistsError(FileExistsError):
@@ -115,7 +119,8 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
     if out_dir.exists() and any(out_dir.iterdir()) and not force:
         raise OutputExistsError(f"{out_dir} exists and is not empty; pass --force to replace it")
     say = log or (lambda s: None)
-    tgt = load_target(target)
+    export = target if target in EXPORT_TARGETS else None
+    tgt = load_target("loihi-sim" if export else target)
     if tgt.backend != "loihi":
         raise ValueError(f"target {tgt.name!r} uses backend {tgt.backend!r}, which this snnc does not have")
     graph, module, info = load_model(model, trust_pickle=trust_pickle, dt=dt, input_shape=input_shape,
@@ -162,11 +167,17 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
         model_info["card"] = {k: info["meta"][k] for k in sorted(info["meta"]) if k in (
             "float_test_accuracy", "seed", "epochs", "dt", "command")}
     report = build_report(config, tgt, metrics, accuracy, ctx.log, model_info)
-    _write_outputs(out_dir, config, arrays, compiled, report, force)
-    return report
+    extra = None
+    if export:
+        from snnc.backends.export import writer_for
+        extra = writer_for(export, config, arrays, compiled, program, xte, yte)
+        say(f"exporting for {export}")
+    return _write_outputs(out_dir, config, arrays, compiled, report, force, extra)
 
 
-def _write_outputs(out_dir: Path, config, arrays, graph, report, force: bool) -> None:
+def _write_outputs(out_dir: Path, config, arrays, graph, report, force: bool, extra=None) -> dict:
+    """Write the output folder atomically; ``extra(tmp_dir) -> dict`` writes an export's files
+    first and its dict goes into report.json under ``export``. Returns the report written."""
     parent = out_dir.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=parent))
@@ -177,6 +188,8 @@ def _write_outputs(out_dir: Path, config, arrays, graph, report, force: bool) ->
         (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
         save_npz(tmp / "weights.npz", arrays)
         nir.write(str(tmp / "graph.nir"), graph)
+        if extra is not None:
+            report = dict(report, export=extra(tmp))
         (tmp / "report.json").write_text(dumps(report))
         plot_utilisation(report, tmp / "cores.png")
         if out_dir.exists():
@@ -196,11 +209,19 @@ def _write_outputs(out_dir: Path, config, arrays, graph, report, force: bool) ->
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return report
 
 
 def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None, batch_size: int = 500,
-                    progress=None, target: str | None = None) -> dict:
-    """Re-run the simulation of a compile output folder; returns the ``snnc simulate --json`` object."""
+                    progress=None, target: str | None = None, engine: str = "loihi-sim") -> dict:
+    """Re-run the simulation of a compile output folder; returns the ``snnc simulate --json`` object.
+
+    ``engine="lava"`` runs the configuration in Lava (:mod:`snnc.backends.lava.engine`) and
+    compares it with loihi-sim on the same samples, step by step; the object then has
+    ``engine`` and ``lava_vs_loihi_sim`` (see :func:`snnc.backends.lava.compare_with_loihi_sim`).
+    """
+    if engine not in ("loihi-sim", "lava"):
+        raise ValueError(f"unknown engine {engine!r}; known: loihi-sim, lava")
     program = load_program(out_dir, load_target(target) if target else None)
     if program.config["input"]["encoding"] == "spikes":
         raise ValueError(f"{out_dir} takes spike input, and dataset {data!r} holds analog images; "
@@ -210,9 +231,17 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
         raise ValueError(f"dataset {data!r} has samples of shape {tuple(x.shape[1:])}, "
                          f"the compiled model's input is {tuple(program.config['input']['shape'])}")
     cb = (lambda n: progress("simulate", n, len(y))) if progress else None
-    sim = simulate(program, x, y, batch_size, cb)
+    extra = {}
+    if engine == "lava":
+        from snnc.backends.lava import compare_with_loihi_sim
+        res, cmp = compare_with_loihi_sim(program, x, batch_size=batch_size, progress=cb)
+        sim = {"result": res, "metrics": measure(program, res, slice_counts_for(program)),
+               "accuracy": float((res.scores().reshape(len(y), -1).argmax(1) == y).mean())}
+        extra = {"engine": "lava", "lava_vs_loihi_sim": cmp}
+    else:
+        sim = simulate(program, x, y, batch_size, cb)
     m = sim["metrics"]
-    return {"accuracy": sim["accuracy"], "samples": int(len(y)), "source": _dataset_source(data, "test", len(y), data_dir),
+    return {**extra, "accuracy": sim["accuracy"], "samples": int(len(y)), "source": _dataset_source(data, "test", len(y), data_dir),
             "synops_per_inference": m["per_inference"]["synops"],
             "spikes_per_inference": m["per_inference"]["spikes"],
             "energy_per_inference_pJ": m["energy"]["per_inference_pJ"],

@@ -306,7 +306,7 @@ class LavaProgram:
         self._stopped = True
         self._tmp.cleanup()
 
-    def run(self, x, record: bool = False, progress=None) -> SimResult:
+    def run(self, x, record: bool = False, progress=None, on_chunk=None) -> SimResult:
         """Run every sample of ``x`` in Lava and stop the runtime (one call per LavaProgram).
 
         Args:
@@ -315,6 +315,8 @@ class LavaProgram:
             record: fill ``SimResult.trace`` (u, v, spikes of every group at every step,
                 ``[N, L, *shape]``, as loihi-sim's).
             progress: callable(n_done) after each chunk of samples.
+            on_chunk: callable(first_sample, trace) per chunk, ``trace`` as ``SimResult.trace`` for
+                that chunk's samples (to compare with loihi-sim without keeping every step of a large run).
 
         Returns:
             a :class:`~snnc.backends.loihi.sim.SimResult` with outputs, per-neuron spike and
@@ -339,6 +341,7 @@ class LavaProgram:
                 xc = x[:, i0:i0 + n] if self.spikes_in else x[i0:i0 + n]
                 self._write_chunk(xc, n)
                 self._run(n * self.P)
+                chunk_trace = {}
                 for name, lg in self.groups.items():
                     rec = np.array(np.memmap(lg.io["rec"], np.int32, "r", shape=tuple(lg.io["rec_shape"])))
                     rec = rec[:n * self.P].reshape((n, self.P, 3) + lava_shape(lg.shape))[:, self.hold:]
@@ -347,6 +350,9 @@ class LavaProgram:
                     u, v, s = rec[:, 0].astype(np.int64), rec[:, 1].astype(np.int64), rec[:, 2] != 0
                     spikes_tot[name] += s.reshape(n, self.L, -1).sum((0, 1))
                     active_tot[name] += ((u != 0) | (v != 0) | s).reshape(n, self.L, -1).sum((0, 1))
+                    if on_chunk is not None:
+                        chunk_trace[name] = {"u": torch.as_tensor(u), "v": torch.as_tensor(v),
+                                             "spikes": torch.as_tensor(s)}
                     if record:
                         trace[name]["u"].append(u)
                         trace[name]["v"].append(v)
@@ -359,6 +365,8 @@ class LavaProgram:
                             outs[o["name"]].append(s[:, off:min(off + self.T, o["read_step"] + 1)].sum(1).astype(np.int64))
                         else:
                             outs[o["name"]].append(v[:, o["read_step"]])
+                if on_chunk is not None:
+                    on_chunk(i0, chunk_trace)
                 if progress:
                     progress(i0 + n)
         finally:
