@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -247,7 +248,7 @@ class LavaProgram:
                         src_port = flat.s_out
                     kw = dict(weights=wf.astype(np.int32), weight_exp=e, num_weight_bits=wbits,
                               sign_mode=SignMode.MIXED, name=f"dense {tag}")
-                    syn = DelayDense(delays=np.full(wf.shape, d, np.int32), max_delay=d, **kw) if d > 0 \
+                    syn = DelayDense(delays=np.full(wf.shape, d, dtype=int), max_delay=d, **kw) if d > 0 \
                         else Dense(**kw)
                     src_port.connect(syn.s_in)
                     syn.a_out.connect(lg.lif.a_in)
@@ -295,8 +296,12 @@ class LavaProgram:
         from lava.magma.core.run_configs import Loihi2SimCfg
         if self._stopped:
             raise RuntimeError("this LavaProgram has run and stopped; build a new one")
-        self._anchor.run(condition=RunSteps(num_steps=steps),
-                         run_cfg=Loihi2SimCfg(select_tag="fixed_pt", loglevel=logging.WARNING))
+        with warnings.catch_warnings():
+            # Lava's model search imports every .py file beside procs.py by file name; the other
+            # modules of this package do not import that way (harmless, but a warning per process)
+            warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
+            self._anchor.run(condition=RunSteps(num_steps=steps),
+                             run_cfg=Loihi2SimCfg(select_tag="fixed_pt", loglevel=logging.WARNING))
         self._started = True
 
     def stop(self) -> None:

@@ -28,9 +28,10 @@ What netx holds exactly, and what it does not (then the netx fields are the near
 * a host-driven group (direct analog input): netx's ``input`` layer with a neuron is exactly that
   (lava-dl's input block takes the input through the neuron's bias, written by the host per
   sample); the host's weights are not in the file (``snnc/hostWeight`` keeps them).
-* weights: netx's Dense derives weight_exp from the weights (``optimize_weight_bits``), and its
-  Conv applies none: exact when snnc's weight_exp >= 0 (weights stored << weight_exp), not for a
-  negative one (the mantissa would need fractional weights).
+* weights (stored as mantissa << weight_exp): netx's Dense derives weight_exp from 8-bit weights
+  (``optimize_weight_bits``: exponents <= 0 only, larger weights clipped to -256 ... 254), its Conv
+  applies none. Exact: conv with weight_exp >= 0; dense when the stored weights fit 8 bits; either
+  with a negative weight_exp when every mantissa is a multiple of 2^-weight_exp.
 * bias: netx fixes bias_exp = 6: exact when bias_mant << bias_exp is a multiple of 64.
 * bias timing: netx enables biases from step 0, snnc at the group's time offset (``snnc/offset``).
 * a graph that is not a chain (a skip, a recurrent projection, two inputs) has no netx form:
@@ -97,6 +98,9 @@ def write_netx(path, config: dict, arrays: dict) -> list[dict]:
                 snnc.attrs["wgtExp"] = e
                 if e >= 0:
                     lay.create_dataset("weight", data=(wf << e).astype(np.int64))
+                    if kind == "dense" and e > 0 and (np.max(wf << e, initial=0) > 254 or np.min(wf << e, initial=0) < -256):
+                        why.append(f"weight_exp {e} > 0 on a dense layer (netx derives the exponent from 8-bit "
+                                   "weights and clips larger ones)")
                 else:
                     lay.create_dataset("weight", data=wf.astype(np.int64))
                     if np.any(wf % (1 << -e)):
