@@ -90,10 +90,10 @@ def test_portable_equals_float_reference(importer, tmp_path):
         assert (got.argmax(1) == ref.argmax(1)).mean() >= (0.9 if need else 0.75)
 
 
-@pytest.mark.parametrize("importer,minimum", [("snntorch", 1.0), ("norse", 1.0), ("sinabs", 0.7)])
+@pytest.mark.parametrize("importer,minimum", [("snntorch", 0.95), ("norse", 0.95), ("sinabs", 0.7)])
 def test_portable_bundled_predictions_equal_loihi_sim(importer, minimum, bundled_compiled, tmp_path):
     """Predictions of each importer on 40 test images against loihi-sim's. snnTorch and Norse:
-    equal. Sinabs resets by subtraction and fires on v >= v_th (NIR cannot say otherwise): it
+    equal (40 of 40 here; 199 of 200 measured: float vs integer arithmetic). Sinabs resets by subtraction and fires on v >= v_th (NIR cannot say otherwise): it
     agrees on most images only (0.88 measured on 100)."""
     pytest.importorskip(importer)
     _quiet()

@@ -1,0 +1,1 @@
+"""loihi-sim backend: core mapping and design rules, bit-accurate simulator, energy."""
