@@ -36,6 +36,12 @@ def writer_for(export: str, config: dict, arrays: dict, compiled, program, x_tes
             return dict(target="nir", **write_portable(folder, compiled))
         return write
     if export == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise ValueError("--target onnx needs the onnx package: make setup-exports "
+                             "(pip install -c constraints.txt -e '.[exports]')") from None
+
         def write(folder):
             from snnc.backends.export.onnx_step import write_onnx
             return dict(target="onnx", **write_onnx(folder / "model.onnx", compiled))
