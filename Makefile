@@ -6,7 +6,7 @@ OUT    ?= out/fmnist
 LIMIT  ?=
 DATA_LIMIT := $(if $(LIMIT),--limit $(LIMIT),)
 
-.PHONY: setup data run test check-wheel bench golden clean
+.PHONY: setup setup-lava setup-exports data run test check-wheel bench golden clean
 
 ## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt
 setup: $(VENV)/.snnc-installed
@@ -15,6 +15,24 @@ $(VENV)/.snnc-installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+## setup-lava: lava-nc 0.10.0 + lava-dl 0.6.0 (they declare Python < 3.11 and numpy < 2; checked to run
+## on Python 3.11 with numpy 2.4.6 and torch 2.13, so installed without their stale pins), then .[lava]
+setup-lava: $(VENV)/.snnc-lava-installed
+
+$(VENV)/.snnc-lava-installed: $(VENV)/.snnc-installed
+	$(BIN)/python -m pip install -q --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[lava]'
+	touch $@
+
+## setup-exports: onnx + onnxruntime, and the NIR importers norse and sinabs (--no-deps: they pin
+## torchvision / samna / nir<=1.0.4, which are not needed to import NIR graphs)
+setup-exports: $(VENV)/.snnc-exports-installed
+
+$(VENV)/.snnc-exports-installed: $(VENV)/.snnc-installed
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[exports]'
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt norse==1.1.0 sinabs==3.1.3
 	touch $@
 
 ## data: Fashion-MNIST (Debian package dataset-fashion-mnist), or instructions
@@ -27,7 +45,7 @@ run: setup data
 
 ## test: the test suite (tests that need Fashion-MNIST or ../shared fixtures skip with a reason when absent),
 ##       then the wheel check (what a user installs, exercised from outside the repository)
-test: setup
+test: setup setup-lava setup-exports
 	scripts/get-data.sh --optional
 	$(BIN)/python -m pytest -q
 	scripts/check-wheel.sh $(PYTHON)
@@ -37,8 +55,9 @@ check-wheel:
 	scripts/check-wheel.sh $(PYTHON)
 
 ## bench: compile time and simulation throughput (prints figures and ratios)
-bench: setup data
+bench: setup setup-lava data
 	$(BIN)/python bench/bench_compile_sim.py
+	$(BIN)/python bench/bench_lava.py
 
 ## golden: regenerate tests/golden/*.json on purpose (review the diff before committing)
 golden: setup

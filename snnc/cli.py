@@ -68,8 +68,11 @@ def _guard(fn):
             raise
         except (ValueError, OSError, EOFError) as e:  # every snnc error is a ValueError or OSError subclass
             _fail(_one_line(e))
-        except Exception as e:  # a bug: say so in one line
-            if os.environ.get("SNNC_DEBUG") == "1":
+        except Exception as e:
+            from snnc.backends.lava.compat import LavaNotInstalledError
+            if isinstance(e, LavaNotInstalledError):  # an optional tool that is not installed says how to get it
+                _fail(_one_line(e))
+            if os.environ.get("SNNC_DEBUG") == "1":  # a bug: say so in one line
                 raise
             _fail(f"internal error ({type(e).__name__}: {_one_line(e)[:300]}); please report it "
                   "(SNNC_DEBUG=1 shows the traceback)")
@@ -137,7 +140,9 @@ def main():
 
 @main.command("compile")
 @click.argument("model")
-@click.option("--target", default="loihi-sim", show_default=True, help="target name (see `snnc targets`) or TOML path")
+@click.option("--target", default="loihi-sim", show_default=True,
+              help="target name (see `snnc targets`) or TOML path; lava, nir, onnx compile for loihi-sim and also "
+                   "write network.net (lava-dl netx), portable.nir (snnTorch/Norse/Sinabs) or model.onnx")
 @click.option("-o", "--out", "out", required=True, type=click.Path(), help="output folder")
 @click.option("--data", type=click.Choice(["fashion-mnist", "digits"]), default=None,
               help="calibrate on 256 training images and evaluate float and compiled accuracy on the test split")
@@ -183,7 +188,10 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, tr
         click.echo(dumps(rep), nl=False)
     else:
         print_report(rep)
-        click.echo(f"wrote {out}/ (config.json, weights.npz, graph.nir, report.json, cores.png)")
+        extra = {"lava": ", network.net", "nir": ", portable.nir", "onnx": ", model.onnx"}.get(target, "")
+        if target == "lava" and not rep.get("export", {}).get("netx", {}).get("written", True):
+            extra = f"; no network.net: {rep['export']['netx']['reason']}"
+        click.echo(f"wrote {out}/ (config.json, weights.npz, graph.nir, report.json, cores.png{extra})")
 
 
 @main.command()
@@ -193,15 +201,20 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, tr
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--target", default=None, help="target name or TOML path [default: the one compiled for]")
+@click.option("--engine", type=click.Choice(["loihi-sim", "lava"]), default="loihi-sim", show_default=True,
+              help="loihi-sim: snnc's batched bit-accurate simulator; lava: run OUT in Lava (lava-nc fixed-point "
+                   "models, CPU, much slower) and compare it with loihi-sim step by step")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @_guard
-def simulate(out, data, data_dir, limit, batch_size, target, as_json):
+def simulate(out, data, data_dir, limit, batch_size, target, engine, as_json):
     """Simulate a compiled OUT folder bit-accurately on a dataset's test split."""
     from snnc.compiler import simulate_output
     if not Path(out).is_dir():
         _fail(f"{out}: no such folder (a compile output folder)")
+    if engine == "lava" and batch_size == 500:
+        batch_size = 16  # samples per Lava run
     with _Progress() as prog:
-        res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target)
+        res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target, engine=engine)
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
     else:
@@ -209,6 +222,13 @@ def simulate(out, data, data_dir, limit, batch_size, target, as_json):
         click.echo(f"per inference: {res['synops_per_inference']:,.0f} SynOps, {res['spikes_per_inference']:,.0f} spikes, "
                    f"{res['energy_per_inference_pJ'] / 1e6:.3f} µJ, latency {res['latency_steps']} steps "
                    f"on {res['cores']} cores")
+        if engine == "lava":
+            c = res["lava_vs_loihi_sim"]
+            verdict = "equal" if c["equal"] else "DIFFERENT"
+            click.echo(f"Lava vs loihi-sim: {verdict} (u, v, spikes of every group at every step: "
+                       f"{c['values_compared']:,} values; outputs {'equal' if c['outputs_equal'] else 'different'})")
+    if engine == "lava" and not res["lava_vs_loihi_sim"]["equal"]:
+        _fail("Lava and loihi-sim differ (see lava_vs_loihi_sim)")
 
 
 @main.command()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -38,6 +39,10 @@ from snnc.targets import load_target
 from snnc.validate import check_graph, check_num_steps
 
 CALIBRATION_SAMPLES = 256
+#: ``--target`` names that compile for loihi-sim (same passes, fixed-point fields and report) and
+#: also write the artefacts another tool runs: lava -> network.net (lava-dl netx HDF5),
+#: nir -> portable.nir (snnTorch/Norse/Sinabs importers), onnx -> model.onnx (one stateful step).
+EXPORT_TARGETS = ("lava", "nir", "onnx")
 
 __all__ = ["compile_model", "simulate_output", "float_scores", "readout_rule", "output_files", "OutputError", "OutputExistsError"]
 
@@ -134,7 +139,8 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
         DataNotFoundError, DataFormatError (all ValueError/FileNotFoundError subclasses with a one-line message).
     """
     say = log or (lambda s: None)
-    tgt = load_target(target)
+    export = target if target in EXPORT_TARGETS else None
+    tgt = load_target("loihi-sim" if export else target)
     if tgt.backend != "loihi":
         raise ValueError(f"target {tgt.name!r} uses backend {tgt.backend!r}, which this snnc does not have")
     model_path = resolve_model_path(model)
@@ -193,9 +199,25 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
         model_info["card"] = {k: info["meta"][k] for k in sorted(info["meta"]) if k in (
             "float_test_accuracy", "seed", "epochs", "dt", "command")}
     report = build_report(config, tgt, metrics, accuracy, ctx.log, model_info)
-    for line in write_output_folder(out_dir, output_files(config, arrays, compiled, report), force, inputs):
+    extra = {}
+    if export:
+        from snnc.backends.export import writer_for
+        say(f"exporting for {export}")
+        extra, report = export_files(writer_for(export, config, arrays, compiled, program, xte, yte), report)
+    files = output_files(config, arrays, compiled, report)
+    files.update(extra)
+    for line in write_output_folder(out_dir, files, force, inputs):
         say(line)
     return report
+
+
+def export_files(writer, report) -> tuple[dict[str, bytes], dict]:
+    """Run an export writer (``writer(folder) -> dict``) in a scratch folder; return its files as bytes
+    and the report with the writer's dict under ``export``."""
+    with tempfile.TemporaryDirectory(prefix="snnc-export-") as d:
+        info = writer(Path(d))
+        files = {p.name: p.read_bytes() for p in sorted(Path(d).iterdir()) if p.is_file()}
+    return files, dict(report, export=info)
 
 
 def output_files(config, arrays, graph, report) -> dict[str, bytes]:
@@ -210,8 +232,15 @@ def output_files(config, arrays, graph, report) -> dict[str, bytes]:
 
 
 def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None, batch_size: int = 500,
-                    progress=None, target: str | None = None) -> dict:
-    """Re-run the simulation of a compile output folder; returns the ``snnc simulate --json`` object."""
+                    progress=None, target: str | None = None, engine: str = "loihi-sim") -> dict:
+    """Re-run the simulation of a compile output folder; returns the ``snnc simulate --json`` object.
+
+    ``engine="lava"`` runs the configuration in Lava (:mod:`snnc.backends.lava.engine`) and
+    compares it with loihi-sim on the same samples, step by step; the object then has
+    ``engine`` and ``lava_vs_loihi_sim`` (see :func:`snnc.backends.lava.compare_with_loihi_sim`).
+    """
+    if engine not in ("loihi-sim", "lava"):
+        raise ValueError(f"unknown engine {engine!r}; known: loihi-sim, lava")
     program = load_program(out_dir, load_target(target) if target else None)
     if program.config["input"]["encoding"] == "spikes":
         raise ValueError(f"{out_dir} takes spike input, and dataset {data!r} holds analog images; "
@@ -221,9 +250,17 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
         raise ValueError(f"dataset {data!r} has samples of shape {tuple(x.shape[1:])}, "
                          f"the compiled model's input is {tuple(program.config['input']['shape'])}")
     cb = (lambda n: progress("simulate", n, len(y))) if progress else None
-    sim = simulate(program, x, y, batch_size, cb)
+    extra = {}
+    if engine == "lava":
+        from snnc.backends.lava import compare_with_loihi_sim
+        res, cmp = compare_with_loihi_sim(program, x, batch_size=batch_size, progress=cb)
+        sim = {"result": res, "metrics": measure(program, res, slice_counts_for(program)),
+               "accuracy": float((res.scores().reshape(len(y), -1).argmax(1) == y).mean())}
+        extra = {"engine": "lava", "lava_vs_loihi_sim": cmp}
+    else:
+        sim = simulate(program, x, y, batch_size, cb)
     m = sim["metrics"]
-    return {"accuracy": sim["accuracy"], "samples": int(len(y)), "source": _dataset_source(data, "test", len(y), data_dir),
+    return {**extra, "accuracy": sim["accuracy"], "samples": int(len(y)), "source": _dataset_source(data, "test", len(y), data_dir),
             "synops_per_inference": m["per_inference"]["synops"],
             "spikes_per_inference": m["per_inference"]["spikes"],
             "energy_per_inference_pJ": m["energy"]["per_inference_pJ"],

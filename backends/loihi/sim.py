@@ -67,6 +67,9 @@ class SimResult:
     ``outputs``: ``{output name: [N, *shape]}`` (int64 voltage for a readout, spike counts otherwise).
     ``spikes``, ``active``: ``{group: [size] float64}`` totals over samples and steps.
     ``max_abs_input``: ``{group: int}`` largest |a| (synaptic input before the << 6 alignment).
+    ``trace``: only with ``Program.run(..., record=True)``: ``{group: {"u", "v", "spikes"}}``, each
+    ``[N, L, *shape]`` (samples, chip steps 0..L-1, neurons): u and v (int64) after step t's update and
+    reset, spikes (bool) emitted at step t.
     """
     outputs: dict
     samples: int
@@ -75,6 +78,7 @@ class SimResult:
     active: dict = field(default_factory=dict)
     max_abs_input: dict = field(default_factory=dict)
     host_bias_clipped: int = 0
+    trace: dict = field(default_factory=dict)
 
     def scores(self) -> np.ndarray:
         return next(iter(self.outputs.values())).numpy()
@@ -151,13 +155,15 @@ class Program:
         return biases, clipped
 
     # ------------------------------------------------------------------ run
-    def run(self, x, batch_size: int = 500, progress=None) -> SimResult:
+    def run(self, x, batch_size: int = 500, progress=None, record: bool = False) -> SimResult:
         """Simulate every sample of ``x``.
 
         Args:
             x: ``[N, *input_shape]`` float analog input (encoding "direct"), or
                ``[T, N, *input_shape]`` 0/1 spikes (encoding "spikes").
             progress: callable(n_done) after each batch.
+            record: keep every group's u, v and spikes at every step in ``SimResult.trace``
+                (memory: 17 bytes per neuron, step and sample; for step-by-step comparisons).
         """
         x = torch.as_tensor(np.asarray(x))
         spikes_in = self.config["input"]["encoding"] == "spikes"
@@ -177,17 +183,23 @@ class Program:
             res.max_abs_input[name] = 0
         for i in range(0, N, batch_size):
             xb = x[:, i:i + batch_size] if spikes_in else x[i:i + batch_size]
-            o = self._run_batch(xb.to(torch.float64), res)
+            rec = {name: {"u": [], "v": [], "spikes": []} for name in self.groups} if record else None
+            o = self._run_batch(xb.to(torch.float64), res, rec)
+            if record:
+                for name, tr in rec.items():
+                    for key, steps in tr.items():
+                        res.trace.setdefault(name, {}).setdefault(key, []).append(torch.stack(steps, 1))
             for k, v in o.items():
                 outs[k].append(v)
             if progress:
                 progress(min(i + batch_size, N))
         res.outputs = {k: torch.cat(v) for k, v in outs.items()}
+        res.trace = {g: {k: torch.cat(v) for k, v in tr.items()} for g, tr in res.trace.items()}
         res.spikes = {k: v.to(torch.float64) for k, v in res.spikes.items()}
         res.active = {k: v.to(torch.float64) for k, v in res.active.items()}
         return res
 
-    def _run_batch(self, x: torch.Tensor, res: SimResult) -> dict:
+    def _run_batch(self, x: torch.Tensor, res: SimResult, rec: dict | None = None) -> dict:
         fp = self.fp
         spikes_in = self.config["input"]["encoding"] == "spikes"
         B = x.shape[1] if spikes_in else x.shape[0]
@@ -264,6 +276,10 @@ class Program:
                 v.masked_fill_(s, 0)
                 state[name] = [u, v]
                 new_spikes[name] = s
+                if rec is not None:
+                    rec[name]["u"].append(u.clone())
+                    rec[name]["v"].append(v.clone())
+                    rec[name]["spikes"].append(s.clone())
                 n_spk[name].add_(s)
                 act = (v != 0).logical_or_(s)
                 if a is not None or g.du_eff < 2 ** dbits:

@@ -1,0 +1,49 @@
+"""Exports of a loihi-sim compile for other tools (``snnc compile --target lava|nir|onnx``).
+
+Every export target runs the same passes and fixed-point fields as loihi-sim (the OUT folder
+holds the loihi-sim files and report too) and adds its own file:
+
+=========  ===================  =====================================================
+target     file                 module
+=========  ===================  =====================================================
+lava       ``network.net``      :mod:`snnc.backends.lava.netx` (lava-dl netx HDF5)
+nir        ``portable.nir``     :mod:`snnc.backends.export.portable` (snnTorch, Norse, Sinabs)
+onnx       ``model.onnx``       :mod:`snnc.backends.export.onnx_step` (one stateful time step)
+=========  ===================  =====================================================
+"""
+from __future__ import annotations
+
+
+def writer_for(export: str, config: dict, arrays: dict, compiled, program, x_test=None, y_test=None):
+    """A callable ``(folder) -> dict`` that writes ``export``'s file into ``folder`` and returns
+    what goes into report.json under ``export``."""
+    if export == "lava":
+        def write(folder):
+            from snnc.backends.lava.engine import LavaMappingError
+            from snnc.backends.lava.netx import write_netx
+            try:
+                layers = write_netx(folder / "network.net", config, arrays)
+            except LavaMappingError as e:
+                return {"target": "lava", "netx": {"written": False, "reason": str(e)},
+                        "run": "snnc simulate OUT --engine lava (Lava process graph from config.json + weights.npz)"}
+            return {"target": "lava", "netx": {"written": True, "file": "network.net", "layers": layers,
+                                               "exact": all(layer["exact"] for layer in layers)},
+                    "run": "snnc simulate OUT --engine lava (Lava process graph from config.json + weights.npz)"}
+        return write
+    if export == "nir":
+        def write(folder):
+            from snnc.backends.export.portable import write_portable
+            return dict(target="nir", **write_portable(folder, compiled))
+        return write
+    if export == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            raise ValueError("--target onnx needs the onnx package: make setup-exports "
+                             "(pip install -c constraints.txt -e '.[exports]')") from None
+
+        def write(folder):
+            from snnc.backends.export.onnx_step import write_onnx
+            return dict(target="onnx", **write_onnx(folder / "model.onnx", compiled))
+        return write
+    raise ValueError(f"unknown export target {export!r}")

@@ -1,0 +1,216 @@
+"""A portable NIR graph of the compiled model, for other tools' NIR importers.
+
+snnc's own ``graph.nir`` keeps snnc's meaning (time constants in s at ``snnc.dt``, biases in
+``v_leak``, a ``nir.I`` readout, Flatten without batch dim), which snnTorch's
+``import_from_nir``, Norse's ``from_nir`` and Sinabs' ``from_nir`` do not read as meant. The
+portable graph is the same quantized network in the conventions those importers share:
+
+* **one neuron convention, unit input gain, at a documented dt** ``D = 1e-4`` s (graph metadata
+  ``snnc.portable_dt``; snnTorch's importer hard-codes it, Norse takes it: ``from_nir(g, dt=1e-4)``).
+  With snnc's per-step decays alpha (current) and beta (voltage):
+
+  - no current memory (alpha = 0): ``nir.LIF(tau = D/(1-beta), r = 1, v_leak = 0,
+    v_threshold = (1-beta) v_th)`` — NIR's Euler step ``v' = beta v' + (1-beta) x`` is snnc's
+    ``v = beta v + x`` scaled by (1-beta), so spikes are the same; snnTorch rescales the
+    threshold by r D / tau (its ``hack_w_scale``), Norse ignores r (it assumes r = 1);
+  - current memory (alpha > 0): ``nir.CubaLIF(tau_syn = D/(1-alpha), tau_mem = D/(1-beta),
+    w_in = 1/(1-alpha), r = 1/(1-beta), v_leak = 0, v_threshold = v_th)`` (snnTorch asserts
+    r = tau_mem/D; Norse multiplies by w_in and r);
+  - no leak (beta = 1): ``nir.IF(r = 1)``.
+
+* **biases where importers read them**: the per-step voltage bias goes into the Conv2d/Affine
+  bias (exact without current memory; with it, the steady-state equivalent ``b (1 - alpha)``).
+* **a readout they support**: the integrating readout (``nir.I``) is dropped; its Affine feeds
+  the Output, and the class scores are the **sum of the output over the T steps**
+  (``snnc.readout = "sum_over_steps"``), which is what the integrator's voltage holds.
+* **pooling folded** into the next Conv2d (kernel k*K, stride k*s) or Affine (repeated
+  columns), as on the chip (snnTorch reads AvgPool2d only, Norse and Sinabs SumPool2d only), and
+  **Flatten(start_dim=-3, end_dim=-1)**, which means the same with or without a batch dim.
+* weights are the quantized (fake-quant) values loihi-sim's integers represent, times each
+  group's gain.
+
+``portable-sinabs.nir`` is the same graph in Sinabs' convention: ``nir.LIF`` ``tau`` in time
+steps with exponential decay ``exp(-1/tau)`` (``tau = -1/ln(beta)``), ``r = 1``,
+``v_threshold = v_th`` (parameters of shape (1,), broadcast: sinabs 3.1.3's importer fails on
+multi-dimensional ones; read it with ``nir.read(path, type_check=False)``); Sinabs has no CubaLIF (groups with current memory: not written). Two
+differences NIR cannot carry remain: Sinabs' ``LIFSqueeze`` resets by subtraction and fires on
+``v >= v_th`` (snnc: reset to zero, ``v > v_th``), so its spikes, and sometimes its predictions,
+differ (the test measures the agreement).
+"""
+from __future__ import annotations
+
+import math
+
+import nir
+import numpy as np
+
+from snnc.backends.lava.engine import fold_pooling
+from snnc.groups import lower
+from snnc.ir import UnsupportedNodeError
+
+#: dt of the portable graph, s (snnTorch's import_from_nir hard-codes 1e-4).
+PORTABLE_DT = 1e-4
+#: decays closer than this to 0 (current) or 1 (voltage) are taken as exact: the float32 time
+#: constants of a NIR file give 1 - dt/tau_syn ~ 5e-8 for tau_syn == dt.
+ALPHA_ZERO = 1e-6
+
+
+def _scalar(a, what, name) -> float:
+    a = np.asarray(a, np.float64).reshape(-1)
+    if a.size and np.ptp(a) > 1e-12 * max(1.0, float(np.abs(a).max())):
+        raise UnsupportedNodeError(name, "neuron group", f"per-neuron {what} (portable export needs one per group)")
+    return float(a[0])
+
+
+def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph:
+    """The portable graph (``dialect="nir"``: snnTorch, Norse, NIR semantics at dt 1e-4 s) or the
+    Sinabs one (``dialect="sinabs"``). ``compiled``: the graph after the passes (``graph.nir``).
+
+    Raises:
+        UnsupportedNodeError: a neuron group or readout with no portable form in that dialect.
+    """
+    low = lower(compiled)
+    D = PORTABLE_DT
+    nodes: dict = {}
+    edges: list = []
+    (in_name, in_shape), = low.inputs.items()
+    nodes["input"] = nir.Input(input_type={"input": np.array(in_shape)})
+    names = {in_name: "input"}
+    readouts = set()
+    for name, g in low.groups.items():
+        alpha = _scalar(g.alpha, "current decay", name)
+        beta = _scalar(g.beta, "voltage decay", name)
+        alpha = 0.0 if alpha < ALPHA_ZERO else alpha   # tau_syn == dt up to float32 rounding
+        beta = 1.0 if beta > 1 - ALPHA_ZERO else beta
+        n = g.shape
+        if g.kind == "spiking":
+            th = _scalar(g.threshold, "threshold", name)
+            if g.reset != "zero":
+                raise UnsupportedNodeError(name, g.nir_type, f"reset {g.reset!r} (importers reset to v_reset)")
+            if dialect == "sinabs":
+                if alpha > 0:
+                    raise UnsupportedNodeError(name, g.nir_type, "current memory (tau_syn > dt): Sinabs has no CubaLIF")
+                tau = -1.0 / math.log(beta) if 0 < beta < 1 else (math.inf if beta == 1 else 1e-9)
+                one = (1,)  # sinabs 3.1.3 tests `any(node.v_leak)`, which fails on arrays of 2+ dims
+                node = nir.LIF(tau=np.full(one, tau, np.float32), r=np.ones(one, np.float32),
+                               v_leak=np.zeros(one, np.float32), v_threshold=np.full(one, th, np.float32),
+                               v_reset=np.zeros(one, np.float32))
+            elif beta >= 1.0:
+                node = nir.IF(r=np.ones(n, np.float32), v_threshold=np.full(n, th, np.float32),
+                              v_reset=np.zeros(n, np.float32))
+            elif alpha == 0:
+                node = nir.LIF(tau=np.full(n, D / (1 - beta), np.float32), r=np.ones(n, np.float32),
+                               v_leak=np.zeros(n, np.float32), v_threshold=np.full(n, th * (1 - beta), np.float32),
+                               v_reset=np.zeros(n, np.float32))
+            else:
+                node = nir.CubaLIF(tau_syn=np.full(n, D / (1 - alpha), np.float32),
+                                   tau_mem=np.full(n, D / (1 - beta), np.float32),
+                                   w_in=np.full(n, 1 / (1 - alpha), np.float32),
+                                   r=np.full(n, 1 / (1 - beta), np.float32), v_leak=np.zeros(n, np.float32),
+                                   v_threshold=np.full(n, th, np.float32), v_reset=np.zeros(n, np.float32))
+            nodes[name] = node
+            names[name] = name
+        else:
+            if beta != 1.0 or alpha != 0.0:
+                raise UnsupportedNodeError(name, g.nir_type, "a leaky readout (portable export: integrators only)")
+            readouts.add(name)
+        v_bias = np.asarray(g.v_bias, np.float64).reshape(n)
+        first = True
+        for i, p in enumerate(g.projections):
+            if p.recurrent:
+                raise UnsupportedNodeError(name, g.nir_type, "a recurrent projection (not exported yet)")
+            src = names[p.source]
+            kind, params, w = fold_pooling(p.ops, np.asarray(p.weight, np.float64), p.source_shape)
+            bias = np.zeros(n) if p.bias is None else np.asarray(p.bias, np.float64).reshape(n)
+            if first:
+                bias = bias + v_bias
+                first = False
+            bias = bias * (1 - alpha)  # a voltage bias per step, as an input to the current
+            wname = f"{name}.w{i}" if len(g.projections) > 1 else f"{name}.w"
+            if kind == "conv":
+                if np.ptp(bias.reshape(n[0], -1), axis=1).max(initial=0) > 1e-9 * max(1.0, np.abs(bias).max()):
+                    raise UnsupportedNodeError(name, g.nir_type, "a per-position bias behind a conv")
+                nodes[wname] = nir.Conv2d(input_shape=tuple(p.source_shape[1:]), weight=w.astype(np.float32),
+                                          stride=tuple(params["stride"]), padding=tuple(params["padding"]),
+                                          dilation=tuple(params["dilation"]), groups=params["groups"],
+                                          bias=bias.reshape(n[0], -1)[:, 0].astype(np.float32))
+                edges.append((src, wname))
+            else:
+                if len(p.source_shape) > 1:
+                    fname = f"{wname}.flatten"
+                    nodes[fname] = nir.Flatten(input_type={"input": np.array(p.source_shape)}, start_dim=-len(p.source_shape),
+                                               end_dim=-1)
+                    edges.append((src, fname))
+                    src = fname
+                nodes[wname] = nir.Affine(weight=w.astype(np.float32), bias=bias.reshape(-1).astype(np.float32))
+                edges.append((src, wname))
+            edges.append((wname, name if name not in readouts else "output"))
+    outs = sorted(low.outputs.values())
+    nodes["output"] = nir.Output(output_type={"output": np.array(low.groups[outs[0]].shape)})
+    for o in outs:
+        if o not in readouts:
+            edges.append((o, "output"))
+    meta = {"snnc.portable_dt": D if dialect == "nir" else 1.0, "snnc.num_steps": int(low.num_steps or 0),
+            "snnc.readout": "sum_over_steps" if readouts else "spikes",
+            "snnc.input_encoding": low.encoding, "snnc.dialect": dialect}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+
+
+def write_portable(folder, compiled: nir.NIRGraph) -> dict:
+    """Write ``portable.nir`` (and ``portable-sinabs.nir`` where Sinabs can hold it) into ``folder``."""
+    info = {"file": "portable.nir", "dt": PORTABLE_DT, "readout": None,
+            "load": {"snntorch": "snntorch.import_nir.import_from_nir(nir.read(f))",
+                     "norse": "norse.torch.from_nir(nir.read(f), dt=1e-4)",
+                     "sinabs": "sinabs.from_nir(nir.read('portable-sinabs.nir', type_check=False), batch_size=B)"}}
+    g = build_portable(compiled, "nir")
+    nir.write(str(folder / "portable.nir"), g)
+    info["readout"] = g.metadata["snnc.readout"]
+    try:
+        nir.write(str(folder / "portable-sinabs.nir"), build_portable(compiled, "sinabs"))
+        info["sinabs_file"] = "portable-sinabs.nir"
+    except UnsupportedNodeError as e:
+        info["sinabs_file"] = None
+        info["sinabs_reason"] = str(e)
+    return info
+
+
+def run_importer(importer: str, path, x: np.ndarray, num_steps: int):
+    """Load ``path`` with ``importer``'s NIR importer and run it on direct input ``x``
+    (``[B, *input_shape]``, the same every step) for ``num_steps`` steps.
+
+    Returns ``[B, *output_shape]``: the output summed over the steps (the class scores).
+
+    Raises:
+        ImportError: the importer is not installed.
+    """
+    import torch
+    xt = torch.as_tensor(np.asarray(x, np.float32))
+    g = nir.read(str(path), type_check=importer != "sinabs")  # sinabs: (1,)-shaped neuron parameters
+    with torch.no_grad():
+        if importer == "snntorch":
+            from snntorch import utils as sut
+            from snntorch.import_nir import import_from_nir
+            net = import_from_nir(g)
+            sut.reset(net)
+            out = 0
+            for _ in range(num_steps):
+                y = net(xt)
+                out = out + (y[0] if isinstance(y, tuple) else y)   # (output, state dict)
+        elif importer == "norse":
+            from norse.torch import from_nir
+            net = from_nir(g, dt=PORTABLE_DT)
+            state, out = None, 0
+            for _ in range(num_steps):
+                y, state = net(xt, state)
+                out = out + y
+        elif importer == "sinabs":
+            import sinabs
+            B = xt.shape[0]
+            net = sinabs.from_nir(g, batch_size=B)
+            xs = xt.unsqueeze(1).expand(B, num_steps, *xt.shape[1:]).reshape(B * num_steps, *xt.shape[1:])
+            y = net(xs)
+            y = y[0] if isinstance(y, tuple) else y
+            out = y.reshape(B, num_steps, *y.shape[1:]).sum(1)
+        else:
+            raise ValueError(f"unknown importer {importer!r}; known: snntorch, norse, sinabs")
+    return out.numpy()

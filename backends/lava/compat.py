@@ -1,0 +1,98 @@
+"""Import Lava (lava-nc 0.10.0, lava-dl 0.6.0) on this project's Python and numpy.
+
+The two wheels declare ``Requires-Python >=3.10,<3.11`` and ``numpy<2``; they are
+installed with ``pip install --no-deps --ignore-requires-python`` (``make
+setup-lava``). Checked here: both run on Python 3.11 with numpy 2.4.6 and torch
+2.13 once the two import-time problems below are handled. Every workaround
+lives in this module; nothing in site-packages is edited.
+
+1. ``lava.magma.compiler.var_model`` declares dataclass fields whose default is
+   an instance of the (unhashable, non-frozen) dataclass ``ByteEncoder``
+   (``x: ByteEncoder = ByteEncoder()``). Python 3.11 rejects mutable defaults
+   detected by ``__hash__ is None`` (``ValueError: mutable default ... use
+   default_factory``). While that one module is imported, ``dataclasses.dataclass``
+   is wrapped so that ``ByteEncoder`` alone is built with ``unsafe_hash=True``;
+   the defaults stay what Python 3.10 made of them (one shared instance).
+2. ``lava.lib.dl.netx.hdf5`` imports ``lava.lib.dl.slayer.neuron.rf``, and
+   ``lava.lib.dl.slayer/__init__`` imports ``object_detection``, which imports
+   ``cv2`` and ``torchvision`` (not installable next to torch 2.13 here, see
+   ARCHITECTURE.md). netx never uses object detection: an empty module is put in
+   ``sys.modules`` under that name before netx is imported.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import sys
+import types
+
+#: What to run when Lava is missing (the Makefile target installs both wheels).
+INSTALL_HINT = ("Lava is not installed: run `make setup-lava` (pip install --no-deps --ignore-requires-python "
+                "lava-nc==0.10.0 lava-dl==0.6.0, then pip install -e '.[lava]')")
+
+
+class LavaNotInstalledError(ImportError):
+    """lava-nc (or lava-dl for netx) cannot be imported."""
+
+
+_done = {"nc": False, "dl": False}
+
+
+def _patch_var_model() -> None:
+    if "lava.magma.compiler.var_model" in sys.modules:
+        return
+    original = dataclasses.dataclass
+
+    def dataclass(cls=None, /, **kw):
+        def wrap(c):
+            if c.__name__ == "ByteEncoder" and c.__module__ == "lava.magma.compiler.var_model":
+                kw2 = dict(kw, unsafe_hash=True)
+                return original(c, **kw2)
+            return original(c, **kw)
+        return wrap if cls is None else wrap(cls)
+
+    dataclasses.dataclass = dataclass
+    try:
+        importlib.import_module("lava.magma.compiler.var_model")
+    finally:
+        dataclasses.dataclass = original
+
+
+def import_lava_nc() -> None:
+    """Make ``lava`` (lava-nc) importable. Raises LavaNotInstalledError."""
+    if _done["nc"]:
+        return
+    try:
+        found = importlib.util.find_spec("lava.magma.compiler.var_model") is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise LavaNotInstalledError(INSTALL_HINT)
+    _patch_var_model()
+    _done["nc"] = True
+
+
+def import_netx():
+    """Return ``lava.lib.dl.netx.hdf5`` (lava-dl). Raises LavaNotInstalledError."""
+    import_lava_nc()
+    if not _done["dl"]:
+        name = "lava.lib.dl.slayer.object_detection"
+        if name not in sys.modules:
+            stub = types.ModuleType(name)
+            stub.__doc__ = "placeholder set by snnc.backends.lava.compat: object detection needs cv2/torchvision"
+            sys.modules[name] = stub
+        _done["dl"] = True
+    try:
+        return importlib.import_module("lava.lib.dl.netx.hdf5")
+    except ImportError as e:
+        raise LavaNotInstalledError(f"{INSTALL_HINT} ({e})") from None
+
+
+def lava_available(netx: bool = False) -> bool:
+    """True when lava-nc (and, with ``netx``, lava-dl) can be imported."""
+    try:
+        import_netx() if netx else import_lava_nc()
+        return True
+    except LavaNotInstalledError:
+        return False

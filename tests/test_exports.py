@@ -1,0 +1,150 @@
+"""Exports: the portable NIR graph in snnTorch's, Norse's and Sinabs' importers (predictions
+against loihi-sim), and the one-step ONNX model in onnxruntime (against the float-equivalent run
+of the compiled graph). Importers that are not installed skip (`make setup-exports`)."""
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from snnc.backends.export.portable import build_portable, run_importer, write_portable
+from snnc.backends.loihi.compile import compile_graph
+from snnc.backends.loihi.sim import Program
+from snnc.frontend import trace
+from snnc.ir import UnsupportedNodeError
+from snnc.passes import PassContext, Pipeline
+from snnc.reference import run_graph
+from snnc.targets import load_target
+
+from conftest import TinySNN, digits_batch
+
+TARGET = load_target("loihi-sim")
+
+
+def _quiet():
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+
+
+@pytest.fixture(scope="module")
+def bundled_compiled(bundled, fmnist):
+    """The bundled model compiled for loihi-sim (calibrated), its loihi-sim predictions on 40 test images."""
+    from snnc.frontend import load_model
+    xtr, _, xte, yte = fmnist
+    graph, _, info = load_model(bundled)
+    T = info["num_steps"]
+    q = Pipeline("fold_bn,quantize").run(graph, PassContext(target=TARGET, calibration=xtr, num_steps=T))
+    cfg, arrays, _ = compile_graph(q, TARGET)
+    x = xte[:40]
+    pred = Program(cfg, arrays, TARGET).run(x).scores().argmax(1)
+    return q, x, pred, T
+
+
+def _tiny(tau_syn):
+    x = digits_batch(48, seed=4)
+    g = trace(TinySNN(tau_syn=tau_syn), (1, 8, 8), num_steps=6)
+    q = Pipeline("fold_bn,quantize").run(g, PassContext(target=TARGET, calibration=x[:32], num_steps=6))
+    return q, x[32:]
+
+
+# ------------------------------------------------------------------ portable NIR
+def test_portable_graph_is_nir_and_batch_agnostic(tmp_path):
+    q, _ = _tiny(1e-3)
+    info = write_portable(tmp_path, q)
+    g = nir.read(str(tmp_path / "portable.nir"))          # type-checked by nir
+    assert info["readout"] == "sum_over_steps" and g.metadata["snnc.portable_dt"] == pytest.approx(1e-4)
+    kinds = {type(n).__name__ for n in g.nodes.values()}
+    assert "I" not in kinds and "AvgPool2d" not in kinds and "SumPool2d" not in kinds
+    flat = [n for n in g.nodes.values() if isinstance(n, nir.Flatten)]
+    assert flat and all(n.start_dim == -3 and n.end_dim == -1 for n in flat)
+    assert all(not np.any(getattr(n, "v_leak", 0)) for n in g.nodes.values())
+    assert info["sinabs_file"] == "portable-sinabs.nir"
+    with pytest.raises(UnsupportedNodeError, match="no CubaLIF"):
+        build_portable(_tiny(2e-3)[0], "sinabs")
+
+
+@pytest.mark.parametrize("importer", ["snntorch", "norse"])
+def test_portable_equals_float_reference(importer, tmp_path):
+    """The importer's run equals snnc's float reference run of the compiled graph (the graph
+    loihi-sim's integers represent): LIF, and CubaLIF with current memory. A voltage bias of a
+    group with current memory becomes an input bias with the same steady state only (importers
+    have no v_leak): exact without it, close with it."""
+    pytest.importorskip(importer)
+    _quiet()
+    for tau_syn, drop_v_bias, need in ((1e-3, False, 0.9), (2e-3, True, 0.9), (2e-3, False, 0.0)):
+        q, x = _tiny(tau_syn)
+        if drop_v_bias:
+            for n in q.nodes.values():
+                if isinstance(n, nir.CubaLIF):
+                    n.v_leak = np.zeros_like(n.v_leak)
+        write_portable(tmp_path, q)
+        ref = run_graph(q, x, 6)[0][-1].numpy()   # the readout voltage after T steps
+        got = run_importer(importer, tmp_path / "portable.nir", x, 6)
+        close = np.isclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max()).all(1)
+        assert close.mean() >= need, (importer, tau_syn, close.mean())   # v == threshold ties may flip a spike
+        assert (got.argmax(1) == ref.argmax(1)).mean() >= (0.9 if need else 0.75)
+
+
+@pytest.mark.parametrize("importer,minimum", [("snntorch", 0.95), ("norse", 0.95), ("sinabs", 0.7)])
+def test_portable_bundled_predictions_equal_loihi_sim(importer, minimum, bundled_compiled, tmp_path):
+    """Predictions of each importer on 40 test images against loihi-sim's. snnTorch and Norse:
+    equal (40 of 40 here; 199 of 200 measured: float vs integer arithmetic). Sinabs resets by subtraction and fires on v >= v_th (NIR cannot say otherwise): it
+    agrees on most images only (0.88 measured on 100)."""
+    pytest.importorskip(importer)
+    _quiet()
+    q, x, pred, T = bundled_compiled
+    write_portable(tmp_path, q)
+    f = tmp_path / ("portable-sinabs.nir" if importer == "sinabs" else "portable.nir")
+    got = run_importer(importer, f, x, T).argmax(1)
+    assert (got == pred).mean() >= minimum
+
+
+# ------------------------------------------------------------------ ONNX
+def test_onnx_step_equals_float_reference(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from snnc.backends.export.onnx_step import run_onnx, write_onnx
+    q, x = _tiny(1e-3)
+    info = write_onnx(tmp_path / "m.onnx", q)
+    assert info["inputs"][0] == "input" and "lif1.v" in info["inputs"] and "lif1.v.next" in info["outputs"]
+    got = run_onnx(str(tmp_path / "m.onnx"), x, 6)
+    ref = run_graph(q, x, 6, dtype=torch.float32)[0].numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    q2, x2 = _tiny(2e-3)                                   # CubaLIF with current memory
+    write_onnx(tmp_path / "m2.onnx", q2)
+    got2 = run_onnx(str(tmp_path / "m2.onnx"), x2, 6)
+    ref2 = run_graph(q2, x2, 6)[0].numpy()
+    close = np.isclose(got2, ref2, rtol=1e-4, atol=1e-4 * np.abs(ref2).max()).reshape(6, len(x2), -1).all((0, 2))
+    assert close.mean() >= 0.9                             # v == threshold ties may flip a spike
+
+
+def test_onnx_bundled_equals_float_reference(bundled_compiled, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from snnc.backends.export.onnx_step import run_onnx, write_onnx
+    q, x, pred, T = bundled_compiled
+    write_onnx(tmp_path / "m.onnx", q)
+    got = run_onnx(str(tmp_path / "m.onnx"), x[:8], T)[-1]
+    ref = run_graph(q, x[:8], T, dtype=torch.float32)[0][-1].numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    assert (got.argmax(1) == pred[:8]).all()
+
+
+# ------------------------------------------------------------------ CLI
+@pytest.mark.parametrize("target,files", [("nir", ["portable.nir"]), ("onnx", ["model.onnx"])])
+def test_cli_export_targets(target, files, bundled, tmp_path):
+    pytest.importorskip("onnx")
+    from click.testing import CliRunner
+
+    from snnc.cli import main
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["compile", str(bundled), "--target", target, "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["export"]["target"] == target and rep["target"] == "loihi-sim"
+    for f in files + ["config.json", "weights.npz", "graph.nir", "report.json"]:
+        assert (out / f).is_file(), f
+    assert json.loads((out / "report.json").read_text())["export"] == rep["export"]
