@@ -334,11 +334,25 @@ def parse_ratios(text: str) -> dict[str, float]:
     return out
 
 
+def group_scores(graph: nir.NIRGraph, ctx: PassContext, criterion: str, groups: list[ChannelGroup],
+                 samples: int = 256) -> dict[str, np.ndarray]:
+    """``{group name: score per channel}`` by ``criterion`` for ``groups`` of ``graph``.
+
+    Raises:
+        ValueError: unknown criterion; sca/attention without calibration data.
+    """
+    if criterion not in CRITERIA:
+        raise ValueError(f"pass 'prune_channels': unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
+    activity = record_activity(graph, groups, ctx, samples) if groups and criterion in NEEDS_DATA else {}
+    rng = np.random.default_rng(ctx.seed)
+    return {g.name: CRITERIA[criterion](g, graph, activity, rng) for g in groups}
+
+
 def prune(graph: nir.NIRGraph, ctx: PassContext, criterion: str, keep: dict[str, int] | float,
-          samples: int = 256, min_channels: int = 1) -> tuple[nir.NIRGraph, dict]:
+          samples: int = 256, min_channels: int = 1, scores: dict | None = None) -> tuple[nir.NIRGraph, dict]:
     """Prune ``graph`` in place: ``keep`` is a keep fraction for every prunable group or
-    ``{group name: channels to keep}``. Returns ``(graph, log)`` with per-group kept/total and the
-    reasons groups were kept whole.
+    ``{group name: channels to keep}``; ``scores`` (from :func:`group_scores`) skips scoring.
+    Returns ``(graph, log)`` with per-group kept/total and the reasons groups were kept whole.
 
     Raises:
         ValueError: unknown criterion, a quantized graph, missing calibration data for sca/attention,
@@ -357,21 +371,19 @@ def prune(graph: nir.NIRGraph, ctx: PassContext, criterion: str, keep: dict[str,
         if unknown:
             raise ValueError(f"prune_channels: no prunable group named {unknown}; prunable: "
                              f"{[g.name for g in prunable]}")
-        counts = {g.name: int(keep.get(g.name, g.channels)) for g in prunable}
+        counts = {g.name: int(np.clip(keep.get(g.name, g.channels), 1, g.channels)) for g in prunable}
     else:
         counts = {g.name: int(np.clip(round(keep * g.channels), min(min_channels, g.channels), g.channels))
                   for g in prunable}
     todo = [g for g in prunable if counts[g.name] < g.channels]
-    activity = record_activity(graph, todo, ctx, samples) if todo and criterion in NEEDS_DATA else {}
-    rng = np.random.default_rng(ctx.seed)
+    if scores is None:
+        scores = group_scores(graph, ctx, criterion, todo, samples)
     log = {"criterion": criterion, "groups": {}, "kept_whole": {g.name: g.reason for g in groups if not g.prunable}}
     for g in prunable:
         n_keep = counts[g.name]
         log["groups"][g.name] = {"kept": n_keep, "total": g.channels, "producers": g.producers}
-        if n_keep >= g.channels:
-            continue
-        scores = CRITERIA[criterion](g, graph, activity, rng)
-        apply_keep(graph, g, choose_keep(scores, n_keep), criterion)
+        if n_keep < g.channels:
+            apply_keep(graph, g, choose_keep(scores[g.name], n_keep), criterion)
     set_types(graph)
     return graph, log
 

@@ -153,6 +153,11 @@ def main():
 @click.option("--passes", default=None, help="pass pipeline, e.g. 'fold_bn,quantize:weight_bits=8' (see `snnc "
                                              "passes`) [default: fold_bn,quantize]")
 @click.option("--max-cores", type=click.IntRange(min=1), default=None, help="fail if the model needs more cores")
+@click.option("--budget", default=None, metavar="RESOURCE=VALUE",
+              help="compress to fit: prune channels until the mapped model fits the target within the budget "
+                   "(cores=K, synapses=N, synops=N or memory_bits=N); needs --data")
+@click.option("--budget-criterion", type=click.Choice(["l1", "sca", "attention", "random"]), default=None,
+              help="how --budget ranks channels [default: sca]")
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
 @click.option("--dt", type=float, default=None, callback=_positive_time,
               help="time step in s for models that do not record one")
@@ -169,7 +174,8 @@ def main():
 @click.option("--force", is_flag=True, help="replace OUT when it is a previous snnc output (never another folder)")
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
 @_guard
-def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, trust_pickle, dt, num_steps,
+def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, budget, budget_criterion, trust_pickle,
+                dt, num_steps,
                 input_shape, input_encoding, reset, batch_size, seed, force, as_json):
     """Compile MODEL (.pt snnc checkpoint, .nir file, or a shipped model's name such as
     fmnist_cnn) into OUT for a target."""
@@ -183,7 +189,7 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, tr
                             num_steps=num_steps, input_shape=shape,
                             input_encoding=input_encoding, reset=reset, seed=seed,
                             batch_size=batch_size, force=force, progress=prog,
-                            log=None if as_json else prog.log)
+                            log=None if as_json else prog.log, budget=budget, budget_criterion=budget_criterion)
     if as_json:
         click.echo(dumps(rep), nl=False)
     else:

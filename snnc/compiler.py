@@ -34,11 +34,13 @@ from snnc.backends.loihi.sim import Program, load_program, slice_counts_for
 from snnc.files import OutputError, OutputExistsError, check_output_target, nir_bytes, write_output_folder
 from snnc.frontend import load_model, resolve_model_path
 from snnc.passes import DEFAULT_PIPELINE, PassContext, Pipeline
-from snnc.report import build_report, dumps, plot_utilisation
+from snnc.report import _plain, build_report, dumps, plot_utilisation
 from snnc.targets import load_target
 from snnc.validate import check_graph, check_num_steps
 
 CALIBRATION_SAMPLES = 256
+#: Training images after the calibration ones that ``--budget`` holds out to measure accuracy.
+HELD_OUT_SAMPLES = 512
 #: ``--target`` names that compile for loihi-sim (same passes, fixed-point fields and report) and
 #: also write the artefacts another tool runs: lava -> network.net (lava-dl netx HDF5),
 #: nir -> portable.nir (snnTorch/Norse/Sinabs importers), onnx -> model.onnx (one stateful step).
@@ -119,13 +121,18 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
                   max_cores: int | None = None, trust_pickle: bool = False, dt: float | None = None,
                   num_steps: int | None = None, input_shape=None, input_encoding: str | None = None,
                   reset: str | None = None, seed: int = 0, batch_size: int = 500,
-                  force: bool = False, progress=None, log=None) -> dict:
+                  force: bool = False, progress=None, log=None, budget: str | None = None,
+                  budget_criterion: str | None = None) -> dict:
     """Compile ``model`` for ``target`` into ``out_dir``; returns the report dict.
 
     Args:
         data: ``"fashion-mnist"`` or ``"digits"``: calibrate on the first 256 training
             images, evaluate float and compiled accuracy on the test split (``limit`` samples).
         max_cores: fail (DesignRuleError) when the model needs more cores.
+        budget: ``"cores=K"`` (or ``synapses=N``, ``synops=N``, ``memory_bits=N``): prune channels until the
+            mapped model fits the target within it (:mod:`snnc.budget`; needs ``data``: training images
+            256..767 are the held-out set that measures accuracy); ``budget_criterion`` ranks the channels
+            (default ``sca``).
         input_encoding: ``"direct"`` (analog input, computed on the host and injected as a
             per-sample bias) or ``"spikes"`` (events through input axons); default from the graph.
         progress: callable(stage: str, done: int, total: int) for long work.
@@ -165,8 +172,13 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
     if data and graph.metadata.get("snnc.input_encoding") == "spikes":
         raise ValueError(f"the model takes spike input, and dataset {data!r} holds analog images; snnc has no "
                          "spike encoder yet (compile without --data, or with --input-encoding direct)")
+    if budget and not data:
+        raise ValueError("--budget needs --data: it measures the accuracy of each pruning step on held-out images")
+    held_out = None
     if data:
-        calib, _ = D.load(data, "train", data_dir, limit=CALIBRATION_SAMPLES)
+        xtr, ytr = D.load(data, "train", data_dir, limit=CALIBRATION_SAMPLES + (HELD_OUT_SAMPLES if budget else 0))
+        calib = xtr[:CALIBRATION_SAMPLES]
+        held_out = (xtr[CALIBRATION_SAMPLES:], ytr[CALIBRATION_SAMPLES:])
         xte, yte = D.load(data, "test", data_dir, limit=limit)
         want = next(n for n in graph.nodes.values() if isinstance(n, nir.Input)).input_type
         want = tuple(int(v) for v in next(iter(want.values())))
@@ -175,8 +187,8 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
                              f"the model's input is {want}")
     ctx = PassContext(target=tgt, calibration=calib, num_steps=int(T), seed=seed)
     pipe = Pipeline(passes)
-    say(f"passes: {', '.join(n for n, _ in pipe.passes)}")
-    compiled = pipe.run(graph, ctx)
+    say(f"passes: {', '.join(n for n, _ in pipe.passes)}" + (f"; budget {budget}" if budget else ""))
+    compiled, structural, pruning = run_pipeline(graph, ctx, pipe, tgt, budget, budget_criterion, held_out, say)
     say("mapping onto cores")
     config, arrays, _ = compile_graph(compiled, tgt, max_cores=max_cores)
     program = Program(config, arrays, tgt)
@@ -194,11 +206,17 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
                     "readout": rule["description"],
                     "agreement": float((f_scores.argmax(1) == sim["result"].scores().reshape(len(yte), -1)
                                         .argmax(1)).mean())}
+        if pruning is not None:
+            say(f"float model after pruning on {len(yte):,} test samples")
+            pf = float_scores(None, structural, xte, int(T), rule["rule"], batch_size)
+            accuracy["float_pruned"] = float((pf.argmax(1) == yte).mean())
     model_info = {"path": str(model), "kind": info.get("kind"), "num_steps": int(T)}
     if info.get("meta"):
         model_info["card"] = {k: info["meta"][k] for k in sorted(info["meta"]) if k in (
             "float_test_accuracy", "seed", "epochs", "dt", "command")}
     report = build_report(config, tgt, metrics, accuracy, ctx.log, model_info)
+    if pruning is not None:
+        report = dict(report, pruning=_plain(pruning))
     extra = {}
     if export:
         from snnc.backends.export import writer_for
@@ -209,6 +227,62 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
     for line in write_output_folder(out_dir, files, force, inputs):
         say(line)
     return report
+
+
+def run_pipeline(graph, ctx, pipe, target, budget=None, budget_criterion=None, held_out=None, say=None):
+    """Run the passes; with pruning (a ``prune_channels`` pass, or ``budget``), measure the model before
+    and after it on the calibration images (:func:`snnc.budget.chip_figures`: the real mapper and
+    simulator).
+
+    Returns ``(compiled graph, the graph after the structural passes and before quantize, pruning
+    report section or None)``.
+    """
+    import copy
+    from snnc.budget import chip_figures, parse_budget, search_budget
+    from snnc.passes.prune import prune
+
+    say = say or (lambda s: None)
+    names = [n for n, _ in pipe.passes]
+    q = names.index("quantize") if "quantize" in names else len(names)
+    if budget:
+        if "prune_channels" in names:
+            raise ValueError("--budget chooses the pruning itself; leave prune_channels out of --passes")
+        if q == len(names):
+            raise ValueError("--budget measures the quantized model: keep quantize in --passes")
+        pre, post = Pipeline(pipe.passes[:q]), Pipeline(pipe.passes[q:])
+        g_pre = pre.run(graph, ctx)
+        crit = budget_criterion or ("sca" if ctx.calibration is not None else "l1")
+        keep, search = search_budget(g_pre, ctx, target, post, parse_budget(budget), crit, *held_out,
+                                     x_sim=ctx.calibration, log=say)
+        g_struct, plog = prune(copy.deepcopy(g_pre), ctx, crit, keep)
+        from snnc.ir import graph_figures
+        ctx.log.append({"pass": "prune_channels", "options": {"criterion": crit, "budget": budget},
+                        "before": graph_figures(g_pre), "after": graph_figures(g_struct), "time_s": 0.0,
+                        "notes": {"criterion": crit, "groups": {k: f"{v['kept']}/{v['total']}"
+                                                                for k, v in plog["groups"].items()},
+                                  "kept_whole": plog["kept_whole"]}})
+        layers = {k: {"kept": v["kept"], "total": v["total"]} for k, v in plog["groups"].items()}
+        pruning = {"criterion": crit, "layers": layers, "budget": search}
+        compiled = post.run(g_struct, ctx)
+    else:
+        if "prune_channels" not in names:
+            compiled = pipe.run(graph, ctx)
+            return compiled, None, None
+        i = names.index("prune_channels")
+        pre, post = Pipeline(pipe.passes[:i]), Pipeline(pipe.passes[q:])
+        g_pre = pre.run(graph, ctx)
+        g_struct = Pipeline(pipe.passes[i:q]).run(g_pre, ctx)
+        pr = g_struct.metadata["snnc.pruning"]
+        pruning = {"criterion": pr["criterion"], "layers": pr["layers"]}
+        compiled = post.run(g_struct, ctx)
+    say("measuring the model before and after pruning on the calibration images")
+    x_sim = ctx.calibration if ctx.calibration is not None and \
+        (graph.metadata or {}).get("snnc.input_encoding") != "spikes" else None
+    pruning["before"] = chip_figures(g_pre, post, target, ctx, x_sim)
+    pruning["after"] = chip_figures(g_struct, post, target, ctx, x_sim)
+    pruning["measured_on"] = ("the calibration images (SynOps and energy per inference)" if x_sim is not None
+                              else "the mapping only (no data: no SynOps or energy)")
+    return compiled, g_struct, pruning
 
 
 def export_files(writer, report) -> tuple[dict[str, bytes], dict]:

@@ -205,11 +205,26 @@ def print_report(report: dict, console=None) -> None:
             console.print(f"[yellow]warning[/yellow] [{c['check']}] {c['message']}")
     else:
         console.print(e.get("note", ""))
+    pr = report.get("pruning")
+    if pr:
+        layers = ", ".join(f"{k} {v['kept']}/{v['total']}" for k, v in pr["layers"].items())
+        console.print(f"pruning ({pr['criterion']}): {layers}")
+        for when in ("before", "after"):
+            f = pr.get(when) or {}
+            if f:
+                extra = f", {f['synops']:,.0f} SynOps, {f['energy_pJ'] / 1e6:.3f} µJ per inference" if "synops" in f else ""
+                fits = "" if f.get("fits", True) else f" — does not fit ({', '.join(f['violations'])})"
+                console.print(f"  {when}: {f['neurons']:,} neurons, {f['synapses']:,} mapped synapses, "
+                              f"{f['cores']} cores, {f['memory_bits'] / 8192:,.0f} KiB{extra}{fits}")
+        if pr.get("budget"):
+            b = pr["budget"]
+            console.print(f"  budget {b['budget']['resource']}={b['budget']['value']:g}: reached {b['reached']:,.0f}")
     if "accuracy" in report:
         acc = report["accuracy"]
         f = acc.get("float")
         console.print(f"accuracy on {acc['samples']:,} samples ({acc['source']}): "
                       + (f"float {100 * f:.2f}% | " if f is not None else "")
+                      + (f"pruned float {100 * acc['float_pruned']:.2f}% | " if "float_pruned" in acc else "")
                       + f"compiled {100 * acc['compiled']:.2f}%"
                       + (f" | difference {100 * (acc['compiled'] - f):+.2f} pp" if f is not None else ""))
         if acc.get("readout"):

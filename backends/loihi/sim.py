@@ -87,9 +87,10 @@ class SimResult:
 class Program:
     """A loaded configuration, ready to simulate. ``config``/``arrays`` as written by the compiler."""
 
-    def __init__(self, config: dict, arrays: dict, target, where: str = "configuration"):
-        """Raises ConfigError (a ValueError) for a configuration outside the target's schema and ranges."""
-        check_program(config, arrays, target, where)
+    def __init__(self, config: dict, arrays: dict, target, where: str = "configuration", core_limits: bool = True):
+        """Raises ConfigError (a ValueError) for a configuration outside the target's schema and ranges
+        (``core_limits=False``: per-core limits not checked, to simulate a mapping that does not fit)."""
+        check_program(config, arrays, target, where, core_limits)
         self.config, self.arrays, self.target = config, arrays, target
         fp = target["fixed_point"]
         self.fp = fp

@@ -88,9 +88,10 @@ def _check_ops(ops) -> str | None:
     return None
 
 
-def check_program(config, arrays, target, where: str = "configuration") -> None:
+def check_program(config, arrays, target, where: str = "configuration", core_limits: bool = True) -> None:
     """Validate a loihi-sim ``config`` (the ``config.json`` dict) and its ``arrays`` (``weights.npz``)
-    against ``target``.
+    against ``target``. ``core_limits=False`` skips the per-core neuron/axon/memory limits (to simulate
+    a mapping that does not fit, e.g. to measure an unpruned model before compression).
 
     Raises:
         ConfigError: every problem found (the first few in the message; all in ``.problems``).
@@ -215,7 +216,7 @@ def check_program(config, arrays, target, where: str = "configuration") -> None:
         for key, lim_key in (("neurons", "neurons"), ("axons_in", "axons_in"), ("axons_out", "axons_out"),
                              ("memory_bits", "synapse_memory_bits")):
             v = c.get(key)
-            if not _in(v, 0, core_lim[lim_key]):
+            if not _in(v, 0, core_lim[lim_key] if core_limits else 2 ** 62):
                 P.append(f"core {ci}: {key} = {v!r} is outside 0..{core_lim[lim_key]}")
         if not _in(c.get("synapses"), 0, 2 ** 62):
             P.append(f"core {ci}: synapses {c.get('synapses')!r}")
