@@ -217,7 +217,8 @@ def apply_keep(graph: nir.NIRGraph, group: ChannelGroup, keep: np.ndarray, crite
         if getattr(n, "bias", None) is not None and np.ndim(n.bias) >= 1:
             n.bias = np.ascontiguousarray(np.asarray(n.bias)[keep])
         n.metadata = dict(n.metadata or {}, **{"snnc.pruned": {"kept": int(len(keep)), "total": int(C),
-                                                               "criterion": criterion}})
+                                                               "criterion": criterion,
+                                                               "indices": np.asarray(keep, np.int64)}})
     for m in group.members:
         n = graph.nodes[m]
         for key, val in list(vars(n).items()):

@@ -293,12 +293,13 @@ def inspect(path, as_json, trust_pickle, dt, input_shape):
               help="knowledge-distillation weight from the model before the passes (0 = labels only)")
 @click.option("--regrow", is_flag=True, help="SCA-style prune-and-regrow during fine-tuning (needs prune_channels)")
 @click.option("--num-steps", type=click.IntRange(min=1), default=None, help="time steps T per sample")
+@click.option("--input-shape", default=None, help="input shape C,H,W (pickled modules without one)")
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="replace an existing checkpoint file")
 @_guard
 def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_limit, val_samples, limit, distill,
-             regrow, num_steps, trust_pickle, seed, force):
+             regrow, num_steps, input_shape, trust_pickle, seed, force):
     """Fine-tune MODEL (model file, shipped name, or a compile output folder) after passes such as
     pruning, with surrogate gradients on a dataset; write an snnc checkpoint that `snnc compile` takes."""
     from rich.console import Console
@@ -318,7 +319,8 @@ def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_l
     with bar:
         meta = finetune_model(model, out, data, data_dir, epochs, passes, lr, batch_size, seed, train_limit,
                               val_samples=val_samples, test_limit=limit, distill=distill, regrow=regrow, force=force, trust_pickle=trust_pickle,
-                              num_steps=num_steps, progress=progress, log=lambda m: console.print(f"snnc: {m}"))
+                              num_steps=num_steps, input_shape=_shape(input_shape), progress=progress,
+                              log=lambda m: console.print(f"snnc: {m}"))
     click.echo(f"wrote {out}: float test accuracy {100 * meta['float_test_accuracy_before']:.2f}% -> "
                f"{100 * meta['float_test_accuracy']:.2f}% on {meta['test_samples']:,} images "
                f"({meta['epochs']} epoch(s), passes {meta['passes']})")

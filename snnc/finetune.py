@@ -248,7 +248,7 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
                    passes: str | None = None, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
                    train_limit: int | None = None, val_samples: int = 5000, test_limit: int | None = None,
                    distill: float = 0.0, regrow: bool = False, force: bool = False, trust_pickle: bool = False,
-                   num_steps: int | None = None, progress=None, log=None) -> dict:
+                   num_steps: int | None = None, input_shape=None, progress=None, log=None) -> dict:
     """``snnc finetune``: load MODEL (a model file or shipped name, or a compile output folder, whose
     ``graph.nir`` is used), run ``passes`` on it (e.g. ``"fold_bn,prune_channels:criterion=sca;ratio=0.25"``;
     no quantize), fine-tune on the dataset's training split (the last ``val_samples`` images held out for
@@ -291,7 +291,8 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
         (graph.metadata or {}).pop("snnc.quantized", None)
         graph.metadata.setdefault("snnc.input_encoding", "direct")
     else:
-        graph, module, info = load_model(model, trust_pickle=trust_pickle, num_steps=num_steps)
+        graph, module, info = load_model(model, trust_pickle=trust_pickle, num_steps=num_steps,
+                                         input_shape=input_shape)
     T = num_steps or info.get("num_steps") or (graph.metadata or {}).get("snnc.num_steps")
     if T is None:
         raise ValueError("the number of time steps T is unknown for this model; pass --num-steps")
@@ -324,14 +325,9 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
             raise ValueError("finetune --regrow needs a prune_channels pass in --passes")
         keep = {}
         for g in channel_groups(base):
-            if not g.prunable or g.name not in pr["layers"]:
-                continue
-            node = pruned.nodes[g.producers[0]]
-            kept = int(np.shape(node.weight)[0])
-            # the channels the pass kept: match the pruned producer rows to the unpruned ones
-            full = np.asarray(base.nodes[g.producers[0]].weight).reshape(g.channels, -1)
-            rows = np.asarray(node.weight).reshape(kept, -1)
-            keep[g.name] = np.array(sorted(int(np.argmin(np.abs(full - r).sum(1))) for r in rows))
+            if g.prunable and g.name in pr["layers"]:
+                md = pruned.nodes[g.producers[0]].metadata.get("snnc.pruned")
+                keep[g.name] = np.asarray(md["indices"]) if md else np.arange(g.channels)
         start = base
     model_f, history = finetune(start, xtr, ytr, T, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                                 x_val=xval, y_val=yval, teacher=(module if module is not None else base)

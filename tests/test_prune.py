@@ -1,0 +1,248 @@
+"""prune_channels, compress-to-fit budgets and recovery fine-tuning (issue 6)."""
+import copy
+import json
+from collections import OrderedDict
+
+import nir
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from snnc.cli import main
+from snnc.frontend import trace
+from snnc.ir import graph_figures, infer_shapes
+from snnc.neurons import CubaLIF, Integrator
+from snnc.passes import PassContext, Pipeline, parse_pipeline
+from snnc.passes.prune import channel_groups, prune
+from snnc.reference import run_graph
+
+from conftest import TinySNN, digits_batch
+
+CRITERIA = ("l1", "sca", "attention", "random")
+
+
+def folded(model, shape=(1, 8, 8), T=4):
+    return Pipeline("fold_bn").run(trace(model, shape, num_steps=T), PassContext())
+
+
+def run(*args):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return r.exit_code, r.stderr, r.stdout
+
+
+def test_pruning_dead_channels_changes_no_output():
+    """Channels whose incoming weights and bias are all zero never fire: removing them is exact."""
+    g = folded(TinySNN(channels=6))
+    for name, dead in (("conv1", [1, 4]), ("conv2", [0, 3, 5])):
+        node = g.nodes[name]
+        node.weight[dead] = 0.0
+        node.bias[dead] = 0.0
+    x = digits_batch(64, seed=3)
+    ref, rec = run_graph(g, x, 6, record=("lif1", "lif2"))
+    assert rec["lif1"].sum() > 0 and rec["lif2"].sum() > 0
+    ctx = PassContext(num_steps=6)
+    g2 = Pipeline("prune_channels:criterion=l1;ratios=lif1=0.67 lif2=0.5").run(g, ctx)
+    assert ctx.log[0]["notes"]["groups"] == {"lif1": "4/6", "lif2": "3/6"}
+    out, rec2 = run_graph(g2, x, 6, record=("lif1", "lif2"))
+    assert torch.equal(out, ref)  # float64 reference: bit-equal
+    keep1 = [c for c in range(6) if c not in (1, 4)]
+    assert torch.equal(rec2["lif1"], rec["lif1"][:, :, keep1])
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+def test_pruning_equals_zeroing_in_the_unpruned_model(criterion):
+    """Removing channels computes what the unpruned model computes with those channels zeroed."""
+    g = folded(TinySNN(channels=6))
+    x = digits_batch(48, seed=4)
+    ctx = PassContext(calibration=digits_batch(32, seed=5), num_steps=6)
+    g2 = Pipeline(f"prune_channels:criterion={criterion};ratio=0.5").run(g, ctx)
+    zeroed = copy.deepcopy(g)
+    for group in channel_groups(g):
+        if not group.prunable:
+            continue
+        kept = g2.nodes[group.producers[0]].metadata["snnc.pruned"]["indices"].tolist()
+        gone = [c for c in range(group.channels) if c not in kept]
+        assert len(kept) == group.channels // 2
+        for p in group.producers:
+            zeroed.nodes[p].weight[gone] = 0.0
+            zeroed.nodes[p].bias[gone] = 0.0
+        for c, block in group.consumers:
+            cols = np.concatenate([np.arange(k * block, (k + 1) * block) for k in gone])
+            zeroed.nodes[c].weight[:, cols] = 0.0
+    a, _ = run_graph(g2, x, 6)
+    b, _ = run_graph(zeroed, x, 6)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.lif1 = nn.Conv2d(1, 6, 3, padding=1), CubaLIF((6, 8, 8), threshold=0.5)
+        self.pool = nn.AvgPool2d(2)
+        self.conv2, self.bn2, self.lif2 = nn.Conv2d(6, 5, 3, padding=1), nn.BatchNorm2d(5), CubaLIF((5, 4, 4),
+                                                                                                      threshold=0.5)
+        self.conv3, self.short = nn.Conv2d(5, 5, 3, padding=1), nn.Conv2d(6, 5, 1)
+        self.lif3 = CubaLIF((5, 4, 4), threshold=0.5)
+        self.flat, self.fc, self.ro = nn.Flatten(), nn.Linear(80, 10), Integrator((10,))
+        self.eval()
+
+    def forward(self, x):
+        p = self.pool(self.lif1(self.conv1(x)))
+        s3 = self.lif3(self.conv3(self.lif2(self.bn2(self.conv2(p)))) + self.short(p))
+        return self.ro(self.fc(self.flat(s3)))
+
+
+def test_residual_sums_are_pruned_together(tmp_path):
+    g = folded(Residual())
+    groups = {gr.name: gr for gr in channel_groups(g)}
+    assert sorted(groups["lif3"].producers) == ["conv3", "short"] and groups["lif3"].consumers == [("fc", 16)]
+    assert sorted(c for c, _ in groups["lif1"].consumers) == ["conv2", "short"]
+    assert not groups["ro"].prunable and "never pruned" in groups["ro"].reason
+    g2 = Pipeline("prune_channels:criterion=sca;ratio=0.4").run(g, PassContext(calibration=digits_batch(16),
+                                                                               num_steps=4))
+    assert g2.nodes["conv3"].weight.shape[0] == g2.nodes["short"].weight.shape[0] == 2
+    assert g2.nodes["short"].weight.shape[1] == g2.nodes["conv2"].weight.shape[1] == 2
+    assert g2.nodes["fc"].weight.shape == (10, 2 * 16) and g2.nodes["lif3"].tau_mem.shape == (2, 4, 4)
+    nir.write(tmp_path / "r.nir", g2)
+    g3 = nir.read(tmp_path / "r.nir")
+    assert infer_shapes(g3)["fc"] == ((32,), (10,))
+    out, _ = run_graph(g3, digits_batch(4), 4)
+    assert out.shape == (4, 4, 10)
+
+
+def test_recurrent_projection_loses_rows_and_columns(nir_fixtures):
+    from snnc.frontend import load_model
+    g, _, _ = load_model(nir_fixtures / "braille_noDelay_noBias_subtract.nir", dt=1e-4)
+    x = (np.random.default_rng(0).random((20, 8, 12)) < 0.3).astype(np.float32)
+    ctx = PassContext(calibration=x, num_steps=20)
+    g2 = Pipeline("prune_channels:criterion=attention;ratio=0.25").run(g, ctx)
+    assert g2.nodes["lif1.w_rec"].weight.shape == (10, 10) and g2.nodes["fc2"].weight.shape == (7, 10)
+    assert g2.nodes["lif1.lif"].v_threshold.shape == (10,) and g2.nodes["lif2"].v_threshold.shape == (7,)
+    out, _ = run_graph(g2, x, None)
+    assert out.shape == (20, 8, 7)
+
+
+def test_channels_that_cannot_be_removed_are_kept_with_a_reason():
+    m = nn.Sequential(OrderedDict([("conv1", nn.Conv2d(1, 4, 3, padding=1)), ("bn", nn.BatchNorm2d(4)),
+                                   ("lif1", CubaLIF((4, 8, 8))), ("conv2", nn.Conv2d(4, 4, 3, padding=1, groups=2)),
+                                   ("lif2", CubaLIF((4, 8, 8))), ("flat", nn.Flatten()), ("fc", nn.Linear(256, 3)),
+                                   ("ro", Integrator((3,)))])).eval()
+    g = trace(m, (1, 8, 8), num_steps=3)  # BatchNorm not folded
+    ctx = PassContext(num_steps=3)
+    Pipeline("prune_channels:criterion=l1;ratio=0.5").run(g, ctx)
+    why = ctx.log[0]["notes"]["kept_whole"]
+    assert "not folded" in why["lif1"] and "grouped convolution" in why["lif2"] and "never pruned" in why["ro"]
+    assert ctx.log[0]["notes"]["groups"] == {}
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ("prune_channels:criterion=magic", "is not one of l1, sca, attention, random"),
+    ("prune_channels:ratio=0", "outside (0, 1]"),
+    ("prune_channels:ratio=1.5", "outside (0, 1]"),
+    ("prune_channels:ratios=lif1", "is not NAME=FRACTION"),
+    ("prune_channels:ratios=lif1=2", "is not NAME=FRACTION"),
+])
+def test_option_errors(spec, needle):
+    with pytest.raises(ValueError, match=None) as e:
+        parse_pipeline(spec)
+    assert needle in str(e.value)
+
+
+def test_unknown_group_and_data_needed():
+    g = folded(TinySNN())
+    with pytest.raises(ValueError, match="no prunable group"):
+        Pipeline("prune_channels:ratios=nope=0.5").run(g, PassContext(num_steps=4))
+    with pytest.raises(ValueError, match="need calibration data"):
+        Pipeline("prune_channels:criterion=sca").run(g, PassContext(num_steps=4))
+    q = Pipeline("quantize").run(g, PassContext(num_steps=4))
+    with pytest.raises(ValueError, match="before quantize"):
+        prune(q, PassContext(num_steps=4), "l1", 0.5)
+
+
+def test_pruning_is_deterministic():
+    g = folded(TinySNN(channels=8))
+    from snnc.ir import summarize
+
+    def once():
+        ctx = PassContext(calibration=digits_batch(16), num_steps=4, seed=3)
+        return summarize(Pipeline("prune_channels:criterion=random;ratio=0.5").run(g, ctx))
+    assert once() == once()
+
+
+# ------------------------------------------------------------------ through the compiler
+
+@pytest.fixture(scope="module")
+def tiny_pickle(tmp_path_factory):
+    p = tmp_path_factory.mktemp("m") / "tiny.pt"
+    torch.save(TinySNN(channels=8), p)
+    return p
+
+
+def test_report_pruning_section(tiny_pickle, tmp_path):
+    code, err, _ = run("compile", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4, "-o",
+                       tmp_path / "o", "--data", "digits", "--limit", 60,
+                       "--passes", "fold_bn,prune_channels:criterion=sca;ratio=0.5,quantize")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    pr = rep["pruning"]
+    assert pr["criterion"] == "sca" and pr["layers"] == {"lif1": {"kept": 4, "total": 8},
+                                                         "lif2": {"kept": 3, "total": 6}}
+    for key in ("neurons", "synapses", "graph_synapses", "synops", "cores", "memory_bits", "energy_pJ"):
+        assert pr["after"][key] <= pr["before"][key], key
+    assert pr["after"]["neurons"] < pr["before"]["neurons"]
+    assert pr["after"]["synapses"] == rep["totals"]["synapses"]
+    assert "float_pruned" in rep["accuracy"]
+    entry = next(e for e in rep["pipeline"] if e["pass"] == "prune_channels")
+    assert entry["after"]["synapses"] < entry["before"]["synapses"]
+
+
+def test_budget_is_met_or_refused_with_the_reachable_minimum(tiny_pickle, tmp_path):
+    base = ["compile", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4, "--data", "digits",
+            "--limit", 40]
+    code, err, _ = run(*base, "-o", tmp_path / "u")
+    assert code == 0, err
+    full = json.loads((tmp_path / "u" / "report.json").read_text())["totals"]["synapses"]
+    budget = int(full * 0.4)
+    code, err, _ = run(*base, "-o", tmp_path / "b", "--budget", f"synapses={budget}")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert rep["totals"]["synapses"] <= budget and rep["pruning"]["budget"]["reached"] <= budget
+    code, err, _ = run(*base, "-o", tmp_path / "x", "--budget", "synapses=10")
+    assert code == 1 and "cannot be met" in err and "the smallest reachable is" in err
+    code, err, _ = run(*base, "-o", tmp_path / "y", "--budget", "wafers=2")
+    assert code == 1 and "RESOURCE=VALUE" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_finetune_writes_a_checkpoint_compile_takes(tiny_pickle, tmp_path):
+    ck = tmp_path / "ft.pt"
+    code, err, out = run("finetune", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4,
+                         "--data", "digits",
+                         "--val-samples", 300, "--epochs", 1, "--passes",
+                         "fold_bn,prune_channels:criterion=l1;ratio=0.5", "--distill", 0.5, "-o", ck)
+    assert code == 0, err
+    assert "float test accuracy" in out
+    meta = torch.load(ck, weights_only=True)["meta"]
+    assert meta["epochs"] == 1 and len(meta["history"]) == 1 and "val_accuracy" in meta["history"][0]
+    code, err, _ = run("compile", ck, "-o", tmp_path / "o", "--data", "digits", "--limit", 40)
+    assert code == 0, err
+    cfg = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert [g["shape"][0] for g in cfg["groups"]] == [4, 3, 10]
+    code, err, _ = run("finetune", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4,
+                       "--data", "digits", "-o", ck, "--val-samples", 300)
+    assert code == 1 and "--force" in err
+
+
+def test_finetune_regrow_keeps_the_channel_count(tiny_pickle, tmp_path):
+    from snnc.finetune import finetune
+    from snnc.data import load_digits
+    g = folded(torch.load(tiny_pickle, weights_only=False))
+    x, y = load_digits("train")
+    keep = {gr.name: np.arange(gr.channels // 2) for gr in channel_groups(g) if gr.prunable}
+    model, hist = finetune(g, x[:600], y[:600], 4, epochs=2, batch_size=64, regrow=keep, regrow_fraction=0.5)
+    out = model.to_nir()
+    assert out.nodes["conv1"].weight.shape[0] == 4 and out.nodes["conv2"].weight.shape[0] == 3
+    assert sum(h["channels_swapped"] for h in hist) > 0
