@@ -90,6 +90,8 @@ def main():
 @click.option("--passes", default=None, help="pass pipeline, e.g. 'fold_bn,quantize:weight_bits=8' (see `snnc "
                                              "passes`) [default: fold_bn,quantize]")
 @click.option("--max-cores", type=click.IntRange(min=1), default=None, help="fail if the model needs more cores")
+@click.option("--max-chips", type=click.IntRange(min=1), default=None,
+              help="fail if the model needs more chips (128 cores each on loihi-sim)")
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
 @click.option("--dt", type=float, default=None, help="time step in s for models that do not record one")
 @click.option("--num-steps", type=click.IntRange(min=1), default=None, help="time steps T per sample")
@@ -104,7 +106,7 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="replace a non-empty output folder")
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
-def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, trust_pickle, dt, num_steps,
+def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, max_chips, trust_pickle, dt, num_steps,
                 input_shape, input_encoding, reset, batch_size, seed, force, as_json):
     """Compile MODEL (.pt snnc checkpoint, .nir file) into OUT for a target."""
     from snnc.compiler import compile_model
@@ -113,7 +115,8 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, tr
     try:
         with _Progress() as prog:
             rep = compile_model(model, out, target=target, passes=passes or DEFAULT_PIPELINE, data=data,
-                                data_dir=data_dir, limit=limit, max_cores=max_cores, trust_pickle=trust_pickle, dt=dt,
+                                data_dir=data_dir, limit=limit, max_cores=max_cores, max_chips=max_chips,
+                                trust_pickle=trust_pickle, dt=dt,
                                 num_steps=num_steps, input_shape=_shape(input_shape),
                                 input_encoding=input_encoding, reset=reset, seed=seed,
                                 batch_size=batch_size, force=force, progress=prog,

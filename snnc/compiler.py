@@ -90,7 +90,7 @@ def simulate(program: Program, x: np.ndarray, y: np.ndarray | None, batch_size: 
 
 def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: str = "loihi-sim",
                   passes: str = DEFAULT_PIPELINE, data: str | None = None, data_dir=None, limit: int | None = None,
-                  max_cores: int | None = None, trust_pickle: bool = False, dt: float | None = None,
+                  max_cores: int | None = None, max_chips: int | None = None, trust_pickle: bool = False, dt: float | None = None,
                   num_steps: int | None = None, input_shape=None, input_encoding: str | None = None,
                   reset: str | None = None, seed: int = 0, batch_size: int = 500,
                   force: bool = False, progress=None, log=None) -> dict:
@@ -100,6 +100,7 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
         data: ``"fashion-mnist"`` or ``"digits"``: calibrate on the first 256 training
             images, evaluate float and compiled accuracy on the test split (``limit`` samples).
         max_cores: fail (DesignRuleError) when the model needs more cores.
+        max_chips: fail (DesignRuleError) when the model needs more chips.
         input_encoding: ``"direct"`` (analog input, computed on the host and injected as a
             per-sample bias) or ``"spikes"`` (events through input axons); default from the graph.
         progress: callable(stage: str, done: int, total: int) for long work.
@@ -145,7 +146,7 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
     say(f"passes: {', '.join(n for n, _ in pipe.passes)}")
     compiled = pipe.run(graph, ctx)
     say("mapping onto cores")
-    config, arrays, _ = compile_graph(compiled, tgt, max_cores=max_cores)
+    config, arrays, _ = compile_graph(compiled, tgt, max_cores=max_cores, max_chips=max_chips)
     program = Program(config, arrays, tgt)
     metrics = accuracy = None
     if data:
