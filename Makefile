@@ -30,9 +30,10 @@ test: setup
 	scripts/get-data.sh --optional
 	$(BIN)/python -m pytest -q
 
-## bench: compile time and simulation throughput (prints figures and ratios)
+## bench: compile time and simulation throughput; cores against the lower bound and the 15 M-parameter VGG compile (prints figures and ratios)
 bench: setup data
 	$(BIN)/python bench/bench_compile_sim.py
+	$(BIN)/python bench/bench_mapping.py
 
 ## golden: regenerate tests/golden/*.json on purpose (review the diff before committing)
 golden: setup

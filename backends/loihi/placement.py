@@ -233,6 +233,7 @@ class Placer:
         width = gp.shape[2] if M.is_spatial(gp.shape) else 1
         fm = (DISCRETE, POPULATION)
         memo = {}
+        over = [0.0]
 
         def feasible_at(q0, m):
             q1 = min(npos, q0 + m)
@@ -243,6 +244,8 @@ class Placer:
             mem = sum(ct.memory(st, f, pp.weight_bits + ib, self.synfmt, 0, bs, self.cx_base_max)[0]
                       for ct, st, f, pp in zip(counters, sts, combo, gp.projs))
             memo[(q0, m)] = mem
+            if m == 1:
+                over[0] = max(over[0], ax / self.lim["axons_in"], mem / self.lim["synapse_memory_bits"])
             return n <= self.lim["neurons"] and ax <= self.lim["axons_in"] and mem <= self.lim["synapse_memory_bits"]
 
         if M.is_spatial(gp.shape):
@@ -251,7 +254,7 @@ class Placer:
             per_neuron = sum(np.diff(ct.cum[:, :], axis=0).sum(1, dtype=np.int64) for ct in counters)
             heavy = [int(np.argmax(per_neuron))]
         if not all(feasible_at(h, 1) for h in heavy):
-            return float("inf"), 0, 0
+            return float("inf"), 0, over[0]  # ranked by how far the heaviest unit is from fitting
         q0 = (npos // 2) // width * width
         cap = min(npos - q0, int(self.lim["neurons"]) // bs)
         m = self._largest(lambda k: feasible_at(q0, k), cap)
