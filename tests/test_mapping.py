@@ -326,3 +326,15 @@ def test_calibration_statistics_equal_the_recorded_maxima():
             gv = torch.as_tensor(grp.dt / np.asarray(node.tau_mem, np.float64) * np.asarray(node.r, np.float64))
             u = float((r[f"{n}#i"].double() * gv).abs().max())
         assert st[n] == {"a": a, "u": u, "v": float(r[f"{n}#v"].abs().max())}
+
+
+def test_cli_max_chips(tmp_path):
+    from click.testing import CliRunner
+
+    from snnc.cli import main
+    p = tmp_path / "m.pt"
+    torch.save(_two_chip_model(), p)
+    r = CliRunner().invoke(main, ["compile", str(p), "-o", str(tmp_path / "o"), "--trust-pickle", "--input-shape",
+                                  "1,132,132", "--num-steps", "2", "--max-chips", "1"], catch_exceptions=False)
+    assert r.exit_code == 1 and "[MAX_CHIPS] the model needs 2 chips" in r.stderr and "limit is 1 chip(s)" in r.stderr
+    assert not (tmp_path / "o").exists()
