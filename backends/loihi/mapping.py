@@ -41,8 +41,7 @@ violation at once, each with the rule name, the place, the value and the limit.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -188,7 +187,7 @@ class RangeStats:
     kp2: int                      # real sources per pooled source
     entries: tuple | None = None  # population: (pattern key, block js, base position, L) per population
     pop_hist: np.ndarray | None = None   # dense population: histogram of atoms x L per pooled population
-    stored_discrete: int = 0
+    entry_sizes: dict = field(default_factory=dict)   # (offset, unit, base max) -> synapses per distinct entry
 
 
 class ProjCounter:
@@ -411,10 +410,13 @@ class ProjCounter:
             return hist_bits(h, bits_per_weight, synfmt), int(np.dot(np.arange(len(h)), h))
         if st.entries is None or len(st.entries[0]) == 0:
             return 0, 0
-        pat, js, base, L = st.entries
-        blk = (offset + base * unit_neurons) // cx_base_max
-        _, first = np.unique(pat * (int(blk.max()) + 1) + blk, return_index=True)
-        n = self.atoms[js[first]] * L[first]
+        key = (offset, unit_neurons, cx_base_max)
+        n = st.entry_sizes.get(key)
+        if n is None:  # distinct entries do not depend on the index width: counted once per offset
+            pat, js, base, L = st.entries
+            blk = (offset + base * unit_neurons) // cx_base_max
+            _, first = np.unique(pat * (int(blk.max()) + 1) + blk, return_index=True)
+            n = st.entry_sizes[key] = self.atoms[js[first]] * L[first]
         return int(list_bits(n, bits_per_weight, synfmt).sum()), int(n.sum())
 
     def lower_bound_bits(self, bits_per_weight: int, synfmt: dict, allow_population: bool) -> tuple[int, int, int]:
@@ -572,4 +574,4 @@ def ceil_div(a, b) -> int:
 __all__ = ["DISCRETE", "POPULATION", "DesignRuleError", "ProjCounter", "RangeStats", "Violation", "axon_bits",
            "block_starts", "ceil_div", "core_position", "count_slices", "design_rules", "hist_bits", "index_bits",
            "layout_of", "list_bits", "neuron_order", "range_to_units", "spike_cost_matrix", "spike_latency_matrix",
-           "target_section", "math"]
+           "target_section", "chip_crossings", "is_spatial", "block_size", "slice_masks", "pool_factor"]

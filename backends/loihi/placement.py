@@ -121,7 +121,6 @@ class Placer:
                     self.groups[pp.source_gi].out_projs.append((gp.gi, pi))
         self.cores: list[Core] = []
         self.unsplittable: list[tuple[str, dict]] = []
-        self.timings: dict = {}
 
     # ------------------------------------------------------------------ helpers
     def slots(self, fmt: str) -> int:
@@ -301,6 +300,7 @@ class Placer:
         self.c_ain = np.zeros(0, np.int64)
         self.c_aout = np.zeros(0, np.int64)
         self.c_mem = np.zeros(0, np.int64)
+        self.c_cap = np.zeros(0, np.int64)   # most neurons a core may hold before its index width overflows memory
         for gp in reversed(self.groups):
             c_all, npos, cb, nblocks = gp.layout()
             out_cum = self._out_prefix(gp)
@@ -310,8 +310,10 @@ class Placer:
                 q = 0
                 while q < npos:
                     remaining = npos - q
-                    need = remaining if gp.liquid else min(remaining, max(1, int(gp.units_est * self.ACCEPT_FRACTION)))
-                    need = min(need, max(1, int(lim["neurons"]) // bs))
+                    # a group without synapses fills any gap; others take room in a used core only for a
+                    # sizeable piece (or their last one)
+                    need = 1 if gp.liquid else min(remaining, max(1, int(gp.units_est * self.ACCEPT_FRACTION)),
+                                                   max(1, int(lim["neurons"]) // bs))
                     core, m = self._first_fit(gp, j, q, bs, need, remaining, out_cum, cache)
                     if core is None:
                         core = self._new_core()
@@ -333,6 +335,7 @@ class Placer:
         self.cores.append(core)
         for name in ("c_neu", "c_ain", "c_aout", "c_mem"):
             setattr(self, name, np.append(getattr(self, name), 0))
+        self.c_cap = np.append(self.c_cap, int(self.lim["neurons"]))
         return core
 
     def _first_fit(self, gp, j, q, bs, need, remaining, out_cum, cache):
@@ -341,7 +344,7 @@ class Placer:
             return None, 0
         lim = self.lim
         out_need = int(out_cum[j][q + need] - out_cum[j][q])
-        ok = (self.c_neu + need * bs <= lim["neurons"]) & (self.c_aout + out_need <= lim["axons_out"])
+        ok = (self.c_neu + need * bs <= self.c_cap) & (self.c_aout + out_need <= lim["axons_out"])
         if gp.projs:
             st = self._range_stats(gp, j, q, q + need, cache)
             ok &= self.c_ain + self._axons_in(gp, st) <= lim["axons_in"]
@@ -431,6 +434,7 @@ class Placer:
         return bits, stored
 
     def _place(self, gp, j, q0, q1, bs, core: Core, out_cum, cache) -> None:
+        lim_mem = self.lim["synapse_memory_bits"]
         st = self._range_stats(gp, j, q0, q1, cache) if gp.projs else []
         p = Piece(gp.gi, j, q0, q1, (q1 - q0) * bs, self._axons_in(gp, st) if gp.projs else 0,
                   int(out_cum[j][q1] - out_cum[j][q0]), core.neurons, st)
@@ -440,7 +444,14 @@ class Placer:
         core.axons_out += p.axons_out
         ci = core.idx
         self.c_neu[ci], self.c_ain[ci], self.c_aout[ci] = core.neurons, core.axons_in, core.axons_out
-        self.c_mem[ci] = self._core_mem(core, M.index_bits(core.neurons, self.synfmt))[0]
+        ib_now = M.index_bits(core.neurons, self.synfmt)
+        self.c_mem[ci] = self._core_mem(core, ib_now)[0]
+        cap = core.neurons
+        for b in sorted(int(b) for b in self.synfmt["index_bits"] if b and b >= ib_now):
+            if self._core_mem(core, b)[0] > lim_mem:
+                break
+            cap = max(cap, min(2 ** b, int(self.lim["neurons"])))
+        self.c_cap[ci] = cap
         for pi, pp in enumerate(gp.projs):
             if pp.source_gi is None or pp.recurrent:
                 continue
