@@ -547,10 +547,11 @@ class Placer:
     def lower_bound(self) -> dict:
         lim = self.lim
         neurons = sum(int(np.prod(gp.shape)) for gp in self.groups)
+        min_ib = min(int(b) for b in self.synfmt["index_bits"] if b)
         mem = ax_in = ax_out = 0
         for gp in self.groups:
             for pp in gp.projs:
-                b, a, o = pp.counter.lower_bound_bits(pp.weight_bits + 6, self.synfmt,
+                b, a, o = pp.counter.lower_bound_bits(pp.weight_bits + min_ib, self.synfmt,
                                                       self.allow_pop and pp.counter.population_ok)
                 mem += b
                 ax_in += a
