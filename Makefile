@@ -54,9 +54,11 @@ test: setup setup-lava setup-exports
 check-wheel:
 	scripts/check-wheel.sh $(PYTHON)
 
-## bench: compile time and simulation throughput (prints figures and ratios)
+## bench: compile time and simulation throughput, cores against the lower bound and the 15 M-parameter VGG compile,
+##        loihi-sim vs Lava throughput (prints figures and ratios)
 bench: setup setup-lava data
 	$(BIN)/python bench/bench_compile_sim.py
+	$(BIN)/python bench/bench_mapping.py
 	$(BIN)/python bench/bench_lava.py
 
 ## golden: regenerate tests/golden/*.json on purpose (review the diff before committing)

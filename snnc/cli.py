@@ -153,6 +153,8 @@ def main():
 @click.option("--passes", default=None, help="pass pipeline, e.g. 'fold_bn,quantize:weight_bits=8' (see `snnc "
                                              "passes`) [default: fold_bn,quantize]")
 @click.option("--max-cores", type=click.IntRange(min=1), default=None, help="fail if the model needs more cores")
+@click.option("--max-chips", type=click.IntRange(min=1), default=None,
+              help="fail if the model needs more chips (128 cores each on loihi-sim)")
 @click.option("--budget", default=None, metavar="RESOURCE=VALUE",
               help="compress to fit: prune channels until the mapped model fits the target within the budget "
                    "(cores=K, synapses=N, synops=N or memory_bits=N); needs --data")
@@ -174,8 +176,8 @@ def main():
 @click.option("--force", is_flag=True, help="replace OUT when it is a previous snnc output (never another folder)")
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
 @_guard
-def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, budget, budget_criterion, trust_pickle,
-                dt, num_steps,
+def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, max_chips, budget, budget_criterion,
+                trust_pickle, dt, num_steps,
                 input_shape, input_encoding, reset, batch_size, seed, force, as_json):
     """Compile MODEL (.pt snnc checkpoint, .nir file, or a shipped model's name such as
     fmnist_cnn) into OUT for a target."""
@@ -185,7 +187,7 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, bu
     shape = _shape(input_shape)
     with _Progress() as prog:
         rep = compile_model(model, out, target=target, passes=passes or DEFAULT_PIPELINE, data=data,
-                            data_dir=data_dir, limit=limit, max_cores=max_cores, trust_pickle=trust_pickle, dt=dt,
+                            data_dir=data_dir, limit=limit, max_cores=max_cores, max_chips=max_chips, trust_pickle=trust_pickle, dt=dt,
                             num_steps=num_steps, input_shape=shape,
                             input_encoding=input_encoding, reset=reset, seed=seed,
                             batch_size=batch_size, force=force, progress=prog,

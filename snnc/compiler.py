@@ -118,7 +118,7 @@ def simulate(program: Program, x: np.ndarray, y: np.ndarray | None, batch_size: 
 
 def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: str = "loihi-sim",
                   passes: str = DEFAULT_PIPELINE, data: str | None = None, data_dir=None, limit: int | None = None,
-                  max_cores: int | None = None, trust_pickle: bool = False, dt: float | None = None,
+                  max_cores: int | None = None, max_chips: int | None = None, trust_pickle: bool = False, dt: float | None = None,
                   num_steps: int | None = None, input_shape=None, input_encoding: str | None = None,
                   reset: str | None = None, seed: int = 0, batch_size: int = 500,
                   force: bool = False, progress=None, log=None, budget: str | None = None,
@@ -129,6 +129,7 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
         data: ``"fashion-mnist"`` or ``"digits"``: calibrate on the first 256 training
             images, evaluate float and compiled accuracy on the test split (``limit`` samples).
         max_cores: fail (DesignRuleError) when the model needs more cores.
+        max_chips: fail (DesignRuleError) when the model needs more chips.
         budget: ``"cores=K"`` (or ``synapses=N``, ``synops=N``, ``memory_bits=N``): prune channels until the
             mapped model fits the target within it (:mod:`snnc.budget`; needs ``data``: training images
             256..767 are the held-out set that measures accuracy); ``budget_criterion`` ranks the channels
@@ -190,7 +191,7 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
     say(f"passes: {', '.join(n for n, _ in pipe.passes)}" + (f"; budget {budget}" if budget else ""))
     compiled, structural, pruning = run_pipeline(graph, ctx, pipe, tgt, budget, budget_criterion, held_out, say)
     say("mapping onto cores")
-    config, arrays, _ = compile_graph(compiled, tgt, max_cores=max_cores)
+    config, arrays, _ = compile_graph(compiled, tgt, max_cores=max_cores, max_chips=max_chips)
     program = Program(config, arrays, tgt)
     metrics = accuracy = None
     if data:

@@ -62,10 +62,20 @@ class GraphExecutor:
         return p
 
     def reset(self):
+        self._coefs: dict = {}
         self.state: dict[str, dict[str, torch.Tensor]] = {}
         self.prev: dict[str, torch.Tensor] = {}
 
+    def _coef(self, name, key, dt):
+        """``dt / p[key]`` of a node, computed once (the same expression as evaluating it every step)."""
+        ck = (name, key)
+        if ck not in self._coefs:
+            self._coefs[ck] = dt / self._p[name][key]
+        return self._coefs[ck]
+
     def _neuron(self, name, node, x):
+        # The updates below evaluate the module docstring's expressions in their written order; the
+        # in-place steps only avoid temporaries (a + b == b + a and a * b == b * a hold exactly).
         p = self._p[name]
         dt = float(node.metadata.get("snnc.dt", 1e-3))
         st = self.state.get(name)
@@ -73,10 +83,16 @@ class GraphExecutor:
             st = {"i": torch.zeros_like(x), "v": torch.zeros_like(x)}
         i, v = st["i"], st["v"]
         if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
-            i = i + dt / p["tau_syn"] * (p.get("w_in", 1.0) * x - i)
-            v = v + dt / p["tau_mem"] * (p["v_leak"] - v + p["r"] * i)
+            t = p.get("w_in", 1.0) * x                     # i + dt/tau_syn * (w_in x - i)
+            t.sub_(i).mul_(self._coef(name, "tau_syn", dt)).add_(i)
+            i = t
+            a = p["v_leak"] - v                             # v + dt/tau_mem * (v_leak - v + r i)
+            a.add_(p["r"] * i).mul_(self._coef(name, "tau_mem", dt)).add_(v)
+            v = a
         elif isinstance(node, (nir.LIF, nir.LI)):
-            v = v + dt / p["tau"] * (p["v_leak"] - v + p["r"] * x)
+            a = p["v_leak"] - v                             # v + dt/tau * (v_leak - v + r x)
+            a.add_(p["r"] * x).mul_(self._coef(name, "tau", dt)).add_(v)
+            v = a
         elif isinstance(node, nir.IF):
             v = v + p["r"] * x
         elif isinstance(node, nir.I):
@@ -84,11 +100,13 @@ class GraphExecutor:
         out = vpre = v
         if isinstance(node, (nir.CubaLIF, nir.LIF, nir.IF)):
             s = self._spike(v, p["v_threshold"])
+            fired = s > 0
             if node.metadata.get("snnc.reset", "zero") == "subtract":
                 v = v - p["v_threshold"] * s
             else:
                 vr = p.get("v_reset", torch.zeros((), dtype=x.dtype))
-                v = torch.where(s > 0, vr.expand_as(v) if vr.dim() else vr, v)
+                # out of place: the pre-reset voltage stays available (state "vpre")
+                v = v.masked_fill(fired, vr) if vr.dim() == 0 else torch.where(fired, vr.expand_as(v), v)
             out = s
         self.state[name] = {"i": i, "v": v, "x": x, "vpre": vpre}
         return out

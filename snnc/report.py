@@ -42,6 +42,7 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
         row["utilisation"] = {"neurons": c["neurons"] / lim["neurons"], "axons_in": c["axons_in"] / lim["axons_in"],
                               "axons_out": c["axons_out"] / lim["axons_out"],
                               "memory": c["memory_bits"] / lim["synapse_memory_bits"]}
+        row["stored_synapses"] = c.get("stored_synapses", c["synapses"])
         if metrics:
             row["synops_per_inference"] = metrics["per_core"]["synops"][i]
             row["spikes_per_inference"] = metrics["per_core"]["spikes"][i]
@@ -49,6 +50,7 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
     totals = {k: int(sum(c[k] for c in config["cores"])) for k in CORE_KEYS}
     totals["cores"] = len(config["cores"])
     totals["chips"] = (max((c["chip"] for c in config["cores"]), default=-1) + 1)
+    totals["stored_synapses"] = int(sum(c.get("stored_synapses", c["synapses"]) for c in config["cores"]))
     src = target.sources
     energy = {"per_inference_pJ": None, "breakdown": None,
               "sources": {"energy_per_event": src.get("energy_pJ"), "chip_geometry": src.get("chip"),
@@ -62,9 +64,12 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
                     "vth_mant": g["vth_mant"], "du": g["du"], "dv": g["dv"], "bias_exp": g["bias_exp"],
                     "time_offset_steps": g["offset"],
                     "projections": [{"source": p["source"], "host": p["host"], "synapses": p["synapses"],
-                                     "weight_exp": p["weight_exp"], "delay": p["delay"]} for p in g["projections"]]}
+                                     "weight_exp": p["weight_exp"], "delay": p["delay"],
+                                     **({"format": p["format"], "axon_type": p["axon_type"], "atoms": p["atoms"]}
+                                        if "format" in p else {})} for p in g["projections"]]}
                    for g in config["groups"]],
         "limits": {"core": dict(lim), "source": src.get("core"), "synapse_format": src.get("synapse_format")},
+        "mapping": _mapping_section(config, src),
         "energy": energy,
         # wall times are left out: the same input and seed give byte-identical files
         "pipeline": [{k: v for k, v in e.items() if k != "time_s"} for e in (pipeline_log or [])],
@@ -72,6 +77,7 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
     if metrics:
         energy["per_inference_pJ"] = metrics["energy"]["per_inference_pJ"]
         energy["breakdown"] = metrics["energy"]["breakdown"]
+        energy["spike_messages_interchip_pJ"] = metrics["energy"].get("spike_messages_interchip_pJ", 0.0)
         rep["activity_per_inference"] = metrics["per_inference"]
         rep["checks"] = metrics["checks"]
         rep["conventions_45nm"] = dict(metrics["conventions_45nm"], source=src.get("energy_pJ"))
@@ -157,6 +163,18 @@ def check_report(rep, where) -> None:
              isinstance(acc.get("source"), str) and (acc.get("float") is None or _num(acc.get("float"))), "accuracy")
 
 
+def _mapping_section(config: dict, src: dict) -> dict:
+    m = config.get("mapping")
+    if not m:
+        return {}
+    out = dict(m)
+    out["sources"] = {"axon_types": src.get("axon_types"), "interchip": src.get("interchip"),
+                      "lower_bound": "max over neurons, synaptic memory, input axons and output-axon slots of "
+                                     "ceil(total / per-core limit), each total at its cheapest synapse format "
+                                     "(backends/loihi/placement.py)"}
+    return out
+
+
 def dumps(report: dict) -> str:
     return json.dumps(report, indent=2, sort_keys=True) + "\n"
 
@@ -172,30 +190,45 @@ def print_report(report: dict, console=None) -> None:
             console = Console(width=120)
     t = Table(title=f"{report['target']}: {report['totals']['cores']} cores on {report['totals']['chips']} chip(s)",
               show_lines=False)
-    for col in ("core", "groups", "neurons", "axons in", "axons out", "synapses", "memory (KiB)", "mem %",
+    for col in ("chip", "core", "groups", "neurons", "axons in", "axons out", "synapses", "memory (KiB)", "mem %",
                 "SynOps/inf"):
         t.add_column(col, justify="right" if col not in ("groups",) else "left")
+    prev_chip = None
     for c in report["cores"]:
-        t.add_row(str(c["core"]), ",".join(c["groups"]), f"{c['neurons']:,}", f"{c['axons_in']:,}",
+        if prev_chip is not None and c["chip"] != prev_chip:
+            t.add_section()
+        prev_chip = c["chip"]
+        t.add_row(str(c["chip"]), str(c["core"]), ",".join(c["groups"]), f"{c['neurons']:,}", f"{c['axons_in']:,}",
                   f"{c['axons_out']:,}", f"{c['synapses']:,}", f"{c['memory_bits'] / 8192:.1f}",
                   f"{100 * c['utilisation']['memory']:.0f}",
                   f"{c['synops_per_inference']:,.0f}" if "synops_per_inference" in c else "-")
     tot = report["totals"]
     t.add_section()
-    t.add_row("total", "", f"{tot['neurons']:,}", f"{tot['axons_in']:,}", f"{tot['axons_out']:,}",
+    t.add_row("total", "", "", f"{tot['neurons']:,}", f"{tot['axons_in']:,}", f"{tot['axons_out']:,}",
               f"{tot['synapses']:,}", f"{tot['memory_bits'] / 8192:.1f}", "",
               f"{report['activity_per_inference']['synops']:,.0f}" if "activity_per_inference" in report else "-")
     console.print(t)
+    m = report.get("mapping") or {}
+    if m.get("lower_bound"):
+        lb = m["lower_bound"]
+        terms = ", ".join(f"{k} {v}" for k, v in lb["terms"].items())
+        console.print(f"mapping: {tot['cores']} cores on {tot['chips']} chip(s); lower bound {lb['cores']} cores "
+                      f"({terms}), ratio {m['ratio']:.2f}; stored synapses {tot.get('stored_synapses', 0):,} for "
+                      f"{tot['synapses']:,} connections; routes {m['routes']:,}, {m['inter_chip_routes']:,} between chips")
     e = report["energy"]
     if e.get("per_inference_pJ") is not None:
         b = e["breakdown"]
         a = report["activity_per_inference"]
         console.print(f"energy per inference: {e['per_inference_pJ'] / 1e6:.3f} µJ "
                       f"(SynOps {b['synops_pJ'] / 1e6:.3f}, neuron updates {b['neuron_updates_pJ'] / 1e6:.3f}, "
-                      f"spike messages {b['spike_messages_pJ'] / 1e6:.3f} µJ; Davies et al. 2018 Table 2)")
+                      f"spike messages {b['spike_messages_pJ'] / 1e6:.3f} µJ, of which between chips "
+                      f"{e.get('spike_messages_interchip_pJ', 0.0) / 1e6:.3f}; Davies et al. 2018 Table 2, inter-chip: "
+                      "snnc's assumption)")
         console.print(f"per inference: {a['synops']:,.0f} SynOps, {a['spikes']:,.0f} spikes, "
-                      f"{a['inter_core_spike_messages']:,.0f} inter-core spike messages, "
-                      f"latency {report['latency_steps']} time steps")
+                      f"{a['inter_core_spike_messages']:,.0f} inter-core and {a.get('inter_chip_spike_messages', 0):,.0f} "
+                      f"inter-chip spike messages (message latency mean "
+                      f"{a.get('spike_message_latency_ns_mean', 0):.1f} ns, max {a.get('spike_message_latency_ns_max', 0):.1f} "
+                      f"ns), latency {report['latency_steps']} time steps")
         c45 = report["conventions_45nm"]
         nb = report["neurobench"]
         console.print(f"45 nm convention: SNN {c45['snn_pJ'] / 1e6:.3f} µJ vs ANN {c45['ann_pJ'] / 1e6:.3f} µJ "
@@ -234,7 +267,8 @@ def print_report(report: dict, console=None) -> None:
 
 
 def plot_utilisation(report: dict, path: str | Path) -> None:
-    """Bar chart of per-core utilisation (neurons, input axons, output axons, memory) as a PNG."""
+    """Bar chart of per-core utilisation (neurons, input axons, output axons, memory) as a PNG; chips are
+    separated by vertical lines and labelled."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -242,14 +276,24 @@ def plot_utilisation(report: dict, path: str | Path) -> None:
     cores = report["cores"]
     keys = ("neurons", "axons_in", "axons_out", "memory")
     x = np.arange(len(cores))
-    fig, ax = plt.subplots(figsize=(max(6, 0.18 * len(cores) + 2), 3.6))
+    fig, ax = plt.subplots(figsize=(min(40.0, max(6, 0.18 * len(cores) + 2)), 3.8))
     w = 0.2
     for i, k in enumerate(keys):
         ax.bar(x + (i - 1.5) * w, [100 * c["utilisation"][k] for c in cores], w, label=k)
     ax.axhline(100, color="k", lw=0.8)
+    chips = [c["chip"] for c in cores]
+    for k in range(1, len(cores)):
+        if chips[k] != chips[k - 1]:
+            ax.axvline(k - 0.5, color="0.3", lw=1.0, ls="--")
+    if len(set(chips)) > 1:
+        for ch in sorted(set(chips)):
+            idx = [i for i, c in enumerate(chips) if c == ch]
+            ax.text((idx[0] + idx[-1]) / 2, 104, f"chip {ch}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, 115)
     ax.set_xlabel("core")
     ax.set_ylabel("utilisation (%)")
-    ax.set_title(f"{report['target']}: per-core utilisation ({len(cores)} cores)")
+    n_chips = len(set(chips))
+    ax.set_title(f"{report['target']}: per-core utilisation ({len(cores)} cores on {n_chips} chip(s))")
     ax.legend(ncol=4, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})

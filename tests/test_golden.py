@@ -41,10 +41,11 @@ def core_map(config: dict) -> dict:
     return {
         "latency_steps": config["latency_steps"], "outputs": config["outputs"], "input": config["input"],
         "groups": [{k: g[k] for k in ("name", "kind", "shape", "du", "dv", "vth_mant", "bias_exp", "offset",
-                                      "slices")} |
-                   {"projections": [{k: p[k] for k in ("source", "ops", "weight_exp", "delay", "host", "synapses")}
+                                      "slices", "channel_block") if k in g} |
+                   {"projections": [{k: p[k] for k in ("source", "ops", "weight_exp", "delay", "host", "synapses",
+                                                       "format", "axon_type", "atoms") if k in p}
                                     for p in g["projections"]]} for g in config["groups"]],
-        "cores": config["cores"],
+        "cores": config["cores"], "mapping": config.get("mapping"),
     }
 
 

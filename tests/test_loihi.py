@@ -264,9 +264,10 @@ def test_recurrent_braille_fixture_compiles_and_tracks_float(nir_fixtures):
 
 
 def test_packed_core_memory_uses_the_core_index_width():
-    """Slices packed onto one core address all of its neurons: memory is counted with that index width."""
+    """Slices packed onto one core address all of its neurons: memory is counted with that index width
+    (discrete format: one synapse list per source neuron)."""
     x = digits_batch(64, seed=2)
-    _, _, (cfg, arrays, _) = _compiled(TinySNN(channels=8), x)
+    _, _, (cfg, arrays, _) = _compiled(TinySNN(channels=8), x, formats="discrete")
     assert len(cfg["cores"]) == 1 and cfg["cores"][0]["neurons"] == 618
     from snnc.backends.loihi.sim import slice_counts_for
     fmt = TARGET["synapse_format"]

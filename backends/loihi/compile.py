@@ -7,10 +7,43 @@
      "outputs": [{"name", "group", "read_step"}],
      "groups": [{"name", "kind", "nir_type", "shape", "size", "du", "dv", "vth_mant", "bias_exp",
                  "host_bias_exp", "scale", "reset", "offset",
+                 "channel_block",                                  # (C, H, W) groups only
                  "projections": [{"source", "source_shape", "ops", "weight_exp", "weight_bits", "delay",
-                                  "recurrent", "host", "synapses", "weight_key"}],   # no weight_bits if host
+                                  "recurrent", "host", "synapses", "weight_key",
+                                  "format", "axon_type", "atoms"}],   # weight_bits .. atoms: on-chip only
                  "slices": [{"core", "start", "stop"}]}],       # neuron ranges in core order
-     "cores": [{"core", "chip", "groups", "neurons", "axons_in", "axons_out", "synapses", "memory_bits"}]}
+     "cores": [{"core", "chip", "groups", "neurons", "axons_in", "axons_out", "synapses",
+                "stored_synapses", "memory_bits"}],
+     "mapping": {"lower_bound": {"cores", "terms", "totals"}, "ratio", "chips", "cores_per_chip",
+                 "routes", "inter_chip_routes", "formats", "axon_types_used"}}
+
+*Core order* (:func:`snnc.backends.loihi.mapping.neuron_order`): a ``(C, H, W)`` group is laid out
+channel block by channel block (``channel_block`` channels; all ``C`` unless the layer is too wide
+for one core to hold a position's channels), then position by position (raster order), the
+block's channels last; other groups keep their order. Every slice is a whole number of positions
+of one block, and a group's slices tile it in order.
+
+Per on-chip projection, ``format`` says how its synapses are stored and addressed
+(:mod:`snnc.backends.loihi.mapping`, after nengo-loihi's axon types):
+
+- ``"discrete"`` (``axon_type`` ``"discrete"``, ``atoms`` 1): one input axon per source neuron
+  and destination core, one synapse list per axon, one output-axon slot per (source neuron,
+  destination core);
+- ``"population"`` (``axon_type`` ``"pop32"``): one input axon per source *population* -- one
+  position of one channel block of a ``(C, H, W)`` source, ``atoms`` neurons -- and destination
+  core (the spike carries the atom), two output-axon slots per (population, destination core);
+  weight entries of ``atoms x targets`` are shared by every population with the same weights
+  and relative targets: a convolution stores one kernel per set of valid taps (and per 256
+  compartments of index offset), a dense projection one entry per pooled source position.
+
+The weights in ``weights.npz`` are the same in both formats and the simulation does not read
+``format``: the simulated result and the SynOps are the same. ``synapses`` counts connections
+(non-zero weights per target neuron), ``stored_synapses`` the weight entries in synaptic memory.
+
+``mapping``: the lower bound on cores (``terms``: neurons, memory, input axons, output-axon
+slots, each summed over projections at its cheapest format; ``totals`` the sums), the ratio of
+cores to it, the chips, and the static routes (source neuron or population -> destination core
+pairs), of which ``inter_chip_routes`` cross chips.
 
 ``arrays`` (written as ``weights.npz``): per group ``<g>.bias_mant`` (int32, one per
 neuron, C order), per projection ``<g>.p<i>.weight`` (int32 weight mantissas,
@@ -18,7 +51,7 @@ or float64 host weights for a direct input) and ``<g>.p<i>.host_bias`` (float64)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
 
 import nir
 import numpy as np
@@ -27,27 +60,9 @@ import torch
 from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi.ops import host_weight
 from snnc.backends.loihi.validate import check_program
+from snnc.backends.loihi.placement import Placer
 from snnc.groups import group_offsets, lower
 from snnc.ir import UnsupportedNodeError
-
-
-@dataclass
-class _Split:
-    """One group on its way to cores: config, slice bounds (core order) with their stats and
-    per-projection synapse counts, and how many destination slices each neuron reaches."""
-    cfg: dict
-    bounds: list
-    stats: list
-    counts: dict
-    projs: list
-    masks: list
-    fits: bool
-    n_dest: np.ndarray
-
-    def slice_sums(self, per_neuron: np.ndarray) -> list:
-        """Sum of a per-neuron (C order) quantity over each slice."""
-        cum = np.concatenate([[0], np.cumsum(per_neuron[M.neuron_order(tuple(self.cfg["shape"]))])])
-        return [cum[b] - cum[a] for a, b in self.bounds]
 
 
 class NotQuantizedError(ValueError):
@@ -63,8 +78,18 @@ def _int_weights(p, s: float, e: int, shift: int) -> np.ndarray:
     return q.astype(np.int32)
 
 
-def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, raise_on_violation: bool = True):
+def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, raise_on_violation: bool = True,
+                  max_chips: int | None = None, formats: str = "auto", timings: dict | None = None):
     """Build the loihi-sim config for a graph that went through ``fold_bn`` and ``quantize``.
+
+    Args:
+        max_cores, max_chips: limits; needing more is a design-rule violation (``MAX_CORES``,
+            ``MAX_CHIPS``).
+        formats: ``"auto"`` (per projection the synapse format that needs fewer cores) or
+            ``"discrete"`` (discrete axons and per-synapse weights everywhere).
+        timings: if given, filled with the wall time in s of each stage: ``lower`` (lowering and
+            integer weights), ``formats`` (blocks and formats), ``pack``, ``finish`` (exact counts,
+            chips, config).
 
     Returns:
         ``(config dict, arrays dict, violations list)``.
@@ -74,12 +99,17 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
         UnsupportedNodeError: a node or chain the backend cannot map.
         DesignRuleError: with ``raise_on_violation``, every broken limit at once.
         ConfigError: an emitted field outside the target's ranges (see :mod:`.validate`).
+        ValueError: ``formats`` is not one of the two.
     """
     from snnc.passes.quantize import is_quantized
 
     if not is_quantized(graph, target.name):
         raise NotQuantizedError(f"the graph is not quantized for {target.name!r}: add the quantize pass "
                                 "(e.g. --passes fold_bn,quantize)")
+    if formats not in ("auto", M.DISCRETE):
+        raise ValueError(f"formats must be 'auto' or 'discrete', got {formats!r}")
+    tm = timings if timings is not None else {}
+    t0 = time.perf_counter()
     fp, core_lim, fmt, chip = target["fixed_point"], target["core"], target["synapse_format"], target["chip"]
     low = lower(graph)
     if len(low.inputs) != 1:
@@ -90,8 +120,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
     T = int(low.num_steps)
     offsets = group_offsets(low)
     groups, arrays = [], {}
-    splits: list[_Split] = []
-    unsplittable = []
+    chip_projs_all, masks_all = [], []
     for g in low.groups.values():
         node = graph.nodes[g.name]
         q = node.metadata["snnc.quant"]
@@ -101,7 +130,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                 "host_bias_exp": int(q["host_bias_exp"]), "scale": s, "reset": g.reset, "offset": offsets[g.name],
                 "projections": []}
         arrays[f"{g.name}.bias_mant"] = np.asarray(q["bias_mant"], np.int32).reshape(-1)
-        chip_projs, mask_ws = [], []
+        chip_projs, masks = [], []
         for i, p in enumerate(g.projections):
             key = f"{g.name}.p{i}"
             pc = {"source": p.source, "source_shape": list(p.source_shape), "ops": p.ops, "recurrent": p.recurrent,
@@ -120,85 +149,71 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                 delay = offsets[g.name] - src_off - (0 if p.recurrent else 1)
                 pc.update(weight_exp=e, delay=int(delay))
                 chip_projs.append(pc)
-                mask_ws.append(torch.as_tensor((arrays[f"{key}.weight"] != 0).astype(np.float32)))
+                masks.append(arrays[f"{key}.weight"] != 0)
             gcfg["projections"].append(pc)
-        bounds, counts, stats, fits = M.split_group(gcfg, chip_projs, mask_ws, core_lim, fmt)
-        splits.append(_Split(gcfg, bounds, stats, counts, chip_projs, mask_ws, fits, np.zeros(g.size)))
         groups.append(gcfg)
-    # ---- output axons: re-split sources (reverse topological order) so each slice's
-    #      neurons reach at most axons_out destination slices in total
-    gindex = {sp.cfg["name"]: gi for gi, sp in enumerate(splits)}
-    for sp in reversed(splits):
-        for cons in splits:
-            for pc, cnt in zip(cons.projs, cons.counts.values()):
-                if pc["source"] == sp.cfg["name"]:
-                    sp.n_dest += (cnt > 0).to(torch.float32).sum(0).numpy()
-        if any(n > core_lim["axons_out"] for n in sp.slice_sums(sp.n_dest)):
-            n_now = sp.bounds[0][1] - sp.bounds[0][0]
-            sp.bounds, sp.counts, sp.stats, fits2 = M.split_group(sp.cfg, sp.projs, sp.masks, core_lim, fmt,
-                                                                  n_dest=sp.n_dest, max_n=n_now)
-            sp.fits = sp.fits and fits2
-    for sp in splits:
-        for st, n_out in zip(sp.stats, sp.slice_sums(sp.n_dest)):
-            st["axons_out"] = int(n_out)  # destination slices reached (packing may merge some)
-        if not sp.fits:
-            unsplittable.append((sp.cfg["name"], max(sp.stats, key=lambda st: st["axons_in"])))
-        for pc, c in zip(sp.projs, sp.counts.values()):
-            pc["synapses"] = int(c.sum())
-    # ---- pack slices onto cores
-    flat = [(gi, k, st) for gi, sp in enumerate(splits) for k, st in enumerate(sp.stats)]
-
-    def memory_of(members, n_core):
-        bits = 0
-        for m in members:
-            gi, k, _ = flat[m]
-            counts, projs = splits[gi].counts, splits[gi].projs
-            for i, c in counts.items():
-                wb = projs[i].get("weight_bits", fmt["weight_bits"])
-                bits += int(M.axon_bits(c[k], wb + M.index_bits(n_core, fmt), fmt).sum())
-        return bits
-
-    packed = M.pack([st for _, _, st in flat], core_lim, memory_of)
-    cores = []
-    core_of = {}
-    for cid, members in enumerate(packed):
-        c = {"core": cid, "chip": cid // chip["cores"], "groups": [], "neurons": 0, "axons_in": 0, "axons_out": 0,
-             "synapses": 0, "memory_bits": 0}
-        for m in members:
-            gi, k, st = flat[m]
-            core_of[(gi, k)] = cid
-            name = splits[gi].cfg["name"]
-            if name not in c["groups"]:
-                c["groups"].append(name)
-            for key in ("neurons", "axons_in", "synapses"):
-                c[key] += st[key]
-        c["memory_bits"] = memory_of(members, c["neurons"])  # index bits address the whole core
+        chip_projs_all.append(chip_projs)
+        masks_all.append(masks)
+    t1 = time.perf_counter()
+    tm["lower"] = t1 - t0
+    placer = Placer(groups, chip_projs_all, masks_all, target, formats)
+    placer.choose_formats()
+    t2 = time.perf_counter()
+    tm["formats"] = t2 - t1
+    placer.pack()
+    t3 = time.perf_counter()
+    tm["pack"] = t3 - t2
+    summary = placer.finish()
+    bound = placer.lower_bound()
+    # ---- groups: blocks, formats, slices, synapses
+    for gp, gcfg in zip(placer.groups, groups):
+        if M.is_spatial(gp.shape):
+            gcfg["channel_block"] = int(M.layout_of(gp.shape, gp.block)[2])
+        for pp in gp.projs:
+            pop = pp.fmt == M.POPULATION
+            pp.cfg.update({"format": pp.fmt, "axon_type": "pop32" if pop else "discrete",
+                           "atoms": int(pp.counter.src_block) if pop else 1, "synapses": 0})
+    cores, pieces = [], []
+    cpc = int(chip["cores"])
+    for cid, core in enumerate(placer.cores):
+        mem, stored = placer.core_memory(core)
+        c = {"core": cid, "chip": cid // cpc, "groups": [], "neurons": int(core.neurons),
+             "axons_in": int(core.axons_in), "axons_out": int(core.axons_out), "synapses": 0,
+             "stored_synapses": int(stored), "memory_bits": int(mem)}
+        for p in core.pieces:
+            gp = placer.groups[p.gi]
+            if gp.cfg["name"] not in c["groups"]:
+                c["groups"].append(gp.cfg["name"])
+            for pp, st in zip(gp.projs, p.stats):
+                c["synapses"] += int(st.synapses)
+                pp.cfg["synapses"] += int(st.synapses)
+            pieces.append((p.gi, p.j, p.q0, p.q1, cid))
         cores.append(c)
-    for gi, sp in enumerate(splits):
-        sp.cfg["slices"] = [{"core": core_of[(gi, k)], "start": a, "stop": b} for k, (a, b) in enumerate(sp.bounds)]
-    # ---- output axons: per source neuron, distinct destination cores
-    for sp in splits:
-        for pc, cnt in zip(sp.projs, sp.counts.values()):
-            if pc["source"] not in gindex:
-                continue  # graph input (spikes from the host)
-            dest = dest_core_matrix(cnt, [s["core"] for s in sp.cfg["slices"]])
-            n_dest = dest.sum(0)  # per source neuron (C order)
-            sg = splits[gindex[pc["source"]]].cfg
-            core_of_src = source_core_vector(sg)
-            per_core = np.bincount(core_of_src, weights=n_dest.numpy(), minlength=len(cores))
-            for cid in np.nonzero(per_core)[0]:
-                cores[cid]["axons_out"] += int(per_core[cid])
+    for gp, gcfg in zip(placer.groups, groups):
+        starts = M.block_starts(gp.shape, gp.block)
+        slices = []
+        for _, j, q0, q1, cid in sorted(pc for pc in pieces if pc[0] == gp.gi):
+            bs = M.block_size(gp.shape, gp.block, j)
+            slices.append({"core": cid, "start": int(starts[j] + q0 * bs), "stop": int(starts[j] + q1 * bs)})
+        gcfg["slices"] = slices
     read_outputs = []
     for oname, gname in low.outputs.items():
         read_outputs.append({"name": oname, "group": gname, "read_step": T - 1 + offsets[gname]})
+    n = len(cores)
+    at = M.target_section(target, "axon_types")
     config = {
         "format": "snnc-loihi-sim", "version": 1, "target": target.name, "num_steps": T,
         "dt": float(next(iter(low.groups.values())).dt) if low.groups else None,
         "latency_steps": T + max(offsets.values(), default=0),
         "input": {"name": in_name, "shape": list(in_shape), "encoding": low.encoding},
         "outputs": read_outputs, "groups": groups, "cores": cores,
+        "mapping": {"lower_bound": bound, "ratio": n / bound["cores"], "chips": M.ceil_div(n, cpc),
+                    "cores_per_chip": cpc, "routes": summary["routes"],
+                    "inter_chip_routes": summary["inter_chip_routes"], "formats": formats,
+                    "axon_types_used": [t for t in at.get("used", []) if formats == "auto" or t == "discrete"]},
     }
-    violations = M.design_rules(cores, groups, core_lim, fp, max_cores, unsplittable)
+    violations = M.design_rules(cores, groups, core_lim, fp, max_cores, placer.unsplittable, max_chips, cpc)
+    tm["finish"] = time.perf_counter() - t3
     if violations and raise_on_violation:
         raise M.DesignRuleError(violations)
     if not violations:  # every emitted field within the target's ranges, checked before anything is written
@@ -218,7 +233,7 @@ def dest_core_matrix(cnt: torch.Tensor, slice_cores: list[int]) -> torch.Tensor:
 
 def source_core_vector(gcfg: dict) -> np.ndarray:
     """Core id of every neuron of a group, C order."""
-    perm = M.neuron_order(tuple(gcfg["shape"]))
+    perm = M.neuron_order(tuple(gcfg["shape"]), gcfg.get("channel_block"))
     out = np.empty(gcfg["size"], np.int64)
     for s in gcfg["slices"]:
         out[perm[s["start"]:s["stop"]]] = s["core"]

@@ -6,8 +6,18 @@ Events (all counted in :class:`~snnc.backends.loihi.sim.Program` runs, per sampl
 - neuron updates: every compartment, every one of the ``latency_steps`` steps; *active* when
   its u or v is non-zero after the update or it spiked (snnc's reading of Davies 2018's
   active/inactive update), *inactive* otherwise;
-- spike messages: one per spike and destination core (Loihi sends one message per axon),
-  costing the within-tile energy plus per tile hop E-W / N-S (tile mesh: ``[chip]`` of the target).
+- spike messages: one per spike and destination core (Loihi sends one message per axon; a
+  population axon's message carries the atom, one message all the same), costing the
+  within-tile energy plus per tile hop E-W / N-S (tile mesh: ``[chip]`` of the target);
+- inter-chip spike messages: those whose destination core is on another chip (chips side by
+  side east-west); each chip boundary crossed adds ``[interchip].energy_pJ`` (snnc's modelling
+  assumption, see the target's ``[sources]``), included in ``spike_messages_pJ`` and given on its
+  own as ``spike_messages_interchip_pJ``.
+
+Message latency (ns) per route: ``[latency_ns]`` (Davies 2018, Table 2: within tile, per E-W and
+N-S hop) plus ``[interchip].latency_ns`` per chip boundary; reported as the message-weighted mean
+and the largest over the routes used (the time a time step's spikes need to arrive, before the
+barrier synchronisation that ends the step, which is not modelled).
 
 Energies per event (pJ) come from the target's ``[energy_pJ]`` table (Davies et al., IEEE Micro
 2018, Table 2). The literature's 45 nm convention (Horowitz, ISSCC 2014) is reported alongside:
@@ -47,16 +57,21 @@ def measure(program, result, counts: dict) -> dict:
     """
     cfg, target = program.config, program.target
     chip, E = target["chip"], target["energy_pJ"]
+    ic, lat = M.target_section(target, "interchip"), M.target_section(target, "latency_ns")
     n = max(result.samples, 1)
     ncores = len(cfg["cores"])
     core_syn = np.zeros(ncores)
     core_spikes = np.zeros(ncores)
     core_msgs = np.zeros(ncores)
     synops = msgs = msg_energy = inter = 0.0
+    chip_msgs = chip_energy = lat_sum = 0.0
+    lat_max = 0.0
     dense_conn = nnz_conn = 0
     groups = {g["name"]: g for g in cfg["groups"]}
     core_vec = {g["name"]: source_core_vector(g) for g in cfg["groups"]}
-    cost_all = M.spike_cost_matrix(ncores, chip, E)
+    cost_all = M.spike_cost_matrix(ncores, chip, E)                  # on-chip mesh part
+    cross_all = M.chip_crossings(ncores, chip)
+    lat_all = M.spike_latency_matrix(ncores, chip, lat, ic)
     for g in cfg["groups"]:
         sp = result.spikes[g["name"]].numpy()
         core_spikes += np.bincount(core_vec[g["name"]], weights=sp, minlength=ncores)
@@ -73,17 +88,24 @@ def measure(program, result, counts: dict) -> dict:
             for k, c in enumerate(slice_cores):
                 core_syn[c] += per_slice[k]
             synops += float(per_slice.sum())
-            D = dest_core_matrix(cnt, slice_cores).to(torch.float64)  # [dest cores, src]
-            uniq = sorted(set(slice_cores))
+            D = dest_core_matrix(cnt, slice_cores).numpy()  # [dest cores, src]
+            uniq = np.array(sorted(set(slice_cores)))
             src_core = core_vec[p["source"]]
-            cost = cost_all[:, uniq]  # [src core, dest core]
-            per_src_msgs = D.sum(0).numpy()
-            per_src_cost = (D.numpy() * cost[src_core].T).sum(0)
             spn = s_src.numpy()
-            msgs += float(spn @ per_src_msgs)
-            msg_energy += float(spn @ per_src_cost)
-            inter += float(spn @ (D.numpy() * (np.array(uniq)[:, None] != src_core[None, :])).sum(0))
-            core_msgs += np.bincount(src_core, weights=spn * per_src_msgs, minlength=ncores)
+            # messages per (source core, destination core) route
+            routes = np.stack([np.bincount(src_core, weights=spn * D[k], minlength=ncores)
+                               for k in range(len(uniq))], 1)            # [ncores, dest cores]
+            msgs += float(routes.sum())
+            msg_energy += float((routes * cost_all[:, uniq]).sum())
+            inter += float(routes.sum() - routes[uniq, np.arange(len(uniq))].sum())
+            core_msgs += routes.sum(1)
+            cross = cross_all[:, uniq]
+            chip_msgs += float(routes[cross > 0].sum())
+            chip_energy += float((routes * cross).sum()) * ic["energy_pJ"]
+            lat_r = lat_all[:, uniq]
+            lat_sum += float((routes * lat_r).sum())
+            if (routes > 0).any():
+                lat_max = max(lat_max, float(lat_r[routes > 0].max()))
     size_total = sum(g["size"] for g in cfg["groups"])
     active = float(sum(v.sum() for v in result.active.values()))
     updates = float(size_total) * result.steps * n
@@ -100,6 +122,7 @@ def measure(program, result, counts: dict) -> dict:
     e_syn = synops / n * E["synop"]
     e_neu = (active * E["neuron_update_active"] + inactive * E["neuron_update_inactive"]) / n
     e_msg = msg_energy / n
+    e_chip = chip_energy / n
     spiking = [g for g in cfg["groups"] if g["kind"] == "spiking"]
     spiking_slots = sum(g["size"] for g in spiking) * result.steps * n
     spiking_spikes = sum(float(result.spikes[g["name"]].sum()) for g in spiking)
@@ -109,6 +132,9 @@ def measure(program, result, counts: dict) -> dict:
             "spikes": spikes_total / n,
             "spike_messages": msgs / n,
             "inter_core_spike_messages": inter / n,
+            "inter_chip_spike_messages": chip_msgs / n,
+            "spike_message_latency_ns_mean": lat_sum / max(msgs, 1e-12) if msgs else 0.0,
+            "spike_message_latency_ns_max": lat_max,
             "neuron_updates_active": active / n,
             "neuron_updates_inactive": inactive / n,
             "latency_steps": result.steps,
@@ -117,8 +143,9 @@ def measure(program, result, counts: dict) -> dict:
         "per_core": {"synops": (core_syn / n).tolist(), "spikes": (core_spikes / n).tolist(),
                      "spike_messages": (core_msgs / n).tolist()},
         "energy": {
-            "per_inference_pJ": e_syn + e_neu + e_msg,
-            "breakdown": {"synops_pJ": e_syn, "neuron_updates_pJ": e_neu, "spike_messages_pJ": e_msg},
+            "per_inference_pJ": e_syn + e_neu + e_msg + e_chip,
+            "breakdown": {"synops_pJ": e_syn, "neuron_updates_pJ": e_neu, "spike_messages_pJ": e_msg + e_chip},
+            "spike_messages_interchip_pJ": e_chip,     # the part of spike_messages_pJ for chip boundaries
         },
         "conventions_45nm": {
             "snn_pJ": synops / n * E["ac_45nm"] + host_macs * E["mac_45nm"],

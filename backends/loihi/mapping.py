@@ -1,37 +1,58 @@
-"""Split neuron groups into per-core slices, pack them onto cores, check every limit.
+"""What a core holds and how it is counted: neuron order, synapse formats, per-range counts, limits.
 
-*What a core can hold* comes from the target's ``[core]`` table (Loihi 1:
-1,024 compartments, 4,096 input and 4,096 output axons, 16,384 x 64-bit words
-of synaptic memory). *How it is counted*:
+*What a core can hold* comes from the target's ``[core]`` table (Loihi 1: 1,024 compartments,
+4,096 input and 4,096 output axons, 16,384 x 64-bit words of synaptic memory). How the neurons
+of a group are split and placed on cores is :mod:`snnc.backends.loihi.placement`.
 
-- input axons of a core: distinct source neurons with at least one synapse
-  into the core (one axon per source neuron and destination core, as on Loihi);
-- output axons of a core: for each neuron on it, the number of distinct
-  destination cores it reaches;
-- synaptic memory: nengo-loihi's ``SynapseFmt.bits_per_axon`` (sparse format):
-  per input axon with n synapses, blocks of up to 64 synapses, each
-  ``n * (weight_bits + index_bits) + 10`` bits rounded up to 64-bit words;
-  index_bits is the smallest of (6..12) that addresses the core's neurons.
+**Neuron order.** A group's neurons are put in *core order* and every core holds contiguous
+ranges of it. A ``(C, H, W)`` group is cut into channel blocks of ``Cb`` channels (``Cb = C``
+unless a layer is too wide for one core to hold a position's channels); core order is block by
+block, position by position (raster ``y * W + x``), the block's channels last. A *unit* is one
+position of one block (``Cb`` neurons); ranges are whole units. A 1-D group's unit is a neuron.
 
-*How it splits*: each group is cut into equal contiguous slices of its neurons
-(channel-last order for conv-shaped groups, so a slice is a spatial tile with
-all its channels and shares one receptive field); the largest slice size that
-meets every limit is found by bisection. Small slices of consecutive groups
-are then packed onto one core while the sums stay within the limits.
+**Formats** (chosen per on-chip projection; nengo-loihi ``block.py`` ``Axon``/``Synapse``,
+``hardware/builder.py``; see ``[axon_types]`` of the target):
 
-:func:`design_rules` returns every violation at once, each with the rule
-name, the core or group, the value and the limit.
+- ``discrete`` (nengo-loihi discrete axons, sparse synapse format): one input axon per source
+  neuron with a synapse into the core; its synapses are stored as one list: blocks of up to 64
+  synapses, each ``n * (weight_bits + index_bits) + 10`` bits rounded up to 64-bit words
+  (``SynapseFmt.bits_per_axon``); ``index_bits`` is the smallest of 6..12 that addresses the
+  core's neurons. Output axons: one slot per (source neuron, destination core).
+- ``population`` (pop32 axons): a source *population* -- one position of one channel block of a
+  ``(C, H, W)`` source, its ``Cb`` channels being the *atoms* -- shares one input axon per
+  destination core; the spike carries the atom. Weights are stored per entry as ``atoms x L``
+  synapses (``L`` target compartments, rows of equal length as the hardware indexes them by
+  atom), one list in the same block format. Entries with the same weights and the same targets
+  relative to their compartment base are stored once: for a convolution, one entry per distinct
+  set of valid kernel taps (the kernel is shared by all interior positions: nengo-loihi
+  ``conv2d_loihi_weights``) and per 256-compartment index offset (the base of a synapse-map
+  entry is below ``cx_base_max`` = 256; the rest of the offset goes into the indices, so targets
+  further into the core need their own copy); for a dense projection, one entry per pooled
+  source position (the pixels of a sum-pooling window share it). Output axons: two slots per
+  (population, destination core) (``Axon.slots_per_axon``).
+
+SynOps and ``synapses`` (connections: non-zero weights per target neuron, a conv weight counted
+once per output position, pooling multiplying the inputs each weight sees) are the same in both
+formats; ``stored_synapses`` counts the weight entries in memory.
+
+:class:`ProjCounter` counts a projection into any unit range exactly and fast (no convolution
+over all channels: per range one small matrix product), :func:`design_rules` returns every
+violation at once, each with the rule name, the place, the value and the limit.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import torch
 
 from snnc.backends.loihi.ops import synapse_counts
 
+DISCRETE, POPULATION = "discrete", "population"
 
+
+# ---------------------------------------------------------------------------------------------- rules
 @dataclass
 class Violation:
     rule: str
@@ -50,15 +71,64 @@ class DesignRuleError(ValueError):
         super().__init__("\n".join(lines))
 
 
-def neuron_order(shape) -> np.ndarray:
-    """Permutation: position i in core order -> flat C-order index. Channel-last for (C, H, W)."""
+def target_section(target, name: str) -> dict:
+    """A target table, taken from the bundled ``loihi-sim.toml`` when a custom target lacks it
+    (``axon_types``, ``latency_ns``, ``interchip`` are newer than the required tables)."""
+    sec = target.data.get(name) if hasattr(target, "data") else None
+    if isinstance(sec, dict):
+        return sec
+    from snnc.targets import load_target
+    return load_target("loihi-sim")[name]
+
+
+# ---------------------------------------------------------------------------------------------- order
+def is_spatial(shape) -> bool:
+    return len(shape) == 3
+
+
+def layout_of(shape, block: int | None = None) -> tuple[int, int, int]:
+    """``(C, positions, Cb)`` of a group: ``(C, H*W, Cb)`` for ``(C, H, W)``, ``(1, N, 1)`` otherwise."""
+    if is_spatial(shape):
+        c = int(shape[0])
+        return c, int(shape[1]) * int(shape[2]), int(block or c)
+    return 1, int(np.prod(shape)), 1
+
+
+def neuron_order(shape, block: int | None = None) -> np.ndarray:
+    """Permutation: position i in core order -> flat C-order index (see module docstring)."""
     n = int(np.prod(shape))
-    idx = np.arange(n).reshape(shape)
-    if len(shape) == 3:
-        return np.ascontiguousarray(idx.transpose(1, 2, 0)).reshape(-1)
-    return idx.reshape(-1)
+    if not is_spatial(shape):
+        return np.arange(n)
+    c, npos, cb = layout_of(shape, block)
+    idx = np.arange(n).reshape(c, npos)
+    return np.concatenate([np.ascontiguousarray(idx[a:a + cb].T).reshape(-1) for a in range(0, c, cb)])
 
 
+def block_starts(shape, block: int | None = None) -> np.ndarray:
+    """Core-order index where each channel block starts (plus the total at the end)."""
+    c, npos, cb = layout_of(shape, block)
+    sizes = [min(cb, c - a) * npos for a in range(0, c, cb)]
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def block_size(shape, block: int | None, j: int) -> int:
+    c, _, cb = layout_of(shape, block)
+    return min(cb, c - j * cb)
+
+
+def range_to_units(shape, block, start: int, stop: int):
+    """Core-order neuron range -> ``(block j, q0, q1)`` or None when it is not whole units of one block."""
+    starts = block_starts(shape, block)
+    j = int(np.searchsorted(starts, start, side="right") - 1)
+    if j < 0 or j >= len(starts) - 1 or stop > starts[j + 1]:
+        return None
+    bs = block_size(shape, block, j)
+    if (start - starts[j]) % bs or (stop - starts[j]) % bs:
+        return None
+    return j, int((start - starts[j]) // bs), int((stop - starts[j]) // bs)
+
+
+# ---------------------------------------------------------------------------------------------- memory
 def index_bits(n_neurons: int, fmt: dict) -> int:
     for b in fmt["index_bits"]:
         if b and 2 ** b >= n_neurons:
@@ -68,27 +138,332 @@ def index_bits(n_neurons: int, fmt: dict) -> int:
 
 def axon_bits(counts: torch.Tensor, bits_per_weight: int, fmt: dict) -> torch.Tensor:
     """Synaptic memory bits per input axon with ``counts`` synapses (nengo-loihi bits_per_axon)."""
-    blk, hdr, word = fmt["block_synapses"], fmt["header_bits"], fmt["word_bits"]
-    c = counts.to(torch.int64)
-    full, rem = c // blk, c % blk
+    return torch.as_tensor(list_bits(np.asarray(counts, np.int64), bits_per_weight, fmt))
 
-    def words(n):
-        return -(-(n * bits_per_weight + hdr) // word) * word
 
-    return full * words(torch.tensor(blk)) + (rem > 0).to(torch.int64) * words(rem)
+def list_bits(n, bits_per_weight: int, fmt: dict) -> np.ndarray:
+    """Bits of synapse lists of ``n`` synapses each (int64 array): blocks of up to ``block_synapses``,
+    each ``n * bits_per_weight + header_bits`` rounded up to ``word_bits`` (nengo-loihi
+    ``SynapseFmt.bits_per_axon``)."""
+    blk, hdr, word = int(fmt["block_synapses"]), int(fmt["header_bits"]), int(fmt["word_bits"])
+    n = np.asarray(n, np.int64)
+    full, rem = n // blk, n % blk
+    w_full = -(-(blk * bits_per_weight + hdr) // word) * word
+    w_rem = -(-(rem * bits_per_weight + hdr) // word) * word
+    return full * w_full + (rem > 0) * w_rem
+
+
+@lru_cache(maxsize=256)
+def _lut(n_max: int, bits_per_weight: int, blk: int, hdr: int, word: int) -> np.ndarray:
+    return list_bits(np.arange(n_max + 1), bits_per_weight,
+                     {"block_synapses": blk, "header_bits": hdr, "word_bits": word})
+
+
+def hist_bits(hist: np.ndarray, bits_per_weight: int, fmt: dict) -> int:
+    """Total bits of lists whose lengths have histogram ``hist`` (``hist[n]`` lists of n synapses)."""
+    if hist is None or len(hist) <= 1:
+        return 0
+    lut = _lut(len(hist) - 1, int(bits_per_weight), int(fmt["block_synapses"]), int(fmt["header_bits"]),
+               int(fmt["word_bits"]))
+    return int(np.dot(hist.astype(np.int64), lut))
+
+
+# ---------------------------------------------------------------------------------------------- counting
+def pool_factor(ops: list) -> tuple[int, int]:
+    ky = kx = 1
+    for op in ops:
+        if op["op"] == "sum_pool2d":
+            ky *= int(op["kernel"][0])
+            kx *= int(op["kernel"][1])
+    return ky, kx
 
 
 @dataclass
-class GroupMapInfo:
-    """Per group: core-order permutation, slice bounds, per-projection per-slice synapse counts."""
-    name: str
-    size: int
-    perm: np.ndarray
-    bounds: list                         # [(start, stop)] in core order
-    counts: dict = field(default_factory=dict)   # projection index -> [K, src_size] float32
-    core_of_slice: list = field(default_factory=list)
+class RangeStats:
+    """Counts of one projection into one unit range (see :meth:`ProjCounter.stats`)."""
+    synapses: int                 # connections (non-zero weights per target), real sources
+    axons: dict                   # format -> input axons
+    hist: np.ndarray              # discrete: histogram of per-pooled-source synapse counts (x kp2 real sources)
+    kp2: int                      # real sources per pooled source
+    entries: tuple | None = None  # population: (pattern key, block js, base position, L) per population
+    pop_hist: np.ndarray | None = None   # dense population: histogram of atoms x L per pooled population
+    entry_sizes: dict = field(default_factory=dict)   # (offset, unit, base max) -> synapses per distinct entry
 
 
+class ProjCounter:
+    """Exact counts of one on-chip projection into unit ranges of its target group.
+
+    Args:
+        proj: projection config (``source_shape``, ``ops``).
+        mask: 0/1 (non-zero) weight mask, shaped like the weighted op's weight.
+        target_shape, target_block: the target group's shape and channel block.
+        source_block: channel block of the source group (its population atoms), or None for a
+            source without populations (1-D, or more atoms than a population takes).
+    """
+
+    def __init__(self, proj: dict, mask, target_shape, target_block=None, source_block=None):
+        self.ops = proj["ops"]
+        self.src_shape = tuple(int(v) for v in proj["source_shape"])
+        self.tgt_shape = tuple(int(v) for v in target_shape)
+        self.tgt_block = target_block
+        self.kind = "conv" if any(op["op"] == "conv2d" for op in self.ops) else "dense"
+        self.kpy, self.kpx = pool_factor(self.ops)
+        self.kp2 = self.kpy * self.kpx
+        mask = np.asarray(mask) != 0
+        self.nnz_total = int(mask.sum())
+        self.spatial_src = is_spatial(self.src_shape)
+        if self.spatial_src:
+            c, h, w = self.src_shape
+            self.pooled = (c, h // self.kpy, w // self.kpx)
+        else:
+            self.pooled = (int(np.prod(self.src_shape)),)
+        self.src_block = source_block if (self.spatial_src and source_block) else None
+        if self.src_block:
+            c = self.src_shape[0]
+            self.js_bounds = [(a, min(c, a + self.src_block)) for a in range(0, c, self.src_block)]
+            self.atoms = np.array([b - a for a, b in self.js_bounds], np.int64)
+        self._blk_cache: dict = {}
+        if self.kind == "conv":
+            self._init_conv(mask)
+        else:
+            self._init_dense(mask)
+
+    # ------------------------------------------------------------------ geometry
+    def _init_conv(self, mask):
+        op = next(o for o in self.ops if o["op"] == "conv2d")
+        cd, hd, wd = self.tgt_shape
+        cs, ph, pw = self.pooled
+        g = int(op.get("groups", 1))
+        co, cig, kh, kw = mask.shape
+        full = np.zeros((co, cs, kh, kw), bool)
+        opg, ipg = co // g, cs // g
+        for gi in range(g):
+            full[gi * opg:(gi + 1) * opg, gi * ipg:(gi + 1) * ipg] = mask[gi * opg:(gi + 1) * opg]
+        self.nz = full.reshape(co, cs, kh * kw)
+        self.T = kh * kw
+        (sy, sx), (py_, px_), (dy, dx) = op["stride"], op["padding"], op["dilation"]
+
+        def taps(n_in, k, s, p, d, n_out):
+            o = np.full((n_in, k), -1, np.int64)
+            for i in range(n_in):
+                for t in range(k):
+                    num = i + p - t * d
+                    if num % s == 0 and 0 <= num // s < n_out:
+                        o[i, t] = num // s
+            return o
+        oy = taps(ph, kh, sy, py_, dy, hd)
+        ox = taps(pw, kw, sx, px_, dx, wd)
+        # per tap t = (ky, kx): target position of every pooled source pixel, -1 where none
+        ty, tx = np.repeat(np.arange(kh), kw), np.tile(np.arange(kw), kh)
+        oyt, oxt = oy[:, ty].T, ox[:, tx].T                       # [T, ph], [T, pw]
+        self.qpos = oyt[:, :, None] * wd + oxt[:, None, :]          # [T, ph, pw]
+        self.valid = (oyt[:, :, None] >= 0) & (oxt[:, None, :] >= 0)
+        self.qpos = np.where(self.valid, self.qpos, -1)
+        oyv = np.where(oyt >= 0, oyt, np.iinfo(np.int64).max)
+        self.row_min = oyv.min(0)                                   # per pooled row: first target row
+        self.row_max = oyt.max(0)                                   # last target row (-1: none)
+        self.wd = wd
+
+    def _init_dense(self, mask):
+        f = int(np.prod(self.pooled))
+        m = mask.reshape(mask.shape[0], -1)
+        if m.shape[1] != f:
+            raise ValueError(f"dense weight of {m.shape[1]} inputs after pooling/flatten, source gives {f}")
+        self.cum = np.zeros((m.shape[0] + 1, f), np.int32)
+        np.cumsum(m, axis=0, out=self.cum[1:])
+        if self.src_block:
+            c, ph, pw = self.pooled
+            mm = m.reshape(m.shape[0], c, ph * pw)
+            anyb = np.stack([mm[:, a:b].any(1) for a, b in self.js_bounds], 1)   # [N, n_js, ph*pw]
+            self.cum_any = np.zeros((m.shape[0] + 1, anyb.shape[1] * anyb.shape[2]), np.int32)
+            np.cumsum(anyb.reshape(m.shape[0], -1), axis=0, out=self.cum_any[1:])
+
+    # ------------------------------------------------------------------ per target block
+    def _block(self, j):
+        if j not in self._blk_cache:
+            c0 = j * layout_of(self.tgt_shape, self.tgt_block)[2]
+            c1 = c0 + block_size(self.tgt_shape, self.tgt_block, j)
+            nzj = self.nz[c0:c1]
+            nnz = nzj.sum(0).astype(np.float32)                      # [cs, T]
+            nany = None
+            if self.src_block:
+                starts = np.array([a for a, _ in self.js_bounds])
+                nany = np.maximum.reduceat(nzj.view(np.uint8), starts, axis=1).sum(0).astype(np.float32)
+            self._blk_cache[j] = (nnz, nany)
+        return self._blk_cache[j]
+
+    @property
+    def population_ok(self) -> bool:
+        return self.src_block is not None and (self.kind == "dense" or self.T <= 62)
+
+    # ------------------------------------------------------------------ counting
+    def conv_terms(self, j: int, q0: int, q1: int):
+        """Pooled rows reached, tap indicator ``A [T, rows*pw]`` and per-pixel base positions."""
+        wd = self.wd
+        r0, r1 = q0 // wd, (q1 - 1) // wd
+        rows = np.nonzero((self.row_max >= r0) & (self.row_min <= r1))[0]
+        if rows.size == 0:
+            return None
+        y0, y1 = int(rows[0]), int(rows[-1]) + 1
+        q = self.qpos[:, y0:y1]
+        a = (q >= q0) & (q < q1)
+        return y0, y1, a, q
+
+    def stats(self, j: int, q0: int, q1: int, formats=(DISCRETE, POPULATION)) -> RangeStats:
+        """Counts into units ``[q0, q1)`` of target block ``j``."""
+        if self.kind == "conv":
+            return self._conv_stats(j, q0, q1, formats)
+        return self._dense_stats(j, q0, q1, formats)
+
+    def _conv_stats(self, j, q0, q1, formats):
+        terms = self.conv_terms(j, q0, q1)
+        if terms is None:
+            return RangeStats(0, {DISCRETE: 0, POPULATION: 0}, np.zeros(1, np.int64), self.kp2)
+        y0, y1, a, q = terms
+        nnz, nany = self._block(j)
+        T, ny, pw = a.shape
+        af = a.reshape(T, -1).astype(np.float32)
+        counts = np.rint(nnz @ af).astype(np.int64)                # [cs, pixels]
+        hist = np.bincount(counts.ravel())
+        syn = int(counts.sum()) * self.kp2
+        axons = {DISCRETE: int(np.count_nonzero(counts)) * self.kp2}
+        st = RangeStats(syn, axons, hist, self.kp2)
+        if POPULATION in formats and self.population_ok:
+            L = np.rint(nany @ af).astype(np.int64)               # [n_js, pixels]
+            has = L > 0
+            axons[POPULATION] = int(has.sum()) * self.kp2
+            tm = (a.reshape(T, -1).astype(np.int64) << np.arange(T, dtype=np.int64)[:, None]).sum(0)
+            base = np.where(a, q, np.iinfo(np.int64).max).reshape(T, -1).min(0) - q0
+            js, px = np.nonzero(has)
+            tm_u, tm_id = np.unique(tm, return_inverse=True)
+            pat = js * len(tm_u) + tm_id.reshape(-1)[px]
+            st.entries = (pat, js, base[px], L[js, px])
+        return st
+
+    def _dense_stats(self, j, q0, q1, formats):
+        cnt = (self.cum[q1] - self.cum[q0]).astype(np.int64)      # per pooled flat source
+        hist = np.bincount(cnt)
+        st = RangeStats(int(cnt.sum()) * self.kp2, {DISCRETE: int(np.count_nonzero(cnt)) * self.kp2}, hist, self.kp2)
+        if POPULATION in formats and self.population_ok:
+            L = (self.cum_any[q1] - self.cum_any[q0]).astype(np.int64).reshape(len(self.atoms), -1)
+            has = L > 0
+            st.axons[POPULATION] = int(has.sum()) * self.kp2
+            st.pop_hist = np.bincount((L * self.atoms[:, None])[has])
+        return st
+
+    def reach(self, j: int, q0: int, q1: int, fmt: str) -> np.ndarray:
+        """Which sources reach the range: bool over pooled sources (discrete: ``pooled`` shape),
+        or over pooled populations ``[n_js, ph, pw]`` (population)."""
+        if self.kind == "conv":
+            terms = self.conv_terms(j, q0, q1)
+            nnz, nany = self._block(j)
+            cs, ph, pw = self.pooled
+            if fmt == POPULATION:
+                out = np.zeros((len(self.atoms), ph, pw), bool)
+            else:
+                out = np.zeros((cs, ph, pw), bool)
+            if terms is None:
+                return out
+            y0, y1, a, _ = terms
+            af = a.reshape(a.shape[0], -1).astype(np.float32)
+            w = nany if fmt == POPULATION else nnz
+            out[:, y0:y1] = ((w @ af) > 0.5).reshape(out.shape[0], y1 - y0, pw)
+            return out
+        if fmt == POPULATION:
+            c, ph, pw = self.pooled
+            return ((self.cum_any[q1] - self.cum_any[q0]) > 0).reshape(len(self.atoms), ph, pw)
+        return ((self.cum[q1] - self.cum[q0]) > 0).reshape(self.pooled)
+
+    def counts_real(self, j: int, q0: int, q1: int) -> np.ndarray:
+        """Synapses from every real source neuron (C order) into the range."""
+        if self.kind == "conv":
+            terms = self.conv_terms(j, q0, q1)
+            cs, ph, pw = self.pooled
+            out = np.zeros((cs, ph, pw), np.float64)
+            if terms is not None:
+                y0, y1, a, _ = terms
+                nnz, _ = self._block(j)
+                out[:, y0:y1] = np.rint(nnz @ a.reshape(a.shape[0], -1).astype(np.float32)).reshape(cs, y1 - y0, pw)
+        else:
+            out = (self.cum[q1] - self.cum[q0]).astype(np.float64).reshape(self.pooled)
+        return self.expand(out).reshape(-1)
+
+    def expand(self, pooled: np.ndarray) -> np.ndarray:
+        """Pooled-source array ``[n, ph, pw]`` -> real source pixels ``[n, h, w]`` (1-D unchanged)."""
+        if pooled.ndim != 3 or self.kp2 == 1:
+            return pooled
+        return np.repeat(np.repeat(pooled, self.kpy, axis=1), self.kpx, axis=2)
+
+    # ------------------------------------------------------------------ memory
+    def memory(self, st: RangeStats, fmt: str, bits_per_weight: int, synfmt: dict, offset: int = 0,
+               unit_neurons: int = 1, cx_base_max: int = 256) -> tuple[int, int]:
+        """``(bits, stored synapses)`` of a range in format ``fmt``; ``offset``: where the range starts
+        on its core (population entries beyond ``cx_base_max`` need their own copy)."""
+        if fmt == DISCRETE:
+            h = st.hist
+            stored = int(np.dot(np.arange(len(h)), h)) * st.kp2
+            return hist_bits(h, bits_per_weight, synfmt) * st.kp2, stored
+        if self.kind == "dense":
+            h = st.pop_hist
+            if h is None:
+                return 0, 0
+            return hist_bits(h, bits_per_weight, synfmt), int(np.dot(np.arange(len(h)), h))
+        if st.entries is None or len(st.entries[0]) == 0:
+            return 0, 0
+        key = (offset, unit_neurons, cx_base_max)
+        n = st.entry_sizes.get(key)
+        if n is None:  # distinct entries do not depend on the index width: counted once per offset
+            pat, js, base, L = st.entries
+            blk = (offset + base * unit_neurons) // cx_base_max
+            _, first = np.unique(pat * (int(blk.max()) + 1) + blk, return_index=True)
+            n = st.entry_sizes[key] = self.atoms[js[first]] * L[first]
+        return int(list_bits(n, bits_per_weight, synfmt).sum()), int(n.sum())
+
+    def lower_bound_bits(self, bits_per_weight: int, synfmt: dict, allow_population: bool) -> tuple[int, int, int]:
+        """Lower bounds over all mappings: ``(memory bits, input axons, output-axon slots)``.
+
+        Memory: discrete stores each source's synapses as one list at least (splitting only adds
+        headers), at the smallest index width; population stores every non-zero kernel weight at
+        least once. Axons: every source (population) with a synapse needs one input axon and one
+        output slot (two for pop32) somewhere.
+        """
+        n_pos = layout_of(self.tgt_shape, self.tgt_block)[1]
+        nblocks = len(block_starts(self.tgt_shape, self.tgt_block)) - 1
+        if self.kind == "conv":
+            reach = np.zeros(self.pooled, bool)
+            cnt = np.zeros(self.pooled, np.int64)
+            popr = np.zeros((len(self.atoms),) + self.pooled[1:], bool) if self.population_ok else None
+            for j in range(nblocks):
+                c = self.counts_real_pooled(j, 0, n_pos)
+                cnt += c
+                if popr is not None:
+                    popr |= self.reach(j, 0, n_pos, POPULATION)
+            reach = cnt > 0
+        else:
+            cnt = (self.cum[-1] - self.cum[0]).astype(np.int64).reshape(self.pooled)
+            reach = cnt > 0
+            popr = self.reach(0, 0, n_pos, POPULATION) if self.population_ok else None
+        mem_d = int(list_bits(cnt[reach], bits_per_weight, synfmt).sum()) * self.kp2
+        ax_d = int(reach.sum()) * self.kp2
+        mem, ax, out = mem_d, ax_d, ax_d
+        if allow_population and popr is not None:
+            mem = min(mem, self.nnz_total * bits_per_weight)
+            ax = min(ax, int(popr.sum()) * self.kp2)
+            out = min(out, 2 * int(popr.sum()) * self.kp2)
+        return mem, ax, out
+
+    def counts_real_pooled(self, j, q0, q1) -> np.ndarray:
+        terms = self.conv_terms(j, q0, q1)
+        cs, ph, pw = self.pooled
+        out = np.zeros((cs, ph, pw), np.int64)
+        if terms is not None:
+            y0, y1, a, _ = terms
+            nnz, _ = self._block(j)
+            out[:, y0:y1] = np.rint(nnz @ a.reshape(a.shape[0], -1).astype(np.float32)).reshape(cs, y1 - y0, pw)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- slices
 def slice_masks(shape, perm, bounds) -> torch.Tensor:
     n = int(np.prod(shape))
     m = torch.zeros((len(bounds), n), dtype=torch.float32)
@@ -98,109 +473,25 @@ def slice_masks(shape, perm, bounds) -> torch.Tensor:
 
 
 def count_slices(group_cfg: dict, chip_projs: list, mask_weights: list, bounds) -> dict:
+    """Per on-chip projection ``i``: ``[K slices, source size]`` float32 synapse counts (C order of
+    the source) for neuron ranges ``bounds`` in the group's core order."""
     shape = tuple(group_cfg["shape"])
-    perm = neuron_order(shape)
-    masks = slice_masks(shape, perm, bounds)
-    return {i: synapse_counts(p["ops"], mw, p["source_shape"], shape, masks)
-            for i, (p, mw) in enumerate(zip(chip_projs, mask_weights))}
+    block = group_cfg.get("channel_block")
+    units = [range_to_units(shape, block, a, b) for a, b in bounds]
+    out = {}
+    for i, (p, mw) in enumerate(zip(chip_projs, mask_weights)):
+        if all(u is not None for u in units):
+            pc = ProjCounter(p, np.asarray(mw), shape, block)
+            out[i] = torch.as_tensor(np.stack([pc.counts_real(*u) for u in units]).astype(np.float32)) \
+                if units else torch.zeros((0, int(np.prod(p["source_shape"]))))
+        else:  # ranges that are not whole units: count through the ops (autograd)
+            masks = slice_masks(shape, neuron_order(shape, block), bounds)
+            out[i] = synapse_counts(p["ops"], torch.as_tensor(np.asarray(mw, np.float32)), p["source_shape"],
+                                    shape, masks)
+    return out
 
 
-def slice_stats(counts: dict, bounds, fmt: dict, weight_bits: list | None = None) -> list[dict]:
-    """Per slice: neurons, input axons, synapses, memory bits (weights of ``weight_bits[i]`` bits for
-    projection i: Loihi's synapse formats store 1..8-bit weights)."""
-    stats = []
-    for k, (a, b) in enumerate(bounds):
-        n = b - a
-        ax = syn = mem = 0
-        for i, c in counts.items():
-            wb = weight_bits[i] if weight_bits else fmt["weight_bits"]
-            bpw = wb + index_bits(n, fmt)
-            row = c[k]
-            ax += int((row > 0).sum())
-            syn += int(row.sum())
-            mem += int(axon_bits(row, bpw, fmt).sum())
-        stats.append({"neurons": n, "axons_in": ax, "synapses": syn, "memory_bits": mem})
-    return stats
-
-
-def _bounds(size, n):
-    return [(a, min(a + n, size)) for a in range(0, size, n)]
-
-
-def split_group(group_cfg: dict, chip_projs: list, mask_weights: list, core: dict, fmt: dict,
-                n_dest: np.ndarray | None = None, max_n: int | None = None):
-    """Largest equal slice size meeting neurons/axons/memory limits (bisection).
-
-    ``n_dest`` (per neuron, C order): destination cores each neuron reaches; with
-    it the slice's summed output axons must fit too. ``max_n`` caps the size.
-
-    Returns ``(bounds, counts, stats, fits)``; ``fits`` is False when even a
-    one-neuron slice breaks a limit (then the one-neuron split is returned so
-    the violation can be reported with its numbers).
-    """
-    size = int(np.prod(group_cfg["shape"]))
-    wbits = [p.get("weight_bits", fmt["weight_bits"]) for p in chip_projs]
-    out_cum = None
-    if n_dest is not None:
-        out_cum = np.concatenate([[0], np.cumsum(np.asarray(n_dest)[neuron_order(tuple(group_cfg["shape"]))])])
-
-    def ok(n):
-        bounds = _bounds(size, n)
-        if out_cum is not None and any(out_cum[b] - out_cum[a] > core["axons_out"] for a, b in bounds):
-            return False, bounds, None, None
-        counts = count_slices(group_cfg, chip_projs, mask_weights, bounds)
-        st = slice_stats(counts, bounds, fmt, wbits)
-        good = all(s["neurons"] <= core["neurons"] and s["axons_in"] <= core["axons_in"] and
-                   s["memory_bits"] <= core["synapse_memory_bits"] for s in st)
-        return good, bounds, counts, st
-
-    hi = min(core["neurons"], size, max_n or size)
-    good, bounds, counts, st = ok(hi)
-    if good:
-        return bounds, counts, st, True
-    lo = 0  # largest known good
-    best = None
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        res = ok(mid)
-        if res[0]:
-            lo, best = mid, res
-        else:
-            hi = mid
-    if best is None:
-        res = ok(1)
-        if res[2] is None:  # only the output-axon limit fails: report with the counts
-            bounds = _bounds(size, 1)
-            counts = count_slices(group_cfg, chip_projs, mask_weights, bounds)
-            return bounds, counts, slice_stats(counts, bounds, fmt, wbits), False
-        return res[1], res[2], res[3], res[0]
-    return best[1], best[2], best[3], True
-
-
-def pack(slices: list[dict], core: dict, memory_fn) -> list[list[int]]:
-    """Next-fit packing of slices (in order) onto cores while the core's neurons, input/output axons
-    (sums: conservative where slices share a source) and synaptic memory stay within the limits.
-
-    ``memory_fn(slice_indices, n_neurons)`` gives the exact synaptic memory of slices sharing one
-    core, whose synapse index must address all ``n_neurons`` of the core.
-    """
-    cores: list[list[int]] = []
-    tot = None
-    for i, s in enumerate(slices):
-        if tot is not None:
-            n = tot["neurons"] + s["neurons"]
-            if (n <= core["neurons"] and tot["axons_in"] + s["axons_in"] <= core["axons_in"] and
-                    tot["axons_out"] + s.get("axons_out", 0) <= core["axons_out"] and
-                    memory_fn(cores[-1] + [i], n) <= core["synapse_memory_bits"]):
-                cores[-1].append(i)
-                tot = {"neurons": n, "axons_in": tot["axons_in"] + s["axons_in"],
-                       "axons_out": tot["axons_out"] + s.get("axons_out", 0)}
-                continue
-        cores.append([i])
-        tot = {"neurons": s["neurons"], "axons_in": s["axons_in"], "axons_out": s.get("axons_out", 0)}
-    return cores
-
-
+# ---------------------------------------------------------------------------------------------- geometry
 def core_position(core, chip: dict):
     """(chip, x, y) of core id(s) on the tile mesh; chips side by side east-west (snnc assumption).
     Works on ints and numpy arrays."""
@@ -210,16 +501,35 @@ def core_position(core, chip: dict):
     return c, c * chip["tiles_x"] + tx, ty
 
 
-def spike_cost_matrix(n_cores: int, chip: dict, energy: dict) -> np.ndarray:
+def _route_matrix(n_cores: int, chip: dict, in_tile: float, ew: float, ns: float, per_chip: float) -> np.ndarray:
+    c, x, y = core_position(np.arange(n_cores), chip)
+    return (in_tile + ew * np.abs(x[:, None] - x[None, :]) + ns * np.abs(y[:, None] - y[None, :]) +
+            per_chip * np.abs(c[:, None] - c[None, :]))
+
+
+def spike_cost_matrix(n_cores: int, chip: dict, energy: dict, interchip: dict | None = None) -> np.ndarray:
     """``[src core, dst core]`` energy of one spike message in pJ: within-tile cost plus E-W / N-S
-    tile hops (Davies 2018 Table 2)."""
-    _, x, y = core_position(np.arange(n_cores), chip)
-    return (energy["spike_in_tile"] + energy["hop_ew"] * np.abs(x[:, None] - x[None, :]) +
-            energy["hop_ns"] * np.abs(y[:, None] - y[None, :]))
+    tile hops (Davies 2018 Table 2), plus ``interchip["energy_pJ"]`` per chip boundary crossed."""
+    return _route_matrix(n_cores, chip, energy["spike_in_tile"], energy["hop_ew"], energy["hop_ns"],
+                         (interchip or {}).get("energy_pJ", 0.0))
 
 
+def spike_latency_matrix(n_cores: int, chip: dict, latency: dict, interchip: dict) -> np.ndarray:
+    """``[src core, dst core]`` latency of one spike message in ns (Davies 2018 Table 2 + the
+    inter-chip assumption)."""
+    return _route_matrix(n_cores, chip, latency["spike_in_tile"], latency["hop_ew"], latency["hop_ns"],
+                         interchip["latency_ns"])
+
+
+def chip_crossings(n_cores: int, chip: dict) -> np.ndarray:
+    c, _, _ = core_position(np.arange(n_cores), chip)
+    return np.abs(c[:, None] - c[None, :])
+
+
+# ---------------------------------------------------------------------------------------------- rules
 def design_rules(cores: list[dict], groups: list[dict], core_lim: dict, fp: dict, max_cores: int | None,
-                 unsplittable: list[tuple[str, dict]]) -> list[Violation]:
+                 unsplittable: list[tuple[str, dict]], max_chips: int | None = None,
+                 cores_per_chip: int = 128) -> list[Violation]:
     v: list[Violation] = []
     for c in cores:
         for key, lim_key, rule in (("neurons", "neurons", "CORE_NEURONS"), ("axons_in", "axons_in", "CORE_AXONS_IN"),
@@ -248,4 +558,20 @@ def design_rules(cores: list[dict], groups: list[dict], core_lim: dict, fp: dict
         v.append(Violation("MAX_CORES", "model", len(cores), max_cores,
                            f"the model needs {len(cores)} cores; the limit is {max_cores} "
                            f"(short by {len(cores) - max_cores} cores)"))
+    chips = -(-len(cores) // cores_per_chip)
+    if max_chips is not None and chips > max_chips:
+        v.append(Violation("MAX_CHIPS", "model", chips, max_chips,
+                           f"the model needs {chips} chips ({len(cores)} cores, {cores_per_chip} per chip); the limit "
+                           f"is {max_chips} chip(s) = {max_chips * cores_per_chip} cores (short by {chips - max_chips} "
+                           f"chip(s))"))
     return v
+
+
+def ceil_div(a, b) -> int:
+    return -(-int(a) // int(b))
+
+
+__all__ = ["DISCRETE", "POPULATION", "DesignRuleError", "ProjCounter", "RangeStats", "Violation", "axon_bits",
+           "block_starts", "ceil_div", "core_position", "count_slices", "design_rules", "hist_bits", "index_bits",
+           "layout_of", "list_bits", "neuron_order", "range_to_units", "spike_cost_matrix", "spike_latency_matrix",
+           "target_section", "chip_crossings", "is_spatial", "block_size", "slice_masks", "pool_factor"]

@@ -1,0 +1,565 @@
+"""How to split and place neuron groups on cores and chips (after nengo-loihi's split between what a
+core holds, :mod:`.mapping`, and how to allocate, ``hardware/allocators.py``).
+
+1. **Blocks and formats** (forward, topological order): for each group, the channel block ``Cb``
+   (``(C, H, W)`` groups) and, per on-chip projection, the synapse format (``discrete`` or
+   ``population``, :mod:`.mapping`) that need the fewest cores by an estimate: the largest range
+   that fits one empty core, probed in the middle of the layer, gives ``units per core``. Ties go
+   to the larger block (fewer, bigger populations), then to less memory. A source's populations
+   are its channel blocks, so sources are decided first.
+2. **Packing** (reverse topological order, so every group's destinations are placed before it and
+   its output axons are counted exactly): first-fit with splitting. The next piece of a group is
+   the largest range of units (bisection on the exact per-core formulas: neurons, input axons,
+   output axons, synaptic memory of everything on the core at the core's index width) that fits
+   the first core with room, else a new core. A group with on-chip inputs only takes a place in a
+   partly used core when the piece is at least a quarter of what fits an empty core (or is its
+   last piece), so layers are not shredded; groups driven by the host fill any gap.
+3. **Chips** (more than ``[chip].cores`` cores): nengo-loihi's ``GreedyComms`` allocator idea. A
+   chip starts from an unplaced core without on-chip input traffic (else the lowest-numbered),
+   then takes the unplaced core with the most routes (source neuron or population -> core pairs)
+   to the cores already on it, until full. The same order numbers the cores of a one-chip model,
+   so cores that talk sit on nearby tiles.
+
+The lower bound on cores is ``max(ceil(neurons / 1024), ceil(memory / 128 KiB), ceil(input axons /
+4096), ceil(output-axon slots / 4096))`` with each term summed over projections at its cheapest
+format (:meth:`.mapping.ProjCounter.lower_bound_bits`); the report gives it with the ratio
+achieved.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from snnc.backends.loihi import mapping as M
+from snnc.backends.loihi.mapping import DISCRETE, POPULATION
+
+
+@dataclass
+class ProjPlan:
+    cfg: dict
+    mask: np.ndarray
+    source_gi: int | None            # index of the source group; None for the graph input
+    recurrent: bool
+    weight_bits: int
+    fmt: str = DISCRETE
+    counter: M.ProjCounter | None = None
+
+
+@dataclass
+class GroupPlan:
+    gi: int
+    cfg: dict
+    projs: list
+    block: int | None = None
+    units_est: int = 1
+    out_projs: list = field(default_factory=list)   # (group index, projection index) of projections from it
+
+    @property
+    def shape(self):
+        return tuple(self.cfg["shape"])
+
+    @property
+    def liquid(self) -> bool:
+        return not self.projs
+
+    def layout(self):
+        c, npos, cb = M.layout_of(self.shape, self.block)
+        return c, npos, cb, len(M.block_starts(self.shape, self.block)) - 1
+
+
+@dataclass
+class Piece:
+    gi: int
+    j: int
+    q0: int
+    q1: int
+    neurons: int
+    axons_in: int
+    axons_out: int
+    offset: int = 0
+    stats: list = field(default_factory=list)
+    mem_cache: dict = field(default_factory=dict)
+
+
+class Core:
+    def __init__(self):
+        self.pieces: list[Piece] = []
+        self.neurons = self.axons_in = self.axons_out = 0
+
+
+class Placer:
+    """Plan blocks and formats, pack groups onto cores, assign chips. See the module docstring."""
+
+    ACCEPT_FRACTION = 0.25
+
+    def __init__(self, group_cfgs: list[dict], chip_projs: list[list[dict]], masks: list[list[np.ndarray]],
+                 target, formats: str = "auto"):
+        if formats not in ("auto", DISCRETE):
+            raise ValueError(f"formats must be 'auto' or 'discrete', got {formats!r}")
+        self.target = target
+        self.lim = target["core"]
+        self.synfmt = target["synapse_format"]
+        self.chip = target["chip"]
+        at = M.target_section(target, "axon_types")
+        self.allow_pop = formats == "auto" and "pop32" in at.get("used", [])
+        self.pop = at["pop32"]
+        self.disc = at["discrete"]
+        self.cx_base_max = int(at.get("cx_base_max", 256))
+        self.index = {g["name"]: gi for gi, g in enumerate(group_cfgs)}
+        self.groups: list[GroupPlan] = []
+        for gi, (g, projs, ms) in enumerate(zip(group_cfgs, chip_projs, masks)):
+            pps = []
+            for p, m in zip(projs, ms):
+                src = self.index.get(p["source"])
+                pps.append(ProjPlan(p, m, src, bool(p["recurrent"]) or (src is not None and src >= gi),
+                                    int(p.get("weight_bits", self.synfmt["weight_bits"]))))
+            self.groups.append(GroupPlan(gi, g, pps))
+        for gp in self.groups:
+            for pi, pp in enumerate(gp.projs):
+                if pp.source_gi is not None:
+                    self.groups[pp.source_gi].out_projs.append((gp.gi, pi))
+        self.cores: list[Core] = []
+        self.unsplittable: list[tuple[str, dict]] = []
+
+    # ------------------------------------------------------------------ helpers
+    def slots(self, fmt: str) -> int:
+        return int(self.pop["out_slots"] if fmt == POPULATION else self.disc["out_slots"])
+
+    def _source_block(self, pp: ProjPlan) -> int | None:
+        if pp.recurrent:
+            return None
+        if pp.source_gi is not None:
+            src = self.groups[pp.source_gi]
+            if not M.is_spatial(src.shape):
+                return None
+            cb = M.layout_of(src.shape, src.block)[2]
+        else:
+            shape = tuple(pp.cfg["source_shape"])
+            if not M.is_spatial(shape):
+                return None
+            cb = int(shape[0])
+        return cb if cb <= int(self.pop["max_atoms"]) else None
+
+    def _range_stats(self, gp: GroupPlan, j: int, q0: int, q1: int, cache: dict | None = None):
+        key = (gp.gi, j, q0, q1)
+        if cache is not None and key in cache:
+            return cache[key]
+        fm = (DISCRETE, POPULATION)
+        st = [pp.counter.stats(j, q0, q1, fm if pp.fmt == POPULATION else (DISCRETE,)) for pp in gp.projs]
+        if cache is not None:
+            cache[key] = st
+        return st
+
+    def _mem(self, gp: GroupPlan, stats, ib: int, offset: int, unit: int) -> tuple[int, int]:
+        bits = stored = 0
+        for pp, st in zip(gp.projs, stats):
+            b, s = pp.counter.memory(st, pp.fmt, pp.weight_bits + ib, self.synfmt, offset, unit, self.cx_base_max)
+            bits += b
+            stored += s
+        return bits, stored
+
+    @staticmethod
+    def _axons_in(gp: GroupPlan, stats) -> int:
+        return sum(st.axons[pp.fmt] for pp, st in zip(gp.projs, stats))
+
+    def _largest(self, feasible, hi: int) -> int:
+        """Largest m in 1..hi with feasible(m) (bisection; feasibility is monotone in m up to rare
+        population-pattern effects, and whatever is returned was checked). 0 if even 1 fails."""
+        if hi <= 0 or not feasible(1):
+            return 0
+        if feasible(hi):
+            return hi
+        lo = 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if feasible(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    # ------------------------------------------------------------------ 1. blocks and formats
+    def choose_formats(self) -> None:
+        lim = self.lim
+        for gp in self.groups:
+            shape = gp.shape
+            if M.is_spatial(shape):
+                c = int(shape[0])
+                cands, cb = [], min(c, int(lim["neurons"]))
+                while True:
+                    cand = min(c, M.ceil_div(c, M.ceil_div(c, cb)))
+                    if cand not in cands:
+                        cands.append(cand)
+                    if cb == 1:
+                        break
+                    cb = max(1, cb // 2)
+            else:
+                cands = [None]
+            if not gp.projs:
+                gp.block = cands[0]
+                gp.units_est = int(lim["neurons"]) // M.layout_of(shape, gp.block)[2]
+                continue
+            src_blocks = [self._source_block(pp) for pp in gp.projs]
+            combos = [[]]
+            for pp, sb in zip(gp.projs, src_blocks):
+                opts = [DISCRETE] + ([POPULATION] if self.allow_pop and sb is not None else [])
+                combos = [c0 + [o] for c0 in combos for o in opts]
+            best = None
+            for cb in cands:
+                counters = [M.ProjCounter(pp.cfg, pp.mask, shape, cb, sb) for pp, sb in zip(gp.projs, src_blocks)]
+                for combo in combos:
+                    combo = [f if (f == DISCRETE or ct.population_ok) else DISCRETE for f, ct in zip(combo, counters)]
+                    est, units, mem = self._estimate(gp, cb, counters, combo)
+                    key = (est, -(cb or 1), mem)
+                    if best is None or key < best[0]:
+                        best = (key, cb, counters, combo, units)
+                c_all, npos, _ = M.layout_of(shape, cb)
+                ideal = M.ceil_div(int(np.prod(shape)), int(lim["neurons"]))
+                if best[0][0] <= ideal:
+                    break  # the first (largest) block that reaches the neuron bound is as good as any
+            _, gp.block, counters, combo, gp.units_est = best
+            for pp, ct, f in zip(gp.projs, counters, combo):
+                pp.counter, pp.fmt = ct, f
+
+    def _estimate(self, gp: GroupPlan, cb, counters, combo):
+        """(estimated cores incl. extra source cores, units per core, memory per neuron): the largest
+        range from the start of the middle row that fits an empty core; infinite when the heaviest
+        unit (the centre position of a convolution, the densest neuron of a dense group) does not
+        fit alone."""
+        c, npos, bs = M.layout_of(gp.shape, cb)
+        nblocks = len(M.block_starts(gp.shape, cb)) - 1
+        width = gp.shape[2] if M.is_spatial(gp.shape) else 1
+        fm = (DISCRETE, POPULATION)
+        memo = {}
+        over = [0.0]
+
+        def feasible_at(q0, m):
+            q1 = min(npos, q0 + m)
+            sts = [ct.stats(0, q0, q1, fm if f == POPULATION else (DISCRETE,)) for ct, f in zip(counters, combo)]
+            ax = sum(st.axons[f] for st, f in zip(sts, combo))
+            n = (q1 - q0) * bs
+            ib = M.index_bits(n, self.synfmt)
+            mem = sum(ct.memory(st, f, pp.weight_bits + ib, self.synfmt, 0, bs, self.cx_base_max)[0]
+                      for ct, st, f, pp in zip(counters, sts, combo, gp.projs))
+            memo[(q0, m)] = mem
+            if m == 1:
+                over[0] = max(over[0], ax / self.lim["axons_in"], mem / self.lim["synapse_memory_bits"])
+            return n <= self.lim["neurons"] and ax <= self.lim["axons_in"] and mem <= self.lim["synapse_memory_bits"]
+
+        if M.is_spatial(gp.shape):
+            heavy = [(gp.shape[1] // 2) * width + width // 2]
+        else:
+            per_neuron = sum(np.diff(ct.cum[:, :], axis=0).sum(1, dtype=np.int64) for ct in counters)
+            heavy = [int(np.argmax(per_neuron))]
+        if not all(feasible_at(h, 1) for h in heavy):
+            return float("inf"), 0, over[0]  # ranked by how far the heaviest unit is from fitting
+        q0 = (npos // 2) // width * width
+        cap = min(npos - q0, int(self.lim["neurons"]) // bs)
+        m = self._largest(lambda k: feasible_at(q0, k), cap)
+        if m == 0:
+            return float("inf"), 0, 0
+        mem_per_neuron = memo.get((q0, m), 0) / max(m * bs, 1)
+        if m == cap:  # the probe ran out of layer: the neuron limit is the estimate
+            m = int(min(npos, int(self.lim["neurons"]) // bs))
+        est = nblocks * M.ceil_div(npos, m)
+        return est + self._source_extra(gp, counters, combo, m, nblocks, est), m, mem_per_neuron
+
+    def _source_extra(self, gp: GroupPlan, counters, combo, m: int, nblocks: int, est: int) -> int:
+        """Cores the sources would need beyond their neurons because of the output axons this
+        choice makes them drive: a source reaches about ``blocks x (1 + target span / units per
+        core)`` cores through a convolution, every core of the group through a dense projection."""
+        extra = 0
+        for pp, ct, f in zip(gp.projs, counters, combo):
+            if pp.source_gi is None or pp.recurrent:
+                continue
+            src = self.groups[pp.source_gi]
+            size = int(np.prod(src.shape))
+            if ct.kind == "conv":
+                cs, ph, pw = ct.pooled
+                q = ct.qpos[:, ph // 2, pw // 2]
+                q = q[q >= 0]
+                span = int(q.max() - q.min() + 1) if q.size else 1
+                fan = nblocks * (1 + (span - 1) / m)
+            else:
+                fan = est
+            if f == POPULATION:
+                slots = self.slots(POPULATION) * fan * size / max(ct.src_block, 1)
+            else:
+                slots = self.slots(DISCRETE) * fan * size
+            extra += max(0, M.ceil_div(int(np.ceil(slots)), self.lim["axons_out"]) -
+                         M.ceil_div(size, self.lim["neurons"]))
+        return extra
+
+    # ------------------------------------------------------------------ 2. packing
+    def pack(self) -> None:
+        lim = self.lim
+        self.ndest: dict = {}        # (group, proj) -> destination cores per pooled source / population
+        self.union: dict = {}        # (group, proj, core) -> bool reach already counted
+        self.c_neu = np.zeros(0, np.int64)
+        self.c_ain = np.zeros(0, np.int64)
+        self.c_aout = np.zeros(0, np.int64)
+        self.c_mem = np.zeros(0, np.int64)
+        self.c_cap = np.zeros(0, np.int64)   # most neurons a core may hold before its index width overflows memory
+        for gp in reversed(self.groups):
+            c_all, npos, cb, nblocks = gp.layout()
+            out_cum = self._out_prefix(gp)
+            cache: dict = {}
+            for j in range(nblocks):
+                bs = M.block_size(gp.shape, gp.block, j)
+                q = 0
+                while q < npos:
+                    remaining = npos - q
+                    # a group without synapses fills any gap; others take room in a used core only for a
+                    # sizeable piece (or their last one)
+                    need = 1 if gp.liquid else min(remaining, max(1, int(gp.units_est * self.ACCEPT_FRACTION)),
+                                                   max(1, int(lim["neurons"]) // bs))
+                    core, m = self._first_fit(gp, j, q, bs, need, remaining, out_cum, cache)
+                    if core is None:
+                        core = self._new_core()
+                        m = self._fit(gp, j, q, bs, core, out_cum, cache, remaining, 1)
+                        if m == 0:
+                            st = self._range_stats(gp, j, q, q + 1, cache) if gp.projs else []
+                            mem = self._mem(gp, st, M.index_bits(bs, self.synfmt), 0, bs)[0] if gp.projs else 0
+                            if not any(nm == gp.cfg["name"] for nm, _ in self.unsplittable):
+                                self.unsplittable.append((gp.cfg["name"], {
+                                    "axons_in": self._axons_in(gp, st) if gp.projs else 0, "memory_bits": mem,
+                                    "axons_out": int(out_cum[j][q + 1] - out_cum[j][q])}))
+                            m = 1
+                    self._place(gp, j, q, q + m, bs, core, out_cum, cache)
+                    q += m
+
+    def _new_core(self) -> Core:
+        core = Core()
+        core.idx = len(self.cores)
+        self.cores.append(core)
+        for name in ("c_neu", "c_ain", "c_aout", "c_mem"):
+            setattr(self, name, np.append(getattr(self, name), 0))
+        self.c_cap = np.append(self.c_cap, int(self.lim["neurons"]))
+        return core
+
+    def _first_fit(self, gp, j, q, bs, need, remaining, out_cum, cache):
+        """The first core that takes at least ``need`` units (or all that remain); (core, units)."""
+        if not self.cores:
+            return None, 0
+        lim = self.lim
+        out_need = int(out_cum[j][q + need] - out_cum[j][q])
+        ok = (self.c_neu + need * bs <= self.c_cap) & (self.c_aout + out_need <= lim["axons_out"])
+        if gp.projs:
+            st = self._range_stats(gp, j, q, q + need, cache)
+            ok &= self.c_ain + self._axons_in(gp, st) <= lim["axons_in"]
+            ok &= self.c_mem + self._mem(gp, st, M.index_bits(need * bs, self.synfmt), 0, bs)[0] <= \
+                lim["synapse_memory_bits"]
+        for ci in np.nonzero(ok)[0]:
+            core = self.cores[int(ci)]
+            m = self._fit(gp, j, q, bs, core, out_cum, cache, remaining, need)
+            if m >= need or (m > 0 and m == remaining):
+                return core, m
+        return None, 0
+
+    def _out_prefix(self, gp: GroupPlan) -> list:
+        """Per block: prefix sums over units of the output-axon slots of this group's neurons
+        (destinations are placed already; recurrent projections are counted after packing)."""
+        c_all, npos, cb, nblocks = gp.layout()
+        per = np.zeros((nblocks, npos), np.int64)
+        for (di, pi) in gp.out_projs:
+            pp = self.groups[di].projs[pi]
+            if pp.recurrent or (di, pi) not in self.ndest:
+                continue
+            nd = pp.counter.expand(self.ndest[(di, pi)].astype(np.int64))
+            if pp.fmt == POPULATION:
+                per += self.slots(POPULATION) * nd.reshape(nblocks, npos)
+            elif M.is_spatial(gp.shape):
+                nd = nd.reshape(c_all, npos)
+                for j, a in enumerate(range(0, c_all, cb)):
+                    per[j] += self.slots(DISCRETE) * nd[a:a + cb].sum(0)
+            else:
+                per[0] += self.slots(DISCRETE) * nd.reshape(-1)
+        return [np.concatenate([[0], np.cumsum(r)]) for r in per]
+
+    def _fit(self, gp, j, q, bs, core: Core, out_cum, cache, remaining, need: int = 1) -> int:
+        """Largest number of units from ``q`` on that fit ``core`` with what it holds (0: not even ``need``)."""
+        lim = self.lim
+        hi = min(remaining, (int(lim["neurons"]) - core.neurons) // bs)
+        if hi < need:
+            return 0
+        base_ax_in, base_ax_out = core.axons_in, core.axons_out
+
+        def feasible(m):
+            n = core.neurons + m * bs
+            if base_ax_out + int(out_cum[j][q + m] - out_cum[j][q]) > lim["axons_out"]:
+                return False
+            ib = M.index_bits(n, self.synfmt)
+            if not gp.projs:  # no synapses of its own, but a wider index for what the core holds
+                return n <= lim["neurons"] and self._core_mem(core, ib)[0] <= lim["synapse_memory_bits"]
+            st = self._range_stats(gp, j, q, q + m, cache)
+            if base_ax_in + self._axons_in(gp, st) > lim["axons_in"]:
+                return False
+            mem = self._core_mem(core, ib)[0]
+            if mem > lim["synapse_memory_bits"]:
+                return False
+            mem += self._mem(gp, st, ib, core.neurons, bs)[0]
+            return mem <= lim["synapse_memory_bits"]
+
+        if not feasible(need):
+            return 0
+        if feasible(hi):
+            return hi
+        lo = need
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if feasible(mid):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _piece_mem(self, p: Piece, ib: int) -> tuple[int, int]:
+        if ib not in p.mem_cache:
+            gp = self.groups[p.gi]
+            p.mem_cache[ib] = self._mem(gp, p.stats, ib, p.offset, M.block_size(gp.shape, gp.block, p.j)) \
+                if gp.projs else (0, 0)
+        return p.mem_cache[ib]
+
+    def core_memory(self, core: Core) -> tuple[int, int]:
+        """(memory bits, stored synapses) of a core at the index width of all its neurons."""
+        return self._core_mem(core, M.index_bits(core.neurons, self.synfmt))
+
+    def _core_mem(self, core: Core, ib: int) -> tuple[int, int]:
+        bits = stored = 0
+        for p in core.pieces:
+            b, s = self._piece_mem(p, ib)
+            bits += b
+            stored += s
+        return bits, stored
+
+    def _place(self, gp, j, q0, q1, bs, core: Core, out_cum, cache) -> None:
+        lim_mem = self.lim["synapse_memory_bits"]
+        st = self._range_stats(gp, j, q0, q1, cache) if gp.projs else []
+        p = Piece(gp.gi, j, q0, q1, (q1 - q0) * bs, self._axons_in(gp, st) if gp.projs else 0,
+                  int(out_cum[j][q1] - out_cum[j][q0]), core.neurons, st)
+        core.pieces.append(p)
+        core.neurons += p.neurons
+        core.axons_in += p.axons_in
+        core.axons_out += p.axons_out
+        ci = core.idx
+        self.c_neu[ci], self.c_ain[ci], self.c_aout[ci] = core.neurons, core.axons_in, core.axons_out
+        ib_now = M.index_bits(core.neurons, self.synfmt)
+        self.c_mem[ci] = self._core_mem(core, ib_now)[0]
+        cap = core.neurons
+        for b in sorted(int(b) for b in self.synfmt["index_bits"] if b and b >= ib_now):
+            if self._core_mem(core, b)[0] > lim_mem:
+                break
+            cap = max(cap, min(2 ** b, int(self.lim["neurons"])))
+        self.c_cap[ci] = cap
+        for pi, pp in enumerate(gp.projs):
+            if pp.source_gi is None or pp.recurrent:
+                continue
+            r = pp.counter.reach(j, q0, q1, pp.fmt)
+            key = (gp.gi, pi)
+            if key not in self.ndest:
+                self.ndest[key] = np.zeros(r.shape, np.int32)
+            u = self.union.get(key + (ci,))
+            new = r if u is None else (r & ~u)
+            self.ndest[key] += new
+            self.union[key + (ci,)] = r if u is None else (u | r)
+
+    # ------------------------------------------------------------------ 3. exact counts, chips
+    def finish(self) -> dict:
+        """Exact per-core figures (output axons with recurrent projections too), core-to-core routes,
+        chip assignment and final core numbering. Returns the mapping summary."""
+        n = len(self.cores)
+        unit_core = []
+        for gp in self.groups:
+            _, npos, _, nblocks = gp.layout()
+            uc = np.full((nblocks, npos), -1, np.int64)
+            unit_core.append(uc)
+        pieces_of: dict = {gp.gi: [] for gp in self.groups}
+        for ci, core in enumerate(self.cores):
+            for p in core.pieces:
+                unit_core[p.gi][p.j, p.q0:p.q1] = ci
+                pieces_of[p.gi].append((ci, p))
+        ax_out = np.zeros(n, np.int64)
+        routes = np.zeros((n, n), np.int64)
+        for gp in self.groups:
+            for pi, pp in enumerate(gp.projs):
+                if pp.source_gi is None:
+                    continue
+                sg = self.groups[pp.source_gi]
+                c_all, npos, cb, nblocks = sg.layout()
+                if pp.fmt == POPULATION:
+                    src_core = unit_core[sg.gi].reshape(-1)
+                else:
+                    uc = unit_core[sg.gi]
+                    if M.is_spatial(sg.shape):
+                        chan_block = np.arange(c_all) // cb
+                        src_core = uc[chan_block].reshape(-1)     # per real neuron (C order)
+                    else:
+                        src_core = uc.reshape(-1)
+                per_core: dict = {}
+                for ci, p in pieces_of[gp.gi]:
+                    r = pp.counter.reach(p.j, p.q0, p.q1, pp.fmt)
+                    per_core[ci] = r if ci not in per_core else (per_core[ci] | r)
+                for ci, r in per_core.items():
+                    rr = pp.counter.expand(r).reshape(-1)
+                    cnt = np.bincount(src_core[rr], minlength=n)
+                    routes[:, ci] += cnt
+                    ax_out += self.slots(pp.fmt) * cnt
+        for ci, core in enumerate(self.cores):
+            core.axons_out = int(ax_out[ci])
+        order = self._chip_order(routes)
+        self.cores = [self.cores[i] for i in order]
+        routes = routes[np.ix_(order, order)]
+        cpc = int(self.chip["cores"])
+        chip_of = np.arange(n) // cpc
+        inter = int(routes[chip_of[:, None] != chip_of[None, :]].sum())
+        return {"routes": int(routes.sum()), "inter_chip_routes": inter}
+
+    def _chip_order(self, routes: np.ndarray) -> list[int]:
+        n = len(self.cores)
+        if n == 0:
+            return []
+        w = (routes + routes.T).astype(np.float64)
+        np.fill_diagonal(w, 0)
+        no_pre = (routes.sum(0) - np.diag(routes)) == 0
+        cpc = int(self.chip["cores"])
+        free = np.ones(n, bool)
+        order: list[int] = []
+        while free.any():
+            cand = np.nonzero(free & no_pre)[0]
+            start = int(cand[0]) if cand.size else int(np.nonzero(free)[0][0])
+            chip = [start]
+            free[start] = False
+            score = w[start].copy()
+            while len(chip) < cpc and free.any():
+                s = np.where(free, score, -1.0)
+                best = int(np.argmax(s))
+                if s[best] <= 0:
+                    cand = np.nonzero(free & no_pre)[0]
+                    best = int(cand[0]) if cand.size else int(np.nonzero(free)[0][0])
+                chip.append(best)
+                free[best] = False
+                score += w[best]
+            order.extend(chip)
+        return order
+
+    # ------------------------------------------------------------------ bound
+    def lower_bound(self) -> dict:
+        lim = self.lim
+        neurons = sum(int(np.prod(gp.shape)) for gp in self.groups)
+        min_ib = min(int(b) for b in self.synfmt["index_bits"] if b)
+        mem = ax_in = ax_out = 0
+        for gp in self.groups:
+            for pp in gp.projs:
+                b, a, o = pp.counter.lower_bound_bits(pp.weight_bits + min_ib, self.synfmt,
+                                                      self.allow_pop and pp.counter.population_ok)
+                mem += b
+                ax_in += a
+                if pp.source_gi is not None:
+                    ax_out += o
+        terms = {"neurons": M.ceil_div(neurons, lim["neurons"]),
+                 "memory": M.ceil_div(mem, lim["synapse_memory_bits"]),
+                 "axons_in": M.ceil_div(ax_in, lim["axons_in"]),
+                 "axons_out": M.ceil_div(ax_out, lim["axons_out"])}
+        return {"cores": max(1, max(terms.values())), "terms": terms,
+                "totals": {"neurons": neurons, "memory_bits": mem, "axons_in": ax_in, "axons_out_slots": ax_out}}
