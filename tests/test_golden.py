@@ -68,3 +68,14 @@ def test_bundled_core_map(bundled):
 def test_nir_paper_fixtures(nir_fixtures, fname):
     g = normalize_nir(nir.read(str(nir_fixtures / fname)), dt=1e-4)
     check(fname.replace(".nir", ".json"), summarize(g))
+
+
+@pytest.mark.parametrize("name", ["fmnist_cnn", "fmnist_wide", "fmnist_res"])
+def test_pruned_zoo_graphs(name):
+    """Pruned versions of the zoo's models (l1, keep 0.5: deterministic without data)."""
+    import snnc.models
+    if name not in snnc.models.BUNDLED or not snnc.models.BUNDLED[name].is_file():
+        pytest.skip(f"shipped model {name} not present")
+    g, _, info = load_model(snnc.models.path(name))
+    q = Pipeline("fold_bn,prune_channels:criterion=l1;ratio=0.5").run(g, PassContext(num_steps=info["num_steps"]))
+    check(f"{name}.pruned_l1_0.5.json", summarize(q))

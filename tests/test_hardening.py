@@ -517,3 +517,18 @@ def test_simulate_missing_folder_and_valid_output(work):
     code, err, out = cli("simulate", work["out"], "--data", "digits", "--limit", 10, "--json")
     assert code == 0, err
     assert json.loads(out)["samples"] == 10
+
+
+def test_emitted_fields_are_checked_before_anything_is_written(work, tmp_path, monkeypatch):
+    """A field outside the target's range (as a faulty pass would leave it) stops the compile before OUT."""
+    import snnc.backends.loihi.compile as C
+    real = C.check_program
+
+    def tampered(config, arrays, target, *a, **k):
+        config["groups"][0]["du"] = 5000
+        return real(config, arrays, target, *a, **k)
+
+    monkeypatch.setattr(C, "check_program", tampered)
+    code, err, _ = cli("compile", work["ckpt"], "-o", tmp_path / "o")
+    assert_one_line_error(code, err, "the compiled configuration: invalid loihi-sim configuration", "du = 5000")
+    assert not (tmp_path / "o").exists() and no_temporaries(tmp_path)

@@ -26,7 +26,9 @@ def test_cubalif_strict_threshold_and_subtract_reset():
 
 def test_cubalif_current_memory():
     n = CubaLIF(tau_syn=2e-3, tau_mem=1e9, threshold=10.0, dt=1e-3)  # alpha 0.5
-    run_float(n, torch.tensor([[1.0]]), 1)
+    run_float(n, torch.tensor([[1.0]]), 3)  # run_float resets the module (itself included) afterwards
+    assert n.i is None
+    n(torch.tensor([[1.0]]))
     n(torch.tensor([[1.0]]))
     n(torch.tensor([[0.0]]))
     assert float(n.i) == pytest.approx(0.75)
