@@ -40,7 +40,7 @@ import nir
 import numpy as np
 import torch
 
-from snnc.groups import Group, Lowered, lower
+from snnc.groups import Group, Lowered, lower, prepare_graph
 from snnc.ir import NEURON_TYPES
 from snnc.passes.manager import PassContext, register
 from snnc.targets import load_target
@@ -182,6 +182,9 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
     else:
         tgt = ctx.target if ctx.target is not None else load_target("loihi-sim")
     fp = dict(tgt["fixed_point"])
+    graph, rewrites = prepare_graph(graph)  # exact rewrites: pooling composed into convs, OR groups for max pooling
+    if rewrites:
+        ctx.note(rewrites=rewrites)
     lowered = lower(graph)
     T = ctx.num_steps or lowered.num_steps
     owner: dict[str, str] = {}
