@@ -5,6 +5,8 @@ For each neuron group (see :mod:`snnc.groups`) a float->integer voltage scale
 (``[fixed_point]`` of ``loihi-sim.toml``; lava-nc ``AbstractPyLifModelFixed``)::
 
     vThMant  = round(s * v_th / 2^6)                  17-bit unsigned (vth_eff = vThMant << 6)
+               (threshold_op ">=": vThMant = floor((s v_th - 1) / 2^6) and s = (vThMant 2^6 + 1) / v_th,
+                so integer v >= s v_th is exactly v > vth_eff)
     du       = round(4096 * dt / tau_syn) - 1         12-bit (ds_offset = 1: du = 4095 -> no current memory)
     dv       = round(4096 * dt / tau_mem)             12-bit (dv = 0 -> no leak)
     weights  q = W * s / 2^(6 + weight_exp), even integers in [-256, 254]   (6 = act_shift)
@@ -238,7 +240,13 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         limiter = min(cands, key=cands.get)
         s = float(cands[limiter])
         du, dv = decays(g, fp)
-        if g.kind == "spiking":
+        ge = g.kind == "spiking" and (node.metadata or {}).get("snnc.threshold_op", ">") == ">="
+        if ge:
+            # v >= v_th exactly: put s * v_th one LSB above a multiple of 2^vth_shift (s only shrinks), so
+            # integer v >= s v_th  <=>  v > vThMant << vth_shift, Loihi's strict comparison
+            vth_mant = int(np.clip(math.floor((s * th - 1) / 2 ** fp["vth_shift"]), 1, fp["vth_mant_max"]))
+            s = (vth_mant * 2 ** fp["vth_shift"] + 1) / th
+        elif g.kind == "spiking":
             vth_mant = int(np.clip(np.rint(s * th / 2 ** fp["vth_shift"]), 1, fp["vth_mant_max"]))
         else:
             vth_mant = int(fp["vth_mant_max"])
@@ -290,7 +298,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             wn = graph.nodes[biased[0].weighted]
             wn.bias = (bias_deq.reshape(-1) / g.bias_gain.reshape(-1)).astype(np.float32)
         if g.kind == "spiking":
-            node.v_threshold = np.full(g.shape, vth_mant * 2 ** fp["vth_shift"] / s, np.float32)
+            node.v_threshold = np.full(g.shape, (vth_mant * 2 ** fp["vth_shift"] + (1 if ge else 0)) / s, np.float32)
         for key, val in vars(node).items():
             if isinstance(val, np.ndarray) and val.dtype.kind == "f" and not np.all(np.isfinite(val)):
                 raise ValueError(f"group {g.name!r}: quantized {key} is not finite; time constants out of range?")

@@ -57,6 +57,20 @@ class _Progress:
         self.console.print(f"[dim]snnc:[/dim] {msg}")
 
 
+class _DataSpec(click.ParamType):
+    """fashion-mnist | digits | events:PATH (event data for spike-input models, see snnc.events)."""
+    name = "fashion-mnist|digits|events:PATH"
+
+    def convert(self, value, param, ctx):
+        if value in ("fashion-mnist", "digits") or (isinstance(value, str) and value.startswith("events:")
+                                                    and len(value) > len("events:")):
+            return value
+        self.fail(f"{value!r} is not one of 'fashion-mnist', 'digits', 'events:PATH'", param, ctx)
+
+
+DATA = _DataSpec()
+
+
 def _shape(text):
     if text is None:
         return None
@@ -71,7 +85,8 @@ def _shape(text):
 def main():
     """snnc: compile trained spiking neural networks for neuromorphic targets.
 
-    Trace a PyTorch SNN (snnc checkpoint, or a pickled module with --trust-pickle)
+    Trace a PyTorch SNN (snnc checkpoint; file.py:factory with --weights for snnTorch,
+    Norse, SpikingJelly, Sinabs or plain torch models; a pickled module with --trust-pickle)
     or read a .nir file, run compression passes, map it onto cores, simulate it
     bit-accurately and report per-core resources and energy.
     """
@@ -81,8 +96,11 @@ def main():
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--target", default="loihi-sim", show_default=True, help="target name (see `snnc targets`) or TOML path")
 @click.option("-o", "--out", "out", required=True, type=click.Path(file_okay=False), help="output folder")
-@click.option("--data", type=click.Choice(["fashion-mnist", "digits"]), default=None,
-              help="calibrate on 256 training images and evaluate float and compiled accuracy on the test split")
+@click.option("--data", type=DATA, default=None,
+              help="calibrate on 256 training samples and evaluate float and compiled accuracy on the test split; "
+                   "events:PATH = event frames/lists (.npz or a folder) for spike-input models")
+@click.option("--encode", type=click.Choice(["rate", "latency"]), default=None,
+              help="spike encoder turning image data into spikes for a spike-input model")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="folder with the Fashion-MNIST IDX files [default: $SNNC_DATA_DIR, else "
                    "/usr/share/datasets/fashion-mnist]")
@@ -91,6 +109,11 @@ def main():
                                              "passes`) [default: fold_bn,quantize]")
 @click.option("--max-cores", type=click.IntRange(min=1), default=None, help="fail if the model needs more cores")
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="state dict (read with weights_only=True) for a MODEL given as file.py:factory")
+@click.option("--allow-semantic-change", is_flag=True,
+              help="compile although the target cannot keep the model's neuron semantics (subtract reset, "
+                   "several spikes per step, voltage floor); the measured agreement is reported")
 @click.option("--dt", type=float, default=None, help="time step in s for models that do not record one")
 @click.option("--num-steps", type=click.IntRange(min=1), default=None, help="time steps T per sample")
 @click.option("--input-shape", default=None, help="input shape C,H,W (pickled modules without one)")
@@ -104,9 +127,14 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="replace a non-empty output folder")
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
-def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, trust_pickle, dt, num_steps,
-                input_shape, input_encoding, reset, batch_size, seed, force, as_json):
-    """Compile MODEL (.pt snnc checkpoint, .nir file) into OUT for a target."""
+def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_cores, trust_pickle, weights,
+                allow_semantic_change, dt, num_steps, input_shape, input_encoding, reset, batch_size, seed, force,
+                as_json):
+    """Compile MODEL into OUT for a target.
+
+    MODEL: an snnc checkpoint (.pt), a .nir file, or path/to/file.py:factory (a trusted Python
+    file whose factory() returns the nn.Module; its weights from --weights).
+    """
     from snnc.compiler import compile_model
     from snnc.passes import DEFAULT_PIPELINE
     from snnc.report import dumps, print_report
@@ -117,7 +145,8 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, tr
                                 num_steps=num_steps, input_shape=_shape(input_shape),
                                 input_encoding=input_encoding, reset=reset, seed=seed,
                                 batch_size=batch_size, force=force, progress=prog,
-                                log=None if as_json else prog.log)
+                                log=None if as_json else prog.log, weights=weights, encode=encode,
+                                allow_semantic_change=allow_semantic_change)
     except _errors() as e:
         _fail(str(e))
     if as_json:
@@ -129,18 +158,21 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, tr
 
 @main.command()
 @click.argument("out", type=click.Path(file_okay=False, exists=True))
-@click.option("--data", type=click.Choice(["fashion-mnist", "digits"]), required=True)
+@click.option("--data", type=DATA, required=True, help="fashion-mnist, digits or events:PATH")
+@click.option("--encode", type=click.Choice(["rate", "latency"]), default=None,
+              help="spike encoder for image data and a spike-input folder")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--target", default=None, help="target name or TOML path [default: the one compiled for]")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def simulate(out, data, data_dir, limit, batch_size, target, as_json):
+def simulate(out, data, encode, data_dir, limit, batch_size, target, as_json):
     """Simulate a compiled OUT folder bit-accurately on a dataset's test split."""
     from snnc.compiler import simulate_output
     try:
         with _Progress() as prog:
-            res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target)
+            res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target,
+                                  encode=encode)
     except _errors() as e:
         _fail(str(e))
     if as_json:
@@ -153,15 +185,22 @@ def simulate(out, data, data_dir, limit, batch_size, target, as_json):
 
 
 @main.command()
-@click.argument("path", type=click.Path(exists=True))
+@click.argument("path")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="state dict for a PATH given as file.py:factory")
 @click.option("--dt", type=float, default=None, help="time step in s for models that do not record one")
 @click.option("--input-shape", default=None, help="input shape C,H,W (pickled modules without one)")
-def inspect(path, as_json, trust_pickle, dt, input_shape):
-    """Show a model's NIR graph (nodes, shapes, figures) or a compile output's report."""
+def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
+    """Show a model's NIR graph (nodes, shapes, figures) or a compile output's report.
+
+    PATH: a compile output folder, a model file, or path/to/file.py:factory."""
     from snnc.ir import dumps_canonical, infer_shapes, summarize
     p = Path(path)
+    is_factory = path.rpartition(":")[0].endswith(".py")
+    if not is_factory and not p.exists():
+        raise click.BadParameter(f"{path!r} does not exist", param_hint="PATH")
     try:
         if p.is_dir():
             rep_path = p / "report.json"
@@ -175,7 +214,10 @@ def inspect(path, as_json, trust_pickle, dt, input_shape):
                 print_report(rep)
             return
         from snnc.frontend import load_model
-        graph, _, info = load_model(p, trust_pickle=trust_pickle, dt=dt, input_shape=_shape(input_shape))
+        graph, _, info = load_model(path if is_factory else p, trust_pickle=trust_pickle, dt=dt,
+                                    input_shape=_shape(input_shape), weights=weights)
+        for note in info.get("notes", []):
+            click.echo(f"note: {note}", err=True)
         summ = summarize(graph, digests=False)
         if as_json:
             click.echo(dumps_canonical(summ), nl=False)
@@ -187,6 +229,9 @@ def inspect(path, as_json, trust_pickle, dt, input_shape):
             if "snnc.reset" in str(node.get("metadata", "")):
                 md = node["metadata"]
                 extra = f"  reset={md.get('snnc.reset')} dt={md.get('snnc.dt')}"
+                for key in ("snnc.reset_timing", "snnc.threshold_op", "snnc.spikes", "snnc.v_min"):
+                    if key in md:
+                        extra += f" {key[5:]}={md[key]}"
             click.echo(f"  {name:<24} {node['type']:<10} {str(shapes[name][0]):>16} -> {str(shapes[name][1]):<16}{extra}")
         f = summ["figures"]
         click.echo(f"neurons {f['neurons']:,}  synapses {f['synapses']:,}  parameters {f['parameters']:,}")

@@ -47,9 +47,10 @@ class GraphExecutor:
         UnsupportedNodeError: at construction, for node types it cannot run.
     """
 
-    def __init__(self, graph: nir.NIRGraph, dtype=torch.float64):
+    def __init__(self, graph: nir.NIRGraph, dtype=torch.float64, surrogate: bool = False):
         self.graph = graph
         self.dtype = dtype
+        self.surrogate = surrogate  # spikes with a surrogate gradient (fine-tuning); same forward values
         self.order = topological_order(graph)
         self.back = back_edges(graph)
         self.preds = {n: predecessors(graph, n) for n in self.order}
@@ -119,6 +120,11 @@ class GraphExecutor:
                 immediate = reset
             if md.get("snnc.spikes", "single") == "multi":
                 s = (v > 0).to(x.dtype) * torch.div(v, thr, rounding_mode="trunc")
+            elif self.surrogate:
+                from snnc.neurons import spike
+                s = spike(v - thr)
+                if md.get("snnc.threshold_op", ">") == ">=":
+                    s = s + (v == thr).to(x.dtype).detach()
             elif md.get("snnc.threshold_op", ">") == ">=":
                 s = (v >= thr).to(x.dtype)
             else:

@@ -145,8 +145,16 @@ def test_nir_file_reset_option(nir_fixtures, tmp_path):
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "ok" / "config.json").read_text())
     assert cfg["input"]["encoding"] == "spikes" and any(p["recurrent"] for g in cfg["groups"] for p in g["projections"])
+    # subtractive reset (the source model's semantics) is refused without the flag, with the measured agreement
     r = run("compile", braille, "-o", tmp_path / "sub", "--num-steps", 50, "--reset", "subtract")
-    assert r.exit_code == 1 and "RESET_MODE" in r.stderr and "lif1.lif" in r.stderr
+    assert r.exit_code == 1 and "cannot keep" in r.stderr and "lif1.lif" in r.stderr and "agree on" in r.stderr
+    assert "--allow-semantic-change" in r.stderr and not (tmp_path / "sub").exists()
+    r = run("compile", braille, "-o", tmp_path / "sub", "--num-steps", 50, "--reset", "subtract",
+            "--allow-semantic-change")
+    assert r.exit_code == 0, r.output
+    checks = json.loads((tmp_path / "sub" / "report.json").read_text())["checks"]
+    sem = [c for c in checks if c["check"] == "SEMANTIC_CHANGE"]
+    assert {c["node"] for c in sem} == {"lif1.lif", "lif2"} and all(0 <= c["agreement"] <= 1 for c in sem)
     r = run("compile", braille, "-o", tmp_path / "d", "--num-steps", 50, "--data", "fashion-mnist")
     assert r.exit_code == 1 and "spike input" in r.stderr
 
