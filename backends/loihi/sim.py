@@ -74,6 +74,7 @@ class SimResult:
     active: dict = field(default_factory=dict)
     max_abs_input: dict = field(default_factory=dict)
     host_bias_clipped: int = 0
+    input_spikes: object = None       # [prod(input shape)] float64 total input events (spike input), or None
 
     def scores(self) -> np.ndarray:
         return next(iter(self.outputs.values())).numpy()
@@ -182,6 +183,8 @@ class Program:
             if progress:
                 progress(min(i + batch_size, N))
         res.outputs = {k: torch.cat(v) for k, v in outs.items()}
+        if spikes_in:  # every input event reaches its synapses (counted as SynOps by energy.measure)
+            res.input_spikes = x.reshape(x.shape[0], x.shape[1], -1).sum((0, 1)).to(torch.float64)
         res.spikes = {k: v.to(torch.float64) for k, v in res.spikes.items()}
         res.active = {k: v.to(torch.float64) for k, v in res.active.items()}
         return res

@@ -13,6 +13,9 @@ What is repaired, each with a note (``info["notes"]``, shown by the CLI and in r
   usable dt. When every tau of a neuron node is below dt and ``tau / dt >= dt`` the node is
   repaired to ``tau = tau_file / dt`` and, for CubaLIF with w_in = 1, ``w_in = tau_syn / dt``
   (Norse's current jumps by its input); otherwise a one-line error names the node and the fix;
+- ``IF`` with ``r = 1`` (Norse's and Sinabs' ``to_nir``: their IAF adds its input once per step)
+  is read as ``v += x`` per step (r set to 1/dt), where NIR's ``dv/dt = R I`` would add dt x;
+  SpikingJelly writes ``r = 1/dt`` and is left as it is;
 - neurons without ``v_reset`` (older NIR) reset to 0; nir 0.x files load through ``nir.read``.
 
 NIR has no dt, reset mode or input encoding: :func:`normalize_nir` fills the ``snnc.*`` metadata
@@ -124,6 +127,13 @@ def repair_graph(graph: nir.NIRGraph, dt: float | None = None, notes: list | Non
         elif isinstance(node, (nir.LIF, nir.CubaLIF, nir.IF)) and getattr(node, "v_reset", None) is None:
             node.v_reset = np.zeros_like(np.asarray(node.v_threshold, np.float32))
     repair_norse_taus(graph, dt, notes, where)
+    for name in topological_order(graph):
+        node = graph.nodes[name]
+        if isinstance(node, nir.IF) and "snnc.dt" not in (node.metadata or {}) and np.all(np.asarray(node.r) == 1.0):
+            d = dt or DEFAULT_DT
+            node.r = np.full(np.shape(node.r), 1.0 / d, np.float32)
+            notes.append(f"{where}: IF node {name!r} has r = 1, read as v += x per step (the convention of "
+                         f"Norse's and Sinabs' to_nir); NIR's dv/dt = R I would give v += dt x (r set to 1/dt)")
     try:
         broadcast_params(graph)
         set_types(graph)
