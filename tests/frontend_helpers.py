@@ -14,12 +14,16 @@ def own_run(model: nn.Module, xs: torch.Tensor, kind: str = "step") -> torch.Ten
 
     kind: ``"step"`` (call once per step: snnTorch init_hidden, SpikingJelly single-step, snnc),
     ``"state"`` (Norse SequentialState: ``out, s = model(x, s)``), ``"sinabs"`` (one call on
-    ``[B, T, ...]``), ``"sj-multi"`` (SpikingJelly multi-step: one call on ``[T, B, ...]``).
+    ``[B, T, ...]``), ``"sinabs-squeeze"`` (one call on ``[B*T, ...]``), ``"sj-multi"`` (SpikingJelly multi-step: one call on ``[T, B, ...]``).
     """
     reset_module_states(model)
     if kind == "sinabs":
         out = model(xs.transpose(0, 1).contiguous())
         return out.transpose(0, 1)
+    if kind == "sinabs-squeeze":  # *Squeeze layers: time folded into the batch, [B*T, ...]
+        T, B = xs.shape[:2]
+        out = model(xs.transpose(0, 1).reshape((B * T,) + tuple(xs.shape[2:])))
+        return out.reshape((B, T) + tuple(out.shape[1:])).transpose(0, 1)
     if kind == "sj-multi":
         return model(xs)
     outs, state = [], None
