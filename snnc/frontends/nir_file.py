@@ -107,6 +107,10 @@ def repair_graph(graph: nir.NIRGraph, dt: float | None = None, notes: list | Non
     notes = notes if notes is not None else []
     nested = any(isinstance(n, nir.NIRGraph) for n in graph.nodes.values())
     graph = flatten_subgraphs(graph)
+    for node in graph.nodes.values():  # in-memory graphs of exporters may hold torch tensors (Norse's to_nir)
+        for key, val in list(vars(node).items()):
+            if hasattr(val, "detach") and hasattr(val, "numpy"):
+                setattr(node, key, val.detach().cpu().numpy().astype(np.float32))
     if nested:
         notes.append(f"{where}: nested subgraphs inlined")
     for name, node in list(graph.nodes.items()):
