@@ -8,13 +8,18 @@ DATA_LIMIT := $(if $(LIMIT),--limit $(LIMIT),)
 
 .PHONY: setup data run test bench golden clean
 
-## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt
+## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt,
+##        then the SNN frameworks the frontend tests compare against (Norse, SpikingJelly, Sinabs with
+##        --no-deps: their declared pins are stale (Sinabs nir<=1.0.4; Norse/SpikingJelly pull torchvision,
+##        which does not import next to this torch); snnTorch comes with the [test] extra)
 setup: $(VENV)/.snnc-installed
 
 $(VENV)/.snnc-installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt pbr loguru
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt norse spikingjelly sinabs
 	touch $@
 
 ## data: Fashion-MNIST (Debian package dataset-fashion-mnist), or instructions

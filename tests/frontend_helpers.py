@@ -14,7 +14,8 @@ def own_run(model: nn.Module, xs: torch.Tensor, kind: str = "step") -> torch.Ten
 
     kind: ``"step"`` (call once per step: snnTorch init_hidden, SpikingJelly single-step, snnc),
     ``"state"`` (Norse SequentialState: ``out, s = model(x, s)``), ``"sinabs"`` (one call on
-    ``[B, T, ...]``), ``"sinabs-squeeze"`` (one call on ``[B*T, ...]``), ``"sj-multi"`` (SpikingJelly multi-step: one call on ``[T, B, ...]``).
+    ``[B, T, ...]``), ``"sinabs-squeeze"`` (one call on ``[B*T, ...]``), ``"loop"`` (forward loops over time on a direct
+    input: one call on ``xs[0]``), ``"sj-multi"`` (SpikingJelly multi-step: one call on ``[T, B, ...]``).
     """
     reset_module_states(model)
     if kind == "sinabs":
@@ -26,6 +27,8 @@ def own_run(model: nn.Module, xs: torch.Tensor, kind: str = "step") -> torch.Ten
         return out.reshape((B, T) + tuple(out.shape[1:])).transpose(0, 1)
     if kind == "sj-multi":
         return model(xs)
+    if kind == "loop":  # forward() loops over T steps of a direct input itself and returns [T, B, out]
+        return first_tensor(model(xs[0]))
     outs, state = [], None
     for xt in xs:
         if kind == "state":

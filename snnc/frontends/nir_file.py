@@ -107,7 +107,10 @@ def repair_graph(graph: nir.NIRGraph, dt: float | None = None, notes: list | Non
     notes = notes if notes is not None else []
     nested = any(isinstance(n, nir.NIRGraph) for n in graph.nodes.values())
     graph = flatten_subgraphs(graph)
-    for node in graph.nodes.values():  # in-memory graphs of exporters may hold torch tensors (Norse's to_nir)
+    for name, node in graph.nodes.items():  # in-memory graphs of exporters may hold torch tensors (Norse's to_nir)
+        if not isinstance(node, nir.NIRNode):
+            raise ModelLoadError(f"{where}: node {name!r} is a {type(node).__name__}, not a NIR node (the exporter "
+                                 "could not map that layer); trace the module with snnc instead")
         for key, val in list(vars(node).items()):
             if hasattr(val, "detach") and hasattr(val, "numpy"):
                 setattr(node, key, val.detach().cpu().numpy().astype(np.float32))

@@ -301,13 +301,20 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
         src = produced.get(id(x))
         if src is None and x._base is not None:
             src = produced.get(id(x._base))
+        from_input_flat = False
         if src is None and (id(x) in example_ids or (x._base is not None and id(x._base) in example_ids)
                             or storage(x) == storage(used)):
             src = "input"
+            if x.dim() == used.dim() - 1 and tuple(x.shape) == tuple(used.shape[1:]):
+                encoding = "spikes"  # x[t] of a time-major input: events arrive per step
+                shape_here = tuple(x.shape[1:])
+            elif x.shape != used.shape and x.shape[0] == used.shape[0] and x[0].numel() == used[0].numel():
+                from_input_flat = x.dim() == 2  # x.flatten(1) / x.view(B, -1) of the model input
+                shape_here = tuple(used.shape[1:]) if from_input_flat else tuple(x.shape[1:])
+            else:
+                shape_here = tuple(x.shape[1:])
             if in_shape is None:
-                in_shape = tuple(x.shape[1:])
-                if x.shape != used.shape:  # x[t] of a time-major input: events arrive per step
-                    encoding = "spikes" if x.dim() == used.dim() - 1 else "direct"
+                in_shape = shape_here
         if src is None:
             raise ModelLoadError(f"cannot follow the data into layer {name!r}: its input is computed by code in "
                                  "forward(), not by a layer; give snnc a single-step module instead (e.g. an "
@@ -315,7 +322,7 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
         node = maps[type(mod)](mod)
         nodes[name] = node
         shape_in = out_shape.get(src, in_shape)
-        if src != "input" and tuple(x.shape[1:]) != shape_in:  # a reshape between layers (x.view(B, -1))
+        if from_input_flat or (src != "input" and tuple(x.shape[1:]) != shape_in):  # x.view(B, -1) between layers
             if int(np.prod(x.shape[1:])) != int(np.prod(shape_in)) or x.dim() != 2:
                 raise ModelLoadError(f"layer {name!r} receives {src!r}'s output reshaped from {shape_in} to "
                                      f"{tuple(x.shape[1:])}; only flattening to [B, features] is understood")
@@ -337,13 +344,13 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
     graph = _finalize(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), in_shape, None, encoding)
     from snnc.reference import GraphExecutor
     ex = GraphExecutor(graph)
-    first_inputs = [s[0][2] for s in steps]
+    in_idx = next(i for i, (n, *_) in enumerate(chain) if ("input", n) in edges or ("input", f"{n}_flatten") in edges)
     worst, where = 0.0, ""
     for t, step in enumerate(steps):
         if len(step) != len(chain):
             raise ModelLoadError(f"time step {t} calls {len(step)} layers, step 0 called {len(chain)}")
-        x0 = first_inputs[t] if chain[0][0] in [d for s, d in edges if s == "input"] else first_inputs[0]
-        ex.step(x0.double())
+        x0 = step[in_idx][2]
+        ex.step(x0.reshape((x0.shape[0],) + tuple(in_shape)).double())
         for name, _, _, y in step:
             diff = float((ex.values[name] - y.double()).abs().max()) if ex.values[name].shape == y.shape else np.inf
             if diff > worst:
