@@ -44,6 +44,7 @@ T = 10
 def row(framework, pattern, route, build, kind="step", compile_kw=None, epochs=6, lr=3e-3, source=None):
     out = {"framework": framework, "pattern": pattern, "route": route}
     t0 = time.time()
+    torch.manual_seed(0)
     try:
         model = build()
         model = train_digits(model, T, kind=kind, flatten=False, epochs=epochs, lr=lr)

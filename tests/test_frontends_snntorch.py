@@ -193,6 +193,8 @@ def test_factory_route_cli(trained, tmp_path):
     rep = json.loads(r.stdout)
     assert rep["model"]["kind"] == "factory" and rep["model"]["framework"] == "snntorch"
     assert abs(rep["accuracy"]["compiled"] - rep["accuracy"]["float"]) <= 0.03
+    r = CliRunner().invoke(main, ["inspect", f"{tmp_path}/net.py:make_model", "--weights", str(tmp_path / "state.pt")])
+    assert r.exit_code == 0 and "LIF" in r.output and "reset=zero" in r.output
     r = CliRunner().invoke(main, ["compile", f"{tmp_path}/net.py:nope", "-o", str(tmp_path / "p")])
     assert r.exit_code == 1 and "has no function 'nope'" in r.stderr
     with pytest.raises(ModelLoadError, match="does not match"):

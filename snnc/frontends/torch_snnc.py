@@ -352,7 +352,9 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
         x0 = step[in_idx][2]
         ex.step(x0.reshape((x0.shape[0],) + tuple(in_shape)).double())
         for name, _, _, y in step:
-            diff = float((ex.values[name] - y.double()).abs().max()) if ex.values[name].shape == y.shape else np.inf
+            yd = y.double()
+            diff = float(((ex.values[name] - yd).abs() / (1.0 + yd.abs())).max()) \
+                if ex.values[name].shape == y.shape else np.inf  # relative: float32 framework vs float64 executor
             if diff > worst:
                 worst, where = diff, f"{name} at step {t}"
     if worst > 1e-4:
