@@ -82,9 +82,9 @@ def _common(m, tc: TraceContext, kind: str) -> tuple[str, str]:
     return mech, delayed
 
 
-def _decay(value, name, kind, what):
-    a = np.clip(np32(value), 0.0, 1.0)  # snnTorch clamps in forward
-    return a
+def _decay(value):
+    """beta / alpha as snnTorch uses them: clamped to [0, 1] in every forward."""
+    return np.clip(np32(value), 0.0, 1.0)
 
 
 def node_maps(tc: TraceContext, base_maps: dict) -> dict:
@@ -136,11 +136,11 @@ def node_maps(tc: TraceContext, base_maps: dict) -> dict:
         return nir.Scale(scale=V)
 
     def leaky(m):
-        return lif_node(m, "Leaky", _decay(m.beta, tc.name(m), "Leaky", "beta"))
+        return lif_node(m, "Leaky", _decay(m.beta))
 
     def synaptic(m):
-        return cuba_node(m, "Synaptic", _decay(m.alpha, tc.name(m), "Synaptic", "alpha"),
-                         _decay(m.beta, tc.name(m), "Synaptic", "beta"))
+        return cuba_node(m, "Synaptic", _decay(m.alpha),
+                         _decay(m.beta))
 
     def with_rec(neuron, w):
         return subgraph({"input": nir.Input(input_type=None), "lif": neuron, "w_rec": w,
@@ -148,10 +148,10 @@ def node_maps(tc: TraceContext, base_maps: dict) -> dict:
                         [("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")])
 
     def rleaky(m):
-        return with_rec(lif_node(m, "RLeaky", _decay(m.beta, tc.name(m), "RLeaky", "beta")), recurrent(m, "RLeaky"))
+        return with_rec(lif_node(m, "RLeaky", _decay(m.beta)), recurrent(m, "RLeaky"))
 
     def rsynaptic(m):
-        return with_rec(cuba_node(m, "RSynaptic", _decay(m.alpha, tc.name(m), "RSynaptic", "alpha"),
-                                  _decay(m.beta, tc.name(m), "RSynaptic", "beta")), recurrent(m, "RSynaptic"))
+        return with_rec(cuba_node(m, "RSynaptic", _decay(m.alpha),
+                                  _decay(m.beta)), recurrent(m, "RSynaptic"))
 
     return {snn.Leaky: leaky, snn.Synaptic: synaptic, snn.RLeaky: rleaky, snn.RSynaptic: rsynaptic}
