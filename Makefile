@@ -8,13 +8,18 @@ DATA_LIMIT := $(if $(LIMIT),--limit $(LIMIT),)
 
 .PHONY: setup setup-lava setup-exports data run test check-wheel bench golden clean
 
-## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt
+## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt,
+##        then the SNN frameworks the frontend tests compare against (Norse, SpikingJelly, Sinabs with
+##        --no-deps: their declared pins are stale (Sinabs nir<=1.0.4; Norse/SpikingJelly pull torchvision,
+##        which does not import next to this torch); snnTorch comes with the [test] extra)
 setup: $(VENV)/.snnc-installed
 
 $(VENV)/.snnc-installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt pbr loguru
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt norse spikingjelly sinabs
 	touch $@
 
 ## setup-lava: lava-nc 0.10.0 + lava-dl 0.6.0 (they declare Python < 3.11 and numpy < 2; checked to run
@@ -26,13 +31,11 @@ $(VENV)/.snnc-lava-installed: $(VENV)/.snnc-installed
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[lava]'
 	touch $@
 
-## setup-exports: onnx + onnxruntime, and the NIR importers norse and sinabs (--no-deps: they pin
-## torchvision / samna / nir<=1.0.4, which are not needed to import NIR graphs)
+## setup-exports: onnx + onnxruntime (the NIR importers norse and sinabs come with `setup`)
 setup-exports: $(VENV)/.snnc-exports-installed
 
 $(VENV)/.snnc-exports-installed: $(VENV)/.snnc-installed
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[exports]'
-	$(BIN)/python -m pip install -q --no-deps -c constraints.txt norse==1.1.0 sinabs==3.1.3
 	touch $@
 
 ## data: Fashion-MNIST (Debian package dataset-fashion-mnist), or instructions

@@ -33,12 +33,15 @@ class PassContext:
             ``[T, N, *input_shape]`` for spike input; float32, or None.
         num_steps: T, time steps per sample.
         seed: seed for anything random.
+        train_data: ``(x, y)`` labelled training samples (same layouts as ``calibration``) for passes
+            that fine-tune (``adapt_semantics``), or None.
         log: filled by the pipeline, one dict per pass.
     """
     target: Any = None
     calibration: np.ndarray | None = None
     num_steps: int | None = None
     seed: int = 0
+    train_data: tuple | None = None
     log: list = field(default_factory=list)
     _notes: dict = field(default_factory=dict)
 

@@ -5,6 +5,8 @@ For each neuron group (see :mod:`snnc.groups`) a float->integer voltage scale
 (``[fixed_point]`` of ``loihi-sim.toml``; lava-nc ``AbstractPyLifModelFixed``)::
 
     vThMant  = round(s * v_th / 2^6)                  17-bit unsigned (vth_eff = vThMant << 6)
+               (threshold_op ">=": vThMant = floor((s v_th - 1) / 2^6) and s = (vThMant 2^6 + 1) / v_th,
+                so integer v >= s v_th is exactly v > vth_eff)
     du       = round(4096 * dt / tau_syn) - 1         12-bit (ds_offset = 1: du = 4095 -> no current memory)
     dv       = round(4096 * dt / tau_mem)             12-bit (dv = 0 -> no leak)
     weights  q = W * s / 2^(6 + weight_exp), even integers in [-256, 254]   (6 = act_shift)
@@ -40,7 +42,7 @@ import nir
 import numpy as np
 import torch
 
-from snnc.groups import Group, Lowered, lower
+from snnc.groups import Group, Lowered, lower, prepare_graph
 from snnc.ir import NEURON_TYPES
 from snnc.passes.manager import PassContext, register
 from snnc.targets import load_target
@@ -222,6 +224,9 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
     else:
         tgt = ctx.target if ctx.target is not None else load_target("loihi-sim")
     fp = dict(tgt["fixed_point"])
+    graph, rewrites = prepare_graph(graph)  # exact rewrites: pooling composed into convs, OR groups for max pooling
+    if rewrites:
+        ctx.note(rewrites=rewrites)
     lowered = lower(graph)
     T = ctx.num_steps or lowered.num_steps
     owner: dict[str, str] = {}
@@ -275,14 +280,19 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         limiter = min(cands, key=cands.get)
         s = float(cands[limiter])
         du, dv = decays(g, fp)
-        if g.kind == "spiking":
-            raw = s * th / 2 ** fp["vth_shift"]
-            if raw < 0.5:
-                raise ValueError(f"group {g.name!r}: its threshold {th:g} rounds to 0 at the fixed-point scale "
-                                 f"{s:.3g} that the {limiter} limit sets ({_LIMIT_TEXT[limiter]}): weights, biases or "
-                                 "currents too large relative to the threshold cannot be represented together "
-                                 "(retrain or rescale the layer)")
-            vth_mant = int(np.clip(np.rint(raw), 1, fp["vth_mant_max"]))
+        ge = g.kind == "spiking" and (node.metadata or {}).get("snnc.threshold_op", ">") == ">="
+        if g.kind == "spiking" and s * th / 2 ** fp["vth_shift"] < 0.5:
+            raise ValueError(f"group {g.name!r}: its threshold {th:g} rounds to 0 at the fixed-point scale "
+                             f"{s:.3g} that the {limiter} limit sets ({_LIMIT_TEXT[limiter]}): weights, biases or "
+                             "currents too large relative to the threshold cannot be represented together "
+                             "(retrain or rescale the layer)")
+        if ge:
+            # v >= v_th exactly: put s * v_th one LSB above a multiple of 2^vth_shift (s only shrinks), so
+            # integer v >= s v_th  <=>  v > vThMant << vth_shift, Loihi's strict comparison
+            vth_mant = int(np.clip(math.floor((s * th - 1) / 2 ** fp["vth_shift"]), 1, fp["vth_mant_max"]))
+            s = (vth_mant * 2 ** fp["vth_shift"] + 1) / th
+        elif g.kind == "spiking":
+            vth_mant = int(np.clip(np.rint(s * th / 2 ** fp["vth_shift"]), 1, fp["vth_mant_max"]))
         else:
             vth_mant = int(fp["vth_mant_max"])
         b_mant, b_exp = split_bias(np.rint(s * const_bias), fp)
@@ -334,7 +344,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             per = (bias_deq / g.bias_gain).reshape(len(wn.bias), -1)  # conv: one value per channel
             wn.bias = per[:, 0].astype(np.float32)
         if g.kind == "spiking":
-            node.v_threshold = np.full(g.shape, vth_mant * 2 ** fp["vth_shift"] / s, np.float32)
+            node.v_threshold = np.full(g.shape, (vth_mant * 2 ** fp["vth_shift"] + (1 if ge else 0)) / s, np.float32)
         for key, val in vars(node).items():
             if isinstance(val, np.ndarray) and val.dtype.kind == "f" and not np.all(np.isfinite(val)):
                 raise ValueError(f"group {g.name!r}: quantized {key} is not finite; time constants out of range?")

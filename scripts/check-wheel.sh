@@ -59,7 +59,7 @@ if [ ${#data[@]} -gt 0 ]; then
   echo "check-wheel: the README's Python snippet"
   "$py" - "$repo/README.md" <<'PY'
 import re, sys
-code = re.search(r"```python\n(.*?)```", open(sys.argv[1]).read(), re.S).group(1)
+code = next(b for b in re.findall(r"```python\n(.*?)```", open(sys.argv[1]).read(), re.S) if "compiled accuracy" in b)
 exec(compile(code, "README.md", "exec"), {})
 PY
 fi

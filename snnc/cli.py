@@ -109,6 +109,20 @@ class _Progress:
         self.console.print(f"[dim]snnc:[/dim] {msg}")
 
 
+class _DataSpec(click.ParamType):
+    """fashion-mnist | digits | events:PATH (event data for spike-input models, see snnc.events)."""
+    name = "fashion-mnist|digits|events:PATH"
+
+    def convert(self, value, param, ctx):
+        if value in ("fashion-mnist", "digits") or (isinstance(value, str) and value.startswith("events:")
+                                                    and len(value) > len("events:")):
+            return value
+        self.fail(f"{value!r} is not one of 'fashion-mnist', 'digits', 'events:PATH'", param, ctx)
+
+
+DATA = _DataSpec()
+
+
 def _shape(text):
     if text is None:
         return None
@@ -132,7 +146,8 @@ def _positive_time(ctx, param, value):
 def main():
     """snnc: compile trained spiking neural networks for neuromorphic targets.
 
-    Trace a PyTorch SNN (snnc checkpoint, or a pickled module with --trust-pickle)
+    Trace a PyTorch SNN (snnc checkpoint; file.py:factory with --weights for snnTorch,
+    Norse, SpikingJelly, Sinabs or plain torch models; a pickled module with --trust-pickle)
     or read a .nir file, run compression passes, map it onto cores, simulate it
     bit-accurately and report per-core resources and energy.
     """
@@ -144,8 +159,11 @@ def main():
               help="target name (see `snnc targets`) or TOML path; lava, nir, onnx compile for loihi-sim and also "
                    "write network.net (lava-dl netx), portable.nir (snnTorch/Norse/Sinabs) or model.onnx")
 @click.option("-o", "--out", "out", required=True, type=click.Path(), help="output folder")
-@click.option("--data", type=click.Choice(["fashion-mnist", "digits"]), default=None,
-              help="calibrate on 256 training images and evaluate float and compiled accuracy on the test split")
+@click.option("--data", type=DATA, default=None,
+              help="calibrate on 256 training samples and evaluate float and compiled accuracy on the test split; "
+                   "events:PATH = event frames/lists (.npz or a folder) for spike-input models")
+@click.option("--encode", type=click.Choice(["rate", "latency"]), default=None,
+              help="spike encoder turning image data into spikes for a spike-input model")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="folder with the Fashion-MNIST IDX files [default: $SNNC_DATA_DIR, else "
                    "/usr/share/datasets/fashion-mnist]")
@@ -161,6 +179,11 @@ def main():
 @click.option("--budget-criterion", type=click.Choice(["l1", "sca", "attention", "random"]), default=None,
               help="how --budget ranks channels [default: sca]")
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None,
+              help="state dict (read with weights_only=True) for a MODEL given as file.py:factory")
+@click.option("--allow-semantic-change", is_flag=True,
+              help="compile although the target cannot keep the model's neuron semantics (subtract reset, "
+                   "several spikes per step, voltage floor); the measured agreement is reported")
 @click.option("--dt", type=float, default=None, callback=_positive_time,
               help="time step in s for models that do not record one")
 @click.option("--num-steps", type=click.IntRange(min=1), default=None, help="time steps T per sample")
@@ -176,22 +199,28 @@ def main():
 @click.option("--force", is_flag=True, help="replace OUT when it is a previous snnc output (never another folder)")
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
 @_guard
-def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, max_chips, budget, budget_criterion,
-                trust_pickle, dt, num_steps,
-                input_shape, input_encoding, reset, batch_size, seed, force, as_json):
-    """Compile MODEL (.pt snnc checkpoint, .nir file, or a shipped model's name such as
-    fmnist_cnn) into OUT for a target."""
+def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_cores, max_chips, budget,
+                budget_criterion, trust_pickle, weights, allow_semantic_change, dt, num_steps, input_shape,
+                input_encoding, reset, batch_size, seed, force, as_json):
+    """Compile MODEL into OUT for a target.
+
+    MODEL: an snnc checkpoint (.pt), a .nir file, a shipped model's name (fmnist_cnn), or
+    path/to/file.py:factory (a trusted Python file whose factory() returns the nn.Module; its
+    weights from --weights).
+    """
     from snnc.compiler import compile_model
     from snnc.passes import DEFAULT_PIPELINE
     from snnc.report import dumps, print_report
     shape = _shape(input_shape)
     with _Progress() as prog:
         rep = compile_model(model, out, target=target, passes=passes or DEFAULT_PIPELINE, data=data,
-                            data_dir=data_dir, limit=limit, max_cores=max_cores, max_chips=max_chips, trust_pickle=trust_pickle, dt=dt,
-                            num_steps=num_steps, input_shape=shape,
+                            data_dir=data_dir, limit=limit, max_cores=max_cores, max_chips=max_chips,
+                            trust_pickle=trust_pickle, dt=dt, num_steps=num_steps, input_shape=shape,
                             input_encoding=input_encoding, reset=reset, seed=seed,
                             batch_size=batch_size, force=force, progress=prog,
-                            log=None if as_json else prog.log, budget=budget, budget_criterion=budget_criterion)
+                            log=None if as_json else prog.log, weights=weights, encode=encode,
+                            allow_semantic_change=allow_semantic_change, budget=budget,
+                            budget_criterion=budget_criterion)
     if as_json:
         click.echo(dumps(rep), nl=False)
     else:
@@ -204,7 +233,9 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, ma
 
 @main.command()
 @click.argument("out")
-@click.option("--data", type=click.Choice(["fashion-mnist", "digits"]), required=True)
+@click.option("--data", type=DATA, required=True, help="fashion-mnist, digits or events:PATH")
+@click.option("--encode", type=click.Choice(["rate", "latency"]), default=None,
+              help="spike encoder for image data and a spike-input folder")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--limit", type=click.IntRange(min=1), default=None)
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
@@ -214,7 +245,7 @@ def compile_cmd(model, target, out, data, data_dir, limit, passes, max_cores, ma
                    "models, CPU, much slower) and compare it with loihi-sim step by step")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @_guard
-def simulate(out, data, data_dir, limit, batch_size, target, engine, as_json):
+def simulate(out, data, encode, data_dir, limit, batch_size, target, engine, as_json):
     """Simulate a compiled OUT folder bit-accurately on a dataset's test split."""
     from snnc.compiler import simulate_output
     if not Path(out).is_dir():
@@ -222,7 +253,8 @@ def simulate(out, data, data_dir, limit, batch_size, target, engine, as_json):
     if engine == "lava" and batch_size == 500:
         batch_size = 16  # samples per Lava run
     with _Progress() as prog:
-        res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target, engine=engine)
+        res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target, engine=engine,
+                              encode=encode)
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
     else:
@@ -243,11 +275,15 @@ def simulate(out, data, data_dir, limit, batch_size, target, engine, as_json):
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
+@click.option("--weights", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="state dict for a PATH given as file.py:factory")
 @click.option("--dt", type=float, default=None, help="time step in s for models that do not record one")
 @click.option("--input-shape", default=None, help="input shape C,H,W (pickled modules without one)")
 @_guard
-def inspect(path, as_json, trust_pickle, dt, input_shape):
-    """Show a model's NIR graph (nodes, shapes, figures) or a compile output's report."""
+def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
+    """Show a model's NIR graph (nodes, shapes, figures) or a compile output's report.
+
+    PATH: a compile output folder, a model file, a shipped model's name, or path/to/file.py:factory."""
     from snnc.ir import dumps_canonical, infer_shapes, summarize
     p = Path(path)
     shape = _shape(input_shape)
@@ -259,19 +295,26 @@ def inspect(path, as_json, trust_pickle, dt, input_shape):
         else:
             print_report(rep)
         return
-    from snnc.frontend import load_model
-    graph, _, info = load_model(p, trust_pickle=trust_pickle, dt=dt, input_shape=shape)
+    from snnc.frontend import load_model, resolve_model_path
+    is_factory = path.rpartition(":")[0].endswith(".py")
+    graph, _, info = load_model(path if is_factory else resolve_model_path(path), trust_pickle=trust_pickle, dt=dt,
+                                input_shape=shape, weights=weights)
+    for note in info.get("notes", []):
+        click.echo(f"note: {note}", err=True)
     summ = summarize(graph, digests=False)
     if as_json:
         click.echo(dumps_canonical(summ), nl=False)
         return
     shapes = infer_shapes(graph)
-    click.echo(f"{p} ({info.get('kind')}), T = {info.get('num_steps')}")
+    click.echo(f"{path} ({info.get('kind')}), T = {info.get('num_steps')}")
     for name, node in summ["nodes"].items():
         extra = ""
         if "snnc.reset" in str(node.get("metadata", "")):
             md = node["metadata"]
             extra = f"  reset={md.get('snnc.reset')} dt={md.get('snnc.dt')}"
+            for key in ("snnc.reset_timing", "snnc.threshold_op", "snnc.spikes", "snnc.v_min"):
+                if key in md:
+                    extra += f" {key[5:]}={md[key]}"
         click.echo(f"  {name:<24} {node['type']:<10} {str(shapes[name][0]):>16} -> {str(shapes[name][1]):<16}{extra}")
     f = summ["figures"]
     click.echo(f"neurons {f['neurons']:,}  synapses {f['synapses']:,}  parameters {f['parameters']:,}")

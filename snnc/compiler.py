@@ -33,6 +33,7 @@ from snnc.backends.loihi.energy import measure
 from snnc.backends.loihi.sim import Program, load_program, slice_counts_for
 from snnc.files import OutputError, OutputExistsError, check_output_target, nir_bytes, write_output_folder
 from snnc.frontend import load_model, resolve_model_path
+from snnc.ir import copy_graph
 from snnc.passes import DEFAULT_PIPELINE, PassContext, Pipeline
 from snnc.report import _plain, build_report, dumps, plot_utilisation
 from snnc.targets import load_target
@@ -62,7 +63,11 @@ def save_npz(path, arrays: dict) -> None:
             zf.writestr(info, buf.getvalue())
 
 
-def _dataset_source(name: str, split: str, n: int, data_dir) -> str:
+def _dataset_source(name: str, split: str, n: int, data_dir, encode: str | None = None) -> str:
+    if name.startswith("events:"):
+        return f"event data {name[len('events:'):]}, first {n:,} samples"
+    if encode:
+        return _dataset_source(name, split, n, data_dir) + f", {encode}-coded spikes"
     if name == "fashion-mnist":
         return f"Fashion-MNIST {split} split, first {n:,} images ({D.find_fashion_mnist(data_dir)})"
     return f"scikit-learn digits {split} split, first {n:,} images"
@@ -91,17 +96,24 @@ def readout_rule(graph) -> dict:
                           "steps (ties: lowest class index)"}
 
 
-def float_scores(module, graph, x: np.ndarray, num_steps: int, rule: str, batch_size: int = 500) -> np.ndarray:
+def float_scores(module, graph, x: np.ndarray, num_steps: int, rule: str, batch_size: int = 500,
+                 spikes: bool = False) -> np.ndarray:
     """Float class scores ``[N, classes]`` by the readout ``rule`` (see :func:`readout_rule`): the torch
-    module when there is one, else snnc's NIR reference executor. ``x``: ``[N, *input_shape]`` direct input."""
+    module when there is one (an snnc step module), else snnc's NIR reference executor on the graph
+    (the source's semantics). ``x``: ``[N, *input_shape]`` direct input, or ``[T, N, *input_shape]``
+    spikes with ``spikes``."""
     from snnc.neurons import run_float
     from snnc.reference import run_graph
 
+    n = x.shape[1] if spikes else x.shape[0]
     out = []
     with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            xb = torch.from_numpy(x[i:i + batch_size])
-            seq = run_float(module, xb, num_steps) if module is not None else run_graph(graph, xb, num_steps)[0]
+        for i in range(0, n, batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[:, i:i + batch_size] if spikes else x[i:i + batch_size]))
+            if module is not None and not spikes:
+                seq = run_float(module, xb, num_steps)
+            else:
+                seq = run_graph(graph, xb, None if spikes else num_steps)[0]
             seq = seq.reshape(seq.shape[0], seq.shape[1], -1).double()
             out.append((seq.sum(0) if rule == "spike_count" else seq[-1]).numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
@@ -116,18 +128,28 @@ def simulate(program: Program, x: np.ndarray, y: np.ndarray | None, batch_size: 
     return out
 
 
-def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: str = "loihi-sim",
+def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
                   passes: str = DEFAULT_PIPELINE, data: str | None = None, data_dir=None, limit: int | None = None,
-                  max_cores: int | None = None, max_chips: int | None = None, trust_pickle: bool = False, dt: float | None = None,
-                  num_steps: int | None = None, input_shape=None, input_encoding: str | None = None,
-                  reset: str | None = None, seed: int = 0, batch_size: int = 500,
-                  force: bool = False, progress=None, log=None, budget: str | None = None,
+                  max_cores: int | None = None, max_chips: int | None = None, trust_pickle: bool = False,
+                  dt: float | None = None, num_steps: int | None = None, input_shape=None,
+                  input_encoding: str | None = None, reset: str | None = None, seed: int = 0, batch_size: int = 500,
+                  force: bool = False, progress=None, log=None, weights=None, encode: str | None = None,
+                  allow_semantic_change: bool = False, finetune_samples: int = 2048, budget: str | None = None,
                   budget_criterion: str | None = None) -> dict:
     """Compile ``model`` for ``target`` into ``out_dir``; returns the report dict.
 
     Args:
+        model: a path (snnc checkpoint, ``.nir``, ``file.py:factory`` with ``weights``, a pickled
+            module with ``trust_pickle``), a shipped model's name (``fmnist_cnn``), an ``nn.Module``
+            or a ``nir.NIRGraph`` (see :func:`snnc.frontends.load_model`).
         data: ``"fashion-mnist"`` or ``"digits"``: calibrate on the first 256 training
-            images, evaluate float and compiled accuracy on the test split (``limit`` samples).
+            images, evaluate float and compiled accuracy on the test split (``limit`` samples);
+            ``"events:PATH"``: event data (:mod:`snnc.events`) for spike-input models.
+        encode: ``"rate"``/``"latency"``: turn image data into spikes for a spike-input model.
+        allow_semantic_change: compile a model whose neuron semantics the target cannot keep
+            (subtract reset, several spikes per step, voltage floor; :mod:`snnc.semantics`) after
+            converting them; the measured agreement is reported either way.
+        finetune_samples: training samples handed to a fine-tuning ``adapt_semantics`` pass.
         max_cores: fail (DesignRuleError) when the model needs more cores.
         max_chips: fail (DesignRuleError) when the model needs more chips.
         budget: ``"cores=K"`` (or ``synapses=N``, ``synops=N``, ``memory_bits=N``): prune channels until the
@@ -144,78 +166,109 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
             ``force`` may replace.
         OutputError: ``out_dir`` holds an input, cannot be written, or writing failed (nothing changed).
         ModelLoadError, ValidationError, UnsupportedNodeError, DesignRuleError, ConfigError,
-        DataNotFoundError, DataFormatError (all ValueError/FileNotFoundError subclasses with a one-line message).
+        DataNotFoundError, DataFormatError, BudgetError,
+        SemanticChangeError (the target cannot keep the source's semantics; with the measured agreement)
+        (all ValueError/FileNotFoundError subclasses with a one-line message).
     """
     say = log or (lambda s: None)
     export = target if target in EXPORT_TARGETS else None
     tgt = load_target("loihi-sim" if export else target)
     if tgt.backend != "loihi":
         raise ValueError(f"target {tgt.name!r} uses backend {tgt.backend!r}, which this snnc does not have")
-    model_path = resolve_model_path(model)
-    inputs = [model_path, data_dir, tgt.path]
+    inputs = [data_dir, tgt.path, weights]
+    if isinstance(model, (str, os.PathLike)):
+        spec = str(model)
+        if spec.rpartition(":")[0].endswith(".py"):
+            inputs.append(spec.rpartition(":")[0])
+        else:
+            model = resolve_model_path(model)
+            inputs.append(model)
     out_dir = check_output_target(out_dir, force, inputs)  # before any work: fail fast, lose nothing
     if num_steps is not None:
         check_num_steps(num_steps, "--num-steps")
-    graph, module, info = load_model(model_path, trust_pickle=trust_pickle, dt=dt, input_shape=input_shape,
-                                     num_steps=num_steps, reset=reset)
+    graph, module, info = load_model(model, trust_pickle=trust_pickle, dt=dt, input_shape=input_shape,
+                                     num_steps=num_steps, reset=reset, weights=weights, input_encoding=input_encoding)
+    for note in info.get("notes", []):
+        say(note)
+    if info.get("kind") != "snnc-checkpoint":
+        module = None  # the float reference is the traced graph, with the framework's semantics
     T = next((v for v in (num_steps, info.get("num_steps"), (graph.metadata or {}).get("snnc.num_steps"))
               if v is not None), None)
     if T is None:
         raise ValueError("the number of time steps T is unknown for this model; pass --num-steps")
-    T = check_num_steps(T, f"{model_path}: T")
+    T = check_num_steps(T, f"{model if isinstance(model, (str, os.PathLike)) else type(model).__name__}: T")
     graph.metadata = dict(graph.metadata or {}, **{"snnc.num_steps": T})
     if input_encoding is not None:
         if input_encoding not in ("direct", "spikes"):
             raise ValueError(f"input encoding must be 'direct' or 'spikes', got {input_encoding!r}")
         graph.metadata["snnc.input_encoding"] = input_encoding
     check_graph(graph)
-    calib = xte = yte = None
-    if data and graph.metadata.get("snnc.input_encoding") == "spikes":
-        raise ValueError(f"the model takes spike input, and dataset {data!r} holds analog images; snnc has no "
-                         "spike encoder yet (compile without --data, or with --input-encoding direct)")
-    if budget and not data:
-        raise ValueError("--budget needs --data: it measures the accuracy of each pruning step on held-out images")
-    held_out = None
+    calib = xte = yte = held_out = None
+    spikes = graph.metadata.get("snnc.input_encoding") == "spikes"
+    data_checks = []
+    from snnc import semantics as S
+    from snnc.events import load_data
+    source_graph = copy_graph(graph)
+    diffs = S.differences(graph)
+    pipe = Pipeline(passes)
+    if diffs and "adapt_semantics" not in [n for n, _ in pipe.passes]:
+        pipe = Pipeline([("adapt_semantics", {})] + pipe.passes)  # the conversion is explicit and measured
+    if budget and (not data or spikes):
+        raise ValueError("--budget needs --data with direct (image) input: it measures the accuracy of each "
+                         "pruning step on held-out images")
     if data:
-        xtr, ytr = D.load(data, "train", data_dir, limit=CALIBRATION_SAMPLES + (HELD_OUT_SAMPLES if budget else 0))
-        calib = xtr[:CALIBRATION_SAMPLES]
-        held_out = (xtr[CALIBRATION_SAMPLES:], ytr[CALIBRATION_SAMPLES:])
-        xte, yte = D.load(data, "test", data_dir, limit=limit)
+        n_train = CALIBRATION_SAMPLES + (HELD_OUT_SAMPLES if budget else 0)
+        xtr, ytr, _ = load_data(data, "train", data_dir, n_train, spikes=spikes, num_steps=T, encode_method=encode,
+                                seed=seed)
+        calib = xtr[:, :CALIBRATION_SAMPLES] if spikes else xtr[:CALIBRATION_SAMPLES]
+        if budget:
+            held_out = (xtr[CALIBRATION_SAMPLES:], ytr[CALIBRATION_SAMPLES:])
+        xte, yte, data_checks = load_data(data, "test", data_dir, limit, spikes=spikes, num_steps=T,
+                                          encode_method=encode, seed=seed + 1)
         want = next(n for n in graph.nodes.values() if isinstance(n, nir.Input)).input_type
         want = tuple(int(v) for v in next(iter(want.values())))
-        if tuple(xte.shape[1:]) != want:
-            raise ValueError(f"dataset {data!r} has samples of shape {tuple(xte.shape[1:])}, "
-                             f"the model's input is {want}")
-    ctx = PassContext(target=tgt, calibration=calib, num_steps=int(T), seed=seed)
-    pipe = Pipeline(passes)
+        got = tuple(xte.shape[2:] if spikes else xte.shape[1:])
+        if got != want:
+            raise ValueError(f"dataset {data!r} has samples of shape {got}, the model's input is {want}")
+    ctx = PassContext(target=tgt, calibration=calib, num_steps=T, seed=seed)
+    if data and any(n == "adapt_semantics" and o.get("finetune_epochs") for n, o in pipe.passes):
+        xft, yft, _ = load_data(data, "train", data_dir, finetune_samples, spikes=spikes, num_steps=T,
+                                encode_method=encode, seed=seed + 2)
+        ctx.train_data = (xft, yft)
     say(f"passes: {', '.join(n for n, _ in pipe.passes)}" + (f"; budget {budget}" if budget else ""))
     compiled, structural, pruning = run_pipeline(graph, ctx, pipe, tgt, budget, budget_criterion, held_out, say)
     say("mapping onto cores")
     config, arrays, _ = compile_graph(compiled, tgt, max_cores=max_cores, max_chips=max_chips)
     program = Program(config, arrays, tgt)
+    semantic_checks = _semantic_checks(pipe, diffs, source_graph, program, calib, graph, T, spikes, seed,
+                                       allow_semantic_change, target, say)
     metrics = accuracy = None
     if data:
         rule = readout_rule(graph)
         say(f"float model on {len(yte):,} test samples")
-        f_scores = float_scores(module, graph, xte, int(T), rule["rule"], batch_size)
+        f_scores = float_scores(module, graph, xte, T, rule["rule"], batch_size, spikes)
         cb = (lambda n: progress("simulate", n, len(yte))) if progress else None
         say(f"bit-accurate simulation on {len(yte):,} test samples")
         sim = simulate(program, xte, yte, batch_size, cb)
         metrics = sim["metrics"]
-        accuracy = {"source": _dataset_source(data, "test", len(yte), data_dir), "samples": int(len(yte)),
+        accuracy = {"source": _dataset_source(data, "test", len(yte), data_dir, encode), "samples": int(len(yte)),
                     "float": float((f_scores.argmax(1) == yte).mean()), "compiled": sim["accuracy"],
                     "readout": rule["description"],
                     "agreement": float((f_scores.argmax(1) == sim["result"].scores().reshape(len(yte), -1)
                                         .argmax(1)).mean())}
         if pruning is not None:
             say(f"float model after pruning on {len(yte):,} test samples")
-            pf = float_scores(None, structural, xte, int(T), rule["rule"], batch_size)
+            pf = float_scores(None, structural, xte, T, rule["rule"], batch_size, spikes)
             accuracy["float_pruned"] = float((pf.argmax(1) == yte).mean())
-    model_info = {"path": str(model), "kind": info.get("kind"), "num_steps": int(T)}
+    model_info = {"path": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
+                  "kind": info.get("kind"), "num_steps": T, "framework": info.get("framework"),
+                  "notes": list(info.get("notes", []))}
     if info.get("meta"):
         model_info["card"] = {k: info["meta"][k] for k in sorted(info["meta"]) if k in (
             "float_test_accuracy", "seed", "epochs", "dt", "command")}
     report = build_report(config, tgt, metrics, accuracy, ctx.log, model_info)
+    if semantic_checks or data_checks:
+        report["checks"] = list(report.get("checks", [])) + _plain(semantic_checks + data_checks)
     if pruning is not None:
         report = dict(report, pruning=_plain(pruning))
     extra = {}
@@ -228,6 +281,54 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
     for line in write_output_folder(out_dir, files, force, inputs):
         say(line)
     return report
+
+
+def _semantic_checks(pipe, diffs, source_graph, program, calib, graph, T, spikes, seed, allow, target, say) -> list:
+    """SEMANTIC_CHANGE checks with the measured source-vs-compiled agreement (:mod:`snnc.semantics`);
+    refuses a change the target forces unless ``allow``."""
+    from snnc import semantics as S
+
+    requested = [o for n, o in pipe.passes if n == "adapt_semantics" and (o.get("maxpool") == "avg" or
+                                                                         o.get("finetune_epochs"))]
+    if requested and not diffs:  # changes the user asked for (pooling replaced, weights fine-tuned): measure them
+        measured = [{"node": "*", "what": "adapt_semantics", "source": "adapt_semantics",
+                     "source_semantics": "the source model",
+                     "target_semantics": "adapt_semantics " + ";".join(f"{k}={v}" for k, v in requested[0].items())}]
+    else:
+        measured = diffs
+    checks = []
+    if not measured:
+        return checks
+    x_ag, where = _agreement_inputs(calib, graph, T, spikes, seed)
+    say(f"measuring source vs compiled agreement on {where}")
+    agree = S.agreement(source_graph, program, x_ag, T, spikes)
+    for d in measured:
+        checks.append({"check": "SEMANTIC_CHANGE", "node": d["node"], "what": d["what"], "source": d["source"],
+                       "source_semantics": d["source_semantics"], "target_semantics": d["target_semantics"],
+                       "agreement": agree, "agreement_samples": where,
+                       "message": f"{d['node']} ({d['source']}): {d['source_semantics']} -> {d['target_semantics']}; "
+                                  f"prediction agreement source vs compiled {100 * agree:.1f}% on {where}"})
+    if diffs and not allow:
+        raise S.SemanticChangeError(
+            f"{target} cannot keep the model's neuron semantics ({S.describe(diffs)}); compiled with them "
+            f"converted, source and compiled predictions agree on {100 * agree:.1f}% of {where}; pass "
+            "--allow-semantic-change to accept, or fine-tune with --passes "
+            "'adapt_semantics:finetune_epochs=2,fold_bn,quantize'")
+    return checks
+
+
+def _agreement_inputs(calib, graph, num_steps: int, spikes: bool, seed: int):
+    """Inputs for measuring source-vs-compiled agreement: the calibration data, else 64 random samples."""
+    if calib is not None:
+        n = calib.shape[1] if spikes else calib.shape[0]
+        return calib, f"{n} calibration samples"
+    shape = tuple(int(v) for v in next(iter(next(n for n in graph.nodes.values()
+                                                  if isinstance(n, nir.Input)).input_type.values())))
+    rng = np.random.default_rng(seed)
+    if spikes:
+        return (rng.random((num_steps, 64) + shape) < 0.2).astype(np.float32), \
+            "64 random spike inputs (p = 0.2 per step; no --data given)"
+    return rng.random((64,) + shape).astype(np.float32), "64 random inputs in [0, 1) (no --data given)"
 
 
 def run_pipeline(graph, ctx, pipe, target, budget=None, budget_criterion=None, held_out=None, say=None):
@@ -307,22 +408,27 @@ def output_files(config, arrays, graph, report) -> dict[str, bytes]:
 
 
 def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None, batch_size: int = 500,
-                    progress=None, target: str | None = None, engine: str = "loihi-sim") -> dict:
+                    progress=None, target: str | None = None, engine: str = "loihi-sim", encode: str | None = None,
+                    seed: int = 1) -> dict:
     """Re-run the simulation of a compile output folder; returns the ``snnc simulate --json`` object.
 
+    ``data`` as in :func:`compile_model` (``events:PATH`` or an image dataset with ``encode`` for
+    spike-input folders; the default ``seed`` 1 gives the same rate-coded test spikes as the compile).
     ``engine="lava"`` runs the configuration in Lava (:mod:`snnc.backends.lava.engine`) and
     compares it with loihi-sim on the same samples, step by step; the object then has
     ``engine`` and ``lava_vs_loihi_sim`` (see :func:`snnc.backends.lava.compare_with_loihi_sim`).
     """
+    from snnc.events import load_data
+
     if engine not in ("loihi-sim", "lava"):
         raise ValueError(f"unknown engine {engine!r}; known: loihi-sim, lava")
     program = load_program(out_dir, load_target(target) if target else None)
-    if program.config["input"]["encoding"] == "spikes":
-        raise ValueError(f"{out_dir} takes spike input, and dataset {data!r} holds analog images; "
-                         "snnc has no spike encoder yet")
-    x, y = D.load(data, "test", data_dir, limit=limit)
-    if tuple(x.shape[1:]) != tuple(program.config["input"]["shape"]):
-        raise ValueError(f"dataset {data!r} has samples of shape {tuple(x.shape[1:])}, "
+    spikes = program.config["input"]["encoding"] == "spikes"
+    x, y, _ = load_data(data, "test", data_dir, limit, spikes=spikes, num_steps=program.T, encode_method=encode,
+                        seed=seed)
+    got = tuple(x.shape[2:] if spikes else x.shape[1:])
+    if got != tuple(program.config["input"]["shape"]):
+        raise ValueError(f"dataset {data!r} has samples of shape {got}, "
                          f"the compiled model's input is {tuple(program.config['input']['shape'])}")
     cb = (lambda n: progress("simulate", n, len(y))) if progress else None
     extra = {}
@@ -335,7 +441,8 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
     else:
         sim = simulate(program, x, y, batch_size, cb)
     m = sim["metrics"]
-    return {**extra, "accuracy": sim["accuracy"], "samples": int(len(y)), "source": _dataset_source(data, "test", len(y), data_dir),
+    return {**extra, "accuracy": sim["accuracy"], "samples": int(len(y)),
+            "source": _dataset_source(data, "test", len(y), data_dir, encode),
             "synops_per_inference": m["per_inference"]["synops"],
             "spikes_per_inference": m["per_inference"]["spikes"],
             "energy_per_inference_pJ": m["energy"]["per_inference_pJ"],

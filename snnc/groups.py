@@ -17,12 +17,31 @@ unit input adds to the neuron's ``u`` (already multiplied into v's scale) is
 
     CubaLIF / CubaLI:  (dt/tau_syn * w_in) * (dt/tau_mem * r)
     LIF / LI:          dt/tau * r            (no current memory: du = 4095)
-    IF:                r                     I: dt * r      (no leak: dv = 0)
+    IF:                dt * r                I: dt * r      (no leak: dv = 0)
 
 and a constant input ``b`` (a node bias, or a direct analog input) maps to a
 constant voltage bias ``b * bias_gain`` with ``bias_gain = (dt/tau_mem * r) * w_in``
 (CubaLIF) or ``dt/tau * r`` (LIF) — exact when tau_syn == dt (no current memory),
 the steady-state value otherwise (``exact_bias = False``).
+
+Layers the chip can do exactly, prepared by :func:`prepare_graph` (run by the ``quantize``
+pass before it lowers; the float graph keeps the source layers):
+
+- pooling *after* a weighted layer (``Conv2d -> AvgPool2d/SumPool2d -> neuron``) is one strided
+  linear map: the conv and the pooling are composed into one ``Conv2d`` (kernel
+  ``d (K - 1) + 1 + (k - 1) s``, stride ``s t``, the pooling's 1/k^2 in the weights);
+- ``Flatten`` after a weighted layer (``Conv2d -> Flatten -> neuron``) is kept as a reshape of
+  the projection's output;
+- max pooling of *binary spikes* (after a single-spike neuron node, or of a spike-encoded input)
+  is an OR: it becomes an extra neuron group ``<pool>.or`` (a depthwise all-ones Conv2d into a LIF
+  with tau = dt, r = 1, v_th = 0.5: fires iff any spike arrived in its window), which adds one
+  step of latency (the time offsets absorb it) and is exact;
+- max pooling on the host-computed first layer (direct analog input) is computed by the host
+  exactly (``max_pool2d`` in the host's ops; max commutes with the positive per-channel gains);
+- max pooling of membrane currents on the chip (``Conv2d -> MaxPool2d -> neuron`` fed by spikes)
+  has no exact form: a one-line error names the layer and the fixes (move the MaxPool2d behind
+  the neuron, where it pools spikes; or replace it by AvgPool2d and fine-tune, which
+  ``adapt_semantics:maxpool=avg`` does).
 """
 from __future__ import annotations
 
@@ -32,10 +51,14 @@ import nir
 import numpy as np
 
 from snnc.ir import (NEURON_TYPES, SPIKING_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding,
-                     infer_shapes, predecessors, topological_order)
+                     infer_shapes, predecessors, successors, topological_order)
 
 CHAIN_SUPPORTED = ["AvgPool2d/SumPool2d (kernel == stride, no padding)", "Flatten",
-                   "then one of Conv2d, Affine, Linear", "into a neuron node (CubaLIF, LIF, IF, LI, CubaLI, I)"]
+                   "then one of Conv2d, Affine, Linear", "then Flatten (or pooling composed into a Conv2d)",
+                   "into a neuron node (CubaLIF, LIF, IF, LI, CubaLI, I)",
+                   "MaxPool2d of binary spikes (an OR group) or on the host-computed first layer"]
+MAXPOOL_FIX = ("move the MaxPool2d behind the neuron (it then pools binary spikes: an exact OR on the chip), or "
+               "replace it by AvgPool2d and fine-tune (--passes adapt_semantics:maxpool=avg;finetune_epochs=N,...)")
 
 
 @dataclass
@@ -131,7 +154,7 @@ def _neuron_params(name: str, node) -> dict:
         v_bias = dt / tau * arr(node.v_leak)
     elif isinstance(node, nir.IF):
         beta = ones
-        weight_gain = bias_gain = arr(node.r)
+        weight_gain = bias_gain = dt * arr(node.r)   # NIR: dv/dt = R I
         v_bias = np.zeros(shape)
     elif isinstance(node, nir.I):
         beta = ones
@@ -231,11 +254,25 @@ def _projection(graph, shapes, g: Group, src: str, path: list[str], rec: bool, e
             raise UnsupportedNodeError(p, "BatchNorm2d", "not folded: run the fold_bn pass first; it folds a "
                                        "BatchNorm only when it directly follows a Conv2d/Affine that feeds it alone",
                                        CHAIN_SUPPORTED)
+        if _is_maxpool(node) and host:  # the host computes it exactly, before or after the weights
+            k, s_, pad = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+            ops.append({"op": "max_pool2d", "kernel": list(k), "stride": list(s_), "padding": list(pad)})
+            continue
         if weighted is not None:
+            if isinstance(node, nir.Flatten):
+                ops.append({"op": "flatten", "start_dim": int(node.start_dim), "end_dim": int(node.end_dim)})
+                continue
+            if _is_maxpool(node):
+                raise UnsupportedNodeError(p, "MaxPool2d", f"max-pools the membrane currents of {weighted!r} on the "
+                                           f"chip (into neuron group {g.name!r}), which no chip operation does "
+                                           f"exactly; {MAXPOOL_FIX}", CHAIN_SUPPORTED)
             raise UnsupportedNodeError(p, type(node).__name__,
                                        f"follows weighted node {weighted!r} on the way into neuron group {g.name!r}; "
-                                       "loihi-sim lowers pooling/flatten only before the one weighted node",
-                                       CHAIN_SUPPORTED)
+                                       "loihi-sim lowers pooling only before the weighted node or composed into a "
+                                       "Conv2d (kernel/stride/no padding), and Flatten after it", CHAIN_SUPPORTED)
+        if _is_maxpool(node):
+            raise UnsupportedNodeError(p, "MaxPool2d", f"max-pools a non-binary source on the way into {g.name!r}; "
+                                       f"{MAXPOOL_FIX}", CHAIN_SUPPORTED)
         if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
             k, s, pad = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
             if k != s or any(pad):
@@ -270,13 +307,13 @@ def _projection(graph, shapes, g: Group, src: str, path: list[str], rec: bool, e
     w = np.asarray(wnode.weight, np.float64) * gain
     b = np.asarray(wnode.bias, np.float64) if isinstance(wnode, (nir.Affine, nir.Conv2d)) else None
     if isinstance(wnode, nir.Conv2d):
-        cg = g.weight_gain.reshape(g.shape[0], -1)
-        cb = g.bias_gain.reshape(g.shape[0], -1)
+        cg = g.weight_gain.reshape(w.shape[0], -1)   # per conv output channel (C order, also when flattened after)
+        cb = g.bias_gain.reshape(w.shape[0], -1)
         if np.ptp(cg, axis=1).max() > 1e-12 * max(1.0, np.abs(cg).max()) or np.ptp(cb, axis=1).max() > 1e-12 * max(1.0, np.abs(cb).max()):
             raise UnsupportedNodeError(g.name, g.nir_type, f"neuron parameters vary within a channel behind conv {weighted!r}")
         factor = gain * cg[:, 0].reshape(-1, 1, 1, 1)
         w = w * cg[:, 0].reshape(-1, 1, 1, 1)
-        bias = None if b is None or not np.any(b) else np.repeat(b * cb[:, 0], np.prod(g.shape[1:])).reshape(g.shape)
+        bias = None if b is None or not np.any(b) else np.repeat(b * cb[:, 0], g.size // w.shape[0]).reshape(g.shape)
     else:
         factor = gain * g.weight_gain.reshape(-1, 1)
         w = w * g.weight_gain.reshape(-1, 1)
@@ -302,3 +339,93 @@ def group_offsets(lowered: Lowered) -> dict[str, int]:
             o = max(o, off.get(p.source, 0) + 1)
         off[name] = o
     return off
+
+
+# --------------------------------------------------------------------------- exact rewrites
+
+def _is_maxpool(node) -> bool:
+    return isinstance(node, nir.SumPool2d) and (node.metadata or {}).get("snnc.op") == "maxpool2d"
+
+
+def _binary_source(graph, name: str) -> bool:
+    """Does node ``name`` emit 0/1 values every step (a single-spike neuron, or a spike input)?"""
+    node = graph.nodes[name]
+    if isinstance(node, nir.Input):
+        return (graph.metadata or {}).get("snnc.input_encoding") == "spikes"
+    if isinstance(node, SPIKING_TYPES):
+        return (node.metadata or {}).get("snnc.spikes", "single") == "single"
+    return False
+
+
+def compose_conv_pool(conv: nir.Conv2d, pool, in_shape) -> nir.Conv2d:
+    """One Conv2d equal to ``pool(conv(x))`` for AvgPool2d/SumPool2d without padding (exact up to
+    float rounding). Kernel ``d (K - 1) + 1 + (k - 1) s``, stride ``s t``, dilation 1."""
+    w = np.asarray(conv.weight, np.float64)
+    co, ci, kh, kw = w.shape
+    s, d = _pair(conv.stride), _pair(conv.dilation)
+    k, t = _pair(pool.kernel_size), _pair(pool.stride)
+    gain = 1.0 / (k[0] * k[1]) if isinstance(pool, nir.AvgPool2d) and not _is_maxpool(pool) else 1.0
+    KH = d[0] * (kh - 1) + 1 + (k[0] - 1) * s[0]
+    KW = d[1] * (kw - 1) + 1 + (k[1] - 1) * s[1]
+    out = np.zeros((co, ci, KH, KW))
+    for a in range(k[0]):
+        for b in range(k[1]):
+            for u in range(kh):
+                for v in range(kw):
+                    out[:, :, a * s[0] + u * d[0], b * s[1] + v * d[1]] += w[:, :, u, v] * gain
+    bias = np.asarray(conv.bias, np.float64) * (gain * k[0] * k[1])
+    return nir.Conv2d(input_shape=tuple(int(v) for v in in_shape[1:]), weight=out.astype(np.float32),
+                      stride=(s[0] * t[0], s[1] * t[1]), padding=conv_padding(conv), dilation=(1, 1),
+                      groups=int(conv.groups), bias=bias.astype(np.float32),
+                      metadata=dict(conv.metadata or {}, **{"snnc.composed_pool": True}))
+
+
+def prepare_graph(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
+    """Rewrite (in place) what the chip can do exactly (see module docstring); returns the graph and
+    one note per rewrite. Max pooling that has no exact form is left for :func:`lower` to refuse."""
+    notes = []
+    shapes = infer_shapes(graph)
+    for name in list(topological_order(graph)):
+        node = graph.nodes.get(name)
+        if not isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+            continue
+        preds = predecessors(graph, name)
+        if len(preds) != 1:
+            continue
+        src = preds[0]
+        pn = graph.nodes[src]
+        k, st, pad = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+        if _is_maxpool(node):
+            if not _binary_source(graph, src):
+                continue
+            C = shapes[name][0][0]
+            or_conv, or_lif = f"{name}.sum", f"{name}.or"
+            dt = next((float((n.metadata or {}).get("snnc.dt")) for n in graph.nodes.values()
+                       if isinstance(n, NEURON_TYPES) and (n.metadata or {}).get("snnc.dt")), 1e-3)
+            oshape = shapes[name][1]
+            graph.nodes[or_conv] = nir.Conv2d(input_shape=tuple(shapes[name][0][1:]),
+                                              weight=np.ones((C, 1, k[0], k[1]), np.float32), stride=tuple(st),
+                                              padding=tuple(pad), dilation=(1, 1), groups=int(C),
+                                              bias=np.zeros(C, np.float32))
+            graph.nodes[or_lif] = nir.LIF(tau=np.full(oshape, dt, np.float32), r=np.ones(oshape, np.float32),
+                                          v_leak=np.zeros(oshape, np.float32), v_threshold=np.full(oshape, 0.5, np.float32),
+                                          v_reset=np.zeros(oshape, np.float32),
+                                          metadata={"snnc.dt": dt, "snnc.reset": "zero", "snnc.op": "or_pool",
+                                                    "snnc.source": f"MaxPool2d {name!r} of binary spikes"})
+            succ = successors(graph, name)
+            graph.edges = [e for e in graph.edges if name not in e] + [(src, or_conv), (or_conv, or_lif)] + \
+                [(or_lif, d) for d in succ]
+            del graph.nodes[name]
+            notes.append(f"{name}: max pooling of binary spikes -> OR neuron group {or_lif!r} (exact, +1 step latency)")
+            continue
+        if isinstance(pn, nir.Conv2d) and not any(pad) and successors(graph, src) == [name] and \
+                (pn.metadata or {}).get("snnc.op") != "batchnorm2d":
+            graph.nodes[src] = compose_conv_pool(pn, node, shapes[src][0])
+            succ = successors(graph, name)
+            graph.edges = [e for e in graph.edges if name not in e] + [(src, d) for d in succ]
+            del graph.nodes[name]
+            notes.append(f"{name}: pooling after conv {src!r} composed into one strided conv (exact)")
+    if notes:
+        from snnc.frontends.torch_snnc import set_types
+        set_types(graph)
+    return graph, notes

@@ -8,12 +8,22 @@ Neuron updates (i: synaptic current, v: voltage; x: summed input)::
 
     CubaLIF  i += dt/tau_syn (w_in x - i);  v += dt/tau_mem (v_leak - v + r i)
     LIF      v += dt/tau (v_leak - v + r x)
-    IF       v += r x
+    IF       v += dt r x                       (NIR: dv/dt = R I)
     CubaLI / LI / I   as above without spikes; the output is v
-    spike s = v > v_threshold (strict, Loihi's convention); then
-    v <- v_reset (snnc.reset "zero"/"to_v_reset") or v - v_threshold (reset "subtract")
 
-Edges that close a cycle carry the previous step's output (zeros at step 0).
+and for spiking nodes, with the node's ``snnc.*`` metadata (:mod:`snnc.frontends.base`)::
+
+    reset_timing "next_step":  v -= v_th s[t-1] (subtract) | v *= 1 - s[t-1] (zero) |
+                               v = v_reset where s[t-1] (to_v_reset)         (snnTorch)
+    spike        s = v > v_th  (threshold_op ">", default: NIR, Loihi)  |  v >= v_th  (">=")
+                 spikes "multi": s = floor(v / v_th) where v > 0  (Sinabs MultiSpike, counts)
+    reset_timing "immediate" (default):  v <- v_reset where s ("zero", "to_v_reset"),
+                               v <- v - v_th s ("subtract"), nothing ("none")
+    v_min        v <- max(v, v_min)
+
+Edges that close a cycle carry the previous step's output; at step 0 a stateless node on such
+an edge sees zeros (so a recurrent Affine contributes its bias from the first step, as in
+snnTorch's ``RLeaky``). ``SumPool2d`` tagged ``snnc.op = "maxpool2d"`` is max pooling.
 """
 from __future__ import annotations
 
@@ -37,9 +47,10 @@ class GraphExecutor:
         UnsupportedNodeError: at construction, for node types it cannot run.
     """
 
-    def __init__(self, graph: nir.NIRGraph, dtype=torch.float64):
+    def __init__(self, graph: nir.NIRGraph, dtype=torch.float64, surrogate: bool = False):
         self.graph = graph
         self.dtype = dtype
+        self.surrogate = surrogate  # spikes with a surrogate gradient (fine-tuning); same forward values
         self.order = topological_order(graph)
         self.back = back_edges(graph)
         self.preds = {n: predecessors(graph, n) for n in self.order}
@@ -51,6 +62,12 @@ class GraphExecutor:
                                      nir.Flatten, nir.AvgPool2d, nir.SumPool2d, nir.Scale) + NEURON_TYPES):
                 raise UnsupportedNodeError(n, type(node).__name__)
         self._p = {n: self._params(graph.nodes[n]) for n in self.order}
+        self._zero_in = {}
+        if self.back:
+            from snnc.ir import infer_shapes
+            shapes = infer_shapes(graph)
+            self._zero_in = {s: tuple(shapes[s][0]) for s, _ in self.back
+                             if not isinstance(graph.nodes[s], NEURON_TYPES + (nir.Input,))}
         self.reset()
 
     def _params(self, node):
@@ -82,6 +99,7 @@ class GraphExecutor:
         if st is None:
             st = {"i": torch.zeros_like(x), "v": torch.zeros_like(x)}
         i, v = st["i"], st["v"]
+        md = node.metadata or {}
         if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
             t = p.get("w_in", 1.0) * x                     # i + dt/tau_syn * (w_in x - i)
             t.sub_(i).mul_(self._coef(name, "tau_syn", dt)).add_(i)
@@ -94,26 +112,48 @@ class GraphExecutor:
             a.add_(p["r"] * x).mul_(self._coef(name, "tau", dt)).add_(v)
             v = a
         elif isinstance(node, nir.IF):
-            v = v + p["r"] * x
+            v = v + dt * p["r"] * x
         elif isinstance(node, nir.I):
             v = v + dt * p["r"] * x
         out = vpre = v
+        s = None
         if isinstance(node, (nir.CubaLIF, nir.LIF, nir.IF)):
-            s = self._spike(v, p["v_threshold"])
-            fired = s > 0
-            if node.metadata.get("snnc.reset", "zero") == "subtract":
-                v = v - p["v_threshold"] * s
+            thr = p["v_threshold"]
+            reset = md.get("snnc.reset", "zero")
+            vr = p.get("v_reset", torch.zeros((), dtype=x.dtype))
+            vr = vr.expand_as(v) if vr.dim() else vr
+            if md.get("snnc.reset_timing", "immediate") == "next_step":
+                prev = st.get("s")
+                if prev is not None:
+                    if reset == "subtract":
+                        v = v - thr * prev
+                    elif reset == "zero":
+                        v = v * (1 - prev)
+                    elif reset == "to_v_reset":
+                        v = torch.where(prev > 0, vr, v)
+                immediate = "none"
             else:
-                vr = p.get("v_reset", torch.zeros((), dtype=x.dtype))
-                # out of place: the pre-reset voltage stays available (state "vpre")
-                v = v.masked_fill(fired, vr) if vr.dim() == 0 else torch.where(fired, vr.expand_as(v), v)
+                immediate = reset
+            if md.get("snnc.spikes", "single") == "multi":
+                s = (v > 0).to(x.dtype) * torch.div(v, thr, rounding_mode="trunc")
+            elif self.surrogate:
+                from snnc.neurons import spike
+                s = spike(v - thr)
+                if md.get("snnc.threshold_op", ">") == ">=":
+                    s = s + (v == thr).to(x.dtype).detach()
+            elif md.get("snnc.threshold_op", ">") == ">=":
+                s = (v >= thr).to(x.dtype)
+            else:
+                s = (v > thr).to(x.dtype)
+            if immediate == "subtract":
+                v = v - thr * s
+            elif immediate in ("zero", "to_v_reset"):
+                v = torch.where(s > 0, vr, v)
+            if "snnc.v_min" in md:
+                v = torch.clamp(v, min=float(md["snnc.v_min"]))
             out = s
-        self.state[name] = {"i": i, "v": v, "x": x, "vpre": vpre}
+        self.state[name] = {"i": i, "v": v, "x": x, "s": s, "vpre": vpre}
         return out
-
-    def _spike(self, v: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
-        """Spikes ``v > v_threshold`` as 0/1 values (subclasses add a surrogate gradient)."""
-        return (v > threshold).to(v.dtype)
 
     def _linear(self, name, node, x):
         p = self._p[name]
@@ -130,6 +170,8 @@ class GraphExecutor:
         if isinstance(node, nir.Flatten):
             nd = x.dim() - 1
             return x.flatten(node.start_dim % nd + 1, node.end_dim % nd + 1)
+        if isinstance(node, nir.SumPool2d) and (node.metadata or {}).get("snnc.op") == "maxpool2d":
+            return F.max_pool2d(x, _pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
         if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
             k, s, pd = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
             y = F.avg_pool2d(x, k, s, pd, count_include_pad=True)
@@ -156,6 +198,10 @@ class GraphExecutor:
                 if (s, n) in self.back:
                     if s in self.prev:
                         xs.append(self.prev[s])
+                    elif s in self._zero_in:  # step 0: a stateless node on the cycle sees zeros
+                        B = next(iter(vals.values())).shape[0]
+                        z = torch.zeros((B,) + self._zero_in[s], dtype=self.dtype)
+                        xs.append(self._linear(s, self.graph.nodes[s], z))
                 else:
                     xs.append(vals[s])
             x = xs[0]

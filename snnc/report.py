@@ -234,8 +234,6 @@ def print_report(report: dict, console=None) -> None:
         console.print(f"45 nm convention: SNN {c45['snn_pJ'] / 1e6:.3f} µJ vs ANN {c45['ann_pJ'] / 1e6:.3f} µJ "
                       f"({c45['ratio_ann_over_snn']:.1f}x); activation sparsity {nb['activation_sparsity']:.3f}, "
                       f"connection sparsity {nb['connection_sparsity']:.3f}, footprint {nb['footprint_bytes']:,} bytes")
-        for c in report.get("checks", []):
-            console.print(f"[yellow]warning[/yellow] [{c['check']}] {c['message']}")
     else:
         console.print(e.get("note", ""))
     pr = report.get("pruning")
@@ -252,6 +250,8 @@ def print_report(report: dict, console=None) -> None:
         if pr.get("budget"):
             b = pr["budget"]
             console.print(f"  budget {b['budget']['resource']}={b['budget']['value']:g}: reached {b['reached']:,.0f}")
+    for c in report.get("checks", []):
+        console.print(f"[yellow]warning[/yellow] [{c['check']}] {c['message']}")
     if "accuracy" in report:
         acc = report["accuracy"]
         f = acc.get("float")

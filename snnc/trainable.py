@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from snnc.ir import NEURON_TYPES
-from snnc.neurons import spike
 from snnc.reference import GraphExecutor
 
 #: Node types a ``nir_graph`` checkpoint can hold, and their non-array attributes.
@@ -65,15 +64,6 @@ def _arrays(node) -> dict[str, np.ndarray]:
     return out
 
 
-class _TrainExecutor(GraphExecutor):
-    def __init__(self, graph, slope: float):
-        super().__init__(graph, dtype=torch.float32)
-        self.slope = slope
-
-    def _spike(self, v, threshold):
-        return spike(v - threshold, self.slope)
-
-
 class GraphSNN(nn.Module):
     """A NIR graph as a trainable single-step module (see module docstring).
 
@@ -81,10 +71,10 @@ class GraphSNN(nn.Module):
         UnsupportedNodeError: node types the reference executor cannot run.
     """
 
-    def __init__(self, graph: nir.NIRGraph, surrogate_slope: float = 10.0):
+    def __init__(self, graph: nir.NIRGraph):
         super().__init__()
         self.graph = copy.deepcopy(graph)
-        self.ex = _TrainExecutor(self.graph, surrogate_slope)
+        self.ex = GraphExecutor(self.graph, dtype=torch.float32, surrogate=True)
         self.weights = nn.ParameterDict()
         for name, node in self.graph.nodes.items():
             for attr, arr in _arrays(node).items():

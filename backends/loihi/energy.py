@@ -2,7 +2,8 @@
 
 Events (all counted in :class:`~snnc.backends.loihi.sim.Program` runs, per sample):
 
-- SynOps: one per spike and synapse it drives (spikes x non-zero synapses of the source);
+- SynOps: one per spike and synapse it drives (spikes x non-zero synapses of the source), input
+  events of a spike-input model included (each event drives its input axon's synapses);
 - neuron updates: every compartment, every one of the ``latency_steps`` steps; *active* when
   its u or v is non-zero after the update or it spiked (snnc's reading of Davies 2018's
   active/inactive update), *inactive* otherwise;
@@ -81,8 +82,13 @@ def measure(program, result, counts: dict) -> dict:
             cnt = counts[g["name"]][j].to(torch.float64)
             nnz_conn += int(cnt.sum())
             dense_conn += _dense_connections(g, p, program.arrays)
-            if p["source"] not in groups:
-                continue  # spikes from the host: no on-chip source counts here
+            if p["source"] not in groups:  # events from the host through input axons
+                if getattr(result, "input_spikes", None) is not None:
+                    per_slice = (cnt @ result.input_spikes).numpy()
+                    for k, c in enumerate(slice_cores):
+                        core_syn[c] += per_slice[k]
+                    synops += float(per_slice.sum())
+                continue
             s_src = result.spikes[p["source"]].to(torch.float64)
             per_slice = (cnt @ s_src).numpy()
             for k, c in enumerate(slice_cores):

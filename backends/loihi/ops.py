@@ -19,6 +19,8 @@ def apply_ops(x: torch.Tensor, ops: list, weight: torch.Tensor) -> torch.Tensor:
         if kind == "sum_pool2d":
             k = tuple(op["kernel"])
             x = F.avg_pool2d(x, k, k, divisor_override=1)
+        elif kind == "max_pool2d":  # host-computed (direct input) projections only
+            x = F.max_pool2d(x, tuple(op["kernel"]), tuple(op["stride"]), tuple(op["padding"]))
         elif kind == "flatten":
             nd = x.dim() - 1
             x = x.flatten(op["start_dim"] % nd + 1, op["end_dim"] % nd + 1)
@@ -34,7 +36,7 @@ def apply_ops(x: torch.Tensor, ops: list, weight: torch.Tensor) -> torch.Tensor:
 
 def host_weight(p, g) -> np.ndarray:
     """Weights the host applies to a direct input: composite weight x (bias_gain / weight_gain)."""
-    ratio = (g.bias_gain / g.weight_gain).reshape(g.shape[0], -1)[:, 0] if p.weight.ndim == 4 else \
+    ratio = (g.bias_gain / g.weight_gain).reshape(p.weight.shape[0], -1)[:, 0] if p.weight.ndim == 4 else \
         (g.bias_gain / g.weight_gain).reshape(-1)
     return p.weight * ratio.reshape((-1,) + (1,) * (p.weight.ndim - 1))
 

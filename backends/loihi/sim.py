@@ -79,6 +79,7 @@ class SimResult:
     max_abs_input: dict = field(default_factory=dict)
     host_bias_clipped: int = 0
     trace: dict = field(default_factory=dict)
+    input_spikes: object = None       # [prod(input shape)] float64 total input events (spike input), or None
 
     def scores(self) -> np.ndarray:
         return next(iter(self.outputs.values())).numpy()
@@ -196,6 +197,8 @@ class Program:
                 progress(min(i + batch_size, N))
         res.outputs = {k: torch.cat(v) for k, v in outs.items()}
         res.trace = {g: {k: torch.cat(v) for k, v in tr.items()} for g, tr in res.trace.items()}
+        if spikes_in:  # every input event reaches its synapses (counted as SynOps by energy.measure)
+            res.input_spikes = x.reshape(x.shape[0], x.shape[1], -1).sum((0, 1)).to(torch.float64)
         res.spikes = {k: v.to(torch.float64) for k, v in res.spikes.items()}
         res.active = {k: v.to(torch.float64) for k, v in res.active.items()}
         return res

@@ -1,0 +1,155 @@
+"""``adapt_semantics``: convert a model to the neuron semantics the target keeps, optionally fine-tune.
+
+What it changes (each change is a note in the pipeline log; see :mod:`snnc.semantics`):
+
+- every spiking neuron to reset-to-zero right after its spike, one spike per step, no voltage
+  floor (the threshold comparison ``>``/``>=`` is kept: the target keeps both);
+- with ``maxpool=avg``: every max pooling the chip cannot do exactly (max of membrane currents:
+  not directly after a single-spike neuron or a spike input, and not on the host-computed first
+  layer) becomes an ``AvgPool2d`` with the same kernel, stride and padding.
+
+With ``finetune_epochs > 0`` and labelled training data (``ctx.train_data``: the compiler loads
+``finetune_samples`` training samples of ``--data``), the converted graph's weights and biases
+are fine-tuned with surrogate gradients (snnc's reference executor made differentiable: spikes
+``v > v_th`` forward, fast-sigmoid derivative backward, Zenke & Ganguli 2018), cross-entropy on
+the summed output spikes (or the readout's last voltage), Adam. The last quarter of the samples
+is held out: the notes give the accuracy of the source model, of the converted model and of the
+fine-tuned model on it (``accuracy_source``, ``accuracy_converted``, ``accuracy_finetuned``).
+"""
+from __future__ import annotations
+
+import nir
+import numpy as np
+import torch
+
+from snnc.ir import NEURON_TYPES, SPIKING_TYPES, WEIGHTED_TYPES, predecessors, topological_order
+from snnc.passes.manager import PassContext, register
+from snnc.semantics import predictions_float, to_target
+
+
+def _pool_source_kind(graph, name) -> str:
+    """'binary' (max of spikes: exact OR), 'host' (on the host-computed first layer) or 'currents'."""
+    from snnc.groups import _binary_source
+    preds = predecessors(graph, name)
+    if len(preds) == 1 and _binary_source(graph, preds[0]):
+        return "binary"
+    node = preds[0] if preds else None
+    seen = set()
+    while node is not None and node not in seen:
+        seen.add(node)
+        n = graph.nodes[node]
+        if isinstance(n, nir.Input):
+            return "host" if (graph.metadata or {}).get("snnc.input_encoding", "direct") == "direct" else "currents"
+        if isinstance(n, NEURON_TYPES):
+            return "currents"
+        ps = predecessors(graph, node)
+        node = ps[0] if len(ps) == 1 else None
+    return "currents"
+
+
+def replace_maxpool(graph: nir.NIRGraph) -> list[str]:
+    notes = []
+    for name in topological_order(graph):
+        node = graph.nodes[name]
+        if not (isinstance(node, nir.SumPool2d) and (node.metadata or {}).get("snnc.op") == "maxpool2d"):
+            continue
+        if _pool_source_kind(graph, name) != "currents":
+            continue
+        graph.nodes[name] = nir.AvgPool2d(kernel_size=np.asarray(node.kernel_size), stride=np.asarray(node.stride),
+                                          padding=np.asarray(node.padding),
+                                          metadata={"snnc.adapted_from": "MaxPool2d of membrane currents"})
+        notes.append(f"{name}: MaxPool2d of membrane currents -> AvgPool2d (same kernel/stride)")
+    return notes
+
+
+class _Trainable(torch.nn.Module):
+    """The graph's weights/biases as parameters, run with snnc's executor and surrogate spikes."""
+
+    def __init__(self, graph: nir.NIRGraph):
+        super().__init__()
+        from snnc.reference import GraphExecutor
+        self.graph = graph
+        self.ex = GraphExecutor(graph, dtype=torch.float32, surrogate=True)
+        self.params = torch.nn.ParameterDict()
+        for name in self.ex.order:
+            if isinstance(graph.nodes[name], WEIGHTED_TYPES):
+                for key in ("weight", "bias"):
+                    if key in self.ex._p[name]:
+                        p = torch.nn.Parameter(self.ex._p[name][key].clone())
+                        self.params[f"{name.replace('.', '_')}__{key}"] = p
+                        self.ex._p[name][key] = p
+        out = [s for s, d in graph.edges if isinstance(graph.nodes[d], nir.Output)][0]
+        self.spiking_out = isinstance(graph.nodes[out], SPIKING_TYPES)
+
+    def forward(self, x, num_steps, spikes):
+        self.ex.reset()
+        steps = list(x) if spikes else [x] * num_steps
+        outs = [next(iter(self.ex.step(xt).values())) for xt in steps]
+        out = torch.stack(outs)
+        return out.sum(0) if self.spiking_out else out[-1]
+
+    def write_back(self):
+        for key, p in self.params.items():
+            name, attr = key.rsplit("__", 1)
+            real = next(n for n in self.graph.nodes if n.replace(".", "_") == name)
+            setattr(self.graph.nodes[real], attr, p.detach().numpy().astype(np.float32))
+
+
+def finetune(graph, x, y, num_steps, spikes, epochs, lr, batch_size, seed) -> None:
+    """Fine-tune ``graph``'s weights in place on ``(x, y)`` (see module docstring)."""
+    torch.manual_seed(seed)
+    model = _Trainable(graph)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    n = len(y)
+    rng = np.random.default_rng(seed)
+    for _ in range(int(epochs)):
+        perm = rng.permutation(n)
+        for i in range(0, n, batch_size):
+            idx = perm[i:i + batch_size]
+            xb = torch.from_numpy(np.ascontiguousarray(x[:, idx] if spikes else x[idx])).float()
+            logits = model(xb, num_steps, spikes)
+            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.write_back()
+
+
+@register("adapt_semantics", "convert neurons to what the target keeps (reset to zero, one spike per step, no "
+          "floor; maxpool=avg: max pooling of currents -> average pooling) and optionally fine-tune on the "
+          "user's data (finetune_epochs > 0); notes accuracy before/after",
+          maxpool="keep", finetune_epochs=0, lr=1e-3, batch_size=64)
+def adapt_semantics_pass(graph: nir.NIRGraph, ctx: PassContext, maxpool: str = "keep", finetune_epochs: int = 0,
+                         lr: float = 1e-3, batch_size: int = 64) -> nir.NIRGraph:
+    if maxpool not in ("keep", "avg"):
+        raise ValueError(f"adapt_semantics: maxpool must be 'keep' or 'avg', got {maxpool!r}")
+    source = None
+    data = getattr(ctx, "train_data", None)
+    if data is not None:
+        import copy
+        source = copy.deepcopy(graph)
+    notes = to_target(graph)
+    if maxpool == "avg":
+        notes += replace_maxpool(graph)
+    ctx.note(changed=notes)
+    spikes = (graph.metadata or {}).get("snnc.input_encoding") == "spikes"
+    T = ctx.num_steps or (graph.metadata or {}).get("snnc.num_steps")
+    if data is None:
+        if finetune_epochs:
+            raise ValueError("adapt_semantics: finetune_epochs > 0 needs labelled training data "
+                             "(snnc compile --data ...)")
+        return graph
+    x, y = data
+    n = len(y)
+    cut = max(1, (3 * n) // 4)
+    xtr, ytr = (x[:, :cut], y[:cut]) if spikes else (x[:cut], y[:cut])
+    xva, yva = (x[:, cut:], y[cut:]) if spikes else (x[cut:], y[cut:])
+    acc = {"samples_held_out": int(len(yva)),
+           "accuracy_source": float((predictions_float(source, xva, T, spikes) == yva).mean()),
+           "accuracy_converted": float((predictions_float(graph, xva, T, spikes) == yva).mean())}
+    if finetune_epochs:
+        finetune(graph, xtr, ytr, T, spikes, finetune_epochs, lr, batch_size, ctx.seed)
+        acc["accuracy_finetuned"] = float((predictions_float(graph, xva, T, spikes) == yva).mean())
+        acc["finetune_samples"] = int(len(ytr))
+    ctx.note(**acc)
+    return graph

@@ -1,0 +1,324 @@
+"""Frontends: models people already have -> ``nir.NIRGraph`` with the source's exact semantics.
+
+One module per source:
+
+==================  ==============================================================
+``torch_snnc``      plain ``torch.nn`` layers, snnc's own neurons, the tracer
+``snntorch``        snnTorch ``Leaky``, ``Synaptic``, ``RLeaky``, ``RSynaptic``
+``norse``           Norse ``LIFCell``, ``LIFBoxCell``, ``IAFCell``, ``LICell``, ``LIBoxCell``
+``spikingjelly``    SpikingJelly ``LIFNode``, ``IFNode``, ``ParametricLIFNode``, ``layer.*``
+``sinabs``          Sinabs ``IAF``, ``LIF`` (and ``*Squeeze``), ``SumPool2d``
+``nir_file``        ``.nir`` files and in-memory NIR graphs of other tools (repairs, metadata)
+==================  ==============================================================
+
+Each framework module documents that library's semantics (dt convention, reset order,
+threshold comparison, multi-spike, voltage floor) and writes them into the neuron nodes'
+``snnc.*`` metadata (:mod:`snnc.frontends.base`). What can be loaded (:func:`load_model`):
+
+- an snnc checkpoint ``.pt`` (``torch.load(weights_only=True)``);
+- a ``.nir`` file;
+- ``path/to/file.py:factory`` (a trusted Python file: it is imported and ``factory()`` called)
+  with an optional ``weights`` state dict read with ``torch.load(weights_only=True)`` -- the route
+  for snnTorch models, which cannot be pickled (their surrogate gradient is a closure);
+- an ``nn.Module`` or ``nir.NIRGraph`` object (Python API, :func:`snnc.compile`);
+- a fully pickled ``nn.Module`` only with ``trust_pickle=True``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import nir
+import torch
+from torch import nn
+
+from snnc.frontends import norse, sinabs, snntorch, spikingjelly
+from snnc.frontends.base import ModelLoadError, TraceContext, reset_module_states
+from snnc.frontends.nir_file import DEFAULT_DT as NIR_DEFAULT_DT
+from snnc.frontends.nir_file import load_nir, normalize_nir, repair_graph
+from snnc.frontends.torch_snnc import run_steps, set_types, supported_list, trace
+
+#: framework modules, each with SUPPORTED, node_maps(tc, base_maps), stateful_types(), available()
+FRAMEWORKS = {"snntorch": snntorch, "norse": norse, "spikingjelly": spikingjelly, "sinabs": sinabs}
+DEFAULT_DT = {"snntorch": snntorch.DEFAULT_DT, "norse": norse.DEFAULT_DT, "spikingjelly": spikingjelly.DEFAULT_DT,
+              "sinabs": sinabs.DEFAULT_DT, "nir": NIR_DEFAULT_DT}
+
+__all__ = ["FRAMEWORKS", "ModelLoadError", "load_model", "load_checkpoint", "check_zip_integrity", "resolve_model_path", "load_factory", "trace", "trace_module",
+           "normalize_nir", "repair_graph", "set_types", "run_steps", "supported_list"]
+
+
+def framework_of(model: nn.Module) -> str:
+    """The framework whose neurons a module uses (``"snnc"`` for none of the known ones)."""
+    for m in model.modules():
+        root = type(m).__module__.split(".")[0]
+        if root in FRAMEWORKS:
+            return root
+    return "snnc"
+
+
+def trace_module(model: nn.Module, input_shape, dt: float | None = None, num_steps: int | None = None,
+                 input_encoding: str | None = None, notes: list | None = None) -> nir.NIRGraph:
+    """:func:`trace` after the framework's own preparation (SpikingJelly multi-step -> single-step)."""
+    tc = TraceContext(dt=dt)
+    for fw in FRAMEWORKS.values():
+        if hasattr(fw, "prepare") and fw.available():
+            model = fw.prepare(model, tc)
+    g = trace(model, input_shape, dt=dt, num_steps=num_steps, input_encoding=input_encoding, notes=notes)
+    if notes is not None:
+        notes[:0] = tc.notes
+    return g
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """Load an snnc checkpoint (see :mod:`snnc.models`) with ``torch.load(weights_only=True)``, after
+    checking the zip's CRCs, and validate it (:mod:`snnc.validate`: config types and signs, finite
+    tensors, BatchNorm variances, shapes against the config on the ``meta`` device).
+
+    Returns:
+        ``(module in eval mode, checkpoint dict without the state_dict)``; its ``config`` is the full one.
+
+    Raises:
+        ModelLoadError: unreadable or corrupt file, not an snnc checkpoint, unknown architecture.
+        ValidationError: values snnc refuses.
+    """
+    from snnc.models import ARCHITECTURES
+    from snnc.validate import build_checked, check_checkpoint_config, check_state_dict
+
+    check_zip_integrity(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - corrupt file, or a pickled module (needs --trust-pickle)
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "Unsupported global" in str(e):  # a pickled object (not a plain checkpoint dict)
+            raise ModelLoadError(f"{path}: holds pickled Python objects, not an snnc checkpoint; "
+                                 "load it only if you trust it, with --trust-pickle (or give the model as "
+                                 "file.py:factory with --weights state_dict.pt)") from None
+        detail = "unreadable pickle stream" if "Unsupported operand" in str(e) else msg
+        raise ModelLoadError(f"{path}: cannot be read as a checkpoint ({detail})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "snnc-checkpoint":
+        raise ModelLoadError(f"{path}: not an snnc checkpoint (expected a dict with format='snnc-checkpoint'; "
+                             "a plain state dict goes with its model as file.py:factory --weights FILE)")
+    if ckpt.get("version", 1) != 1:
+        raise ModelLoadError(f"{path}: snnc checkpoint version {ckpt.get('version')!r}; this snnc reads version 1")
+    arch = ckpt.get("arch")
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+        raise ModelLoadError(f"{path}: unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    config = check_checkpoint_config(path, arch, ckpt.get("config"))
+    check_state_dict(path, ckpt.get("state_dict"))
+    model = build_checked(path, arch, config, ckpt["state_dict"])
+    model.eval()
+    info = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    info["config"] = config
+    if not isinstance(info.get("meta"), dict):
+        info["meta"] = {}
+    return model, info
+
+
+def check_zip_integrity(path) -> None:
+    """A zip-format torch file whose members fail their CRC is corrupt (``torch.load`` does not
+    check CRCs, so a flipped bit in a tensor would load silently).
+
+    Raises:
+        ModelLoadError: a member with a bad CRC or an unreadable zip directory.
+    """
+    import zipfile
+    import zlib
+
+    try:
+        if not zipfile.is_zipfile(path):  # (a legacy torch file; torch.load checks it)
+            return
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error, RuntimeError, ValueError) as e:
+        raise ModelLoadError(f"{path}: corrupt file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    if bad is not None:
+        raise ModelLoadError(f"{path}: corrupt file (member {bad!r} fails its CRC check)")
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A model file path, or the name of a shipped checkpoint (``fmnist_cnn``: see
+    :func:`snnc.models.path`) when no such file exists.
+
+    Raises:
+        ModelLoadError: neither a file nor a shipped model's name.
+    """
+    from snnc import models
+
+    p = Path(path)
+    if p.is_file():
+        return p
+    if str(path) in models.BUNDLED:
+        try:
+            return models.path(str(path))
+        except FileNotFoundError as e:
+            raise ModelLoadError(str(e)) from None
+    if p.exists():
+        raise ModelLoadError(f"{p}: not a file")
+    raise ModelLoadError(f"{p}: no such file (nor a shipped model: {', '.join(sorted(models.BUNDLED))})")
+
+
+def load_factory(spec: str, weights: str | os.PathLike | None = None) -> tuple[nn.Module, dict]:
+    """``path/to/file.py:factory`` -> ``factory()``, with a state dict from ``weights`` loaded into it.
+
+    The Python file is imported (its code runs: give only files you trust, as with any script).
+    ``weights`` is read with ``torch.load(weights_only=True)``: a state dict, or a dict holding one
+    under ``"state_dict"``. The module's (or factory's) ``input_shape`` / ``num_steps`` attributes,
+    when present, are used as defaults.
+
+    Raises:
+        ModelLoadError: a missing file or factory, a factory that fails or returns no nn.Module,
+            weights that cannot be read or do not match.
+    """
+    file, _, func = str(spec).rpartition(":")
+    path = Path(file)
+    if not file or not func or path.suffix != ".py":
+        raise ModelLoadError(f"{spec}: expected path/to/file.py:factory")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such file")
+    mod_name = f"snnc_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
+    try:
+        sp = importlib.util.spec_from_file_location(mod_name, path)
+        module = importlib.util.module_from_spec(sp)
+        sys.modules[mod_name] = module
+        sp.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - the user's file
+        raise ModelLoadError(f"{path}: importing it failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    factory = getattr(module, func, None)
+    if not callable(factory):
+        raise ModelLoadError(f"{path}: has no function {func!r}")
+    try:
+        model = factory()
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"{spec}: calling {func}() failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"{spec}: {func}() returned a {type(model).__name__}, not a torch.nn.Module")
+    info = {"kind": "factory", "factory": str(spec)}
+    if weights is not None:
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"{weights}: cannot be read as a state dict with weights_only=True "
+                                 f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        if not isinstance(state, dict):
+            raise ModelLoadError(f"{weights}: holds a {type(state).__name__}, not a state dict")
+        try:
+            model.load_state_dict(state)
+        except Exception as e:  # noqa: BLE001
+            raise ModelLoadError(f"{weights}: does not match {func}()'s model: {str(e).splitlines()[0]}") from None
+        info["weights"] = str(weights)
+    model.eval()
+    for key in ("input_shape", "num_steps"):
+        val = getattr(model, key, getattr(factory, key, None))
+        if val is not None:
+            info[key] = val
+    return model, info
+
+
+def _unpickle(path: Path) -> nn.Module:
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)  # explicit opt-in only
+    except AttributeError as e:  # a class the pickle names cannot be found
+        raise ModelLoadError(f"{path}: cannot be unpickled: {str(e).splitlines()[0]} (import the module that "
+                             "defines the model's classes first, or give the model as file.py:factory with "
+                             "--weights state_dict.pt)") from None
+    except ModuleNotFoundError as e:
+        raise ModelLoadError(f"{path}: cannot be unpickled: module {e.name!r} is not installed") from None
+    except Exception as e:  # noqa: BLE001
+        raise ModelLoadError(f"{path}: cannot be unpickled ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}); give the model as file.py:factory with "
+                             "--weights state_dict.pt") from None
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"{path}: the pickle holds a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def load_model(model, trust_pickle: bool = False, dt: float | None = None, input_shape=None,
+               num_steps: int | None = None, reset: str | None = None, weights=None,
+               input_encoding: str | None = None) -> tuple[nir.NIRGraph, nn.Module | None, dict]:
+    """Read a model into a NIR graph with its source's semantics.
+
+    Args:
+        model: a path (snnc checkpoint ``.pt``/``.pth``, ``.nir``, ``file.py:factory``, or with
+            ``trust_pickle`` a pickled module), an ``nn.Module`` or a ``nir.NIRGraph``.
+        weights: state dict file for ``file.py:factory`` (``weights_only=True``).
+        reset: ``"zero"``/``"subtract"`` for a NIR graph's spiking neurons (NIR cannot say
+            subtractive reset); traced modules carry their own.
+
+    Returns:
+        ``(graph, torch module or None for NIR input, info dict)``; info has ``kind``,
+        ``num_steps``, ``framework`` and ``notes`` (one line each: what was inferred or repaired).
+
+    Raises:
+        ModelLoadError: missing, corrupt or untrusted file; missing input shape; untraceable model.
+        UnsupportedNodeError: a layer snnc cannot trace.
+    """
+    notes: list[str] = []
+    if isinstance(model, nir.NIRGraph):
+        g = repair_graph(model, dt, notes, where="NIR graph", input_shape=input_shape)
+        g = normalize_nir(g, dt=dt, reset=reset)
+        return g, None, {"kind": "nir-graph", "num_steps": g.metadata.get("snnc.num_steps", num_steps),
+                         "framework": "nir", "notes": notes}
+    if isinstance(model, nn.Module):
+        shape = input_shape or getattr(model, "input_shape", None)
+        T = num_steps or getattr(model, "num_steps", None)
+        info = {"kind": "module"}
+        return _trace_loaded(model, shape, T, dt, input_encoding, info, notes, type(model).__name__)
+    spec = str(model)
+    if spec.rpartition(":")[0].endswith(".py"):
+        module, info = load_factory(spec, weights)
+        shape = input_shape or info.get("input_shape")
+        T = num_steps or info.get("num_steps")
+        return _trace_loaded(module, shape, T, dt, input_encoding, info, notes, spec)
+    path = resolve_model_path(model)
+    if path.suffix == ".nir":
+        graph = load_nir(path, dt=dt, reset=reset, notes=notes, input_shape=input_shape)
+        info = {"kind": "nir", "num_steps": (graph.metadata or {}).get("snnc.num_steps", num_steps),
+                "framework": "nir", "notes": notes}
+        return graph, None, info
+    if weights is not None:
+        raise ModelLoadError(f"--weights goes with a model given as file.py:factory, not with {path}")
+    try:
+        module, info = load_checkpoint(path)
+        info = dict(info, kind="snnc-checkpoint")
+        cfg = info.get("config") or {}
+        shape = input_shape or cfg.get("input_shape")
+        T = num_steps or cfg.get("num_steps") or (info.get("meta") or {}).get("num_steps")
+    except ModelLoadError as e:
+        if not trust_pickle or "pickled" not in str(e):
+            raise
+        module = _unpickle(path)
+        module.eval()
+        shape = input_shape or getattr(module, "input_shape", None)
+        T = num_steps or getattr(module, "num_steps", None)
+        info = {"kind": "pickled-module"}
+    return _trace_loaded(module, shape, T, dt, input_encoding, info, notes, str(path))
+
+
+def _trace_loaded(module, shape, T, dt, input_encoding, info, notes, where):
+    if hasattr(module, "to_nir"):  # a graph-backed module (snnc.trainable.GraphSNN): no tracing needed
+        graph = module.to_nir()
+        graph.metadata = dict(graph.metadata or {})
+        T = T or graph.metadata.get("snnc.num_steps")
+        if T is not None:
+            graph.metadata["snnc.num_steps"] = int(T)
+        graph.metadata.setdefault("snnc.input_encoding", input_encoding or "direct")
+        return graph, module, dict(info, num_steps=T, framework="snnc", notes=notes)
+    if shape is None:
+        raise ModelLoadError(f"{where}: the input shape is unknown; pass --input-shape C,H,W "
+                             "(Python: input_shape=...)")
+    from snnc.ir import UnsupportedNodeError
+    try:
+        graph = trace_module(module, tuple(int(v) for v in shape), dt=dt, num_steps=T,
+                             input_encoding=input_encoding, notes=notes)
+    except (ModelLoadError, UnsupportedNodeError):
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:  # shapes that do not fit the model
+        raise ModelLoadError(f"{where}: the model does not run one time step on an input of shape "
+                             f"{tuple(int(v) for v in shape)} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                             "give its input shape (C,H,W without batch) with --input-shape") from None
+    info = dict(info, num_steps=T, framework=framework_of(module), notes=notes)
+    return graph, module, info

@@ -1,0 +1,124 @@
+"""What every frontend shares: errors, the neuron-semantics metadata, tensor helpers.
+
+Neuron semantics that NIR cannot say are written into each neuron node's
+``metadata`` (see :mod:`snnc.ir` for the full key table)::
+
+    snnc.dt            time step in s
+    snnc.reset         "zero" | "subtract" | "to_v_reset" | "none"
+    snnc.reset_timing  "immediate"  (default; NIR, Loihi: v is reset right after the spike)
+                       "next_step"  (snnTorch's reset_delay=True: the spike of step t resets the
+                                     membrane of step t+1 *after* its update: subtract removes
+                                     v_th, zero multiplies the updated membrane by 0)
+    snnc.threshold_op  ">" (default; NIR, Loihi, snnTorch, Norse) | ">=" (SpikingJelly, Sinabs)
+    snnc.spikes        "single" (default) | "multi" (Sinabs MultiSpike: floor(v / v_th) spikes
+                                     per step where v >= v_th, each one subtracting v_th)
+    snnc.v_min         voltage floor (float; Sinabs min_v_mem), absent = none
+    snnc.source        the framework class the node came from, for messages and reports
+
+:func:`snnc.reference.GraphExecutor` runs every combination exactly; the
+loihi-sim target keeps ``reset = "zero"`` with ``immediate`` timing, ``">"``
+(and ``">="`` exactly, through the quantizer's choice of scale), single spikes
+and no floor; everything else is a semantic change that the compiler measures
+and refuses without ``--allow-semantic-change`` (:mod:`snnc.semantics`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import nir
+import numpy as np
+import torch
+
+RESET_MODES = ("zero", "subtract", "to_v_reset", "none")
+RESET_TIMINGS = ("immediate", "next_step")
+THRESHOLD_OPS = (">", ">=")
+SPIKE_MODES = ("single", "multi")
+
+
+class ModelLoadError(ValueError):
+    """A model file, module or factory that cannot be read or traced (one-line message naming it)."""
+
+
+def np32(t) -> np.ndarray:
+    """A tensor/array/number as a float32 numpy array (detached, copied)."""
+    if isinstance(t, torch.Tensor):
+        return t.detach().cpu().numpy().astype(np.float32, copy=True)
+    return np.array(t, dtype=np.float32)
+
+
+def neuron_meta(dt: float, reset: str = "zero", *, timing: str = "immediate", threshold_op: str = ">",
+                spikes: str = "single", v_min: float | None = None, source: str = "") -> dict:
+    """The ``snnc.*`` metadata of a neuron node (keys only where they differ from the defaults,
+    except ``snnc.dt`` and ``snnc.reset`` which are always written)."""
+    assert reset in RESET_MODES and timing in RESET_TIMINGS and threshold_op in THRESHOLD_OPS
+    assert spikes in SPIKE_MODES
+    md = {"snnc.dt": float(dt), "snnc.reset": reset}
+    if timing != "immediate":
+        md["snnc.reset_timing"] = timing
+    if threshold_op != ">":
+        md["snnc.threshold_op"] = threshold_op
+    if spikes != "single":
+        md["snnc.spikes"] = spikes
+    if v_min is not None:
+        md["snnc.v_min"] = float(v_min)
+    if source:
+        md["snnc.source"] = source
+    return md
+
+
+def first_tensor(out):
+    """A module's output as one tensor: the first element of a tuple/list ((spikes, state) of
+    snnTorch ``output=True``, Norse cells, ...)."""
+    while isinstance(out, (tuple, list)):
+        out = out[0]
+    return out
+
+
+def subgraph(nodes: dict, edges: list) -> nir.NIRGraph:
+    """A nested NIR graph (e.g. a recurrent neuron with its recurrent weights). ``nodes`` must
+    include ``"input"`` (nir.Input) and ``"output"`` (nir.Output); it is inlined into the parent by
+    :func:`snnc.frontends.torch_snnc.flatten_subgraphs` with names ``<parent>.<node>``."""
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+
+
+@dataclass
+class TraceContext:
+    """What node maps may read while tracing.
+
+    ``dt``: the time step the user gave (s) or None (each framework then uses its own default).
+    ``names``: id(module) -> qualified name, for messages. ``notes``: lines for the report/CLI.
+    """
+    dt: float | None = None
+    names: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+
+    def name(self, m) -> str:
+        return self.names.get(id(m), type(m).__name__)
+
+
+def reset_module_states(model: torch.nn.Module) -> None:
+    """Reset the hidden state of every stateful submodule, whatever its framework
+    (snnc ``reset_state``, snnTorch ``reset_mem``, SpikingJelly ``reset``, Sinabs ``reset_states``)."""
+    for m in model.modules():
+        if m is model and not hasattr(m, "reset_mem"):
+            continue
+        for meth in ("reset_state", "reset_mem", "reset_states"):
+            if hasattr(m, meth) and callable(getattr(m, meth)):
+                try:
+                    getattr(m, meth)()
+                except Exception:  # a method of that name with another meaning: leave it
+                    pass
+                break
+        else:
+            mod = type(m).__module__
+            if mod.startswith("spikingjelly") and hasattr(m, "reset") and callable(m.reset):
+                m.reset()
+
+
+def make_neuron(cls, metadata: dict | None = None, **params):
+    """Build a NIR neuron node with its parameter arrays broadcast to one common shape (NIR asserts
+    equal shapes; the tracer later broadcasts them to the node's full shape)."""
+    keys = list(params)
+    arrs = np.broadcast_arrays(*[np.asarray(params[k], np.float32) for k in keys])
+    kw = {k: np.array(a, np.float32) for k, a in zip(keys, arrs)}
+    return cls(**kw, metadata=dict(metadata or {}))

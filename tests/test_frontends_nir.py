@@ -1,0 +1,201 @@
+"""Foreign NIR as found in the wild (Norse's, Sinabs', SpikingJelly's exporters, nested graphs, missing
+shapes), event data and spike encoders, the Braille RNN fixture end to end on spike input, and the exact
+lowerings: pooling composed into convs, max pooling of spikes as OR groups and on the host, >= thresholds."""
+import json
+from collections import OrderedDict
+
+import nir
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from snnc.cli import main
+from snnc.events import EventDataError, bin_events, binarise, encode_latency, encode_rate, load_events
+from snnc.frontends import ModelLoadError, load_model, trace_module
+from snnc.neurons import CubaLIF, Integrator
+from snnc.reference import run_graph
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+# ------------------------------------------------------------------ exporters' graphs
+def test_norse_to_nir_repaired_and_equal():
+    nt = pytest.importorskip("norse.torch")
+    torch.manual_seed(0)
+    m = nt.SequentialState(nn.Linear(6, 8), nt.LIFCell(), nn.Linear(8, 4), nt.LIFCell())
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(4)
+    g, _, info = load_model(nt.to_nir(m, torch.randn(1, 6)))
+    assert any("Norse's to_nir convention" in n for n in info["notes"])
+    np.testing.assert_allclose(g.nodes["1"].tau_syn, 5e-3, rtol=1e-5)
+    from snnc.frontends import run_steps
+    xs = torch.rand(10, 16, 6) * 2
+    ref = run_steps(m, xs).double()
+    out, _ = run_graph(g, xs, None)
+    assert ref.sum() > 0 and torch.equal(out, ref)
+
+
+def test_sinabs_and_spikingjelly_exports_load(tmp_path):
+    sinabs = pytest.importorskip("sinabs")
+    import sinabs.layers as sl
+    ms = nn.Sequential(nn.Conv2d(1, 4, 3), sl.IAFSqueeze(batch_size=1), sl.SumPool2d(2), nn.Flatten(),
+                       nn.Linear(36, 5), sl.IAFSqueeze(batch_size=1))
+    g, _, info = load_model(sinabs.to_nir(ms, torch.randn(1, 1, 8, 8)))
+    assert g.nodes["0"].input_shape == (8, 8) and any("r = 1" in n for n in info["notes"])
+    nir.write(tmp_path / "s.nir", g)  # shapes filled in: writable
+    from spikingjelly.activation_based import layer, neuron
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+    mj = nn.Sequential(layer.Conv2d(1, 4, 3), neuron.LIFNode(), layer.Flatten(), layer.Linear(144, 5), neuron.IFNode())
+    g2, _, _ = load_model(export_to_nir(mj, torch.randn(1, 1, 8, 8)))
+    assert {type(n).__name__ for n in g2.nodes.values()} >= {"Conv2d", "LIF", "IF"}
+
+
+def test_nested_graph_missing_shape_and_bad_tau():
+    lif = nir.LIF(tau=np.full(3, 1e-2), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3))
+    inner = nir.NIRGraph(nodes={"input": nir.Input(input_type=None), "lif": lif,
+                                "w_rec": nir.Linear(weight=np.eye(3, dtype=np.float32)),
+                                "output": nir.Output(output_type=None)},
+                         edges=[("input", "lif"), ("lif", "w_rec"), ("w_rec", "lif"), ("lif", "output")],
+                         type_check=False)
+    g = nir.NIRGraph(nodes={"in": nir.Input(input_type=None), "fc": nir.Linear(weight=np.ones((3, 5), np.float32)),
+                            "rec": inner, "out": nir.Output(output_type=None)},
+                     edges=[("in", "fc"), ("fc", "rec"), ("rec", "out")], type_check=False)
+    g2, _, info = load_model(g, dt=1e-3)
+    assert "rec.lif" in g2.nodes and ("rec.w_rec", "rec.lif") in g2.edges
+    assert any("input shape (5,) inferred" in n for n in info["notes"])
+    bad = nir.NIRGraph(nodes={"in": nir.Input(input_type={"input": np.array([3])}),
+                              "lif": nir.LIF(tau=np.full(3, 5e-5), r=np.ones(3), v_leak=np.zeros(3),
+                                             v_threshold=np.ones(3)),
+                              "out": nir.Output(output_type=None)}, edges=[("in", "lif"), ("lif", "out")],
+                       type_check=False)
+    with pytest.raises(ModelLoadError, match=r"node 'lif' \(LIF\) has tau = 5e-05 s < dt = 0.01 s; pass"):
+        load_model(bad, dt=1e-2)
+
+
+# ------------------------------------------------------------------ events and encoders
+def test_encoders_and_event_binning(tmp_path):
+    x = np.array([[0.0, 0.5, 1.0]], np.float32)
+    lat = encode_latency(x, 5)
+    assert lat.shape == (5, 1, 3) and lat[:, 0, 0].sum() == 0 and lat[4, 0, 1] == 0 and lat[0, 0, 2] == 1
+    assert lat[2, 0, 1] == 1  # round((1 - 0.5) * 4) = 2
+    r1, r2 = encode_rate(np.full((200, 4), 0.3, np.float32), 50, 0), encode_rate(np.full((200, 4), 0.3, np.float32), 50, 0)
+    assert np.array_equal(r1, r2) and abs(r1.mean() - 0.3) < 0.01
+    ev = np.zeros(4, dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "<i2")])
+    ev["t"], ev["x"], ev["y"], ev["p"] = [0, 10, 10, 99], [1, 1, 1, 0], [0, 0, 0, 0], [0, 0, 0, 1]
+    fr = bin_events(ev, (2, 1, 2), 4)  # tonic sensor_size (W, H, P)
+    assert fr.shape == (4, 2, 1, 2) and fr[0, 0, 0, 1] == 3 and fr[3, 1, 0, 0] == 1
+    xb, check = binarise(fr[None])
+    assert check["value"] == 2 and "lost" in check["message"] and xb.max() == 1
+    np.savez(tmp_path / "e.npz", events=np.concatenate([ev, ev]), sample=np.array([0] * 4 + [1] * 4),
+             labels=np.array([3, 4]), sensor_size=np.array([2, 1, 2]))
+    x2, y2 = load_events(tmp_path / "e.npz", 4)
+    assert x2.shape == (4, 2, 2, 1, 2) and list(y2) == [3, 4]
+    np.savez(tmp_path / "f.npz", frames=np.zeros((2, 3, 4)), labels=np.array([0, 1]))
+    assert load_events(tmp_path / "f.npz", 3)[0].shape == (3, 2, 4)  # [N, T, ...] -> time-major
+    with pytest.raises(EventDataError, match="3 time bins, the model runs T = 5"):
+        load_events(tmp_path / "f.npz", 5)
+    (tmp_path / "dir").mkdir()
+    for i in range(3):
+        np.savez(tmp_path / "dir" / f"s{i}.npz", frames=np.ones((3, 4)) * i, label=np.array(i))
+    xd, yd = load_events(tmp_path / "dir", 3)
+    assert xd.shape == (3, 3, 4) and list(yd) == [0, 1, 2]
+
+
+def test_braille_fixture_on_spike_input_end_to_end(nir_fixtures, tmp_path):
+    """Recurrent CubaLIF net from snnTorch (NIR says reset to v_reset): compiles and runs on event data; the
+    source's subtractive reset is refused without the flag and measured with it."""
+    braille = nir_fixtures / "braille_noDelay_noBias_subtract.nir"
+    rng = np.random.default_rng(0)
+    frames = (rng.random((16, 20, 12)) < 0.3).astype(np.float32) * 2  # counts up to 2: binarised with a warning
+    np.savez(tmp_path / "ev.npz", frames=frames, labels=rng.integers(0, 7, 16))
+    r = run("compile", braille, "-o", tmp_path / "o", "--num-steps", 20, "--data", f"events:{tmp_path}/ev.npz",
+            "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["accuracy"]["samples"] == 16 and rep["energy"]["per_inference_pJ"] > 0
+    assert [c for c in rep["checks"] if c["check"] == "INPUT_EVENTS_BINARISED"]
+    # input events reach their synapses: the first layer's SynOps are counted (fc1: 12 -> 40)
+    fc1_synapses = [g for g in rep["groups"] if g["name"] == "lif1.lif"][0]["projections"][0]["synapses"]
+    per_input = fc1_synapses / 12  # synapses per input axon (dense 12 -> 40, zero weights dropped)
+    assert rep["activity_per_inference"]["synops"] >= per_input * frames.astype(bool).sum() / 16 * 0.99
+    r2 = run("simulate", tmp_path / "o", "--data", f"events:{tmp_path}/ev.npz", "--json")
+    assert r2.exit_code == 0 and json.loads(r2.stdout)["accuracy"] == pytest.approx(rep["accuracy"]["compiled"])
+    r3 = run("compile", braille, "-o", tmp_path / "s", "--num-steps", 20, "--reset", "subtract", "--data",
+             f"events:{tmp_path}/ev.npz")
+    assert r3.exit_code == 1 and "agree on" in r3.stderr and "calibration samples" in r3.stderr
+
+
+def test_spike_model_with_image_data_needs_encoder(tmp_path):
+    m = nn.Sequential(OrderedDict([("fc", nn.Linear(64, 10)), ("lif", CubaLIF((10,), tau_mem=2e-3))]))
+    torch.save(nn.Sequential(nn.Flatten(), m), tmp_path / "m.pt")
+    args = ["compile", tmp_path / "m.pt", "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 6,
+            "--input-encoding", "spikes", "--data", "digits", "-o"]
+    r = run(*args, tmp_path / "a")
+    assert r.exit_code == 1 and "--encode rate|latency" in r.stderr
+    r = run(*args, tmp_path / "b", "--encode", "rate", "--json")
+    assert r.exit_code == 0, r.output
+    assert "rate-coded spikes" in json.loads(r.stdout)["accuracy"]["source"]
+
+
+# ------------------------------------------------------------------ exact lowerings
+def _compile_graph(g, T, x):
+    from snnc.backends.loihi.compile import compile_graph
+    from snnc.backends.loihi.sim import Program
+    from snnc.passes import PassContext, Pipeline
+    from snnc.targets import load_target
+    tgt = load_target("loihi-sim")
+    ctx = PassContext(target=tgt, calibration=x, num_steps=T)
+    q = Pipeline("fold_bn,quantize").run(g, ctx)
+    cfg, arrays, _ = compile_graph(q, tgt)
+    return q, cfg, Program(cfg, arrays, tgt), ctx
+
+
+def test_pooling_after_conv_composed_and_maxpool_of_spikes_is_or():
+    torch.manual_seed(0)
+    m = nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, 4, 3, padding=1)), ("lif1", CubaLIF((4, 8, 8), tau_mem=2e-3, threshold=0.4)),
+        ("mp", nn.MaxPool2d(2)),                                    # max of binary spikes: an OR group
+        ("conv2", nn.Conv2d(4, 6, 3, padding=1)), ("pool", nn.AvgPool2d(2)),   # pooling after a conv: composed
+        ("lif2", CubaLIF((6, 2, 2), tau_mem=2e-3, threshold=0.3)),
+        ("flat", nn.Flatten()), ("fc", nn.Linear(24, 10)), ("out", Integrator((10,)))]))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(2)
+    T = 8
+    g = trace_module(m, (1, 8, 8), num_steps=T)
+    x = np.random.default_rng(0).random((64, 1, 8, 8)).astype(np.float32)
+    from snnc.groups import prepare_graph
+    from snnc.ir import copy_graph
+    g2, notes = prepare_graph(copy_graph(g))
+    assert "mp.or" in g2.nodes and "pool" not in g2.nodes and g2.nodes["conv2"].weight.shape[-1] == 4
+    a, ra = run_graph(g, x, T, record=("lif2",))
+    b, rb = run_graph(g2, x, T, record=("lif2",))
+    assert ra["lif2"].sum() > 0 and torch.equal(ra["lif2"], rb["lif2"])  # exact rewrites in float
+    torch.testing.assert_close(a, b)
+    q, cfg, prog, ctx = _compile_graph(g, T, x)
+    offsets = {gr["name"]: gr["offset"] for gr in cfg["groups"]}
+    assert offsets["mp.or"] == offsets["lif1"] + 1 and offsets["lif2"] == offsets["mp.or"] + 1
+    res = prog.run(x)
+    fq, _ = run_graph(q, x, T)
+    agree = (res.scores().argmax(1) == fq[-1].numpy().argmax(1)).mean()
+    assert agree >= 0.95  # the quantized float graph and the chip: same ops, integer rounding only
+
+
+def test_ge_threshold_exact_in_quantizer():
+    """v >= v_th on integer states: the quantizer puts s v_th one LSB above vThMant << 6."""
+    from snnc.passes import PassContext, Pipeline
+    from snnc.targets import load_target
+    sj = pytest.importorskip("spikingjelly.activation_based.neuron")
+    from spikingjelly.activation_based import layer
+    m = nn.Sequential(layer.Linear(4, 3), sj.IFNode())
+    g = trace_module(m, (4,), num_steps=4)
+    g.metadata["snnc.input_encoding"] = "spikes"
+    q = Pipeline("quantize").run(g, PassContext(target=load_target("loihi-sim"), num_steps=4))
+    node = [n for n in q.nodes.values() if isinstance(n, nir.IF)][0]
+    qi = node.metadata["snnc.quant"]
+    assert np.isclose(qi["scale"] * float(node.v_threshold.reshape(-1)[0]), qi["vth_mant"] * 64 + 1, rtol=1e-6)

@@ -1,0 +1,179 @@
+"""Norse, SpikingJelly and Sinabs: the traced graph run by snnc's executor equals each library's own
+simulation; compiled loihi-sim predictions agree with the library's on >= 97% of test images where the
+semantics match; semantics the target cannot keep are refused, then measured."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from snnc.frontends import run_steps, trace_module
+from snnc.reference import run_graph
+
+from frontend_helpers import digits_inputs, own_run, train_digits
+
+T = 10
+
+
+def _xs(n=16, f=6, scale=2.0, seed=0):
+    return torch.rand(T, n, f, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def _scaled(m, gain):
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(gain)
+    return m
+
+
+def _agreement(model, kind, out_dir, encode=None, **compile_kw):
+    import snnc
+    from snnc.backends.loihi.sim import load_program
+    rep = snnc.compile(model, input_shape=(1, 8, 8), num_steps=T, out_dir=out_dir, data="digits", encode=encode,
+                       **compile_kw)
+    x, xs, y = digits_inputs(T, encode=encode, flatten=False)
+    with torch.no_grad():
+        own = own_run(model, xs, kind).sum(0).argmax(1).numpy()
+    prog = load_program(out_dir)
+    comp = prog.run(xs.numpy() if encode else x).scores().argmax(1)
+    return float((own == comp).mean()), rep
+
+
+# ------------------------------------------------------------------ Norse
+norse = pytest.importorskip("norse.torch", reason="Norse not installed (pip install --no-deps norse)")
+
+
+@pytest.mark.parametrize("cell", ["LIFCell", "LIFBoxCell", "IAFCell", "LICell"])
+def test_norse_equals_own_simulation(cell):
+    torch.manual_seed(0)
+    last = norse.LICell() if cell == "LICell" else norse.LIFCell()
+    first = norse.LIFCell() if cell == "LICell" else getattr(norse, cell)()
+    m = _scaled(norse.SequentialState(nn.Linear(6, 8), first, nn.Linear(8, 4), last), 4.0)
+    xs = _xs()
+    g = trace_module(m, (6,), num_steps=T)
+    ref = run_steps(m, xs).double()
+    out, _ = run_graph(g, xs, None)
+    assert ref.abs().sum() > 0
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)  # float32 (Norse) vs float64 (snnc)
+    if cell != "LICell":
+        assert torch.equal(out, ref)  # spikes bit-equal
+
+
+def test_norse_compiled_agreement(tmp_path):
+    p = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(500.0))  # tau_mem = 2 ms at Norse's dt = 1 ms
+    m = norse.SequentialState(nn.Flatten(), nn.Linear(64, 48), norse.LIFBoxCell(p), nn.Linear(48, 10),
+                              norse.LIFBoxCell(p))
+    m = train_digits(m, T, kind="state", flatten=False, epochs=6, lr=5e-3)
+    agree, rep = _agreement(m, "state", tmp_path / "o")
+    assert rep["model"]["framework"] == "norse" and rep["accuracy"]["float"] > 0.6
+    assert agree >= 0.97
+
+
+# ------------------------------------------------------------------ SpikingJelly
+sj = pytest.importorskip("spikingjelly.activation_based.neuron", reason="SpikingJelly not installed")
+
+
+@pytest.mark.parametrize("kind", ["lif", "lif_soft", "if", "lif_nodecay", "plif"])
+def test_spikingjelly_equals_own_simulation(kind):
+    from spikingjelly.activation_based import functional, layer, neuron
+    mk = {"lif": lambda: neuron.LIFNode(tau=2.0), "lif_soft": lambda: neuron.LIFNode(tau=3.0, v_reset=None),
+          "if": neuron.IFNode, "lif_nodecay": lambda: neuron.LIFNode(tau=2.0, decay_input=False),
+          "plif": neuron.ParametricLIFNode}[kind]
+    torch.manual_seed(0)
+    m = _scaled(nn.Sequential(layer.Linear(6, 8), mk(), layer.Linear(8, 4), neuron.LIFNode(tau=2.0)), 3.0)
+    xs = _xs(scale=3.0)
+    g = trace_module(m, (6,), num_steps=T)
+    functional.reset_net(m)
+    with torch.no_grad():
+        ref = torch.stack([m(x) for x in xs]).double()
+    functional.reset_net(m)
+    out, _ = run_graph(g, xs, None)
+    assert ref.sum() > 0 and torch.equal(out, ref)
+    lif = [n for n in g.nodes.values() if hasattr(n, "v_threshold")][0]
+    assert lif.metadata["snnc.threshold_op"] == ">="
+
+
+def test_spikingjelly_multistep_conv_equals():
+    from spikingjelly.activation_based import functional, layer, neuron
+    torch.manual_seed(1)
+    m = nn.Sequential(layer.Conv2d(1, 4, 3), neuron.LIFNode(tau=2.0), layer.MaxPool2d(2), layer.Flatten(),
+                      layer.Linear(36, 5), neuron.IFNode())
+    functional.set_step_mode(m, "m")
+    xi = (torch.rand(T, 8, 1, 8, 8) < 0.5).float()
+    with torch.no_grad():
+        ref = m(xi).double()
+    functional.reset_net(m)
+    notes = []
+    g = trace_module(m, (1, 8, 8), num_steps=T, notes=notes)
+    out, _ = run_graph(g, xi, None)
+    assert ref.sum() > 0 and torch.equal(out, ref) and "multi-step" in notes[0]
+
+
+def test_spikingjelly_compiled_agreement_ge_threshold(tmp_path):
+    from spikingjelly.activation_based import functional, layer, neuron
+    m = nn.Sequential(layer.Flatten(), layer.Linear(64, 48), neuron.IFNode(), layer.Linear(48, 10), neuron.IFNode())
+    m = train_digits(m, T, flatten=False, epochs=6, lr=5e-3)
+    functional.reset_net(m)
+    agree, rep = _agreement(m, "step", tmp_path / "o")
+    assert not [c for c in rep["checks"] if c["check"] == "SEMANTIC_CHANGE"]  # >= and hard reset to 0: kept
+    assert rep["accuracy"]["float"] > 0.6 and agree >= 0.97
+
+
+# ------------------------------------------------------------------ Sinabs
+sl = pytest.importorskip("sinabs.layers", reason="Sinabs not installed (pip install --no-deps sinabs pbr)")
+
+
+@pytest.mark.parametrize("kind", ["iaf", "iaf_floor", "lif", "single_reset", "lif_syn"])
+def test_sinabs_equals_own_simulation(kind):
+    from sinabs.activation import MembraneReset, SingleSpike
+    mk = {"iaf": sl.IAF, "iaf_floor": lambda: sl.IAF(min_v_mem=-0.5), "lif": lambda: sl.LIF(tau_mem=5.0),
+          "single_reset": lambda: sl.IAF(spike_fn=SingleSpike, reset_fn=MembraneReset()),
+          "lif_syn": lambda: sl.LIF(tau_mem=5.0, tau_syn=3.0)}[kind]
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(6, 8), mk(), nn.Linear(8, 4), sl.IAF())
+    with torch.no_grad():
+        m[0].weight.mul_(3)
+        m[2].weight.mul_(3)
+    xs = _xs(scale=2.0) - 0.5
+    g = trace_module(m, (6,), num_steps=T)
+    with torch.no_grad():
+        ref = own_run(m, xs, "sinabs").double()
+    out, _ = run_graph(g, xs, None)
+    assert ref.sum() > 0
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    md = [n for n in g.nodes.values() if hasattr(n, "v_threshold")][0].metadata
+    assert md["snnc.threshold_op"] == ">=" and (md.get("snnc.spikes") == "multi") == (kind != "single_reset")
+
+
+def test_sinabs_squeeze_conv_equals():
+    torch.manual_seed(2)
+    m = _scaled(nn.Sequential(nn.Conv2d(1, 4, 3), sl.IAFSqueeze(batch_size=8), sl.SumPool2d(2), nn.Flatten(),
+                              nn.Linear(36, 5), sl.IAFSqueeze(batch_size=8)), 2.0)
+    xi = (torch.rand(T, 8, 1, 8, 8) < 0.5).float()
+    g = trace_module(m, (1, 8, 8), num_steps=T)
+    for layer_ in m:
+        if hasattr(layer_, "reset_states"):
+            layer_.reset_states()
+    with torch.no_grad():
+        ref = m(xi.transpose(0, 1).reshape(8 * T, 1, 8, 8)).reshape(8, T, 5).transpose(0, 1).double()
+    out, _ = run_graph(g, xi, None)
+    assert ref.sum() > 0 and torch.equal(out, ref)
+
+
+def test_sinabs_default_neurons_refused_then_measured_and_single_spike_agrees(tmp_path):
+    from sinabs.activation import MembraneReset, SingleSpike
+    from snnc.semantics import SemanticChangeError
+    import snnc
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 48), sl.IAFSqueeze(num_timesteps=T), nn.Linear(48, 10),
+                      sl.IAFSqueeze(num_timesteps=T))
+    m = train_digits(m, T, kind="sinabs-squeeze", flatten=False, epochs=5, lr=3e-3)
+    with pytest.raises(SemanticChangeError, match="several spikes per step"):
+        snnc.compile(m, input_shape=(1, 8, 8), num_steps=T, out_dir=tmp_path / "a", data="digits")
+    agree, rep = _agreement(m, "sinabs-squeeze", tmp_path / "b", allow_semantic_change=True)
+    whats = {c["what"] for c in rep["checks"] if c["check"] == "SEMANTIC_CHANGE"}
+    assert whats == {"reset", "spikes"} and 0.0 <= agree <= 1.0
+    one = dict(spike_fn=SingleSpike, reset_fn=MembraneReset(), num_timesteps=T)
+    m2 = nn.Sequential(nn.Flatten(), nn.Linear(64, 48), sl.IAFSqueeze(**one), nn.Linear(48, 10), sl.IAFSqueeze(**one))
+    m2 = train_digits(m2, T, kind="sinabs-squeeze", flatten=False, epochs=5, lr=3e-3)
+    agree2, rep2 = _agreement(m2, "sinabs-squeeze", tmp_path / "c")
+    assert rep2["accuracy"]["float"] > 0.6 and agree2 >= 0.97
