@@ -57,10 +57,11 @@ def _shape(v) -> bool:
 
 
 _OP_KEYS = {"sum_pool2d": {"kernel"}, "flatten": {"start_dim", "end_dim"},
-            "conv2d": {"node", "stride", "padding", "dilation", "groups"}, "dense": {"node"}}
+            "conv2d": {"node", "stride", "padding", "dilation", "groups"}, "dense": {"node"},
+            "max_pool2d": {"kernel", "stride", "padding"}}
 
 
-def _check_ops(ops) -> str | None:
+def _check_ops(ops, host: bool = False) -> str | None:
     if not isinstance(ops, list) or not ops:
         return "ops must be a non-empty list"
     weighted = 0
@@ -70,9 +71,15 @@ def _check_ops(ops) -> str | None:
         if not _OP_KEYS[op["op"]] <= set(op):
             return f"op {op['op']} lacks {sorted(_OP_KEYS[op['op']] - set(op))}"
         kind = op["op"]
-        if kind == "sum_pool2d" and not (isinstance(op["kernel"], list) and len(op["kernel"]) == 2 and
-                                         all(_in(k, 1, 4096) for k in op["kernel"])):
-            return f"sum_pool2d kernel {op['kernel']!r}"
+        if kind in ("sum_pool2d", "max_pool2d") and not (isinstance(op["kernel"], list) and len(op["kernel"]) == 2 and
+                                                         all(_in(k, 1, 4096) for k in op["kernel"])):
+            return f"{kind} kernel {op['kernel']!r}"
+        if kind == "max_pool2d":
+            if not host:
+                return "max_pool2d is computed by the host only (a direct-input projection)"
+            for k, lo in (("stride", 1), ("padding", 0)):
+                if not (isinstance(op[k], list) and len(op[k]) == 2 and all(_in(x, lo, 4096) for x in op[k])):
+                    return f"max_pool2d {k} {op[k]!r}"
         if kind == "flatten" and not (_in(op["start_dim"], -8, 8) and _in(op["end_dim"], -8, 8)):
             return f"flatten dims {op['start_dim']!r}, {op['end_dim']!r}"
         if kind == "conv2d":
@@ -83,8 +90,12 @@ def _check_ops(ops) -> str | None:
                 return f"conv2d groups {op['groups']!r}"
         if kind in ("conv2d", "dense"):
             weighted += 1
-    if weighted != 1 or ops[-1]["op"] not in ("conv2d", "dense"):
-        return "ops must end in exactly one conv2d or dense"
+    if weighted != 1:
+        return "ops must hold exactly one conv2d or dense"
+    after = [op["op"] for op in ops[[o["op"] for o in ops].index("conv2d" if any(o["op"] == "conv2d" for o in ops)
+                                                                 else "dense") + 1:]]
+    if any(k not in (("flatten", "max_pool2d") if host else ("flatten",)) for k in after):
+        return f"ops after the weighted one may only flatten{' or max-pool (host)' if host else ''}, got {after}"
     return None
 
 
@@ -243,13 +254,13 @@ def _check_projection(p, pw, g, size, shapes, in_name, inp, arrays, fp, fmt) -> 
         return [f"{pw}: unknown source {src!r}"]
     if p.get("source_shape") != shapes[src]:
         out.append(f"{pw}: source_shape {p.get('source_shape')!r} != {src}'s shape {shapes[src]}")
-    bad = _check_ops(p.get("ops"))
-    if bad:
-        return out + [f"{pw}: {bad}"]
     host = p.get("host")
     if not isinstance(host, bool) or not isinstance(p.get("recurrent"), bool):
         out.append(f"{pw}: host and recurrent must be true or false")
         return out
+    bad = _check_ops(p.get("ops"), host)
+    if bad:
+        return out + [f"{pw}: {bad}"]
     if host and not (src == in_name and inp.get("encoding") == "direct"):
         out.append(f"{pw}: only a direct input can be computed on the host")
     key = p.get("weight_key")
