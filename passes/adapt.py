@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import nir
 import numpy as np
-import torch
 
-from snnc.ir import NEURON_TYPES, SPIKING_TYPES, WEIGHTED_TYPES, predecessors, topological_order
+from snnc.ir import NEURON_TYPES, WEIGHTED_TYPES, predecessors, topological_order
 from snnc.passes.manager import PassContext, register
 from snnc.semantics import predictions_float, to_target
 
@@ -62,57 +61,19 @@ def replace_maxpool(graph: nir.NIRGraph) -> list[str]:
     return notes
 
 
-class _Trainable(torch.nn.Module):
-    """The graph's weights/biases as parameters, run with snnc's executor and surrogate spikes."""
-
-    def __init__(self, graph: nir.NIRGraph):
-        super().__init__()
-        from snnc.reference import GraphExecutor
-        self.graph = graph
-        self.ex = GraphExecutor(graph, dtype=torch.float32, surrogate=True)
-        self.params = torch.nn.ParameterDict()
-        for name in self.ex.order:
-            if isinstance(graph.nodes[name], WEIGHTED_TYPES):
-                for key in ("weight", "bias"):
-                    if key in self.ex._p[name]:
-                        p = torch.nn.Parameter(self.ex._p[name][key].clone())
-                        self.params[f"{name.replace('.', '_')}__{key}"] = p
-                        self.ex._p[name][key] = p
-        out = [s for s, d in graph.edges if isinstance(graph.nodes[d], nir.Output)][0]
-        self.spiking_out = isinstance(graph.nodes[out], SPIKING_TYPES)
-
-    def forward(self, x, num_steps, spikes):
-        self.ex.reset()
-        steps = list(x) if spikes else [x] * num_steps
-        outs = [next(iter(self.ex.step(xt).values())) for xt in steps]
-        out = torch.stack(outs)
-        return out.sum(0) if self.spiking_out else out[-1]
-
-    def write_back(self):
-        for key, p in self.params.items():
-            name, attr = key.rsplit("__", 1)
-            real = next(n for n in self.graph.nodes if n.replace(".", "_") == name)
-            setattr(self.graph.nodes[real], attr, p.detach().numpy().astype(np.float32))
-
-
 def finetune(graph, x, y, num_steps, spikes, epochs, lr, batch_size, seed) -> None:
-    """Fine-tune ``graph``'s weights in place on ``(x, y)`` (see module docstring)."""
-    torch.manual_seed(seed)
-    model = _Trainable(graph)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    n = len(y)
-    rng = np.random.default_rng(seed)
-    for _ in range(int(epochs)):
-        perm = rng.permutation(n)
-        for i in range(0, n, batch_size):
-            idx = perm[i:i + batch_size]
-            xb = torch.from_numpy(np.ascontiguousarray(x[:, idx] if spikes else x[idx])).float()
-            logits = model(xb, num_steps, spikes)
-            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y[idx]))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.write_back()
+    """Fine-tune ``graph``'s weights and biases in place on ``(x, y)`` (:func:`snnc.finetune.finetune`:
+    surrogate gradients through snnc's executor, cross-entropy on the readout rule's scores, Adam)."""
+    from snnc.finetune import finetune as train
+
+    model, _ = train(graph, x, y, num_steps, epochs=int(epochs), lr=lr, batch_size=batch_size, seed=seed,
+                     flip=False, spikes=spikes)
+    trained = model.to_nir()
+    for name, node in trained.nodes.items():
+        if isinstance(node, WEIGHTED_TYPES):
+            for attr in ("weight", "bias"):
+                if getattr(node, attr, None) is not None:
+                    setattr(graph.nodes[name], attr, getattr(node, attr))
 
 
 @register("adapt_semantics", "convert neurons to what the target keeps (reset to zero, one spike per step, no "

@@ -33,7 +33,6 @@ def _on_sigterm(signum, frame):
 
 
 def _fail(msg: str) -> None:
-    from snnc.backends.loihi.mapping import DesignRuleError  # noqa: F401  (multi-line by design)
     click.echo(f"snnc: error: {msg}", err=True)
     sys.exit(EXIT_BAD_INPUT)
 

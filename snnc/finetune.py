@@ -33,22 +33,29 @@ from snnc.neurons import reset_states
 from snnc.trainable import GraphSNN
 
 
-def scores_of(model, x: torch.Tensor, num_steps: int, rule: str) -> torch.Tensor:
-    """Class scores ``[B, classes]`` of a single-step module run T steps on direct input, by ``rule``."""
+def scores_of(model, x: torch.Tensor, num_steps: int, rule: str, spikes: bool = False) -> torch.Tensor:
+    """Class scores ``[B, classes]`` of a single-step module by ``rule``: run T steps on direct input
+    ``x`` ``[B, *input_shape]``, or along time-major spike input ``[T, B, *input_shape]`` with ``spikes``."""
     reset_states(model)
-    outs = [model(x) for _ in range(num_steps)]
+    steps = list(x) if spikes else [x] * num_steps
+    outs = [model(xt) for xt in steps]
     reset_states(model)
-    seq = torch.stack(outs).reshape(num_steps, x.shape[0], -1)
+    seq = torch.stack(outs).reshape(len(steps), steps[0].shape[0], -1)
     return seq.sum(0) if rule == "spike_count" else seq[-1]
 
 
-def accuracy(model, x: np.ndarray, y: np.ndarray, num_steps: int, rule: str, batch_size: int = 500) -> float:
+def _batch(x: np.ndarray, idx, spikes: bool) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x[:, idx] if spikes else x[idx]))
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray, num_steps: int, rule: str, batch_size: int = 500,
+             spikes: bool = False) -> float:
     correct = 0
     was = model.training
     model.eval()
     with torch.no_grad():
         for i in range(0, len(y), batch_size):
-            s = scores_of(model, torch.from_numpy(x[i:i + batch_size]), num_steps, rule)
+            s = scores_of(model, _batch(x, slice(i, i + batch_size), spikes), num_steps, rule, spikes)
             correct += int((s.argmax(1).numpy() == y[i:i + batch_size]).sum())
     model.train(was)
     return correct / max(len(y), 1)
@@ -118,13 +125,13 @@ class _Gates:
         return {g.name: np.flatnonzero(self.mask[g.name].detach().numpy() > 0) for g in self.groups}
 
 
-def _activity(model: GraphSNN, x: torch.Tensor, num_steps: int, names) -> dict:
+def _activity(model: GraphSNN, x: torch.Tensor, num_steps: int, names, spikes: bool = False) -> dict:
     """Spikes and pre-reset voltages ``[T, B, *shape]`` of neuron nodes on a batch (no gradient)."""
     rec = {n: {"s": [], "v": []} for n in names}
     reset_states(model)
     with torch.no_grad():
-        for _ in range(num_steps):
-            model(x)
+        for xt in (list(x) if spikes else [x] * num_steps):
+            model(xt)
             for n in names:
                 rec[n]["s"].append(model.ex.values[n].float())
                 rec[n]["v"].append(model.ex.state[n]["vpre"].float())
@@ -136,12 +143,13 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
              batch_size: int = 128, seed: int = 0, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
              teacher=None, teacher_scores: np.ndarray | None = None, distill: float = 0.0, temperature: float = 4.0,
              flip: bool = True, regrow: dict | None = None, regrow_fraction: float = 0.2, regrow_per_epoch: int = 4,
-             progress=None, log=None):
+             spikes: bool = False, progress=None, log=None):
     """Fine-tune ``graph``'s weights; returns ``(GraphSNN, history)``.
 
     Args:
         graph: the NIR graph to train (for ``regrow``: the UNPRUNED graph).
-        x, y: training images ``[N, *input_shape]`` and labels ``[N]``.
+        x, y: training images ``[N, *input_shape]`` (with ``spikes``: time-major spike input
+            ``[T, N, *input_shape]``; no flips) and labels ``[N]``.
         x_val, y_val: held-out images for the per-epoch accuracy (optional).
         teacher: a single-step module (or a NIR graph) whose scores the student distils;
             ``teacher_scores`` ``[N, classes]`` precomputed on ``x`` instead (then ``flip`` must be off).
@@ -154,8 +162,10 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
     """
     from snnc.compiler import readout_rule
 
-    if len(x) != len(y) or len(y) == 0:
-        raise ValueError(f"finetune: {len(x)} images and {len(y)} labels")
+    n_x = x.shape[1] if spikes else len(x)
+    if n_x != len(y) or len(y) == 0:
+        raise ValueError(f"finetune: {n_x} samples and {len(y)} labels")
+    flip = flip and not spikes
     if not 0 <= distill < 1:
         raise ValueError(f"finetune: distill must be in [0, 1), got {distill}")
     if teacher_scores is not None and (flip or len(teacher_scores) != len(y)):
@@ -187,14 +197,14 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
         tot, n, correct, swapped = 0.0, 0, 0, 0
         for b in range(steps):
             idx = perm[b * batch_size:(b + 1) * batch_size]
-            xb = torch.from_numpy(x[idx])
+            xb = _batch(x, idx, spikes)
             if flip:
                 fl = torch.from_numpy(rng.random(len(idx)) < 0.5)
                 xb[fl] = xb[fl].flip(-1)
             yb = torch.from_numpy(y[idx])
             if gates is not None:
                 gates.apply()
-            s = scores_of(model, xb, num_steps, rule)
+            s = scores_of(model, xb, num_steps, rule, spikes)
             t = None
             if distill > 0:
                 if teacher_scores is not None:
@@ -202,7 +212,7 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
                 else:
                     with torch.no_grad():
                         t = scores_of(teacher, xb, num_steps, readout_rule(teacher.graph if hasattr(teacher, "graph")
-                                                                           else graph)["rule"]).to(s.dtype)
+                                                                           else graph)["rule"], spikes).to(s.dtype)
             loss = _kd(s, t, yb, distill, temperature)
             opt.zero_grad()
             loss.backward()
@@ -214,7 +224,8 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
                 if (b + 1) % swap_every == 0 and done < 1:
                     frac = regrow_fraction * 0.5 * (1 + math.cos(math.pi * done))
                     gates.apply()
-                    act = _activity(model, xb, num_steps, sorted({nn for g in gates.groups for nn in g.neurons}))
+                    act = _activity(model, xb, num_steps, sorted({nn for g in gates.groups for nn in g.neurons}),
+                                    spikes)
                     swapped += gates.swap(act, frac)
             tot += float(loss.detach()) * len(idx)
             n += len(idx)
@@ -227,7 +238,7 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
             entry["channels_swapped"] = swapped
             gates.apply()
         if x_val is not None:
-            entry["val_accuracy"] = accuracy(model, x_val, y_val, num_steps, rule)
+            entry["val_accuracy"] = accuracy(model, x_val, y_val, num_steps, rule, spikes=spikes)
         history.append(entry)
         if log:
             log(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))

@@ -148,7 +148,7 @@ def _nir_with(tmp_path, mutate, name="bad.nir", meta=None):
 @pytest.mark.parametrize("case,mutate,meta,needle", [
     ("r-zero", lambda g: setattr(g.nodes["lif1"], "r", np.zeros_like(g.nodes["lif1"].r)), None, "r must be > 0"),
     ("vleak-nan", lambda g: g.nodes["lif2"].v_leak.fill(np.nan), None, "v_leak holds"),
-    ("tau-neg", lambda g: g.nodes["lif2"].tau_mem.fill(-1e-3), None, "tau_mem must be > 0"),
+    ("tau-neg", lambda g: g.nodes["lif2"].tau_mem.fill(-1e-3), None, "tau_mem = -0.001 s"),
     ("T-neg", lambda g: None, {"snnc.num_steps": -2}, "T must be a whole number"),
     ("T-zero", lambda g: None, {"snnc.num_steps": 0}, "T must be a whole number"),
     ("encoding", lambda g: None, {"snnc.input_encoding": "morse"}, "'snnc.input_encoding' is 'morse'"),
@@ -220,8 +220,8 @@ def test_bad_target_files(work, tmp_path, edit, needle):
 
 
 @pytest.mark.parametrize("shape,code_want,needle", [
-    ("1,2,3", 1, "does not run one time step on an input of shape (1, 2, 3)"),
-    ("1,8", 1, "input of shape (1, 8)"),
+    ("1,2,3", 1, "input of shape [B, 1, 2, 3] failed"),
+    ("1,8", 1, "input of shape [B, 1, 8] failed"),
     ("0,0,0", 2, "positive whole numbers"),
     ("-1,8,8", 2, "positive whole numbers"),
     ("a,b", 2, "positive whole numbers"),
