@@ -42,6 +42,8 @@ def _is_real(v) -> bool:
 
 def check_num_steps(value, where: str) -> int:
     """T: a whole number in 1..:data:`MAX_NUM_STEPS`. Returns it as int."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if not _is_int(value) or not 1 <= int(value) <= MAX_NUM_STEPS:
         raise ValidationError(f"{where}: the number of time steps T must be a whole number in 1..{MAX_NUM_STEPS}, "
                               f"got {value!r}")

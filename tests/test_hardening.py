@@ -532,3 +532,55 @@ def test_emitted_fields_are_checked_before_anything_is_written(work, tmp_path, m
     code, err, _ = cli("compile", work["ckpt"], "-o", tmp_path / "o")
     assert_one_line_error(code, err, "the compiled configuration: invalid loihi-sim configuration", "du = 5000")
     assert not (tmp_path / "o").exists() and no_temporaries(tmp_path)
+
+
+class _MulNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        from snnc.neurons import CubaLIF, Integrator
+        self.fc, self.lif = torch.nn.Linear(4, 3), CubaLIF((3,))
+        self.fc2, self.ro = torch.nn.Linear(3, 2), Integrator((2,))
+
+    def forward(self, x):
+        return self.ro(self.fc2(self.lif(self.fc(x) * 2.0)))  # a product nirtorch cannot trace
+
+
+class _ControlFlowNet(_MulNet):
+    def forward(self, x):
+        h = self.fc(x)
+        if h.sum() > 0:  # data-dependent control flow: torch.fx refuses it
+            h = h + 1
+        return self.ro(self.fc2(self.lif(h)))
+
+
+def test_third_party_tracer_messages_are_explained(tmp_path):
+    """nirtorch's "only supported function is addition" / torch.fx failures end in one line that says
+    what snnc tried and where it stopped."""
+    torch.save(_MulNet(), tmp_path / "m.pt")
+    code, err, _ = cli("compile", tmp_path / "m.pt", "--trust-pickle", "--input-shape", "4", "--num-steps", 3,
+                       "-o", tmp_path / "o")
+    assert_one_line_error(code, err, "torch.fx cannot trace forward()", "cannot follow the data into layer 'lif'")
+    torch.save(_ControlFlowNet(), tmp_path / "c.pt")
+    code, err, _ = cli("compile", tmp_path / "c.pt", "--trust-pickle", "--input-shape", "4", "--num-steps", 3,
+                       "-o", tmp_path / "c")
+    assert code == 0, err  # traced by running forward() once
+
+
+def test_unpickling_errors_name_the_missing_module_and_class(tmp_path, monkeypatch):
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "snnc_test_userclasses.py").write_text(
+        "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(2, 2)\n    def forward(self, x):\n        return self.fc(x)\n")
+    monkeypatch.syspath_prepend(str(mods))
+    import importlib
+    mod = importlib.import_module("snnc_test_userclasses")
+    torch.save(mod.Net(), tmp_path / "n.pt")
+    (mods / "snnc_test_userclasses.py").write_text("# the class is gone\n")
+    monkeypatch.delitem(sys.modules, "snnc_test_userclasses")
+    code, err, _ = cli("compile", tmp_path / "n.pt", "--trust-pickle", "--input-shape", "2", "-o", tmp_path / "o")
+    assert_one_line_error(code, err, "cannot be unpickled", "'Net'")
+    (mods / "snnc_test_userclasses.py").unlink()
+    monkeypatch.delitem(sys.modules, "snnc_test_userclasses", raising=False)
+    code, err, _ = cli("compile", tmp_path / "n.pt", "--trust-pickle", "--input-shape", "2", "-o", tmp_path / "o")
+    assert_one_line_error(code, err, "module 'snnc_test_userclasses' is not installed")
