@@ -239,7 +239,7 @@ def test_finetune_writes_a_checkpoint_compile_takes(tiny_pickle, tmp_path):
 def test_finetune_regrow_keeps_the_channel_count(tiny_pickle, tmp_path):
     from snnc.finetune import finetune
     from snnc.data import load_digits
-    g = folded(torch.load(tiny_pickle, weights_only=False))
+    g = folded(TinySNN(channels=8))  # the module tiny_pickle holds
     x, y = load_digits("train")
     keep = {gr.name: np.arange(gr.channels // 2) for gr in channel_groups(g) if gr.prunable}
     model, hist = finetune(g, x[:600], y[:600], 4, epochs=2, batch_size=64, regrow=keep, regrow_fraction=0.5)
