@@ -33,12 +33,15 @@ class PassContext:
             ``[T, N, *input_shape]`` for spike input; float32, or None.
         num_steps: T, time steps per sample.
         seed: seed for anything random.
+        calibration_labels: ``[N]`` int labels of the calibration inputs, or None (passes may report
+            accuracy on them, e.g. ``fold_timesteps``).
         log: filled by the pipeline, one dict per pass.
     """
     target: Any = None
     calibration: np.ndarray | None = None
     num_steps: int | None = None
     seed: int = 0
+    calibration_labels: np.ndarray | None = None
     log: list = field(default_factory=list)
     _notes: dict = field(default_factory=dict)
 

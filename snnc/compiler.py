@@ -122,7 +122,8 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
                   num_steps: int | None = None, input_shape=None, input_encoding: str | None = None,
                   reset: str | None = None, seed: int = 0, batch_size: int = 500,
                   force: bool = False, progress=None, log=None, budget: str | None = None,
-                  budget_criterion: str | None = None) -> dict:
+                  budget_criterion: str | None = None, weight_bits: int | None = None, per_channel: bool = False,
+                  calibrate: int | None = None, timesteps: int | None = None) -> dict:
     """Compile ``model`` for ``target`` into ``out_dir``; returns the report dict.
 
     Args:
@@ -134,6 +135,12 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
             mapped model fits the target within it (:mod:`snnc.budget`; needs ``data``: training images
             256..767 are the held-out set that measures accuracy); ``budget_criterion`` ranks the channels
             (default ``sca``).
+        weight_bits, per_channel, calibrate, timesteps: ``--weight-bits B`` (quantize ``weight_bits``),
+            ``--per-channel`` (per-channel scales), ``--calibrate N`` (MSE-calibrated scales on the first N
+            training images instead of 256; needs ``data``), ``--timesteps T'`` (the ``fold_timesteps``
+            pass; its threshold recalibration needs ``data``), see
+            :func:`snnc.passes.quantize.apply_cli_options`; recorded in report.json ``pipeline``,
+            ``num_steps`` and ``quantization``.
         input_encoding: ``"direct"`` (analog input, computed on the host and injected as a
             per-sample bias) or ``"spikes"`` (events through input axons); default from the graph.
         progress: callable(stage: str, done: int, total: int) for long work.
@@ -175,19 +182,23 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
                          "spike encoder yet (compile without --data, or with --input-encoding direct)")
     if budget and not data:
         raise ValueError("--budget needs --data: it measures the accuracy of each pruning step on held-out images")
-    held_out = None
+    if calibrate is not None and not data:
+        raise ValueError("--calibrate needs --data: it calibrates the quantization on that dataset's training images")
+    n_cal = int(calibrate) if calibrate is not None else CALIBRATION_SAMPLES
+    held_out = calib_labels = None
     if data:
-        xtr, ytr = D.load(data, "train", data_dir, limit=CALIBRATION_SAMPLES + (HELD_OUT_SAMPLES if budget else 0))
-        calib = xtr[:CALIBRATION_SAMPLES]
-        held_out = (xtr[CALIBRATION_SAMPLES:], ytr[CALIBRATION_SAMPLES:])
+        xtr, ytr = D.load(data, "train", data_dir, limit=n_cal + (HELD_OUT_SAMPLES if budget else 0))
+        calib, calib_labels = xtr[:n_cal], ytr[:n_cal]
+        held_out = (xtr[n_cal:], ytr[n_cal:])
         xte, yte = D.load(data, "test", data_dir, limit=limit)
         want = next(n for n in graph.nodes.values() if isinstance(n, nir.Input)).input_type
         want = tuple(int(v) for v in next(iter(want.values())))
         if tuple(xte.shape[1:]) != want:
             raise ValueError(f"dataset {data!r} has samples of shape {tuple(xte.shape[1:])}, "
                              f"the model's input is {want}")
-    ctx = PassContext(target=tgt, calibration=calib, num_steps=int(T), seed=seed)
-    pipe = Pipeline(passes)
+    ctx = PassContext(target=tgt, calibration=calib, num_steps=int(T), seed=seed, calibration_labels=calib_labels)
+    from snnc.passes.quantize import apply_cli_options
+    pipe = Pipeline(apply_cli_options(Pipeline(passes).passes, weight_bits, per_channel, calibrate, timesteps))
     say(f"passes: {', '.join(n for n, _ in pipe.passes)}" + (f"; budget {budget}" if budget else ""))
     compiled, structural, pruning = run_pipeline(graph, ctx, pipe, tgt, budget, budget_criterion, held_out, say)
     say("mapping onto cores")
@@ -216,6 +227,9 @@ def compile_model(model: str | os.PathLike, out_dir: str | os.PathLike, target: 
         model_info["card"] = {k: info["meta"][k] for k in sorted(info["meta"]) if k in (
             "float_test_accuracy", "seed", "epochs", "dt", "command")}
     report = build_report(config, tgt, metrics, accuracy, ctx.log, model_info)
+    from snnc.report import quantization_section
+    report = dict(report, quantization=quantization_section(config, arrays, tgt, ctx.log, metrics,
+                                                            len(calib) if calib is not None else 0))
     if pruning is not None:
         report = dict(report, pruning=_plain(pruning))
     extra = {}
