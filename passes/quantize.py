@@ -31,6 +31,27 @@ the loihi backend reads instead of re-deriving them. Biases of on-chip
 projections move into the neuron node's ``v_leak`` (where it has one).
 Direct analog input (graph metadata ``snnc.input_encoding = "direct"``) is
 computed by the host and written as a per-sample bias; its weights stay float.
+
+Beyond that default (``scales="max"``, one scale per group), two options
+(docs/passes.md, steps 5 and 6):
+
+* ``scales="mse"``: per group, the dominant on-chip projection's clip level is
+  the one (of 64 fractions of its largest weight, and the two levels that put
+  its extreme weights on the grid) that minimises the projection's output
+  squared error on the calibration data, computed exactly from the second
+  moments of its inputs (:func:`input_moments`); the scale then maps that level
+  to the largest mantissa (at most 2x below the limit the other fields set).
+  Weights beyond it are clipped and counted.
+* ``per_channel=True``: one scale per output channel (a conv channel, a dense
+  neuron), each within that channel's own limits, so every channel's weights
+  fill the mantissa range at the projection's shared weight exponent; folded
+  exactly into the channel's vThMant (``floor(s_c v_th / 2^6)``, then ``s_c``
+  set so that ``s_c v_th = vThMant_c << 6``) and bias mantissas, and, for a
+  readout, divided out of the read voltages by the host. A spiking group keeps
+  at most ``channel_levels`` distinct scales (rounded down, optimal runs by
+  dynamic programming: :func:`cluster_levels`) because a core holds at most 16
+  threshold profiles (target ``[profiles]``; nengo-loihi
+  ``hardware/validate.py``).
 """
 from __future__ import annotations
 
@@ -473,8 +494,10 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         raise ValueError("pass 'quantize', option scales=mse: calibrates on data; give calibration images "
                          "(snnc compile --data ... --calibrate N)")
     stats = calibration_stats(graph, lowered, ctx, T, per_channel=per_channel)
-    moments = input_moments(graph, lowered, ctx, T, [p for g in lowered.groups.values() for p in g.projections
-                                                     if not p.host]) if scales == "mse" else {}
+    chip_all = [p for g in lowered.groups.values() for p in g.projections if not p.host]
+    moments = input_moments(graph, lowered, ctx, T, chip_all) if scales == "mse" else {}
+    if scales == "mse" and chip_all and not moments:
+        raise ValueError("pass 'quantize', option scales=mse: the number of time steps T is unknown (pass --num-steps)")
     if per_channel and not channel_levels:
         prof = (tgt.data.get("profiles") or {}).get("vth_per_core", 16)
         channel_levels = max(1, int(prof) // 2)
@@ -670,7 +693,6 @@ def _advanced(g: Group, chip, cands: dict, stats, host_vals, const_bias, headroo
             s = min(qmax * 2 ** (shift + e0) / c, s_lim)
         else:
             e0, s = 0, s_lim
-        s_rows = None
         notes.update(clip_ratio=round(c / max(float(np.abs(rows0).max()), 1e-300), 4),
                      mantissa_fill=round(c * s / 2 ** (shift + e0) / qmax, 4))
         if per_channel:

@@ -16,7 +16,7 @@ from snnc.passes.fold_timesteps import folded_decay
 from snnc.reference import run_graph
 from snnc.targets import load_target
 
-from conftest import TinySNN, digits_batch
+from conftest import TinySNN
 
 TARGET = load_target("loihi-sim")
 
