@@ -6,7 +6,7 @@ OUT    ?= out/fmnist
 LIMIT  ?=
 DATA_LIMIT := $(if $(LIMIT),--limit $(LIMIT),)
 
-.PHONY: setup setup-lava setup-exports data run test check-wheel bench golden clean
+.PHONY: setup setup-lava setup-exports data run test check-wheel bench bench-quant golden clean
 
 ## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt,
 ##        then the SNN frameworks the frontend tests compare against (Norse, SpikingJelly, Sinabs with
@@ -63,6 +63,12 @@ bench: setup setup-lava data
 	$(BIN)/python bench/bench_compile_sim.py
 	$(BIN)/python bench/bench_mapping.py
 	$(BIN)/python bench/bench_lava.py
+
+## bench-quant: weight bits x per-layer/per-channel x max/mse scales and T in {8, 4, 2} on all 10,000 test images
+##              (about an hour on 2 cores; SAMPLES=N for fewer), with a PNG in out/bench_quant.png
+SAMPLES ?= 10000
+bench-quant: setup data
+	$(BIN)/python bench/bench_quant.py --samples $(SAMPLES) --png out/bench_quant.png
 
 ## golden: regenerate tests/golden/*.json on purpose (review the diff before committing)
 golden: setup

@@ -35,6 +35,8 @@ class PassContext:
         seed: seed for anything random.
         train_data: ``(x, y)`` labelled training samples (same layouts as ``calibration``) for passes
             that fine-tune (``adapt_semantics``), or None.
+        calibration_labels: ``[N]`` int labels of the calibration inputs, or None (passes may report
+            accuracy on them, e.g. ``fold_timesteps``).
         log: filled by the pipeline, one dict per pass.
     """
     target: Any = None
@@ -42,6 +44,7 @@ class PassContext:
     num_steps: int | None = None
     seed: int = 0
     train_data: tuple | None = None
+    calibration_labels: np.ndarray | None = None
     log: list = field(default_factory=list)
     _notes: dict = field(default_factory=dict)
 

@@ -177,6 +177,17 @@ def main():
                    "(cores=K, synapses=N, synops=N or memory_bits=N); needs --data")
 @click.option("--budget-criterion", type=click.Choice(["l1", "sca", "attention", "random"]), default=None,
               help="how --budget ranks channels [default: sca]")
+@click.option("--weight-bits", type=click.IntRange(2, 8), default=None,
+              help="synaptic weight bits (quantize weight_bits; 8, 6, 4, 2...) [default: 8]")
+@click.option("--per-channel", is_flag=True,
+              help="a scale per output channel, folded into that channel's thresholds and biases "
+                   "(quantize per_channel=true)")
+@click.option("--calibrate", type=click.IntRange(min=1), default=None, metavar="N",
+              help="calibrate the quantization on the first N training images: clip levels that minimise each "
+                   "projection's output error (quantize scales=mse); needs --data")
+@click.option("--timesteps", type=click.IntRange(min=1), default=None, metavar="T'",
+              help="run on T' coarser time steps (fold_timesteps:steps=T'; T' divides T; thresholds recalibrated "
+                   "on the calibration images, needs --data)")
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None,
               help="state dict (read with weights_only=True) for a MODEL given as file.py:factory")
@@ -199,8 +210,9 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
 @_guard
 def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_cores, max_chips, budget,
-                budget_criterion, trust_pickle, weights, allow_semantic_change, dt, num_steps, input_shape,
-                input_encoding, reset, batch_size, seed, force, as_json):
+                budget_criterion, weight_bits, per_channel, calibrate, timesteps, trust_pickle, weights,
+                allow_semantic_change, dt, num_steps, input_shape, input_encoding, reset, batch_size, seed, force,
+                as_json):
     """Compile MODEL into OUT for a target.
 
     MODEL: an snnc checkpoint (.pt), a .nir file, a shipped model's name (fmnist_cnn), or
@@ -219,7 +231,8 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
                             batch_size=batch_size, force=force, progress=prog,
                             log=None if as_json else prog.log, weights=weights, encode=encode,
                             allow_semantic_change=allow_semantic_change, budget=budget,
-                            budget_criterion=budget_criterion)
+                            budget_criterion=budget_criterion, weight_bits=weight_bits, per_channel=per_channel,
+                            calibrate=calibrate, timesteps=timesteps)
     if as_json:
         click.echo(dumps(rep), nl=False)
     else:
@@ -336,6 +349,13 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
 @click.option("--distill", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="knowledge-distillation weight from the model before the passes (0 = labels only)")
 @click.option("--regrow", is_flag=True, help="SCA-style prune-and-regrow during fine-tuning (needs prune_channels)")
+@click.option("--qat", is_flag=True, help="quantization-aware training: straight-through fake quantization of the "
+              "weights with the quantize pass's formats (--weight-bits, --per-channel, --calibrate)")
+@click.option("--weight-bits", type=click.IntRange(2, 8), default=8, show_default=True,
+              help="with --qat: synaptic weight bits")
+@click.option("--per-channel", is_flag=True, help="with --qat: per-channel scales")
+@click.option("--calibrate", type=click.IntRange(min=1), default=None, metavar="N",
+              help="with --qat: MSE-calibrated scales on the first N training images")
 @click.option("--num-steps", type=click.IntRange(min=1), default=None, help="time steps T per sample")
 @click.option("--input-shape", default=None, help="input shape C,H,W (pickled modules without one)")
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
@@ -343,7 +363,7 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
 @click.option("--force", is_flag=True, help="replace an existing checkpoint file")
 @_guard
 def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_limit, val_samples, limit, distill,
-             regrow, num_steps, input_shape, trust_pickle, seed, force):
+             regrow, qat, weight_bits, per_channel, calibrate, num_steps, input_shape, trust_pickle, seed, force):
     """Fine-tune MODEL (model file, shipped name, or a compile output folder) after passes such as
     pruning, with surrogate gradients on a dataset; write an snnc checkpoint that `snnc compile` takes."""
     from rich.console import Console
@@ -364,10 +384,16 @@ def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_l
         meta = finetune_model(model, out, data, data_dir, epochs, passes, lr, batch_size, seed, train_limit,
                               val_samples=val_samples, test_limit=limit, distill=distill, regrow=regrow, force=force, trust_pickle=trust_pickle,
                               num_steps=num_steps, input_shape=_shape(input_shape), progress=progress,
-                              log=lambda m: console.print(f"snnc: {m}"))
+                              log=lambda m: console.print(f"snnc: {m}"), qat=qat, weight_bits=weight_bits,
+                              per_channel=per_channel, calibrate=calibrate)
     click.echo(f"wrote {out}: float test accuracy {100 * meta['float_test_accuracy_before']:.2f}% -> "
                f"{100 * meta['float_test_accuracy']:.2f}% on {meta['test_samples']:,} images "
                f"({meta['epochs']} epoch(s), passes {meta['passes']})")
+    if "qat" in meta:
+        qm = meta["qat"]
+        click.echo(f"quantization-aware ({qm['weight_bits']}-bit, {qm['scales']} scales"
+                   f"{', per-channel' if qm['per_channel'] else ''}): fake-quantized test accuracy "
+                   f"{100 * qm['fake_quant_test_accuracy_before']:.2f}% -> {100 * qm['fake_quant_test_accuracy']:.2f}%")
 
 
 @main.command()

@@ -135,7 +135,8 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
                   input_encoding: str | None = None, reset: str | None = None, seed: int = 0, batch_size: int = 500,
                   force: bool = False, progress=None, log=None, weights=None, encode: str | None = None,
                   allow_semantic_change: bool = False, finetune_samples: int = 2048, budget: str | None = None,
-                  budget_criterion: str | None = None) -> dict:
+                  budget_criterion: str | None = None, weight_bits: int | None = None, per_channel: bool = False,
+                  calibrate: int | None = None, timesteps: int | None = None) -> dict:
     """Compile ``model`` for ``target`` into ``out_dir``; returns the report dict.
 
     Args:
@@ -156,6 +157,12 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
             mapped model fits the target within it (:mod:`snnc.budget`; needs ``data``: training images
             256..767 are the held-out set that measures accuracy); ``budget_criterion`` ranks the channels
             (default ``sca``).
+        weight_bits, per_channel, calibrate, timesteps: ``--weight-bits B`` (quantize ``weight_bits``),
+            ``--per-channel`` (per-channel scales), ``--calibrate N`` (MSE-calibrated scales on the first N
+            training images instead of 256; needs ``data``), ``--timesteps T'`` (the ``fold_timesteps``
+            pass; its threshold recalibration needs ``data``), see
+            :func:`snnc.passes.quantize.apply_cli_options`; recorded in report.json ``pipeline``,
+            ``num_steps`` and ``quantization``.
         input_encoding: ``"direct"`` (analog input, computed on the host and injected as a
             per-sample bias) or ``"spikes"`` (events through input axons); default from the graph.
         progress: callable(stage: str, done: int, total: int) for long work.
@@ -203,26 +210,31 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
             raise ValueError(f"input encoding must be 'direct' or 'spikes', got {input_encoding!r}")
         graph.metadata["snnc.input_encoding"] = input_encoding
     check_graph(graph)
-    calib = xte = yte = held_out = None
+    calib = xte = yte = held_out = calib_labels = None
     spikes = graph.metadata.get("snnc.input_encoding") == "spikes"
     data_checks = []
     from snnc import semantics as S
     from snnc.events import load_data
+    from snnc.passes.quantize import apply_cli_options
     source_graph = copy_graph(graph)
     diffs = S.differences(graph)
-    pipe = Pipeline(passes)
+    pipe = Pipeline(apply_cli_options(Pipeline(passes).passes, weight_bits, per_channel, calibrate, timesteps))
     if diffs and "adapt_semantics" not in [n for n, _ in pipe.passes]:
         pipe = Pipeline([("adapt_semantics", {})] + pipe.passes)  # the conversion is explicit and measured
     if budget and (not data or spikes):
         raise ValueError("--budget needs --data with direct (image) input: it measures the accuracy of each "
                          "pruning step on held-out images")
+    if calibrate is not None and not data:
+        raise ValueError("--calibrate needs --data: it calibrates the quantization on that dataset's training images")
+    n_cal = int(calibrate) if calibrate is not None else CALIBRATION_SAMPLES
     if data:
-        n_train = CALIBRATION_SAMPLES + (HELD_OUT_SAMPLES if budget else 0)
+        n_train = n_cal + (HELD_OUT_SAMPLES if budget else 0)
         xtr, ytr, _ = load_data(data, "train", data_dir, n_train, spikes=spikes, num_steps=T, encode_method=encode,
                                 seed=seed)
-        calib = xtr[:, :CALIBRATION_SAMPLES] if spikes else xtr[:CALIBRATION_SAMPLES]
+        calib = xtr[:, :n_cal] if spikes else xtr[:n_cal]
+        calib_labels = ytr[:n_cal]
         if budget:
-            held_out = (xtr[CALIBRATION_SAMPLES:], ytr[CALIBRATION_SAMPLES:])
+            held_out = (xtr[n_cal:], ytr[n_cal:])
         xte, yte, data_checks = load_data(data, "test", data_dir, limit, spikes=spikes, num_steps=T,
                                           encode_method=encode, seed=seed + 1)
         want = next(n for n in graph.nodes.values() if isinstance(n, nir.Input)).input_type
@@ -230,7 +242,7 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
         got = tuple(xte.shape[2:] if spikes else xte.shape[1:])
         if got != want:
             raise ValueError(f"dataset {data!r} has samples of shape {got}, the model's input is {want}")
-    ctx = PassContext(target=tgt, calibration=calib, num_steps=T, seed=seed)
+    ctx = PassContext(target=tgt, calibration=calib, num_steps=int(T), seed=seed, calibration_labels=calib_labels)
     if data and any(n == "adapt_semantics" and o.get("finetune_epochs") for n, o in pipe.passes):
         xft, yft, _ = load_data(data, "train", data_dir, finetune_samples, spikes=spikes, num_steps=T,
                                 encode_method=encode, seed=seed + 2)
@@ -269,6 +281,10 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
     report = build_report(config, tgt, metrics, accuracy, ctx.log, model_info)
     if semantic_checks or data_checks:
         report["checks"] = list(report.get("checks", [])) + _plain(semantic_checks + data_checks)
+    from snnc.report import quantization_section
+    report = dict(report, quantization=quantization_section(config, arrays, tgt, ctx.log, metrics,
+                                                            len(calib) if calib is not None and not spikes else
+                                                            (calib.shape[1] if calib is not None else 0)))
     if pruning is not None:
         report = dict(report, pruning=_plain(pruning))
     extra = {}

@@ -18,6 +18,15 @@ reopened (``k`` = ``regrow_fraction`` of the closed channels, annealed to 0 by a
 the number of channels stays fixed. At the end the closed channels are removed
 (:func:`snnc.passes.prune.apply_keep`).
 
+With ``qat`` (quantization-aware training), the forward pass uses fake-quantized weights of every
+on-chip projection: ``W_q = W + (Q(W) - W).detach()`` (the straight-through estimator: the gradient
+of ``Q`` is taken as 1, Bengio et al. 2013), ``Q`` rounding to the grid that the ``quantize`` pass
+chooses with the same options (:func:`snnc.passes.quantize.weight_grids`: per row a mantissa unit,
+multiples of the format's step in ``[-256, 256 - step]``). The grids are re-derived from the current
+weights at the start of every epoch and every ``qat_refresh`` batches. The trained model keeps the
+fake-quantized weights (on the last grids), which ``snnc compile`` with the same quantization options
+(``--calibrate`` keeps a grid that weights already sit on) maps back onto the same mantissas.
+
 Tensors: ``x`` ``[N, *input_shape]`` float32 images, ``y`` ``[N]`` int64 labels.
 """
 from __future__ import annotations
@@ -67,6 +76,44 @@ def _kd(student, teacher, y, alpha, tau):
         return ce
     kl = F.kl_div(F.log_softmax(student / tau, 1), F.softmax(teacher / tau, 1), reduction="batchmean")
     return (1 - alpha) * ce + alpha * tau * tau * kl
+
+
+class _FakeQuant:
+    """Straight-through fake quantization of the on-chip weights (see module docstring)."""
+
+    def __init__(self, model: GraphSNN, options: dict, calibration: np.ndarray, num_steps: int, target=None):
+        from snnc.targets import load_target
+        self.model, self.options, self.calibration, self.num_steps = model, dict(options), calibration, num_steps
+        self.target = target if target is not None else load_target("loihi-sim")
+        self.grids: dict = {}
+        self.refreshes = 0
+
+    def refresh(self) -> None:
+        """Run the quantize pass on the current weights and keep its grids."""
+        from snnc.passes import PassContext, Pipeline
+        from snnc.passes.quantize import weight_grids
+        g = self._float_graph()
+        ctx = PassContext(target=self.target, calibration=self.calibration, num_steps=self.num_steps)
+        q = Pipeline([("quantize", self.options)]).run(g, ctx)
+        self.grids = {}
+        for node, (unit, step, qmax) in weight_grids(g, q, self.target).items():
+            self.grids[node] = (torch.as_tensor(unit, dtype=torch.float32), step, qmax)
+        self.refreshes += 1
+
+    def _float_graph(self):
+        g = self.model.to_nir()
+        for node in self.grids:  # to_nir reads the executor's (fake-quantized) weights: take the trained ones
+            k = f"{node.replace('.', '__')}::weight"
+            g.nodes[node].weight = self.model.weights[k].detach().cpu().numpy().astype(np.float32).copy()
+        return g
+
+    def apply(self) -> None:
+        """Point the executor at fake-quantized weights (recomputed each batch, straight-through)."""
+        for node, (unit, step, qmax) in self.grids.items():
+            w = self.model.weights[f"{node.replace('.', '__')}::weight"]
+            u = unit.reshape((-1,) + (1,) * (w.dim() - 1)) * step
+            wq = torch.clamp(torch.round(w.detach() / u), -256 // step, qmax // step) * u
+            self.model.ex._p[node]["weight"] = w + (wq - w.detach())
 
 
 class _Gates:
@@ -143,7 +190,8 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
              batch_size: int = 128, seed: int = 0, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
              teacher=None, teacher_scores: np.ndarray | None = None, distill: float = 0.0, temperature: float = 4.0,
              flip: bool = True, regrow: dict | None = None, regrow_fraction: float = 0.2, regrow_per_epoch: int = 4,
-             spikes: bool = False, progress=None, log=None):
+             spikes: bool = False, progress=None, log=None, qat: dict | None = None,
+             qat_calibration: np.ndarray | None = None, qat_refresh: int = 100, target=None):
     """Fine-tune ``graph``'s weights; returns ``(GraphSNN, history)``.
 
     Args:
@@ -156,6 +204,10 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
         distill: the KD weight ``a`` in [0, 1); 0 trains on the labels alone.
         regrow: ``{group name: kept channel indices}`` to run prune-and-regrow from (see module docstring).
         progress: callable(epoch, step, steps, loss) after each batch; log: callable(str) per epoch.
+        qat: quantize pass options (e.g. ``{"weight_bits": 4, "scales": "mse"}``) for quantization-aware
+            training with the straight-through estimator (module docstring); ``qat_calibration`` the
+            images its scales are calibrated on (default the first 256 of ``x``), ``qat_refresh`` the
+            batches between grid refreshes; ``target`` the quantize target (default loihi-sim).
 
     Raises:
         ValueError: inconsistent arguments (sizes, distill range, teacher scores with flips).
@@ -172,6 +224,9 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
         raise ValueError("finetune: precomputed teacher scores need flip=False and one row per training image")
     if distill > 0 and teacher is None and teacher_scores is None:
         raise ValueError("finetune: distill > 0 needs a teacher")
+    if qat is not None and regrow:
+        raise ValueError("finetune: quantization-aware training and prune-and-regrow are separate runs "
+                         "(regrow first, then fine-tune the pruned model with qat)")
     rule = readout_rule(graph)["rule"]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -185,6 +240,9 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
     if regrow:
         from snnc.passes.prune import channel_groups
         gates = _Gates(model, [g for g in channel_groups(graph) if g.prunable], regrow)
+    fq = None
+    if qat is not None:
+        fq = _FakeQuant(model, qat, x[:256] if qat_calibration is None else qat_calibration, num_steps, target)
     params = list(model.weights.values())
     opt = torch.optim.Adam(params, lr=lr)
     steps = (len(y) + batch_size - 1) // batch_size
@@ -196,6 +254,10 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
         perm = rng.permutation(len(y))
         tot, n, correct, swapped = 0.0, 0, 0, 0
         for b in range(steps):
+            if fq is not None and b % max(qat_refresh, 1) == 0:
+                fq.refresh()
+            if fq is not None:
+                fq.apply()
             idx = perm[b * batch_size:(b + 1) * batch_size]
             xb = _batch(x, idx, spikes)
             if flip:
@@ -237,6 +299,9 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
         if gates is not None:
             entry["channels_swapped"] = swapped
             gates.apply()
+        if fq is not None:
+            fq.apply()
+            entry["qat_grid_refreshes"] = fq.refreshes
         if x_val is not None:
             entry["val_accuracy"] = accuracy(model, x_val, y_val, num_steps, rule, spikes=spikes)
         history.append(entry)
@@ -251,6 +316,9 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
             apply_keep(trained, g, gates.keep_sets()[g.name], "sca-regrow")
         set_types(trained)
         model = GraphSNN(trained)
+    if fq is not None:  # keep the fake-quantized weights (on the last grids) as the model's weights
+        fq.apply()
+        model = GraphSNN(model.to_nir())
     model.eval()
     return model, history
 
@@ -259,14 +327,19 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
                    passes: str | None = None, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
                    train_limit: int | None = None, val_samples: int = 5000, test_limit: int | None = None,
                    distill: float = 0.0, regrow: bool = False, force: bool = False, trust_pickle: bool = False,
-                   num_steps: int | None = None, input_shape=None, progress=None, log=None) -> dict:
+                   num_steps: int | None = None, input_shape=None, progress=None, log=None, qat: bool = False,
+                   weight_bits: int = 8, per_channel: bool = False, calibrate: int | None = None) -> dict:
     """``snnc finetune``: load MODEL (a model file or shipped name, or a compile output folder, whose
     ``graph.nir`` is used), run ``passes`` on it (e.g. ``"fold_bn,prune_channels:criterion=sca;ratio=0.25"``;
     no quantize), fine-tune on the dataset's training split (the last ``val_samples`` images held out for
     the per-epoch accuracy), and write an snnc checkpoint (arch ``nir_graph``) to ``out_path``.
 
     With ``distill`` > 0 the model before the passes is the teacher. With ``regrow`` the pruning
-    found by the passes is the starting keep set of SCA-style prune-and-regrow.
+    found by the passes is the starting keep set of SCA-style prune-and-regrow. With ``qat``,
+    quantization-aware training (straight-through estimator) for the quantize options ``weight_bits``,
+    ``per_channel`` and, with ``calibrate`` = N, MSE-calibrated scales on the first N training images
+    (else 256 images bound the ranges); ``meta["qat"]`` then also holds the test accuracy of the
+    fake-quantized model (the float graph after that quantize pass) before and after.
 
     Returns the checkpoint's ``meta`` (float test accuracy before and after, history, ...).
 
@@ -312,6 +385,9 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
     if graph.metadata.get("snnc.input_encoding") == "spikes":
         raise ValueError("finetune trains on image datasets (direct input); this model takes spike input")
     check_graph(graph)
+    if not qat and (per_channel or calibrate is not None or weight_bits != 8):
+        raise ValueError("finetune: --weight-bits, --per-channel and --calibrate set up --qat (quantization-aware "
+                         "training); add --qat")
     spec = passes or "fold_bn"
     pipe = Pipeline(spec)
     if any(n == "quantize" for n, _ in pipe.passes):
@@ -329,6 +405,20 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
     acc_before = accuracy(GraphSNN(pruned), xte, yte, T, rule)
     say = log or (lambda s: None)
     say(f"float test accuracy after the passes, before fine-tuning: {100 * acc_before:.2f}% on {len(yte):,} images")
+    qopts = qcal = None
+    if qat:
+        from snnc.targets import load_target
+        qopts = {"weight_bits": int(weight_bits), "per_channel": bool(per_channel),
+                 "scales": "mse" if calibrate is not None else "max"}
+        Pipeline([("quantize", qopts)])  # options checked before any training
+        qcal = xtr[:int(calibrate) if calibrate is not None else 256]
+        tgt = load_target("loihi-sim")
+
+        def quant_acc(g):
+            qg = Pipeline([("quantize", qopts)]).run(g, PassContext(target=tgt, calibration=qcal, num_steps=T))
+            return accuracy(GraphSNN(qg), xte, yte, T, rule)
+        qacc_before = quant_acc(pruned)
+        say(f"fake-quantized ({weight_bits}-bit) test accuracy before fine-tuning: {100 * qacc_before:.2f}%")
     start, keep = pruned, None
     if regrow:
         pr = (pruned.metadata or {}).get("snnc.pruning")
@@ -342,7 +432,8 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
         start = base
     model_f, history = finetune(start, xtr, ytr, T, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                                 x_val=xval, y_val=yval, teacher=(module if module is not None else base)
-                                if distill > 0 else None, distill=distill, regrow=keep, progress=progress, log=say)
+                                if distill > 0 else None, distill=distill, regrow=keep, progress=progress, log=say,
+                                qat=qopts, qat_calibration=qcal)
     acc_after = accuracy(model_f, xte, yte, T, rule)
     say(f"float test accuracy after fine-tuning: {100 * acc_after:.2f}% on {len(yte):,} images")
     meta = {"dataset": data, "source_model": str(model), "passes": spec, "epochs": int(epochs), "lr": float(lr),
@@ -350,6 +441,9 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
             "train_samples": int(len(ytr)), "val_samples": int(len(yval)), "num_steps": int(T),
             "float_test_accuracy_before": float(acc_before), "float_test_accuracy": float(acc_after),
             "test_samples": int(len(yte)), "history": history,
+            **({"qat": dict(qopts, calibration_images=int(len(qcal)), method="straight-through estimator",
+                            fake_quant_test_accuracy_before=float(qacc_before),
+                            fake_quant_test_accuracy=float(quant_acc(model_f.to_nir())))} if qat else {}),
             "command": "snnc finetune " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["finetune"] else "python API"}
     ck = checkpoint(model_f, meta)
     ck["config"]["metadata"]["snnc.num_steps"] = T

@@ -80,6 +80,8 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
         energy["spike_messages_interchip_pJ"] = metrics["energy"].get("spike_messages_interchip_pJ", 0.0)
         rep["activity_per_inference"] = metrics["per_inference"]
         rep["checks"] = metrics["checks"]
+        if "overflow" in metrics:
+            rep["overflow"] = metrics["overflow"]
         rep["conventions_45nm"] = dict(metrics["conventions_45nm"], source=src.get("energy_pJ"))
         rep["neurobench"] = dict(metrics["neurobench"], source="definitions of NeuroBench (Yik et al., "
                                  "Nature Communications 2025), measured in simulation")
@@ -88,6 +90,56 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
     if accuracy:
         rep["accuracy"] = accuracy
     return _plain(rep)
+
+
+SCALES_DEFINITION = {
+    "max": "per projection, the weight exponent that fits the largest weight at the group's voltage scale "
+           "(the scale is set by the group's other limits)",
+    "mse": "per projection (or per output channel), the clip level among 64 fractions of the largest |weight| "
+           "that minimises the projection's output squared error on the calibration images (exact, from the "
+           "second moments of its inputs); the group's scale then maps that level to the largest mantissa",
+}
+
+
+def quantization_section(config: dict, arrays: dict, target, pipeline_log: list, metrics: dict | None,
+                         calibration_images: int) -> dict:
+    """report.json ``quantization``: the quantize options, per group the scale's limit, the weights
+    clipped to the mantissa range, per-channel scales (applied, exact, why), the saturation/overflow
+    counters of the simulation; the per-core parameter-set tables (vth, compartment, synapse formats)
+    used against the target's limits; the time-step folding when ``fold_timesteps`` ran."""
+    from snnc.backends.loihi.mapping import PROFILE_RULES, profile_counts, target_section
+    q = next((e for e in reversed(pipeline_log or []) if e["pass"] == "quantize"), None)
+    opts = q["options"] if q else {}
+    notes = (q["notes"].get("groups", {}) if q else {})
+    over = (metrics or {}).get("overflow", {}).get("groups", {})
+    groups = {}
+    for g in config["groups"]:
+        n = notes.get(g["name"], {})
+        e = {"scale_limited_by": n.get("limited_by"), "weights": int(n.get("weights", 0)),
+             "weights_clipped": int(n.get("weights_clipped", 0)), "clipped_share": float(n.get("clipped_share", 0.0)),
+             "per_channel": n.get("per_channel", {"applied": False})}
+        for k in ("clip_ratio", "clip_ratio_mean", "mantissa_fill", "scale_min", "scale_max"):
+            if k in n:
+                e[k] = n[k]
+        if g["name"] in over:
+            e["overflow"] = over[g["name"]]
+        groups[g["name"]] = e
+    rows = profile_counts(config["cores"], config["groups"], arrays)
+    lim = target_section(target, "profiles")
+    out = {"weight_bits": opts.get("weight_bits"), "scales": opts.get("scales", "max"),
+           "scales_definition": SCALES_DEFINITION.get(opts.get("scales", "max")),
+           "per_channel": bool(opts.get("per_channel", False)), "calibration_images": int(calibration_images),
+           "num_steps": int(config["num_steps"]), "groups": groups,
+           "profiles": {"max_per_core": {k: max((r[k] for r in rows), default=0) for k, _ in PROFILE_RULES.values()},
+                        "limits": {v: lim.get(v) for _, v in PROFILE_RULES.values()},
+                        "source": target.sources.get("profiles")}}
+    f = next((e for e in reversed(pipeline_log or []) if e["pass"] == "fold_timesteps"), None)
+    if f and f["notes"].get("k", 1) > 1:
+        fn = f["notes"]
+        out["timesteps"] = {k: fn[k] for k in ("k", "from_steps", "steps", "recalibrated", "threshold_factors",
+                                                "agreement_with_T", "calibration_accuracy", "spikes_per_image",
+                                                "decays") if k in fn}
+    return _plain(out)
 
 
 def load_report(out_dir) -> dict:
@@ -252,6 +304,9 @@ def print_report(report: dict, console=None) -> None:
             console.print(f"  budget {b['budget']['resource']}={b['budget']['value']:g}: reached {b['reached']:,.0f}")
     for c in report.get("checks", []):
         console.print(f"[yellow]warning[/yellow] [{c['check']}] {c['message']}")
+    qz = report.get("quantization")
+    if qz:
+        console.print(quantization_line(qz))
     if "accuracy" in report:
         acc = report["accuracy"]
         f = acc.get("float")
@@ -264,6 +319,27 @@ def print_report(report: dict, console=None) -> None:
             console.print(f"readout (float and compiled alike): {acc['readout']}"
                           + (f"; predictions agree on {100 * acc['agreement']:.2f}% of samples"
                              if acc.get("agreement") is not None else ""))
+
+
+def quantization_line(qz: dict) -> str:
+    """One terminal line for report.json ``quantization``."""
+    parts = [f"quantization: {qz['weight_bits']}-bit weights, {qz['scales']} scales"
+             + (f" (calibrated on {qz['calibration_images']:,} images)" if qz["scales"] == "mse" else "")]
+    pc = [f"{n} {g['per_channel'].get('levels', '?')} scales" for n, g in qz["groups"].items()
+          if g["per_channel"].get("applied")]
+    parts.append("per-channel (" + ", ".join(pc) + ")" if pc else "per-layer")
+    clipped = [f"{n} {g['weights_clipped']:,}/{g['weights']:,}" for n, g in qz["groups"].items() if g["weights"]]
+    parts.append("weights clipped " + (", ".join(clipped) if clipped else "none"))
+    ov = [f"{n} {k} {v:,}" for n, g in qz["groups"].items() for k, v in (g.get("overflow") or {}).items() if v]
+    if any("overflow" in g for g in qz["groups"].values()):
+        parts.append("overflow " + (", ".join(ov) if ov else "none"))
+    ts = qz.get("timesteps")
+    if ts:
+        fac = ts.get("threshold_factors")
+        parts.append(f"T {ts['from_steps']} -> {ts['steps']} (fold_timesteps k = {ts['k']}"
+                     + (", thresholds x " + ", ".join(f"{n} {v:.3g}" for n, v in fac.items()) if fac else
+                        ", not recalibrated") + ")")
+    return "; ".join(parts)
 
 
 def plot_utilisation(report: dict, path: str | Path) -> None:

@@ -61,6 +61,17 @@ class LavaMappingError(ValueError):
     """A configuration piece with no exact Lava process form."""
 
 
+def check_lava_form(config: dict) -> None:
+    """Raise :class:`LavaMappingError` for what lava-nc's LIF and lava-dl netx cannot hold: per-channel
+    thresholds (quantize ``per_channel=true``): lava-nc 0.10's ``LIF`` has one ``vth`` per process
+    (``Var(shape=(1,))``), netx one ``vThMant`` per layer."""
+    pc = [g["name"] for g in config["groups"] if g.get("per_channel")]
+    if pc:
+        raise LavaMappingError(f"groups {pc} have per-channel scales (quantize per_channel=true): lava-nc's LIF holds "
+                               "one vth per process and netx one vThMant per layer; compile without --per-channel "
+                               "for Lava")
+
+
 # ---------------------------------------------------------------------------- synapse forms
 
 def fold_pooling(ops: list, weight: np.ndarray, source_shape) -> tuple[str, dict, np.ndarray]:
@@ -172,6 +183,7 @@ class LavaProgram:
 
         self.program = program
         cfg = program.config
+        check_lava_form(cfg)
         self.T, self.L = program.T, program.L
         self.hold = program.max_delay + 1            # hold steps before each sample
         self.P = self.hold + self.L                  # Lava steps per sample

@@ -34,7 +34,8 @@ What netx holds exactly, and what it does not (then the netx fields are the near
   with a negative weight_exp when every mantissa is a multiple of 2^-weight_exp.
 * bias: netx fixes bias_exp = 6: exact when bias_mant << bias_exp is a multiple of 64.
 * bias timing: netx enables biases from step 0, snnc at the group's time offset (``snnc/offset``).
-* a graph that is not a chain (a skip, a recurrent projection, two inputs) has no netx form:
+* a graph that is not a chain (a skip, a recurrent projection, two inputs) has no netx form, nor
+  per-channel thresholds (quantize ``per_channel=true``: netx holds one vThMant per layer):
   :func:`write_netx` raises :class:`~snnc.backends.lava.engine.LavaMappingError`.
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from snnc.backends.lava.engine import LavaMappingError, fold_pooling
+from snnc.backends.lava.engine import LavaMappingError, check_lava_form, fold_pooling
 
 
 def _chain(config: dict) -> list:
@@ -66,6 +67,7 @@ def write_netx(path, config: dict, arrays: dict) -> list[dict]:
     Raises:
         LavaMappingError: the program is not a chain of layers.
     """
+    check_lava_form(config)
     groups = _chain(config)
     notes = []
     with h5py.File(path, "w", track_order=True) as f:

@@ -8,6 +8,7 @@
      "groups": [{"name", "kind", "nir_type", "shape", "size", "du", "dv", "vth_mant", "bias_exp",
                  "host_bias_exp", "scale", "reset", "offset",
                  "channel_block",                                  # (C, H, W) groups only
+                 "per_channel",                                    # only with per-channel scales
                  "projections": [{"source", "source_shape", "ops", "weight_exp", "weight_bits", "delay",
                                   "recurrent", "host", "synapses", "weight_key",
                                   "format", "axon_type", "atoms"}],   # weight_bits .. atoms: on-chip only
@@ -46,7 +47,10 @@ cores to it, the chips, and the static routes (source neuron or population -> de
 pairs), of which ``inter_chip_routes`` cross chips.
 
 ``arrays`` (written as ``weights.npz``): per group ``<g>.bias_mant`` (int32, one per
-neuron, C order), per projection ``<g>.p<i>.weight`` (int32 weight mantissas,
+neuron, C order); for a group with per-channel scales (``per_channel``: true) also ``<g>.scale``
+(float64, the scale of each neuron's channel: the host multiplies its direct-input bias by it and
+divides a readout's voltage by it) and, for a spiking group, ``<g>.vth_mant`` (int32 per neuron;
+the group's ``vth_mant`` is then their largest); per projection ``<g>.p<i>.weight`` (int32 weight mantissas,
 or float64 host weights for a direct input) and ``<g>.p<i>.host_bias`` (float64).
 """
 from __future__ import annotations
@@ -69,7 +73,10 @@ class NotQuantizedError(ValueError):
     """The graph lacks the ``quantize`` pass's formats for this target."""
 
 
-def _int_weights(p, s: float, e: int, shift: int) -> np.ndarray:
+def _int_weights(p, s, e: int, shift: int) -> np.ndarray:
+    """``s``: the group's scale, or ``[rows]`` per-channel scales (one per output channel / neuron)."""
+    if np.ndim(s):
+        s = np.asarray(s, np.float64).reshape((-1,) + (1,) * (p.weight.ndim - 1))
     x = p.weight * s / 2 ** (shift + e)
     q = np.rint(x)
     if np.abs(q - x).max(initial=0) > 1e-3:
@@ -130,6 +137,14 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                 "host_bias_exp": int(q["host_bias_exp"]), "scale": s, "reset": g.reset, "offset": offsets[g.name],
                 "projections": []}
         arrays[f"{g.name}.bias_mant"] = np.asarray(q["bias_mant"], np.int32).reshape(-1)
+        s_rows = s
+        if "channel_scale" in q:  # per-channel scales (quantize per_channel=true): per-neuron arrays
+            s_rows = np.asarray(q["channel_scale"], np.float64)
+            reps = g.size // len(s_rows)
+            arrays[f"{g.name}.scale"] = np.repeat(s_rows, reps)
+            gcfg["per_channel"] = True
+            if "vth_mant_channel" in q:
+                arrays[f"{g.name}.vth_mant"] = np.repeat(np.asarray(q["vth_mant_channel"], np.int32), reps)
         chip_projs, masks = [], []
         for i, p in enumerate(g.projections):
             key = f"{g.name}.p{i}"
@@ -144,7 +159,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                 wq = graph.nodes[p.weighted].metadata["snnc.quant"]
                 e = int(wq["weight_exp"])
                 pc["weight_bits"] = int(wq.get("weight_bits", fmt["weight_bits"]))
-                arrays[f"{key}.weight"] = _int_weights(p, s, e, fp["act_shift"])
+                arrays[f"{key}.weight"] = _int_weights(p, s_rows, e, fp["act_shift"])
                 src_off = offsets.get(p.source, 0)
                 delay = offsets[g.name] - src_off - (0 if p.recurrent else 1)
                 pc.update(weight_exp=e, delay=int(delay))
@@ -213,6 +228,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                     "axon_types_used": [t for t in at.get("used", []) if formats == "auto" or t == "discrete"]},
     }
     violations = M.design_rules(cores, groups, core_lim, fp, max_cores, placer.unsplittable, max_chips, cpc)
+    violations += M.profile_rules(cores, groups, arrays, target)
     tm["finish"] = time.perf_counter() - t3
     if violations and raise_on_violation:
         raise M.DesignRuleError(violations)

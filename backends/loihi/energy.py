@@ -146,6 +146,7 @@ def measure(program, result, counts: dict) -> dict:
             "latency_steps": result.steps,
         },
         "checks": _checks(program, result),
+        "overflow": _overflow(program, result),
         "per_core": {"synops": (core_syn / n).tolist(), "spikes": (core_spikes / n).tolist(),
                      "spike_messages": (core_msgs / n).tolist()},
         "energy": {
@@ -174,6 +175,16 @@ def measure(program, result, counts: dict) -> dict:
     }
 
 
+def _overflow(program, result) -> dict:
+    """Per group: saturation and overflow events counted in the run (see ``SimResult.overflow``),
+    totals over the samples, with the samples and steps they are counted over."""
+    groups = {g: dict(c) for g, c in sorted(result.overflow.items())}
+    return {"groups": groups, "samples": int(result.samples), "steps": int(result.steps),
+            "definition": "values beyond Loihi's 16-bit synaptic input (|a| > 2^15 - 1, counted, not saturated, as "
+                          "lava-nc's models), 24-bit current u wrapped around, 24-bit voltage v clipped, per (sample, "
+                          "step, neuron); host-computed biases clipped to the 13-bit mantissa (each computed bias once)"}
+
+
 def _checks(program, result) -> list[dict]:
     """Warnings from the run: synaptic input beyond Loihi's 16-bit dendritic accumulator (lava-nc's
     Python models do not saturate it, nor does loihi-sim), readouts that fired (scores reset), and
@@ -190,6 +201,13 @@ def _checks(program, result) -> list[dict]:
             out.append({"check": "READOUT_SATURATED", "group": g["name"], "value": fired, "limit": 0,
                         "message": f"readout {g['name']} crossed its threshold {fired:.0f} times (voltage beyond the "
                                    "calibrated range): those scores were reset to 0"})
+    for name, c in sorted(result.overflow.items()):
+        for key, rule, what in (("u_wrap_24bit", "U_WRAP_24BIT", "current u wrapped around its 24 bits"),
+                                ("v_saturated_24bit", "V_SATURATED_24BIT", "voltage v clipped to its 24 bits")):
+            if c.get(key):
+                out.append({"check": rule, "group": name, "value": int(c[key]), "limit": 0,
+                            "message": f"group {name}: {what} {c[key]} times (sample x step x neuron, "
+                                       f"{result.samples} samples)"})
     if result.host_bias_clipped:
         out.append({"check": "HOST_BIAS_CLIPPED", "value": int(result.host_bias_clipped),
                     "message": f"{result.host_bias_clipped} host-computed biases clipped to the 13-bit mantissa"})

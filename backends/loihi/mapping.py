@@ -567,6 +567,61 @@ def design_rules(cores: list[dict], groups: list[dict], core_lim: dict, fp: dict
     return v
 
 
+def profile_counts(cores: list[dict], groups: list[dict], arrays: dict) -> list[dict]:
+    """Per core, the distinct shared parameter sets its compartments and synapses need (Loihi keeps
+    them in small per-core tables that compartments and synapse lists index; nengo-loihi
+    ``hardware/builder.py`` ``core_cx_profiles``/``core_vth_profiles`` count them the same way):
+
+    * ``vth``: distinct thresholds (vThMant) of the neurons on the core (a readout's is the largest
+      vThMant; per-channel groups give one per distinct channel value, ``<g>.vth_mant``);
+    * ``compartment``: distinct (du, dv) pairs (refractory delay and noise are the same for all);
+    * ``synapse_formats``: distinct (weight bits, weight exponent, axon type) of the on-chip projections
+      into the groups on the core.
+
+    Returns one dict per core: ``{"core", "vth", "compartment", "synapse_formats"}``.
+    """
+    vth_sets = [set() for _ in cores]
+    cx_sets = [set() for _ in cores]
+    syn_sets = [set() for _ in cores]
+    for g in groups:
+        arr = arrays.get(f"{g['name']}.vth_mant")
+        perm = neuron_order(tuple(g["shape"]), g.get("channel_block")) if arr is not None else None
+        fmts = {(int(p.get("weight_bits", 8)), int(p["weight_exp"]), p.get("axon_type", "discrete"))
+                for p in g["projections"] if not p["host"]}
+        for sl in g.get("slices", []):
+            c = sl["core"]
+            if arr is not None:
+                vth_sets[c].update(np.unique(np.asarray(arr)[perm[sl["start"]:sl["stop"]]]).tolist())
+            else:
+                vth_sets[c].add(int(g["vth_mant"]))
+            cx_sets[c].add((int(g["du"]), int(g["dv"])))
+            syn_sets[c].update(fmts)
+    return [{"core": i, "vth": len(v), "compartment": len(cx), "synapse_formats": len(sy)}
+            for i, (v, cx, sy) in enumerate(zip(vth_sets, cx_sets, syn_sets))]
+
+
+#: Rule name -> (key of :func:`profile_counts`, key of the target's ``[profiles]`` table).
+PROFILE_RULES = {"CORE_VTH_PROFILES": ("vth", "vth_per_core"),
+                 "CORE_COMPARTMENT_PROFILES": ("compartment", "compartment_per_core"),
+                 "CORE_SYNAPSE_FORMATS": ("synapse_formats", "synapse_formats_per_core")}
+
+
+def profile_rules(cores: list[dict], groups: list[dict], arrays: dict, target) -> list[Violation]:
+    """Violations of the per-core parameter-set tables (``[profiles]`` of the target; Loihi 1: 16
+    threshold, 32 compartment and 16 synapse-format entries per core, nengo-loihi
+    ``hardware/validate.py`` ``validate_core``)."""
+    lim = target_section(target, "profiles")
+    out = []
+    for row in profile_counts(cores, groups, arrays):
+        c = cores[row["core"]]
+        for rule, (key, lk) in PROFILE_RULES.items():
+            if lk in lim and row[key] > lim[lk]:
+                out.append(Violation(rule, f"core {row['core']}", row[key], lim[lk],
+                                     f"core {row['core']} ({', '.join(c['groups'])}): {row[key]} distinct {key} "
+                                     f"parameter sets > {lim[lk]} per core (over by {row[key] - lim[lk]})"))
+    return out
+
+
 def ceil_div(a, b) -> int:
     return -(-int(a) // int(b))
 
@@ -574,4 +629,5 @@ def ceil_div(a, b) -> int:
 __all__ = ["DISCRETE", "POPULATION", "DesignRuleError", "ProjCounter", "RangeStats", "Violation", "axon_bits",
            "block_starts", "ceil_div", "core_position", "count_slices", "design_rules", "hist_bits", "index_bits",
            "layout_of", "list_bits", "neuron_order", "range_to_units", "spike_cost_matrix", "spike_latency_matrix",
-           "target_section", "chip_crossings", "is_spatial", "block_size", "slice_masks", "pool_factor"]
+           "target_section", "chip_crossings", "is_spatial", "block_size", "slice_masks", "pool_factor",
+           "profile_counts", "profile_rules", "PROFILE_RULES"]

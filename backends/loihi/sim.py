@@ -58,6 +58,7 @@ class _Group:
     bias_const: torch.Tensor          # int64 [*shape]
     projections: list
     u_may_wrap: bool = True           # False when |u| provably stays inside 24 bits
+    scale: torch.Tensor | None = None  # float64 [*shape]: per-channel scales (quantize per_channel), else None
 
 
 @dataclass
@@ -67,6 +68,14 @@ class SimResult:
     ``outputs``: ``{output name: [N, *shape]}`` (int64 voltage for a readout, spike counts otherwise).
     ``spikes``, ``active``: ``{group: [size] float64}`` totals over samples and steps.
     ``max_abs_input``: ``{group: int}`` largest |a| (synaptic input before the << 6 alignment).
+    ``overflow``: ``{group: {"synaptic_input_16bit", "u_wrap_24bit", "v_saturated_24bit",
+    "host_bias_clipped"}}`` -- how many (sample, step, neuron) values went beyond Loihi's 16-bit
+    synaptic input (|a| > 2^15 - 1; counted, not saturated, as lava-nc's Python models), wrapped around
+    the 24-bit current u, or were clipped to the 24-bit voltage range, and how many host-computed
+    biases were clipped to the 13-bit mantissa (each computed bias once: per sample and neuron for a
+    constant input, per step while a current ramps up). Counting does not change any result.
+    ``out_scale``: ``{output: float64 [*shape]}`` for a readout with per-channel scales: the scores
+    are ``outputs / out_scale`` (:meth:`scores`); the raw ``outputs`` stay the chip's integers.
     ``trace``: only with ``Program.run(..., record=True)``: ``{group: {"u", "v", "spikes"}}``, each
     ``[N, L, *shape]`` (samples, chip steps 0..L-1, neurons): u and v (int64) after step t's update and
     reset, spikes (bool) emitted at step t.
@@ -80,9 +89,16 @@ class SimResult:
     host_bias_clipped: int = 0
     trace: dict = field(default_factory=dict)
     input_spikes: object = None       # [prod(input shape)] float64 total input events (spike input), or None
+    overflow: dict = field(default_factory=dict)
+    out_scale: dict = field(default_factory=dict)
 
     def scores(self) -> np.ndarray:
-        return next(iter(self.outputs.values())).numpy()
+        """Class scores of the first output: its integers, divided by the neurons' scales for a readout
+        with per-channel scales (the host's step before the argmax)."""
+        name, out = next(iter(self.outputs.items()))
+        if name in self.out_scale:
+            return out.to(torch.float64).numpy() / self.out_scale[name].numpy()
+        return out.numpy()
 
 
 class Program:
@@ -108,8 +124,12 @@ class Program:
                                    int(p["weight_exp"]), int(p["delay"]), bool(p["host"]),
                                    None if hb is None else torch.as_tensor(hb).reshape(shape)))
             bias = torch.as_tensor(arrays[f"{g['name']}.bias_mant"].astype(np.int64)).reshape(shape) << g["bias_exp"]
-            grp = _Group(g, shape, g["du"] + fp["ds_offset"], g["dv"] + fp["dm_offset"],
-                         int(g["vth_mant"]) << fp["vth_shift"], bias, projs)
+            vth = int(g["vth_mant"]) << fp["vth_shift"]
+            if f"{g['name']}.vth_mant" in arrays:  # per-channel thresholds
+                vth = torch.as_tensor(arrays[f"{g['name']}.vth_mant"].astype(np.int64)).reshape(shape) << fp["vth_shift"]
+            grp = _Group(g, shape, g["du"] + fp["ds_offset"], g["dv"] + fp["dm_offset"], vth, bias, projs)
+            if f"{g['name']}.scale" in arrays:
+                grp.scale = torch.as_tensor(np.asarray(arrays[f"{g['name']}.scale"], np.float64)).reshape(shape)
             a_bound = 0
             for p, pc in zip(projs, g["projections"]):
                 if not p.host:
@@ -149,7 +169,10 @@ class Program:
             if prev is not None and ramp == 1.0:
                 biases.append(prev)
                 continue
-            total = val * (g.cfg["scale"] * ramp) + g.bias_const.to(torch.float64)
+            if g.scale is None:
+                total = val * (g.cfg["scale"] * ramp) + g.bias_const.to(torch.float64)
+            else:  # per-channel scales: each neuron's own
+                total = val * (g.scale * ramp) + g.bias_const.to(torch.float64)
             mant = torch.round(total / 2 ** e)
             clipped += int(((mant > mmax) | (mant < -mmax - 1)).sum())
             prev = mant.clamp(-mmax - 1, mmax).to(torch.int64) << e
@@ -183,6 +206,12 @@ class Program:
             res.spikes[name] = torch.zeros(int(np.prod(g.shape)), dtype=torch.int64)
             res.active[name] = torch.zeros(int(np.prod(g.shape)), dtype=torch.int64)
             res.max_abs_input[name] = 0
+            res.overflow[name] = {"synaptic_input_16bit": 0, "u_wrap_24bit": 0, "v_saturated_24bit": 0,
+                                  "host_bias_clipped": 0}
+        for o in self.config["outputs"]:
+            g = self.groups[o["group"]]
+            if g.scale is not None and g.cfg["kind"] != "spiking":
+                res.out_scale[o["name"]] = g.scale
         for i in range(0, N, batch_size):
             xb = x[:, i:i + batch_size] if spikes_in else x[i:i + batch_size]
             rec = {name: {"u": [], "v": [], "spikes": []} for name in self.groups} if record else None
@@ -209,6 +238,7 @@ class Program:
         B = x.shape[1] if spikes_in else x.shape[0]
         in_name = self.config["input"]["name"]
         umax = 2 ** (fp["uv_bits"] - 1)
+        a_lim = 2 ** (fp["syn_input_bits"] - 1) - 1
         dbits = fp["decay_bits"]
         state, hist, host, n_spk, n_act = {}, {}, {}, {}, {}
         for name, g in self.groups.items():
@@ -220,6 +250,7 @@ class Program:
             if any(p.host for p in g.projections):
                 host[name], clipped = self.host_bias(g, x)
                 res.host_bias_clipped += clipped
+                res.overflow[name]["host_bias_clipped"] += clipped
         zero = torch.zeros((), dtype=torch.int64)
         out_vals = {}
         spike_window = {o["name"]: torch.zeros((B,) + self.groups[o["group"]].shape, dtype=torch.int64)
@@ -252,6 +283,8 @@ class Program:
                 if a is not None:
                     lo, hi = torch.aminmax(a)
                     res.max_abs_input[name] = max(res.max_abs_input[name], int(-lo), int(hi))
+                    if hi > a_lim or lo < -a_lim:
+                        res.overflow[name]["synaptic_input_16bit"] += int(((a > a_lim) | (a < -a_lim)).sum())
                     a <<= fp["act_shift"]
                 if g.du_eff >= 2 ** dbits:
                     if a is not None:
@@ -265,6 +298,7 @@ class Program:
                 if g.u_may_wrap:
                     lo, hi = torch.aminmax(u)
                     if hi > umax or lo <= -umax:  # 24-bit wrap-around, as lava
+                        res.overflow[name]["u_wrap_24bit"] += int(((u > umax) | (u <= -umax)).sum())
                         u = torch.where(u > umax, u - 2 * umax, u)
                         u = torch.where(u <= -umax, u + 2 * umax, u)
                 off = g.cfg["offset"]
@@ -275,7 +309,10 @@ class Program:
                 else:
                     bias = g.bias_const
                 v = (v.clone() if g.dv_eff == 0 else _decay(v, g.dv_eff, dbits)).add_(u).add_(bias)
-                v.clamp_(-umax + 1, umax - 1)
+                lo, hi = torch.aminmax(v)
+                if hi > umax - 1 or lo < -umax + 1:
+                    res.overflow[name]["v_saturated_24bit"] += int(((v > umax - 1) | (v < -umax + 1)).sum())
+                    v.clamp_(-umax + 1, umax - 1)
                 s = v > g.vth
                 v.masked_fill_(s, 0)
                 state[name] = [u, v]

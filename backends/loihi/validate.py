@@ -9,7 +9,9 @@ never simulated. The ranges come from the target's ``[fixed_point]``, ``[core]``
 
 ==================  =========================================================
 du, dv              0 .. 2^decay_bits - 1 (12-bit)
-vth_mant            1 .. vth_mant_max (17-bit unsigned; 0 allowed for readouts)
+vth_mant            1 .. vth_mant_max (17-bit unsigned; 0 allowed for readouts); with per-channel
+                    scales also ``<g>.vth_mant`` per neuron (1 .. the group's vth_mant) and
+                    ``<g>.scale`` (positive, per neuron)
 bias_mant           signed ``bias_mant_bits`` (13-bit); bias_exp 0 .. bias_exp_max
 weight mantissas    whole numbers in [-256, 256 - step], multiples of step = 2^(9 - weight_bits)
                     (lava ``truncate_weights``, mixed sign); weight_exp in weight_exp_min..max
@@ -197,6 +199,7 @@ def check_program(config, arrays, target, where: str = "configuration", core_lim
             elif bm.size and (bm.min() < -bmax or bm.max() > bmax - 1):
                 P.append(f"{gw}: bias_mant outside the {fp['bias_mant_bits']}-bit range {-bmax}..{bmax - 1} "
                          f"(found {int(bm.min())}..{int(bm.max())})")
+        P.extend(_check_per_channel(g, gw, size, kind, arrays, fp))
         projs = g.get("projections")
         if not isinstance(projs, list) or not projs:
             P.append(f"{gw}: projections must be a non-empty list")
@@ -243,6 +246,39 @@ def check_program(config, arrays, target, where: str = "configuration", core_lim
                 P.append(f"output {o!r}: needs a name, an existing group and a read_step inside the run")
     if P:
         raise ConfigError(where, P)
+
+
+def _check_per_channel(g, gw, size, kind, arrays, fp) -> list[str]:
+    """Per-channel scales (``per_channel``: true): ``<g>.scale`` (positive finite, one per neuron) and,
+    for a spiking group, ``<g>.vth_mant`` (1..vth_mant_max per neuron, at most the group's vth_mant)."""
+    out = []
+    n = g["name"]
+    pc = g.get("per_channel", False)
+    if not isinstance(pc, bool):
+        return [f"{gw}: per_channel must be true or false"]
+    has = [k for k in (f"{n}.scale", f"{n}.vth_mant") if k in arrays]
+    if not pc:
+        return [f"{gw}: weights hold {', '.join(has)} but the group is not per_channel"] if has else []
+    sc = arrays.get(f"{n}.scale")
+    if sc is None:
+        out.append(f"{gw}: per_channel without {n}.scale")
+    else:
+        sc = np.asarray(sc)
+        if sc.dtype.kind != "f" or sc.shape != (size,) or not np.all(np.isfinite(sc)) or not np.all(sc > 0):
+            out.append(f"{gw}: {n}.scale must be {size} positive finite numbers")
+    vt = arrays.get(f"{n}.vth_mant")
+    if kind == "spiking":
+        if vt is None:
+            out.append(f"{gw}: per_channel spiking group without {n}.vth_mant")
+        else:
+            vt = np.asarray(vt)
+            if vt.dtype.kind not in "iu" or vt.shape != (size,):
+                out.append(f"{gw}: {n}.vth_mant must be {size} whole numbers")
+            elif vt.size and (vt.min() < 1 or vt.max() > fp["vth_mant_max"] or vt.max() > g.get("vth_mant", 0)):
+                out.append(f"{gw}: {n}.vth_mant outside 1..{fp['vth_mant_max']} or above the group's vth_mant")
+    elif vt is not None:
+        out.append(f"{gw}: a readout has no per-neuron vth_mant")
+    return out
 
 
 def _check_projection(p, pw, g, size, shapes, in_name, inp, arrays, fp, fmt) -> list[str]:
