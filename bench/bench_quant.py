@@ -137,7 +137,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--calibrate", type=int, default=256, help="calibration images (training split)")
     ap.add_argument("--png", default=str(REPO / "out" / "bench_quant.png"), help="plot file")
     ap.add_argument("--json", default=None, help="also write the JSON here")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     t_start = time.perf_counter()
     load0 = _load()

@@ -54,6 +54,9 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", default="models/fmnist_cnn.pt")
+    p.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from this snnc checkpoint's weights (read with weights_only=True; same --arch) and "
+                        "train --epochs more with a fresh Adam and cosine schedule from --lr; the card records both")
     args = p.parse_args(argv)
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -67,6 +70,15 @@ def main(argv=None):
     xte, yte = load_fashion_mnist("test", args.data_dir)
     config = dict(DEFAULT_CONFIGS[args.arch], num_steps=args.num_steps)
     model = ARCHITECTURES[args.arch](config).to(device)
+    prior = None
+    if args.init:
+        init = torch.load(args.init, map_location="cpu", weights_only=True)
+        if init.get("arch") != args.arch:
+            raise SystemExit(f"--init {args.init}: architecture {init.get('arch')!r}, not {args.arch!r}")
+        model.load_state_dict(init["state_dict"])
+        config = dict(init["config"], num_steps=args.num_steps)
+        prior = {k: init["meta"].get(k) for k in ("command", "epochs", "float_test_accuracy", "train_time_s")}
+    args.prior = prior
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     steps_per_epoch = (len(ytr) + args.batch_size - 1) // args.batch_size
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.epochs * steps_per_epoch)
@@ -118,12 +130,13 @@ def _save(model, config, args, argv, acc, n_test, epochs_done, train_time, devic
             "num_steps": int(args.num_steps),
             "dt": float(config["dt"]),
             "seed": int(args.seed),
-            "epochs": int(epochs_done),
+            "epochs": int(epochs_done) + int((args.prior or {}).get("epochs") or 0),
             "command": "python -m snnc.models.train " + shlex.join(argv if argv is not None else sys.argv[1:]),
-            "train_time_s": round(train_time, 1),
+            "train_time_s": round(train_time + float((args.prior or {}).get("train_time_s") or 0), 1),
             "device": device if device == "cpu" else torch.cuda.get_device_name(0),
             "torch": str(torch.__version__),
             "platform": platform.machine(),
+            **({"continued_from": args.prior} if args.prior else {}),
         },
     }
     tmp = args.out + ".tmp"
