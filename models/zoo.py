@@ -17,12 +17,14 @@ batch/time dims) are given per layer.
     computes, composed into one linear map, with more freedom; it keeps the readout's fan-in
     at 49 source neurons per lif2 channel.)
 
-    About 10x the bundled model's parameters. Unpruned it does not fit Loihi 1: each readout
-    neuron listens to 6,272 lif2 neurons (a core has 4,096 input axons), and the conv synapses
-    alone need more than 128 cores. It is the model that ``prune_channels`` and ``--budget``
-    make fit.
+    About 15x the bundled model's parameters. With discrete axons (one input axon per source
+    neuron) it does not fit Loihi 1: each readout neuron listens to 6,272 lif2 neurons (a core
+    has 4,096 input axons) and the per-synapse conv weights need 497 cores. With population
+    axons (shared kernels, one axon per source position) it maps to 57 cores (lower bound 56):
+    more than the bundled model's 17. ``prune_channels`` and ``--budget cores=K`` make it
+    smaller.
 
-``fmnist_res`` (``models/fmnist_res.pt``), a residual block with a projection shortcut::
+``fmnist_res`` (no checkpoint ships yet; ``python -m snnc.models.train --arch fmnist_res``), a residual block with a projection shortcut::
 
     conv1  Conv2d(1->16, 3x3, pad 1)   -> bn1 -> lif1 CubaLIF 16x28x28
     pool1  AvgPool2d(2)                -> 16x14x14

@@ -409,6 +409,12 @@ def test_stale_temporaries_of_killed_runs_are_recovered(work, tmp_path):
     assert live.is_dir()
 
 
+def _default_sigint():
+    """As at a terminal: a shell starts background jobs (``cmd &``, as CI runners may) with SIGINT
+    ignored, and a child inherits that; Ctrl-C reaches snnc with the default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,code_want,text", [(signal.SIGINT, 130, "snnc: interrupted"),
                                                 (signal.SIGTERM, 143, "snnc: terminated")])
 def test_interrupt_exits_cleanly_and_keeps_the_output(bundled, fmnist, tmp_path, sig, code_want, text):
@@ -417,7 +423,7 @@ def test_interrupt_exits_cleanly_and_keeps_the_output(bundled, fmnist, tmp_path,
     before = snapshot(out)
     p = subprocess.Popen([sys.executable, "-m", "snnc.cli", "compile", str(bundled), "-o", str(out), "--force",
                           "--data", "fashion-mnist", "--limit", "1000", "--batch-size", "10"],
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     seen = ""
     t0 = time.monotonic()
     while "simulation" not in seen and time.monotonic() - t0 < 120:  # wait until it is busy simulating
