@@ -28,6 +28,7 @@ MODELS_DIR = Path(__file__).resolve().parent
 #: Shipped checkpoints by name (``snnc compile fmnist_cnn`` works from any folder).
 BUNDLED = {
     "fmnist_cnn": MODELS_DIR / "fmnist_cnn.pt",
+    "fmnist_wide": MODELS_DIR / "fmnist_wide.pt",
 }
 
 

@@ -57,6 +57,9 @@ def main(argv=None):
     p.add_argument("--init", default=None, metavar="CKPT",
                    help="start from this snnc checkpoint's weights (read with weights_only=True; same --arch) and "
                         "train --epochs more with a fresh Adam and cosine schedule from --lr; the card records both")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep BatchNorm in eval mode while training: normalise with the running statistics that "
+                        "fold_bn folds (per-step batch statistics over T steps differ from them)")
     args = p.parse_args(argv)
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -86,6 +89,10 @@ def main(argv=None):
     t0 = time.time()
     for epoch in range(args.epochs):
         model.train()
+        if args.freeze_bn:
+            for mod in model.modules():
+                if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                    mod.eval()
         perm = rng.permutation(len(ytr))
         tot, n, correct = 0.0, 0, 0
         for b in range(steps_per_epoch):
