@@ -93,6 +93,7 @@ def main(argv=None):
     p.add_argument("--ft-lr", type=float, default=1e-3)
     p.add_argument("--distill", type=float, default=0.5)
     p.add_argument("--no-finetune", action="store_true")
+    p.add_argument("--finetune-only", action="store_true", help="only the fine-tuned rows (e.g. in a second process)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -124,7 +125,7 @@ def main(argv=None):
         t_scores = None
         for ratio in ratios:
             for crit in (criteria if ratio < 1 else criteria[:1]):
-                for ft in ((False, True) if not args.no_finetune else (False,)):
+                for ft in ((False,) if args.no_finetune else (True,) if args.finetune_only else (False, True)):
                     key = f"{ratio}/{crit if ratio < 1 else '-'}/{'ft' if ft else 'no-ft'}"
                     if key in rows:
                         continue
