@@ -117,14 +117,18 @@ class GraphSNN(nn.Module):
 # --------------------------------------------------------------------------- checkpoints
 
 def _plain(v):
+    """``v`` as plain Python data (lists, dicts, int, float, bool, str) that ``torch.load(...,
+    weights_only=True)`` reads back: numpy arrays and every numpy scalar (integer, floating, bool)
+    converted, recursively through lists, tuples and dicts (a graph read back with ``nir.read``
+    holds numpy scalars in its metadata)."""
     if isinstance(v, np.ndarray):
         return [_plain(x) for x in v.tolist()]
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
+    if isinstance(v, dict):
+        return {_plain(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, np.generic):
+        return v.item()
     return v
 
 
@@ -223,7 +227,7 @@ def checkpoint(module: GraphSNN, meta: dict | None = None) -> dict:
     g = module.to_nir()
     return {"format": "snnc-checkpoint", "version": 1, "arch": "nir_graph", "config": graph_config(g),
             "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
-            "meta": dict(meta or {})}
+            "meta": _plain(dict(meta or {}))}
 
 
 def neuron_nodes(graph: nir.NIRGraph) -> list[str]:

@@ -236,6 +236,24 @@ def test_finetune_writes_a_checkpoint_compile_takes(tiny_pickle, tmp_path):
     assert code == 1 and "--force" in err
 
 
+def test_finetune_from_a_compile_output_folder_writes_a_safe_checkpoint(tiny_pickle, tmp_path):
+    # a compile output's graph.nir, read back by nir.read, holds numpy scalars in its metadata
+    # (e.g. the readout flag); the checkpoint must still load with weights_only=True
+    code, err, _ = run("compile", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4,
+                       "--data", "digits", "--limit", 40, "-o", tmp_path / "out")
+    assert code == 0, err
+    ck = tmp_path / "ft.pt"
+    code, err, _ = run("finetune", tmp_path / "out", "--data", "digits", "--val-samples", 300, "--limit", 40,
+                       "--passes", "prune_channels:criterion=l1;ratio=0.5", "-o", ck)
+    assert code == 0, err
+    loaded = torch.load(ck, weights_only=True)
+    assert loaded["arch"] == "nir_graph" and loaded["meta"]["source_model"] == str(tmp_path / "out")
+    code, err, _ = run("compile", ck, "-o", tmp_path / "again", "--data", "digits", "--limit", 40)
+    assert code == 0, err
+    cfg = json.loads((tmp_path / "again" / "config.json").read_text())
+    assert [g["shape"][0] for g in cfg["groups"]] == [4, 3, 10]
+
+
 def test_finetune_regrow_keeps_the_channel_count(tiny_pickle, tmp_path):
     from snnc.finetune import finetune
     from snnc.data import load_digits
