@@ -19,7 +19,9 @@ there, so an interrupted run resumes) and a PNG of accuracy vs graph synapses to
     .venv/bin/python bench/bench_prune.py --json runs/prune.json --png runs/prune.png
     .venv/bin/python bench/bench_prune.py --models fmnist_cnn --limit 1000 --ft-epochs 1 --train-limit 20000  # quicker
 
-Runs on the CPU; ``--threads`` sets torch's threads.
+Runs on the CPU; ``--threads`` sets torch's threads. Processes run side by side (e.g. one with
+``--no-finetune``, one with ``--finetune-only``, each with its own ``--json``) are combined with
+``--merge a.json,b.json --json all.json --png all.png``, which measures nothing.
 """
 from __future__ import annotations
 
@@ -99,7 +101,23 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="runs/bench_prune.json")
     p.add_argument("--png", default="runs/bench_prune.png")
+    p.add_argument("--merge", default=None, metavar="JSON[,JSON...]",
+                   help="measure nothing: merge the rows of these result files (e.g. of processes run in "
+                        "parallel with --no-finetune / --finetune-only) into --json, print the tables, write --png")
     args = p.parse_args(argv)
+    if args.merge:
+        out_json = Path(args.json)
+        results = json.loads(out_json.read_text()) if out_json.is_file() else {}
+        for f in args.merge.split(","):
+            for name, rows in json.loads(Path(f).read_text()).items():
+                results.setdefault(name, {}).update(rows)
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(results, indent=1, sort_keys=True))
+        for name, rows in results.items():
+            print_table(name, rows)
+        plot(results, args.png)
+        print(f"wrote {out_json} and {args.png}")
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     out_json = Path(args.json)
@@ -164,10 +182,10 @@ def print_table(name, rows):
     print(hdr)
     for key in sorted(rows, key=lambda k: (-rows[k]["ratio"], rows[k]["criterion"], rows[k]["finetuned"])):
         r = rows[key]
-        fewer = base["graph_synapses"] / r["graph_synapses"] if base else float("nan")
+        fewer = f"{base['graph_synapses'] / r['graph_synapses']:>6.1f}x" if base else f"{'-':>7}"
         print(f"{r['ratio']:>5} {r['criterion']:<9} {'yes' if r['finetuned'] else 'no':<5} "
               f"{100 * r['float_accuracy']:>6.2f}% {100 * r['loihi_accuracy']:>6.2f}% {r['parameters']:>9,} "
-              f"{r['graph_synapses']:>11,} {fewer:>6.1f}x {r['mapped_synapses']:>11,} {r['cores']:>5} "
+              f"{r['graph_synapses']:>11,} {fewer} {r['mapped_synapses']:>11,} {r['cores']:>5} "
               f"{r['synops']:>12,.0f} {r['energy_uJ']:>7.2f}" + ("" if r["fits"] else "  (does not fit)"))
 
 
