@@ -352,6 +352,17 @@ def test_cli_options_are_recorded(tiny_pickle, tmp_path):
     cfg = json.loads((tmp_path / "o" / "config.json").read_text())
     assert cfg["num_steps"] == 2 and {p["weight_bits"] for g in cfg["groups"] for p in g["projections"]
                                       if not p["host"]} == {4}
+    # the emitted per-neuron thresholds are range-checked: none above the group's vth_mant
+    from snnc.backends.loihi.validate import check_program
+    from snnc.targets import load_target
+    with np.load(tmp_path / "o" / "weights.npz") as z:
+        arrays = dict(z)
+    lif2 = next(g for g in cfg["groups"] if g["name"] == "lif2")
+    check_program(cfg, arrays, load_target("loihi-sim"))
+    arrays["lif2.vth_mant"] = arrays["lif2.vth_mant"].copy()
+    arrays["lif2.vth_mant"][0] = lif2["vth_mant"] + 1
+    with pytest.raises(ValueError, match=r"lif2.vth_mant outside the group's range 1\.\.%d" % lif2["vth_mant"]):
+        check_program(cfg, arrays, load_target("loihi-sim"))
     code, err, _ = run("compile", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4, "-o",
                        tmp_path / "x", "--calibrate", 10)
     assert code == 1 and "--calibrate needs --data" in err

@@ -163,14 +163,14 @@ class Placer:
     def _axons_in(gp: GroupPlan, stats) -> int:
         return sum(st.axons[pp.fmt] for pp, st in zip(gp.projs, stats))
 
-    def _largest(self, feasible, hi: int) -> int:
-        """Largest m in 1..hi with feasible(m) (bisection; feasibility is monotone in m up to rare
-        population-pattern effects, and whatever is returned was checked). 0 if even 1 fails."""
-        if hi <= 0 or not feasible(1):
+    @staticmethod
+    def _largest(feasible, hi: int, lo: int = 1) -> int:
+        """Largest m in lo..hi with feasible(m) (bisection; feasibility is monotone in m up to rare
+        population-pattern effects, and whatever is returned was checked). 0 if even lo fails."""
+        if hi < lo or not feasible(lo):
             return 0
         if feasible(hi):
             return hi
-        lo = 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if feasible(mid):
@@ -401,18 +401,7 @@ class Placer:
             mem += self._mem(gp, st, ib, core.neurons, bs)[0]
             return mem <= lim["synapse_memory_bits"]
 
-        if not feasible(need):
-            return 0
-        if feasible(hi):
-            return hi
-        lo = need
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if feasible(mid):
-                lo = mid
-            else:
-                hi = mid
-        return lo
+        return self._largest(feasible, hi, lo=need)
 
     def _piece_mem(self, p: Piece, ib: int) -> tuple[int, int]:
         if ib not in p.mem_cache:

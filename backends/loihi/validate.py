@@ -193,12 +193,7 @@ def check_program(config, arrays, target, where: str = "configuration", core_lim
         if bm is None:
             P.append(f"{gw}: weights lack {n}.bias_mant")
         else:
-            bm = np.asarray(bm)
-            if bm.dtype.kind not in "iu" or bm.shape != (size,):
-                P.append(f"{gw}: bias_mant must be {size} whole numbers, got {bm.dtype} {list(bm.shape)}")
-            elif bm.size and (bm.min() < -bmax or bm.max() > bmax - 1):
-                P.append(f"{gw}: bias_mant outside the {fp['bias_mant_bits']}-bit range {-bmax}..{bmax - 1} "
-                         f"(found {int(bm.min())}..{int(bm.max())})")
+            P.extend(_int_array(bm, f"{gw}: bias_mant", size, -bmax, bmax - 1, f"the {fp['bias_mant_bits']}-bit range "))
         P.extend(_check_per_channel(g, gw, size, kind, arrays, fp))
         projs = g.get("projections")
         if not isinstance(projs, list) or not projs:
@@ -270,15 +265,22 @@ def _check_per_channel(g, gw, size, kind, arrays, fp) -> list[str]:
     if kind == "spiking":
         if vt is None:
             out.append(f"{gw}: per_channel spiking group without {n}.vth_mant")
-        else:
-            vt = np.asarray(vt)
-            if vt.dtype.kind not in "iu" or vt.shape != (size,):
-                out.append(f"{gw}: {n}.vth_mant must be {size} whole numbers")
-            elif vt.size and (vt.min() < 1 or vt.max() > fp["vth_mant_max"] or vt.max() > g.get("vth_mant", 0)):
-                out.append(f"{gw}: {n}.vth_mant outside 1..{fp['vth_mant_max']} or above the group's vth_mant")
+        else:  # per-neuron thresholds: 1..vthMant max, and none above the group's vth_mant
+            group_vth = g.get("vth_mant", 0) if _in(g.get("vth_mant"), 1, fp["vth_mant_max"]) else fp["vth_mant_max"]
+            out.extend(_int_array(vt, f"{gw}: {n}.vth_mant", size, 1, group_vth, "the group's range "))
     elif vt is not None:
         out.append(f"{gw}: a readout has no per-neuron vth_mant")
     return out
+
+
+def _int_array(a, what: str, size: int, lo: int, hi: int, range_name: str = "") -> list[str]:
+    """Problems of an emitted integer array: ``size`` whole numbers, each in lo..hi (both inclusive)."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu" or a.shape != (size,):
+        return [f"{what} must be {size} whole numbers, got {a.dtype} {list(a.shape)}"]
+    if a.size and (a.min() < lo or a.max() > hi):
+        return [f"{what} outside {range_name}{lo}..{hi} (found {int(a.min())}..{int(a.max())})"]
+    return []
 
 
 def _check_projection(p, pw, g, size, shapes, in_name, inp, arrays, fp, fmt) -> list[str]:
