@@ -191,6 +191,7 @@ def print_table(name, rows):
 
 def plot(results, path):
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -201,6 +202,7 @@ def plot(results, path):
             ax.scatter(r["graph_synapses"], 100 * r["loihi_accuracy"], color=colors.get(r["criterion"], "C4"),
                        marker="o" if r["finetuned"] else "x", s=36)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap
         ax.set_xlabel("graph synapses")
         ax.set_ylabel("loihi-sim test accuracy (%)")
         ax.set_title(name)
