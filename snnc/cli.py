@@ -347,7 +347,11 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
               help="training images held out (the last ones) for the per-epoch accuracy")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="test images for the before/after accuracy")
 @click.option("--distill", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-              help="knowledge-distillation weight from the model before the passes (0 = labels only)")
+              help="knowledge-distillation weight (0 = labels only); the teacher is the model before the passes, "
+              "or --teacher")
+@click.option("--teacher", default=None, metavar="MODEL",
+              help="with --distill: distil from this model (file or shipped name), e.g. the unpruned model when "
+              "MODEL is already pruned (a --budget output or an earlier fine-tuned checkpoint)")
 @click.option("--regrow", is_flag=True, help="SCA-style prune-and-regrow during fine-tuning (needs prune_channels)")
 @click.option("--qat", is_flag=True, help="quantization-aware training: straight-through fake quantization of the "
               "weights with the quantize pass's formats (--weight-bits, --per-channel, --calibrate)")
@@ -363,7 +367,7 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
 @click.option("--force", is_flag=True, help="replace an existing checkpoint file")
 @_guard
 def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_limit, val_samples, limit, distill,
-             regrow, qat, weight_bits, per_channel, calibrate, num_steps, input_shape, trust_pickle, seed, force):
+             teacher, regrow, qat, weight_bits, per_channel, calibrate, num_steps, input_shape, trust_pickle, seed, force):
     """Fine-tune MODEL (model file, shipped name, or a compile output folder) after passes such as
     pruning, with surrogate gradients on a dataset; write an snnc checkpoint that `snnc compile` takes."""
     from rich.console import Console
@@ -382,7 +386,8 @@ def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_l
 
     with bar:
         meta = finetune_model(model, out, data, data_dir, epochs, passes, lr, batch_size, seed, train_limit,
-                              val_samples=val_samples, test_limit=limit, distill=distill, regrow=regrow, force=force, trust_pickle=trust_pickle,
+                              val_samples=val_samples, test_limit=limit, distill=distill, teacher=teacher, regrow=regrow, force=force,
+                              trust_pickle=trust_pickle,
                               num_steps=num_steps, input_shape=_shape(input_shape), progress=progress,
                               log=lambda m: console.print(f"snnc: {m}"), qat=qat, weight_bits=weight_bits,
                               per_channel=per_channel, calibrate=calibrate)

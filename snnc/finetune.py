@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import time
 
+import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -323,10 +324,31 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
     return model, history
 
 
+def _load_teacher(teacher, graph, T: int, trust_pickle: bool, input_shape=None):
+    """The distillation teacher ``teacher`` (model file or shipped name) as a single-step module, or
+    its graph after ``fold_bn``; refused when its input shape, T or number of classes differ from
+    ``graph``'s (NIR shapes, no batch/time dims)."""
+    from snnc.frontend import load_model
+    from snnc.passes import PassContext, Pipeline
+    from snnc.validate import check_num_steps
+
+    def io(g):
+        i = next(n for n in g.nodes.values() if isinstance(n, nir.Input))
+        o = next(n for n in g.nodes.values() if isinstance(n, nir.Output))
+        return [int(v) for v in np.asarray(next(iter(i.input_type.values()))).reshape(-1)], \
+            [int(v) for v in np.asarray(next(iter(o.output_type.values()))).reshape(-1)]
+    tg, tmod, tinfo = load_model(teacher, trust_pickle=trust_pickle, num_steps=T, input_shape=input_shape)
+    tT = check_num_steps(tinfo.get("num_steps") or (tg.metadata or {}).get("snnc.num_steps") or T, "teacher T")
+    if io(tg) != io(graph) or tT != T:
+        raise ValueError(f"finetune: teacher {teacher} takes input {io(tg)[0]} -> {io(tg)[1]} over T = {tT}; "
+                         f"the model {io(graph)[0]} -> {io(graph)[1]} over T = {T}")
+    return tmod if tmod is not None else Pipeline("fold_bn").run(tg, PassContext(num_steps=T))
+
+
 def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, epochs: int = 1,
                    passes: str | None = None, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
                    train_limit: int | None = None, val_samples: int = 5000, test_limit: int | None = None,
-                   distill: float = 0.0, regrow: bool = False, force: bool = False, trust_pickle: bool = False,
+                   distill: float = 0.0, teacher=None, regrow: bool = False, force: bool = False, trust_pickle: bool = False,
                    num_steps: int | None = None, input_shape=None, progress=None, log=None, qat: bool = False,
                    weight_bits: int = 8, per_channel: bool = False, calibrate: int | None = None) -> dict:
     """``snnc finetune``: load MODEL (a model file or shipped name, or a compile output folder, whose
@@ -334,7 +356,9 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
     no quantize), fine-tune on the dataset's training split (the last ``val_samples`` images held out for
     the per-epoch accuracy), and write an snnc checkpoint (arch ``nir_graph``) to ``out_path``.
 
-    With ``distill`` > 0 the model before the passes is the teacher. With ``regrow`` the pruning
+    With ``distill`` > 0 the model before the passes is the teacher, or ``teacher`` (a model file or
+    shipped name, loaded like ``model``; its input shape, T and number of classes must match), e.g. the
+    unpruned model when ``model`` is already pruned. With ``regrow`` the pruning
     found by the passes is the starting keep set of SCA-style prune-and-regrow. With ``qat``,
     quantization-aware training (straight-through estimator) for the quantize options ``weight_bits``,
     ``per_channel`` and, with ``calibrate`` = N, MSE-calibrated scales on the first N training images
@@ -344,7 +368,8 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
     Returns the checkpoint's ``meta`` (float test accuracy before and after, history, ...).
 
     Raises:
-        ValueError: unreadable model, bad passes (quantize is refused: fine-tune before quantizing),
+        ValueError: unreadable model or teacher, a teacher without ``distill`` or whose input shape, T or
+            classes differ, bad passes (quantize is refused: fine-tune before quantizing),
             a spike-input model, an existing ``out_path`` without ``force``, data problems.
     """
     import copy
@@ -385,6 +410,11 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
     if graph.metadata.get("snnc.input_encoding") == "spikes":
         raise ValueError("finetune trains on image datasets (direct input); this model takes spike input")
     check_graph(graph)
+    t_model = None
+    if teacher is not None:
+        if not distill > 0:
+            raise ValueError("finetune: --teacher is the knowledge-distillation teacher; give --distill A > 0 too")
+        t_model = _load_teacher(teacher, graph, T, trust_pickle, input_shape)
     if not qat and (per_channel or calibrate is not None or weight_bits != 8):
         raise ValueError("finetune: --weight-bits, --per-channel and --calibrate set up --qat (quantization-aware "
                          "training); add --qat")
@@ -431,13 +461,14 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
                 keep[g.name] = np.asarray(md["indices"]) if md else np.arange(g.channels)
         start = base
     model_f, history = finetune(start, xtr, ytr, T, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                                x_val=xval, y_val=yval, teacher=(module if module is not None else base)
-                                if distill > 0 else None, distill=distill, regrow=keep, progress=progress, log=say,
+                                x_val=xval, y_val=yval, teacher=(t_model if t_model is not None else module if module is not None
+                                                                 else base) if distill > 0 else None, distill=distill, regrow=keep, progress=progress, log=say,
                                 qat=qopts, qat_calibration=qcal)
     acc_after = accuracy(model_f, xte, yte, T, rule)
     say(f"float test accuracy after fine-tuning: {100 * acc_after:.2f}% on {len(yte):,} images")
     meta = {"dataset": data, "source_model": str(model), "passes": spec, "epochs": int(epochs), "lr": float(lr),
-            "batch_size": int(batch_size), "seed": int(seed), "distill": float(distill), "regrow": bool(regrow),
+            "batch_size": int(batch_size), "seed": int(seed), "distill": float(distill),
+            **({"teacher": str(teacher)} if teacher is not None else {}), "regrow": bool(regrow),
             "train_samples": int(len(ytr)), "val_samples": int(len(yval)), "num_steps": int(T),
             "float_test_accuracy_before": float(acc_before), "float_test_accuracy": float(acc_after),
             "test_samples": int(len(yte)), "history": history,

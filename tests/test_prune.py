@@ -252,6 +252,16 @@ def test_finetune_from_a_compile_output_folder_writes_a_safe_checkpoint(tiny_pic
     assert code == 0, err
     cfg = json.loads((tmp_path / "again" / "config.json").read_text())
     assert [g["shape"][0] for g in cfg["groups"]] == [4, 3, 10]
+    # an already pruned model distils from another teacher (e.g. the unpruned one) with --teacher
+    common = ["--data", "digits", "--val-samples", 300, "--limit", 40]
+    code, err, _ = run("finetune", ck, "--teacher", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8",
+                       "--distill", 0.5, *common, "-o", tmp_path / "t.pt")
+    assert code == 0, err
+    assert torch.load(tmp_path / "t.pt", weights_only=True)["meta"]["teacher"] == str(tiny_pickle)
+    code, err, _ = run("finetune", ck, "--teacher", "fmnist_cnn", "--distill", 0.5, *common, "-o", tmp_path / "u.pt")
+    assert code == 1 and "teacher fmnist_cnn takes input [1, 28, 28]" in err and not (tmp_path / "u.pt").exists()
+    code, err, _ = run("finetune", ck, "--teacher", tiny_pickle, *common, "-o", tmp_path / "v.pt")
+    assert code == 1 and "give --distill" in err
 
 
 def test_finetune_regrow_keeps_the_channel_count(tiny_pickle, tmp_path):
