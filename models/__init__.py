@@ -29,6 +29,7 @@ MODELS_DIR = Path(__file__).resolve().parent
 BUNDLED = {
     "fmnist_cnn": MODELS_DIR / "fmnist_cnn.pt",
     "fmnist_wide": MODELS_DIR / "fmnist_wide.pt",
+    "fmnist_res": MODELS_DIR / "fmnist_res.pt",
 }
 
 

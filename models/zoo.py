@@ -24,7 +24,8 @@ batch/time dims) are given per layer.
     more than the bundled model's 17. ``prune_channels`` and ``--budget cores=K`` make it
     smaller.
 
-``fmnist_res`` (no checkpoint ships yet; ``python -m snnc.models.train --arch fmnist_res``), a residual block with a projection shortcut::
+``fmnist_res`` (shipped: ``models/fmnist_res.pt``, 89.09% float / 89.01% compiled on the 10,000 test
+images, 20 cores; card ``models/fmnist_res.md``), a residual block with a projection shortcut::
 
     conv1  Conv2d(1->16, 3x3, pad 1)   -> bn1 -> lif1 CubaLIF 16x28x28
     pool1  AvgPool2d(2)                -> 16x14x14
