@@ -105,13 +105,13 @@ def main(argv=None):
                    help="measure nothing: merge the rows of these result files (e.g. of processes run in "
                         "parallel with --no-finetune / --finetune-only) into --json, print the tables, write --png")
     args = p.parse_args(argv)
+    out_json = Path(args.json)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    results = json.loads(out_json.read_text()) if out_json.is_file() else {}
     if args.merge:
-        out_json = Path(args.json)
-        results = json.loads(out_json.read_text()) if out_json.is_file() else {}
         for f in args.merge.split(","):
             for name, rows in json.loads(Path(f).read_text()).items():
                 results.setdefault(name, {}).update(rows)
-        out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(results, indent=1, sort_keys=True))
         for name, rows in results.items():
             print_table(name, rows)
@@ -120,9 +120,6 @@ def main(argv=None):
         return
     if args.threads:
         torch.set_num_threads(args.threads)
-    out_json = Path(args.json)
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(out_json.read_text()) if out_json.is_file() else {}
     target = load_target("loihi-sim")
     xtr_all, ytr_all = D.load_fashion_mnist("train", limit=args.train_limit)
     calib = xtr_all[:256]

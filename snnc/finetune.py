@@ -329,14 +329,13 @@ def _load_teacher(teacher, graph, T: int, trust_pickle: bool, input_shape=None):
     its graph after ``fold_bn``; refused when its input shape, T or number of classes differ from
     ``graph``'s (NIR shapes, no batch/time dims)."""
     from snnc.frontend import load_model
+    from snnc.ir import node_shape
     from snnc.passes import PassContext, Pipeline
     from snnc.validate import check_num_steps
 
-    def io(g):
-        i = next(n for n in g.nodes.values() if isinstance(n, nir.Input))
-        o = next(n for n in g.nodes.values() if isinstance(n, nir.Output))
-        return [int(v) for v in np.asarray(next(iter(i.input_type.values()))).reshape(-1)], \
-            [int(v) for v in np.asarray(next(iter(o.output_type.values()))).reshape(-1)]
+    def io(g):  # (input shape, output shape)
+        return tuple(next(list(node_shape(n, port)) for n in g.nodes.values() if isinstance(n, cls))
+                     for cls, port in ((nir.Input, "input"), (nir.Output, "output")))
     tg, tmod, tinfo = load_model(teacher, trust_pickle=trust_pickle, num_steps=T, input_shape=input_shape)
     tT = check_num_steps(tinfo.get("num_steps") or (tg.metadata or {}).get("snnc.num_steps") or T, "teacher T")
     if io(tg) != io(graph) or tT != T:
@@ -460,10 +459,11 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
                 md = pruned.nodes[g.producers[0]].metadata.get("snnc.pruned")
                 keep[g.name] = np.asarray(md["indices"]) if md else np.arange(g.channels)
         start = base
+    if distill > 0 and t_model is None:  # the model before the passes
+        t_model = module if module is not None else base
     model_f, history = finetune(start, xtr, ytr, T, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                                x_val=xval, y_val=yval, teacher=(t_model if t_model is not None else module if module is not None
-                                                                 else base) if distill > 0 else None, distill=distill, regrow=keep, progress=progress, log=say,
-                                qat=qopts, qat_calibration=qcal)
+                                x_val=xval, y_val=yval, teacher=t_model, distill=distill, regrow=keep,
+                                progress=progress, log=say, qat=qopts, qat_calibration=qcal)
     acc_after = accuracy(model_f, xte, yte, T, rule)
     say(f"float test accuracy after fine-tuning: {100 * acc_after:.2f}% on {len(yte):,} images")
     meta = {"dataset": data, "source_model": str(model), "passes": spec, "epochs": int(epochs), "lr": float(lr),

@@ -227,7 +227,7 @@ def checkpoint(module: GraphSNN, meta: dict | None = None) -> dict:
     g = module.to_nir()
     return {"format": "snnc-checkpoint", "version": 1, "arch": "nir_graph", "config": graph_config(g),
             "state_dict": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
-            "meta": _plain(dict(meta or {}))}
+            "meta": _plain(meta or {})}
 
 
 def neuron_nodes(graph: nir.NIRGraph) -> list[str]:
