@@ -59,8 +59,13 @@ def parse_budget(text: str) -> tuple[str, float]:
     return kind, v
 
 
-def chip_figures(graph, post_passes, target, ctx, x_sim: np.ndarray | None = None, batch_size: int = 256) -> dict:
+def chip_figures(graph, post_passes, target, ctx, x_sim: np.ndarray | None = None, batch_size: int = 256,
+                 formats: str = "auto", max_cores: int | None = None, max_chips: int | None = None) -> dict:
     """Figures of ``graph`` compiled for ``target`` after ``post_passes`` (a Pipeline, e.g. quantize).
+
+    ``formats``, ``max_cores`` and ``max_chips`` are those of
+    :func:`snnc.backends.loihi.compile.compile_graph` (``"discrete"``: one input axon per source
+    neuron and a weight per synapse; needing more cores or chips than the limits is a violation).
 
     Returns ``neurons``, ``graph_synapses`` (as the pipeline log counts them), ``synapses`` (mapped),
     ``memory_bits``, ``cores``, ``chips``, ``fits`` and ``violations`` (rule names), and with
@@ -75,7 +80,8 @@ def chip_figures(graph, post_passes, target, ctx, x_sim: np.ndarray | None = Non
     fig = graph_figures(graph)
     q = post_passes.run(graph, PassContext(target=target, calibration=ctx.calibration, num_steps=ctx.num_steps,
                                            seed=ctx.seed))
-    config, arrays, violations = compile_graph(q, target, raise_on_violation=False)
+    config, arrays, violations = compile_graph(q, target, raise_on_violation=False, formats=formats,
+                                               max_cores=max_cores, max_chips=max_chips)
     out = {"neurons": fig["neurons"], "graph_synapses": fig["synapses"], "parameters": fig["parameters"],
            "synapses": int(sum(c["synapses"] for c in config["cores"])),
            "memory_bits": int(sum(c["memory_bits"] for c in config["cores"])),
@@ -101,7 +107,8 @@ def _accuracy(graph, x, y, T, rule) -> float:
 
 def search_budget(graph, ctx, target, post_passes, budget: tuple[str, float], criterion: str,
                   x_val: np.ndarray, y_val: np.ndarray, x_sim: np.ndarray | None = None, step: float = 0.1,
-                  log=None) -> tuple[dict, dict]:
+                  log=None, formats: str = "auto", max_cores: int | None = None,
+                  max_chips: int | None = None) -> tuple[dict, dict]:
     """Channel counts per prunable group that meet ``budget`` (see module docstring).
 
     Args:
@@ -111,6 +118,9 @@ def search_budget(graph, ctx, target, post_passes, budget: tuple[str, float], cr
         budget: ``(resource, value)`` from :func:`parse_budget`.
         x_val, y_val: held-out images and labels for the accuracy (not the calibration images).
         x_sim: inputs for the simulator (SynOps budgets; also the SynOps/energy figures).
+        formats, max_cores, max_chips: the mapping the result must fit (see :func:`chip_figures`);
+            with ``formats="discrete"`` a readout that listens to more than 4,096 neurons breaks
+            ``GROUP_FAN_IN`` until enough of its source channels are pruned.
 
     Returns:
         ``(keep {group: channels}, search log)``; the log has the measured figures at the end and per step.
@@ -137,14 +147,16 @@ def search_budget(graph, ctx, target, post_passes, budget: tuple[str, float], cr
         return prune(copy.deepcopy(graph), ctx, criterion, k, scores=scores)[0]
 
     def measure(k):
-        return chip_figures(pruned(k), post_passes, target, ctx, sim_in)
+        return chip_figures(pruned(k), post_passes, target, ctx, sim_in, formats=formats, max_cores=max_cores,
+                            max_chips=max_chips)
 
     def meets(f):
         return f["fits"] and f[kind] <= value
 
     figs = measure(keep)
     steps = [{"keep": dict(keep), kind: figs[kind], "fits": figs["fits"]}]
-    say(f"budget {kind}={value:g}: unpruned {figs[kind]:,.0f} {kind}, fits the target: {figs['fits']}")
+    say(f"budget {kind}={value:g}: unpruned {figs[kind]:,.0f} {kind}, fits the target: {figs['fits']}"
+        + ("" if figs["fits"] else f" (breaks {', '.join(figs['violations'])})"))
     base_acc = _accuracy(graph, x_val, y_val, T, rule)
     while not meets(figs):
         best = None
@@ -173,4 +185,4 @@ def search_budget(graph, ctx, target, post_passes, budget: tuple[str, float], cr
             f"{100 * (base_acc - best[2]):.2f}%")
     return keep, {"budget": {"resource": kind, "value": value}, "criterion": criterion, "reached": figs[kind],
                   "held_out_samples": int(len(y_val)), "held_out_accuracy_before": base_acc, "steps": steps,
-                  "method": "greedy over measured per-layer sensitivities (snnc.budget)"}
+                  "formats": formats, "method": "greedy over measured per-layer sensitivities (snnc.budget)"}

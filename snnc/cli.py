@@ -172,6 +172,10 @@ def main():
 @click.option("--max-cores", type=click.IntRange(min=1), default=None, help="fail if the model needs more cores")
 @click.option("--max-chips", type=click.IntRange(min=1), default=None,
               help="fail if the model needs more chips (128 cores each on loihi-sim)")
+@click.option("--formats", type=click.Choice(["auto", "discrete"]), default="auto", show_default=True,
+              help="synapse formats: auto = per projection the one needing fewer cores (population axons share "
+                   "a conv kernel); discrete = one input axon per source neuron and a weight per synapse "
+                   "everywhere (no population axons: a neuron listens to at most 4,096 source neurons)")
 @click.option("--budget", default=None, metavar="RESOURCE=VALUE",
               help="compress to fit: prune channels until the mapped model fits the target within the budget "
                    "(cores=K, synapses=N, synops=N or memory_bits=N); needs --data")
@@ -209,7 +213,7 @@ def main():
 @click.option("--force", is_flag=True, help="replace OUT when it is a previous snnc output (never another folder)")
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
 @_guard
-def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_cores, max_chips, budget,
+def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_cores, max_chips, formats, budget,
                 budget_criterion, weight_bits, per_channel, calibrate, timesteps, trust_pickle, weights,
                 allow_semantic_change, dt, num_steps, input_shape, input_encoding, reset, batch_size, seed, force,
                 as_json):
@@ -232,7 +236,7 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
                             log=None if as_json else prog.log, weights=weights, encode=encode,
                             allow_semantic_change=allow_semantic_change, budget=budget,
                             budget_criterion=budget_criterion, weight_bits=weight_bits, per_channel=per_channel,
-                            calibrate=calibrate, timesteps=timesteps)
+                            calibrate=calibrate, timesteps=timesteps, formats=formats)
     if as_json:
         click.echo(dumps(rep), nl=False)
     else:

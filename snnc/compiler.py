@@ -30,6 +30,7 @@ import torch
 from snnc import data as D
 from snnc.backends.loihi.compile import compile_graph
 from snnc.backends.loihi.energy import measure
+from snnc.backends.loihi.mapping import DesignRuleError
 from snnc.backends.loihi.sim import Program, load_program, slice_counts_for
 from snnc.files import OutputError, OutputExistsError, check_output_target, nir_bytes, write_output_folder
 from snnc.frontend import load_model, resolve_model_path
@@ -136,7 +137,7 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
                   force: bool = False, progress=None, log=None, weights=None, encode: str | None = None,
                   allow_semantic_change: bool = False, finetune_samples: int = 2048, budget: str | None = None,
                   budget_criterion: str | None = None, weight_bits: int | None = None, per_channel: bool = False,
-                  calibrate: int | None = None, timesteps: int | None = None) -> dict:
+                  calibrate: int | None = None, timesteps: int | None = None, formats: str = "auto") -> dict:
     """Compile ``model`` for ``target`` into ``out_dir``; returns the report dict.
 
     Args:
@@ -153,6 +154,11 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
         finetune_samples: training samples handed to a fine-tuning ``adapt_semantics`` pass.
         max_cores: fail (DesignRuleError) when the model needs more cores.
         max_chips: fail (DesignRuleError) when the model needs more chips.
+        formats: synapse formats of the mapping: ``"auto"`` (per projection the one that needs fewer
+            cores: population axons sharing a convolution kernel, or discrete axons) or ``"discrete"``
+            (one input axon per source neuron and a weight per synapse everywhere: the mapping of a
+            chip or tool without population axons; a neuron's fan-in is then its source neurons,
+            at most 4,096). ``budget`` prunes until the model fits with these formats.
         budget: ``"cores=K"`` (or ``synapses=N``, ``synops=N``, ``memory_bits=N``): prune channels until the
             mapped model fits the target within it (:mod:`snnc.budget`; needs ``data``: training images
             256..767 are the held-out set that measures accuracy); ``budget_criterion`` ranks the channels
@@ -224,6 +230,8 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
     if budget and (not data or spikes):
         raise ValueError("--budget needs --data with direct (image) input: it measures the accuracy of each "
                          "pruning step on held-out images")
+    if formats not in ("auto", "discrete"):
+        raise ValueError(f"formats must be 'auto' or 'discrete', got {formats!r}")
     if calibrate is not None and not data:
         raise ValueError("--calibrate needs --data: it calibrates the quantization on that dataset's training images")
     n_cal = int(calibrate) if calibrate is not None else CALIBRATION_SAMPLES
@@ -248,9 +256,17 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
                                 encode_method=encode, seed=seed + 2)
         ctx.train_data = (xft, yft)
     say(f"passes: {', '.join(n for n, _ in pipe.passes)}" + (f"; budget {budget}" if budget else ""))
-    compiled, structural, pruning = run_pipeline(graph, ctx, pipe, tgt, budget, budget_criterion, held_out, say)
-    say("mapping onto cores")
-    config, arrays, _ = compile_graph(compiled, tgt, max_cores=max_cores, max_chips=max_chips)
+    mapping = {"formats": formats, "max_cores": max_cores, "max_chips": max_chips}
+    compiled, structural, pruning = run_pipeline(graph, ctx, pipe, tgt, budget, budget_criterion, held_out, say,
+                                                 mapping)
+    say("mapping onto cores" + (" (discrete axons only)" if formats == "discrete" else ""))
+    try:
+        config, arrays, _ = compile_graph(compiled, tgt, max_cores=max_cores, max_chips=max_chips, formats=formats)
+    except DesignRuleError as e:
+        if budget or spikes:
+            raise
+        raise DesignRuleError(e.violations, hint="to make it fit, prune channels: --budget cores=K (or synapses=N, "
+                                                 "synops=N, memory_bits=N) with --data") from None
     program = Program(config, arrays, tgt)
     semantic_checks = _semantic_checks(pipe, diffs, source_graph, program, calib, graph, T, spikes, seed,
                                        allow_semantic_change, target, say)
@@ -347,10 +363,12 @@ def _agreement_inputs(calib, graph, num_steps: int, spikes: bool, seed: int):
     return rng.random((64,) + shape).astype(np.float32), "64 random inputs in [0, 1) (no --data given)"
 
 
-def run_pipeline(graph, ctx, pipe, target, budget=None, budget_criterion=None, held_out=None, say=None):
+def run_pipeline(graph, ctx, pipe, target, budget=None, budget_criterion=None, held_out=None, say=None,
+                 mapping=None):
     """Run the passes; with pruning (a ``prune_channels`` pass, or ``budget``), measure the model before
     and after it on the calibration images (:func:`snnc.budget.chip_figures`: the real mapper and
-    simulator).
+    simulator). ``mapping``: ``formats``, ``max_cores``, ``max_chips`` of the mapping to fit and measure
+    (:func:`snnc.budget.chip_figures`'s options; default ``formats="auto"``, no core or chip limit).
 
     Returns ``(compiled graph, the graph after the structural passes and before quantize, pruning
     report section or None)``.
@@ -360,6 +378,7 @@ def run_pipeline(graph, ctx, pipe, target, budget=None, budget_criterion=None, h
     from snnc.passes.prune import prune
 
     say = say or (lambda s: None)
+    mapping = dict(mapping or {})
     names = [n for n, _ in pipe.passes]
     q = names.index("quantize") if "quantize" in names else len(names)
     if budget:
@@ -371,7 +390,7 @@ def run_pipeline(graph, ctx, pipe, target, budget=None, budget_criterion=None, h
         g_pre = pre.run(graph, ctx)
         crit = budget_criterion or ("sca" if ctx.calibration is not None else "l1")
         keep, search = search_budget(g_pre, ctx, target, post, parse_budget(budget), crit, *held_out,
-                                     x_sim=ctx.calibration, log=say)
+                                     x_sim=ctx.calibration, log=say, **mapping)
         g_struct, plog = prune(copy.deepcopy(g_pre), ctx, crit, keep)
         from snnc.ir import graph_figures
         ctx.log.append({"pass": "prune_channels", "options": {"criterion": crit, "budget": budget},
@@ -396,8 +415,8 @@ def run_pipeline(graph, ctx, pipe, target, budget=None, budget_criterion=None, h
     say("measuring the model before and after pruning on the calibration images")
     x_sim = ctx.calibration if ctx.calibration is not None and \
         (graph.metadata or {}).get("snnc.input_encoding") != "spikes" else None
-    pruning["before"] = chip_figures(g_pre, post, target, ctx, x_sim)
-    pruning["after"] = chip_figures(g_struct, post, target, ctx, x_sim)
+    pruning["before"] = chip_figures(g_pre, post, target, ctx, x_sim, **mapping)
+    pruning["after"] = chip_figures(g_struct, post, target, ctx, x_sim, **mapping)
     pruning["measured_on"] = ("the calibration images (SynOps and energy per inference)" if x_sim is not None
                               else "the mapping only (no data: no SynOps or energy)")
     return compiled, g_struct, pruning

@@ -217,6 +217,57 @@ def test_budget_is_met_or_refused_with_the_reachable_minimum(tiny_pickle, tmp_pa
     assert not (tmp_path / "x").exists()
 
 
+class WideReadoutSNN(nn.Module):
+    """conv 1->72 on 8x8 (4,608 LIF neurons) -> flatten -> dense readout: each readout neuron listens to
+    4,608 neurons, more than a core's 4,096 input axons with discrete axons (population axons: 64)."""
+
+    def __init__(self, channels=72):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(OrderedDict([
+            ("conv1", nn.Conv2d(1, channels, 3, padding=1)),
+            ("lif1", CubaLIF((channels, 8, 8), tau_syn=1e-3, tau_mem=5e-3, threshold=0.5)),
+            ("flatten", nn.Flatten()),
+            ("fc", nn.Linear(channels * 64, 10)),
+            ("readout", Integrator((10,))),
+        ]))
+        with torch.no_grad():
+            self.net.conv1.weight.mul_(3.0)
+        self.eval()
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def test_discrete_formats_break_the_fan_in_and_budget_makes_the_model_fit(tmp_path):
+    """--formats discrete: a readout over 4,608 neurons breaks GROUP_FAN_IN (the error says so and
+    points to --budget, nothing is written); --budget prunes lif1 until it fits with discrete axons."""
+    p = tmp_path / "wide.pt"
+    torch.save(WideReadoutSNN(), p)
+    base = ["compile", p, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4, "--data", "digits",
+            "--limit", 40]
+    code, err, _ = run(*base, "-o", tmp_path / "auto")
+    assert code == 0, err
+    auto = json.loads((tmp_path / "auto" / "report.json").read_text())
+    assert auto["mapping"]["formats"] == "auto"
+    code, err, _ = run(*base, "-o", tmp_path / "disc", "--formats", "discrete")
+    assert code == 1 and "[GROUP_FAN_IN] group readout" in err and "--budget cores=K" in err
+    assert not (tmp_path / "disc").exists()
+    code, err, _ = run(*base, "-o", tmp_path / "fit", "--formats", "discrete", "--budget", "cores=64")
+    assert code == 0, err
+    rep = json.loads((tmp_path / "fit" / "report.json").read_text())
+    pr = rep["pruning"]
+    assert rep["mapping"]["formats"] == "discrete" and pr["budget"]["formats"] == "discrete"
+    assert not pr["before"]["fits"] and "GROUP_FAN_IN" in pr["before"]["violations"] and pr["after"]["fits"]
+    assert pr["layers"]["lif1"]["kept"] <= 4096 // 64 < pr["layers"]["lif1"]["total"]
+    assert all(c["axons_in"] <= 4096 for c in rep["cores"]) and rep["totals"]["cores"] <= 64
+    code, err, out = run("simulate", tmp_path / "fit", "--data", "digits", "--limit", 40, "--json")
+    assert code == 0, err
+    assert json.loads(out)["accuracy"] == rep["accuracy"]["compiled"]
+    code, err, _ = run(*base, "-o", tmp_path / "bad", "--formats", "pop")
+    assert code == 2 and "--formats" in err
+
+
 def test_finetune_writes_a_checkpoint_compile_takes(tiny_pickle, tmp_path):
     ck = tmp_path / "ft.pt"
     code, err, out = run("finetune", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4,

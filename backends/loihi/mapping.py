@@ -65,10 +65,10 @@ class Violation:
 class DesignRuleError(ValueError):
     """The compiled model breaks target limits; ``violations`` lists all of them."""
 
-    def __init__(self, violations: list[Violation]):
+    def __init__(self, violations: list[Violation], hint: str | None = None):
         self.violations = violations
         lines = [f"{len(violations)} design-rule violation(s):"] + [f"  [{v.rule}] {v.message}" for v in violations]
-        super().__init__("\n".join(lines))
+        super().__init__("\n".join(lines + ([hint] if hint else [])))
 
 
 def target_section(target, name: str) -> dict:
