@@ -214,6 +214,28 @@ def test_zoo_packing_within_bound_and_never_worse(name):
         assert n <= BEFORE[name] // 2  # at most half the cores (48 before)
 
 
+def test_discrete_cores_do_not_hinge_on_how_the_channel_count_divides():
+    """fmnist_wide with lif2 pruned to 115 channels needs no more cores than with 120 (discrete axons;
+    before blocks were also tried as ceil(C / n) for n = 1, 2, 4, ... blocks: 9 blocks of 13
+    channels, 574 cores, against 497)."""
+    import copy
+
+    from snnc.models import path
+    from snnc.passes.prune import prune
+
+    g, _, _ = load_model(path("fmnist_wide"))
+    ctx = PassContext(num_steps=8)
+    base = Pipeline("fold_bn").run(g, ctx)
+    cores = {}
+    for k in (115, 120):
+        gp = prune(copy.deepcopy(base), ctx, "l1", {"lif1": 64, "lif2": k})[0]
+        q = Pipeline("quantize").run(gp, PassContext(target=TARGET, num_steps=8))
+        cfg, _, _ = compile_graph(q, TARGET, raise_on_violation=False, formats="discrete")
+        cores[k] = len(cfg["cores"])
+        assert len(cfg["cores"]) <= 2 * cfg["mapping"]["lower_bound"]["cores"]
+    assert cores[115] <= cores[120]
+
+
 def test_readout_after_32_channel_14x14_conv_maps_with_population_axons():
     """6,272 source neurons into each readout neuron: more than the 4,096 input axons of a core with
     discrete axons (one per source neuron); population axons need one per source pixel (196)."""

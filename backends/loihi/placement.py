@@ -5,7 +5,9 @@ core holds, :mod:`.mapping`, and how to allocate, ``hardware/allocators.py``).
    (``(C, H, W)`` groups) and, per on-chip projection, the synapse format (``discrete`` or
    ``population``, :mod:`.mapping`) that need the fewest cores by an estimate: the largest range
    that fits one empty core, probed in the middle of the layer, gives ``units per core``. Ties go
-   to the larger block (fewer, bigger populations), then to less memory. A source's populations
+   to the larger block (fewer, bigger populations), then to less memory. Blocks tried: halving the
+   block (``ceil(C / ceil(C / b))``, b = C, C/2, ...) and doubling the number of blocks
+   (``ceil(C / n)``, n = 1, 2, 4, ...), so the choice does not hinge on how C divides. A source's populations
    are its channel blocks, so sources are decided first.
 2. **Packing** (reverse topological order, so every group's destinations are placed before it and
    its output axons are counted exactly): first-fit with splitting. The next piece of a group is
@@ -186,14 +188,12 @@ class Placer:
             shape = gp.shape
             if M.is_spatial(shape):
                 c = int(shape[0])
-                cands, cb = [], min(c, int(lim["neurons"]))
-                while True:
-                    cand = min(c, M.ceil_div(c, M.ceil_div(c, cb)))
-                    if cand not in cands:
-                        cands.append(cand)
-                    if cb == 1:
-                        break
-                    cb = max(1, cb // 2)
+                cb = min(c, int(lim["neurons"]))
+                nb, cands = M.ceil_div(c, cb), set()
+                while cb > 1 or nb < c:  # halving the block, and doubling the number of blocks
+                    cands |= {M.ceil_div(c, M.ceil_div(c, cb)), M.ceil_div(c, nb)}
+                    cb, nb = max(1, cb // 2), min(c, nb * 2)
+                cands = sorted(cands | {1}, reverse=True)
             else:
                 cands = [None]
             if not gp.projs:
