@@ -172,6 +172,7 @@ def main():
 @click.option("--max-cores", type=click.IntRange(min=1), default=None, help="fail if the model needs more cores")
 @click.option("--max-chips", type=click.IntRange(min=1), default=None,
               help="fail if the model needs more chips (128 cores each on loihi-sim)")
+# the choices are backends.loihi.mapping.FORMAT_CHOICES, spelt out: importing it here would load torch for --help
 @click.option("--formats", type=click.Choice(["auto", "discrete"]), default="auto", show_default=True,
               help="synapse formats: auto = per projection the one needing fewer cores (population axons share "
                    "a conv kernel); discrete = one input axon per source neuron and a weight per synapse "

@@ -30,7 +30,7 @@ import torch
 from snnc import data as D
 from snnc.backends.loihi.compile import compile_graph
 from snnc.backends.loihi.energy import measure
-from snnc.backends.loihi.mapping import DesignRuleError
+from snnc.backends.loihi.mapping import DesignRuleError, check_formats
 from snnc.backends.loihi.sim import Program, load_program, slice_counts_for
 from snnc.files import OutputError, OutputExistsError, check_output_target, nir_bytes, write_output_folder
 from snnc.frontend import load_model, resolve_model_path
@@ -230,8 +230,7 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
     if budget and (not data or spikes):
         raise ValueError("--budget needs --data with direct (image) input: it measures the accuracy of each "
                          "pruning step on held-out images")
-    if formats not in ("auto", "discrete"):
-        raise ValueError(f"formats must be 'auto' or 'discrete', got {formats!r}")
+    check_formats(formats)
     if calibrate is not None and not data:
         raise ValueError("--calibrate needs --data: it calibrates the quantization on that dataset's training images")
     n_cal = int(calibrate) if calibrate is not None else CALIBRATION_SAMPLES

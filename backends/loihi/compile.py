@@ -113,8 +113,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
     if not is_quantized(graph, target.name):
         raise NotQuantizedError(f"the graph is not quantized for {target.name!r}: add the quantize pass "
                                 "(e.g. --passes fold_bn,quantize)")
-    if formats not in ("auto", M.DISCRETE):
-        raise ValueError(f"formats must be 'auto' or 'discrete', got {formats!r}")
+    M.check_formats(formats)
     tm = timings if timings is not None else {}
     t0 = time.perf_counter()
     fp, core_lim, fmt, chip = target["fixed_point"], target["core"], target["synapse_format"], target["chip"]

@@ -50,6 +50,20 @@ import torch
 from snnc.backends.loihi.ops import synapse_counts
 
 DISCRETE, POPULATION = "discrete", "population"
+#: What ``compile_graph(formats=...)`` / ``snnc compile --formats`` take: ``"auto"`` (per projection the
+#: format that needs fewer cores) or ``"discrete"`` (discrete axons and per-synapse weights everywhere).
+FORMAT_CHOICES = ("auto", DISCRETE)
+
+
+def check_formats(formats: str) -> str:
+    """``formats`` if it is one of :data:`FORMAT_CHOICES`.
+
+    Raises:
+        ValueError: it is not.
+    """
+    if formats not in FORMAT_CHOICES:
+        raise ValueError(f"formats must be 'auto' or 'discrete', got {formats!r}")
+    return formats
 
 
 # ---------------------------------------------------------------------------------------------- rules

@@ -97,8 +97,7 @@ class Placer:
 
     def __init__(self, group_cfgs: list[dict], chip_projs: list[list[dict]], masks: list[list[np.ndarray]],
                  target, formats: str = "auto"):
-        if formats not in ("auto", DISCRETE):
-            raise ValueError(f"formats must be 'auto' or 'discrete', got {formats!r}")
+        M.check_formats(formats)
         self.target = target
         self.lim = target["core"]
         self.synfmt = target["synapse_format"]
