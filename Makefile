@@ -6,7 +6,7 @@ OUT    ?= out/fmnist
 LIMIT  ?=
 DATA_LIMIT := $(if $(LIMIT),--limit $(LIMIT),)
 
-.PHONY: setup setup-lava setup-exports data run test check-wheel bench bench-quant golden clean
+.PHONY: setup setup-lava setup-exports data run test lint-imports check-wheel bench bench-quant golden clean
 
 ## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt,
 ##        then the SNN frameworks the frontend tests compare against (Norse, SpikingJelly, Sinabs with
@@ -46,12 +46,18 @@ data:
 run: setup data
 	$(BIN)/snnc compile models/fmnist_cnn.pt --target loihi-sim -o $(OUT) --data fashion-mnist $(DATA_LIMIT) --force
 
-## test: the test suite (tests that need Fashion-MNIST or ../shared fixtures skip with a reason when absent),
-##       then the wheel check (what a user installs, exercised from outside the repository)
+## test: the layer contract (import-linter, see docs/architecture.md), the test suite (tests that need
+##       Fashion-MNIST or ../shared fixtures skip with a reason when absent), then the wheel check (what a
+##       user installs, exercised from outside the repository)
 test: setup setup-lava setup-exports
 	scripts/get-data.sh --optional
+	scripts/lint-imports.sh $(BIN)
 	$(BIN)/python -m pytest -q
 	scripts/check-wheel.sh $(PYTHON)
+
+## lint-imports: the layer contract alone (pyproject.toml [tool.importlinter])
+lint-imports: setup
+	scripts/lint-imports.sh $(BIN)
 
 ## check-wheel: build a wheel, install it in a fresh venv, compile the shipped model from another folder
 check-wheel:

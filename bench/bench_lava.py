@@ -30,7 +30,7 @@ def main():
     from snnc.backends.lava import compare_with_loihi_sim
     from snnc.backends.lava.engine import LavaProgram
     from snnc.backends.loihi.sim import load_program
-    from snnc.compiler import compile_model
+    from snnc.driver.compiler import compile_model
     from snnc.data import load
 
     out = Path(args.out or tempfile.mkdtemp(prefix="snnc-bench-lava-")) / "fmnist"

@@ -9,7 +9,7 @@ to that fraction of its channels (``prune_channels``), then measure
 - parameters (weights and biases), graph synapses (as the pipeline log counts them), mapped synapses, cores, synaptic
   memory, SynOps and energy per inference (measured in the loihi-sim run),
 
-once as pruned and once after recovery fine-tuning (:func:`snnc.finetune.finetune`: surrogate
+once as pruned and once after recovery fine-tuning (:func:`snnc.driver.finetune.finetune`: surrogate
 gradients, knowledge distillation from the unpruned model with weight ``--distill``, on the
 training images after the first 256 calibration ones, minus 5,000 held out).
 
@@ -42,8 +42,8 @@ from snnc import data as D  # noqa: E402
 from snnc.backends.loihi.compile import compile_graph  # noqa: E402
 from snnc.backends.loihi.energy import measure  # noqa: E402
 from snnc.backends.loihi.sim import Program, slice_counts_for  # noqa: E402
-from snnc.compiler import float_scores, readout_rule  # noqa: E402
-from snnc.finetune import finetune, scores_of  # noqa: E402
+from snnc.driver.compiler import float_scores, readout_rule  # noqa: E402
+from snnc.driver.finetune import finetune, scores_of  # noqa: E402
 from snnc.frontend import load_model, resolve_model_path  # noqa: E402
 from snnc.ir import graph_figures  # noqa: E402
 from snnc.passes import PassContext, Pipeline  # noqa: E402

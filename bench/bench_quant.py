@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 from snnc import data as D  # noqa: E402
 from snnc.backends.loihi.compile import compile_graph  # noqa: E402
 from snnc.backends.loihi.sim import Program  # noqa: E402
-from snnc.compiler import float_scores, readout_rule, simulate  # noqa: E402
+from snnc.driver.compiler import float_scores, readout_rule, simulate  # noqa: E402
 from snnc.frontend import load_model  # noqa: E402
 from snnc.passes import PassContext, Pipeline  # noqa: E402
 from snnc.targets import load_target  # noqa: E402

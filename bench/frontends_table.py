@@ -191,7 +191,7 @@ def _input_direct(graph, reset=None):
 
 def braille_row():
     """The NIR paper's Braille RNN (snnTorch export): snnc's float reference vs loihi-sim on random spikes."""
-    from snnc.reference import run_graph
+    from snnc.ir.reference import run_graph
     fx = ROOT.parent / "shared" / "fixtures" / "nir-paper" / "braille_noDelay_noBias_subtract.nir"
     if not fx.is_file():
         return None

@@ -87,7 +87,7 @@ def main():
     res = {"train_images": args.train, "epochs": args.epochs, "num_steps": NUM_STEPS, "train_seconds": round(train_s),
            "test_images": int(len(yte)), "snntorch_accuracy": own_accuracy(net, xte, yte, NUM_STEPS)}
     print(json.dumps(res), flush=True)
-    from snnc.compiler import compile_model
+    from snnc.driver.compiler import compile_model
     factory = f"{ROOT / 'bench' / 'snntorch_tutorial_net.py'}:make_model"
     for label, kw in (("as written", {}),
                       ("as written, --allow-semantic-change", {"allow_semantic_change": True})):

@@ -14,7 +14,7 @@ from pathlib import Path
 from snnc.models.fmnist_cnn import DEFAULT_CONFIG, FMNISTConvSNN, build_fmnist_cnn
 from snnc.models.zoo import RES_CONFIG, WIDE_CONFIG, build_fmnist_res, build_fmnist_wide
 
-from snnc.trainable import build_nir_graph  # noqa: E402  (a NIR graph as a trainable module)
+from snnc.ir.trainable import build_nir_graph  # noqa: E402  (a NIR graph as a trainable module)
 
 ARCHITECTURES = {
     "fmnist_cnn": build_fmnist_cnn,

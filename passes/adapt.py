@@ -1,6 +1,6 @@
 """``adapt_semantics``: convert a model to the neuron semantics the target keeps, optionally fine-tune.
 
-What it changes (each change is a note in the pipeline log; see :mod:`snnc.semantics`):
+What it changes (each change is a note in the pipeline log; see :mod:`snnc.ir.semantics`):
 
 - every spiking neuron to reset-to-zero right after its spike, one spike per step, no voltage
   floor (the threshold comparison ``>``/``>=`` is kept: the target keeps both);
@@ -18,17 +18,25 @@ fine-tuned model on it (``accuracy_source``, ``accuracy_converted``, ``accuracy_
 """
 from __future__ import annotations
 
+import copy
+
 import nir
 import numpy as np
+import torch
 
 from snnc.ir import NEURON_TYPES, WEIGHTED_TYPES, predecessors, topological_order
+from snnc.ir import readout as R
+from snnc.ir.lowering import _binary_source
+from snnc.ir.semantics import to_target
 from snnc.passes.manager import PassContext, register
-from snnc.semantics import predictions_float, to_target
+
+
+def _predictions(graph, x, T, spikes) -> np.ndarray:
+    return R.scores(graph, x, T, spikes=spikes, dtype=torch.float32).argmax(1)
 
 
 def _pool_source_kind(graph, name) -> str:
     """'binary' (max of spikes: exact OR), 'host' (on the host-computed first layer) or 'currents'."""
-    from snnc.groups import _binary_source
     preds = predecessors(graph, name)
     if len(preds) == 1 and _binary_source(graph, preds[0]):
         return "binary"
@@ -61,11 +69,10 @@ def replace_maxpool(graph: nir.NIRGraph) -> list[str]:
     return notes
 
 
-def finetune(graph, x, y, num_steps, spikes, epochs, lr, batch_size, seed) -> None:
-    """Fine-tune ``graph``'s weights and biases in place on ``(x, y)`` (:func:`snnc.finetune.finetune`:
-    surrogate gradients through snnc's executor, cross-entropy on the readout rule's scores, Adam)."""
-    from snnc.finetune import finetune as train
-
+def finetune(train, graph, x, y, num_steps, spikes, epochs, lr, batch_size, seed) -> None:
+    """Fine-tune ``graph``'s weights and biases in place on ``(x, y)`` with ``train`` (the pass context's
+    ``trainer``, which the compile driver fills with :func:`snnc.driver.finetune.finetune`: surrogate
+    gradients through snnc's executor, cross-entropy on the readout rule's scores, Adam)."""
     model, _ = train(graph, x, y, num_steps, epochs=int(epochs), lr=lr, batch_size=batch_size, seed=seed,
                      flip=False, spikes=spikes)
     trained = model.to_nir()
@@ -87,7 +94,6 @@ def adapt_semantics_pass(graph: nir.NIRGraph, ctx: PassContext, maxpool: str = "
     source = None
     data = getattr(ctx, "train_data", None)
     if data is not None:
-        import copy
         source = copy.deepcopy(graph)
     notes = to_target(graph)
     if maxpool == "avg":
@@ -100,17 +106,20 @@ def adapt_semantics_pass(graph: nir.NIRGraph, ctx: PassContext, maxpool: str = "
             raise ValueError("adapt_semantics: finetune_epochs > 0 needs labelled training data "
                              "(snnc compile --data ...)")
         return graph
+    if finetune_epochs and ctx.trainer is None:
+        raise ValueError("adapt_semantics: finetune_epochs > 0 needs a trainer in the pass context "
+                         "(snnc compile fills it; Python: PassContext(trainer=snnc.driver.finetune.finetune))")
     x, y = data
     n = len(y)
     cut = max(1, (3 * n) // 4)
     xtr, ytr = (x[:, :cut], y[:cut]) if spikes else (x[:cut], y[:cut])
     xva, yva = (x[:, cut:], y[cut:]) if spikes else (x[cut:], y[cut:])
     acc = {"samples_held_out": int(len(yva)),
-           "accuracy_source": float((predictions_float(source, xva, T, spikes) == yva).mean()),
-           "accuracy_converted": float((predictions_float(graph, xva, T, spikes) == yva).mean())}
+           "accuracy_source": float((_predictions(source, xva, T, spikes) == yva).mean()),
+           "accuracy_converted": float((_predictions(graph, xva, T, spikes) == yva).mean())}
     if finetune_epochs:
-        finetune(graph, xtr, ytr, T, spikes, finetune_epochs, lr, batch_size, ctx.seed)
-        acc["accuracy_finetuned"] = float((predictions_float(graph, xva, T, spikes) == yva).mean())
+        finetune(ctx.trainer, graph, xtr, ytr, T, spikes, finetune_epochs, lr, batch_size, ctx.seed)
+        acc["accuracy_finetuned"] = float((_predictions(graph, xva, T, spikes) == yva).mean())
         acc["finetune_samples"] = int(len(ytr))
     ctx.note(**acc)
     return graph

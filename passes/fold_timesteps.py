@@ -54,9 +54,12 @@ import nir
 import numpy as np
 import torch
 
-from snnc.groups import lower
+from snnc.ir.lowering import lower
 from snnc.ir import SPIKING_TYPES, topological_order
+from snnc.ir import readout as R
+from snnc.ir.reference import GraphExecutor
 from snnc.passes.manager import PassContext, register
+from snnc.passes.quantize import decays
 from snnc.targets import load_target
 
 #: Threshold factors the recalibration searches: 2^-LOG2_RANGE .. 2^LOG2_RANGE, on a grid of
@@ -90,7 +93,6 @@ def _runs(graph, x: np.ndarray, T: int, names, rule: str | None, batch: int = 12
     """Float32 reference run: spikes of ``names`` (totals over samples and steps, or with
     ``per_neuron`` ``[N, neurons]`` counts over the steps), and class scores by the readout ``rule``
     (None: no scores)."""
-    from snnc.reference import GraphExecutor
     counts = {n: ([] if per_neuron else 0.0) for n in names}
     scores = []
     with torch.no_grad():
@@ -109,8 +111,7 @@ def _runs(graph, x: np.ndarray, T: int, names, rule: str | None, batch: int = 12
                     else:
                         counts[n] += float(v.sum())
                 if rule is not None:
-                    o = out.reshape(out.shape[0], -1).double()
-                    acc = o if rule != "spike_count" or acc is None else acc + o
+                    acc = R.accumulate(acc, out.double(), rule)
             if per_neuron:
                 for n in names:
                     counts[n].append(per[n])
@@ -159,7 +160,6 @@ def fold_timesteps_pass(graph: nir.NIRGraph, ctx: PassContext, steps: int = 0, r
     else:
         tgt = ctx.target if ctx.target is not None else load_target("loihi-sim")
     fp = tgt["fixed_point"]
-    from snnc.passes.quantize import decays
     original = graph
     import copy
     graph = copy.deepcopy(graph)
@@ -234,11 +234,10 @@ def _fit(scores: np.ndarray, ref_pred: np.ndarray, ref_unit: np.ndarray) -> tupl
 def _recalibrate(original, graph, ctx: PassContext, T: int, steps: int, recalibrate: bool) -> dict:
     """Threshold factors per spiking group (in place on ``graph``) that keep the folded model's outputs
     closest to the T-step model's on the calibration images; returns the notes."""
-    from snnc.compiler import readout_rule
     x = np.asarray(ctx.calibration[:RECALIBRATION_SAMPLES], np.float32)
     labels = getattr(ctx, "calibration_labels", None)
     y = None if labels is None else np.asarray(labels[:RECALIBRATION_SAMPLES])
-    rule = readout_rule(original)["rule"]
+    rule = R.readout_rule(original)["rule"]
     spiking = [n for n in topological_order(graph) if isinstance(graph.nodes[n], SPIKING_TYPES)]
     ref, s_ref = _runs(original, x, T, spiking, rule)
     before, s_before = _runs(graph, x, steps, spiking, rule)

@@ -37,6 +37,9 @@ class PassContext:
             that fine-tune (``adapt_semantics``), or None.
         calibration_labels: ``[N]`` int labels of the calibration inputs, or None (passes may report
             accuracy on them, e.g. ``fold_timesteps``).
+        trainer: surrogate-gradient training, filled by the driver (passes never import the driver):
+            ``trainer(graph, x, y, num_steps, *, epochs, lr, batch_size, seed, flip, spikes) ->
+            (module with to_nir(), history)``, i.e. :func:`snnc.driver.finetune.finetune`; or None.
         log: filled by the pipeline, one dict per pass.
     """
     target: Any = None
@@ -45,6 +48,7 @@ class PassContext:
     seed: int = 0
     train_data: tuple | None = None
     calibration_labels: np.ndarray | None = None
+    trainer: Callable | None = None
     log: list = field(default_factory=list)
     _notes: dict = field(default_factory=dict)
 

@@ -58,6 +58,8 @@ import numpy as np
 import torch
 
 from snnc.ir import NEURON_TYPES, SPIKING_TYPES, predecessors, topological_order
+from snnc.ir import set_types
+from snnc.ir.reference import run_graph
 from snnc.passes.manager import PassContext, register
 
 WEIGHTED = (nir.Conv2d, nir.Conv1d, nir.Affine, nir.Linear)
@@ -245,7 +247,6 @@ def record_activity(graph: nir.NIRGraph, groups: list[ChannelGroup], ctx: PassCo
                     samples: int) -> dict[str, dict[str, torch.Tensor]]:
     """Per neuron node of ``groups``: ``{"s": spikes, "v": membrane potential before reset}``,
     each ``[T, N, *shape]`` float32, from a reference run on up to ``samples`` calibration inputs."""
-    from snnc.reference import run_graph
 
     if ctx.calibration is None:
         raise ValueError("prune_channels: criteria 'sca' and 'attention' need calibration data "
@@ -359,7 +360,6 @@ def prune(graph: nir.NIRGraph, ctx: PassContext, criterion: str, keep: dict[str,
         ValueError: unknown criterion, a quantized graph, missing calibration data for sca/attention,
             unknown group names.
     """
-    from snnc.frontend import set_types
 
     if criterion not in CRITERIA:
         raise ValueError(f"pass 'prune_channels': unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")

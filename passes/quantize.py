@@ -1,6 +1,6 @@
 """``quantize``: weights, thresholds, decays and biases to Loihi fixed-point fields.
 
-For each neuron group (see :mod:`snnc.groups`) a float->integer voltage scale
+For each neuron group (see :mod:`snnc.ir.lowering`) a float->integer voltage scale
 ``s`` is chosen (v_int = s * v_float) and then, with the target's formats
 (``[fixed_point]`` of ``loihi-sim.toml``; lava-nc ``AbstractPyLifModelFixed``)::
 
@@ -63,8 +63,11 @@ import nir
 import numpy as np
 import torch
 
-from snnc.groups import Group, Lowered, lower, prepare_graph
+from snnc.ir.lowering import Group, Lowered, lower, prepare_graph
 from snnc.ir import NEURON_TYPES
+from snnc.ir.quant import is_quantized  # noqa: F401  (re-exported: the pass's users ask it)
+from snnc.ir.ops import apply_ops, host_bias_float, input_bound
+from snnc.ir.reference import GraphExecutor
 from snnc.passes.manager import PassContext, register
 from snnc.targets import load_target
 
@@ -119,7 +122,6 @@ def decays(g: Group, fp: dict) -> tuple[int, int]:
 
 def _host_values(g: Group, lowered: Lowered, calibration) -> np.ndarray | None:
     """Per-sample host bias currents (float, voltage units per step) on calibration inputs, or None."""
-    from snnc.backends.loihi.ops import host_bias_float
     host = [p for p in g.projections if p.host]
     if not host:
         return None
@@ -132,7 +134,6 @@ def _per_step_bound(g: Group, host: bool, biases: bool = True) -> np.ndarray:
     """Worst-case |input per step| of every neuron of ``g`` (voltage units), over its host-computed
     (``host=True``) or on-chip projections; with ``biases``, their node biases too (on the chip those
     go to v's bias, never into the current u)."""
-    from snnc.backends.loihi.ops import input_bound
     tot = np.zeros(g.size)
     for p in g.projections:
         if p.host != host:
@@ -152,7 +153,6 @@ def calibration_stats(graph, lowered: Lowered, ctx: PassContext, num_steps: int 
     ``"a_ch"``: the same maxima per channel (first dimension of the group's shape), ``[C]``."""
     if ctx.calibration is None:
         return None
-    from snnc.reference import GraphExecutor
     spikes = (graph.metadata or {}).get("snnc.input_encoding") == "spikes"
     names = list(lowered.groups)
     calib = np.asarray(ctx.calibration, np.float32)
@@ -283,8 +283,6 @@ def input_moments(graph, lowered: Lowered, ctx: PassContext, num_steps: int | No
     """
     if ctx.calibration is None or not projections:
         return {}
-    from snnc.backends.loihi.ops import apply_ops
-    from snnc.reference import GraphExecutor
 
     spikes = (graph.metadata or {}).get("snnc.input_encoding") == "spikes"
     calib = np.asarray(ctx.calibration, np.float32)
@@ -824,11 +822,6 @@ def _advanced(g: Group, chip, cands: dict, stats, host_vals, const_bias, headroo
         del meta["_hb_neuron"]
     top = max(set(limited_by), key=limited_by.count)
     return {"s": s_group, "limited_by": top, "meta": meta, "weights": weights}
-
-
-def is_quantized(graph: nir.NIRGraph, target: str = "loihi-sim") -> bool:
-    return (graph.metadata or {}).get("snnc.quantized") == target and all(
-        "snnc.quant" in (n.metadata or {}) for n in graph.nodes.values() if isinstance(n, NEURON_TYPES))
 
 
 def apply_cli_options(passes: list[tuple[str, dict]], weight_bits: int | None = None, per_channel: bool = False,

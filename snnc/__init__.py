@@ -22,18 +22,18 @@ def compile(module, input_shape=None, num_steps=None, out_dir="out", data=None, 
     Args:
         module: an ``nn.Module`` (snnc, snnTorch, Norse, SpikingJelly, Sinabs or plain torch layers;
             ``forward`` one time step, or a loop over time that snnc runs once to find the step),
-            a ``nir.NIRGraph``, or anything :func:`snnc.compiler.compile_model` takes (a path).
+            a ``nir.NIRGraph``, or anything :func:`snnc.driver.compiler.compile_model` takes (a path).
         input_shape: input shape without batch/time dims, e.g. ``(1, 28, 28)``.
         num_steps: T, time steps per sample.
         out_dir: output folder (config.json, weights.npz, graph.nir, report.json, cores.png).
         data: ``"fashion-mnist"``, ``"digits"`` or ``"events:PATH"`` (calibration and accuracy).
-        kwargs: the other options of :func:`snnc.compiler.compile_model` (``passes``, ``encode``,
+        kwargs: the other options of :func:`snnc.driver.compiler.compile_model` (``passes``, ``encode``,
             ``input_encoding``, ``allow_semantic_change``, ``limit``, ``force``, ``dt``, ...).
 
     Returns:
         the report dict (``report.json``).
     """
-    from snnc.compiler import compile_model
+    from snnc.driver.compiler import compile_model
     return compile_model(module, out_dir, target=target, data=data, input_shape=input_shape, num_steps=num_steps,
                          **kwargs)
 

@@ -109,7 +109,7 @@ class _Progress:
 
 
 class _DataSpec(click.ParamType):
-    """fashion-mnist | digits | events:PATH (event data for spike-input models, see snnc.events)."""
+    """fashion-mnist | digits | events:PATH (event data for spike-input models, see snnc.data.events)."""
     name = "fashion-mnist|digits|events:PATH"
 
     def convert(self, value, param, ctx):
@@ -125,7 +125,7 @@ DATA = _DataSpec()
 def _shape(text):
     if text is None:
         return None
-    from snnc.validate import ValidationError, check_input_shape
+    from snnc.ir.validate import ValidationError, check_input_shape
     try:
         return check_input_shape(tuple(int(v) for v in text.split(",")), "--input-shape")
     except (ValueError, ValidationError):
@@ -224,9 +224,9 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
     path/to/file.py:factory (a trusted Python file whose factory() returns the nn.Module; its
     weights from --weights).
     """
-    from snnc.compiler import compile_model
+    from snnc.driver.compiler import compile_model
     from snnc.passes import DEFAULT_PIPELINE
-    from snnc.report import dumps, print_report
+    from snnc.io.report import dumps, print_report
     shape = _shape(input_shape)
     with _Progress() as prog:
         rep = compile_model(model, out, target=target, passes=passes or DEFAULT_PIPELINE, data=data,
@@ -264,7 +264,7 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
 @_guard
 def simulate(out, data, encode, data_dir, limit, batch_size, target, engine, as_json):
     """Simulate a compiled OUT folder bit-accurately on a dataset's test split."""
-    from snnc.compiler import simulate_output
+    from snnc.driver.compiler import simulate_output
     if not Path(out).is_dir():
         _fail(f"{out}: no such folder (a compile output folder)")
     if engine == "lava" and batch_size == 500:
@@ -305,14 +305,15 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
     p = Path(path)
     shape = _shape(input_shape)
     if p.is_dir():
-        from snnc.report import load_report, print_report
+        from snnc.backends.loihi.report import load_report
+        from snnc.io.report import print_report
         rep = load_report(p)
         if as_json:
             click.echo(json.dumps(rep, indent=2, sort_keys=True))
         else:
             print_report(rep)
         return
-    from snnc.frontend import load_model, resolve_model_path
+    from snnc.frontends import load_model, resolve_model_path
     is_factory = path.rpartition(":")[0].endswith(".py")
     graph, _, info = load_model(path if is_factory else resolve_model_path(path), trust_pickle=trust_pickle, dt=dt,
                                 input_shape=shape, weights=weights)
@@ -378,7 +379,7 @@ def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_l
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from snnc.finetune import finetune_model
+    from snnc.driver.finetune import finetune_model
     console = Console(stderr=True)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
                    TimeElapsedColumn(), console=console, transient=True)

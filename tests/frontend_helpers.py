@@ -43,7 +43,7 @@ def train_digits(model: nn.Module, T: int, kind: str = "step", epochs: int = 8, 
                  encode: str | None = None, flatten: bool = True, seed: int = 0) -> nn.Module:
     """A few epochs on digits (1,500 training images), cross-entropy on summed outputs."""
     from snnc.data import load_digits
-    from snnc.events import encode_rate
+    from snnc.data.events import encode_rate
     torch.manual_seed(seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: one thread is many times faster on a busy 2-core machine
@@ -79,7 +79,7 @@ def _train(model, T, kind, epochs, lr, encode, flatten, seed, load_digits, encod
 def digits_inputs(T: int, n: int = 297, encode: str | None = None, flatten: bool = True):
     """Digits test images as ``[T, N, ...]`` (direct: repeated) and labels."""
     from snnc.data import load_digits
-    from snnc.events import encode_rate
+    from snnc.data.events import encode_rate
     x, y = load_digits("test", limit=n)
     x = x.reshape(len(x), -1) if flatten else x
     xs = encode_rate(x, T, 1) if encode else np.repeat(x[None], T, 0)

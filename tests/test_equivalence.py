@@ -12,7 +12,7 @@ from snnc.frontend import trace
 from snnc.ir import summarize
 from snnc.neurons import CubaLIF, Integrator, run_float
 from snnc.passes import PassContext, Pipeline
-from snnc.reference import run_graph
+from snnc.ir.reference import run_graph
 
 from conftest import TinySNN, digits_batch
 

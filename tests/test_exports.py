@@ -18,7 +18,7 @@ from snnc.backends.loihi.sim import Program
 from snnc.frontend import trace
 from snnc.ir import UnsupportedNodeError
 from snnc.passes import PassContext, Pipeline
-from snnc.reference import run_graph
+from snnc.ir.reference import run_graph
 from snnc.targets import load_target
 
 from conftest import TinySNN, digits_batch

@@ -13,7 +13,7 @@ from snnc.ir import summarize
 from snnc.neurons import CubaLIF, Integrator
 from snnc.passes import PassContext, Pipeline
 from snnc.passes.fold_timesteps import folded_decay
-from snnc.reference import run_graph
+from snnc.ir.reference import run_graph
 from snnc.targets import load_target
 
 from conftest import TinySNN

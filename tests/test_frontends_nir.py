@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from torch import nn
 
 from snnc.cli import main
-from snnc.events import EventDataError, bin_events, binarise, encode_latency, encode_rate, load_events
+from snnc.data.events import EventDataError, bin_events, binarise, encode_latency, encode_rate, load_events
 from snnc.frontends import ModelLoadError, load_model, trace_module
 from snnc.neurons import CubaLIF, Integrator
-from snnc.reference import run_graph
+from snnc.ir.reference import run_graph
 
 
 def run(*args):
@@ -169,7 +169,7 @@ def test_pooling_after_conv_composed_and_maxpool_of_spikes_is_or():
     T = 8
     g = trace_module(m, (1, 8, 8), num_steps=T)
     x = np.random.default_rng(0).random((64, 1, 8, 8)).astype(np.float32)
-    from snnc.groups import prepare_graph
+    from snnc.ir.lowering import prepare_graph
     from snnc.ir import copy_graph
     g2, notes = prepare_graph(copy_graph(g))
     assert "mp.or" in g2.nodes and "pool" not in g2.nodes and g2.nodes["conv2"].weight.shape[-1] == 4

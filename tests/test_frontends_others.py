@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from snnc.frontends import run_steps, trace_module
-from snnc.reference import run_graph
+from snnc.ir.reference import run_graph
 
 from frontend_helpers import digits_inputs, own_run, train_digits
 
@@ -161,7 +161,7 @@ def test_sinabs_squeeze_conv_equals():
 
 def test_sinabs_default_neurons_refused_then_measured_and_single_spike_agrees(tmp_path):
     from sinabs.activation import MembraneReset, SingleSpike
-    from snnc.semantics import SemanticChangeError
+    from snnc.ir.semantics import SemanticChangeError
     import snnc
     torch.manual_seed(0)
     m = nn.Sequential(nn.Flatten(), nn.Linear(64, 48), sl.IAFSqueeze(num_timesteps=T), nn.Linear(48, 10),

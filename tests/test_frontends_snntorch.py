@@ -12,7 +12,7 @@ from torch import nn
 
 from snnc.frontends import ModelLoadError, load_model, run_steps, trace_module
 from snnc.ir import UnsupportedNodeError
-from snnc.reference import run_graph
+from snnc.ir.reference import run_graph
 
 from frontend_helpers import digits_inputs, own_run, train_digits
 
@@ -206,7 +206,7 @@ def test_factory_route_cli(trained, tmp_path):
 
 def test_subtract_refused_then_measured(tmp_path):
     import snnc
-    from snnc.semantics import SemanticChangeError
+    from snnc.ir.semantics import SemanticChangeError
     m = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), snn.Leaky(beta=0.9, init_hidden=True),
                       nn.Linear(32, 10), snn.Leaky(beta=0.9, init_hidden=True))
     m = train_digits(m, 8, flatten=False, epochs=3)

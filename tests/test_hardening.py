@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from snnc.cli import main
 from snnc.frontend import trace
-from snnc.files import MARKER, recover_stale
+from snnc.io.files import MARKER, recover_stale
 
 from conftest import ROOT, TinySNN
 
@@ -175,7 +175,7 @@ def test_corrupt_nir_does_not_hang(work, tmp_path):
 
 def test_read_nir_time_bound(monkeypatch, work):
     """A reader that never finishes is stopped at the bound (the HDF5 library can loop on corrupt files)."""
-    import snnc.files as F
+    import snnc.io.files as F
 
     def hang(conn, data):
         time.sleep(60)
@@ -333,7 +333,7 @@ def test_failed_writes_keep_the_previous_output(work, tmp_path, monkeypatch):
     """A full disk or a refused write at any file: a one-line error, the previous output intact,
     no temporary folder left."""
     import errno
-    import snnc.files as F
+    import snnc.io.files as F
 
     out = tmp_path / "o"
     assert cli("compile", work["ckpt"], "-o", out)[0] == 0

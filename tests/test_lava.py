@@ -15,7 +15,7 @@ import torch
 from snnc.backends.lava.compat import lava_available
 from snnc.backends.lava.engine import fold_pooling, unroll
 from snnc.backends.loihi.compile import compile_graph
-from snnc.backends.loihi.ops import apply_ops
+from snnc.ir.ops import apply_ops
 from snnc.backends.loihi.sim import Program
 from snnc.frontend import trace
 from snnc.passes import PassContext, Pipeline

@@ -10,7 +10,7 @@ from torch import nn
 from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi.compile import compile_graph
 from snnc.backends.loihi.energy import measure
-from snnc.backends.loihi.ops import apply_ops, synapse_counts
+from snnc.ir.ops import apply_ops, synapse_counts
 from snnc.backends.loihi.sim import Program, slice_counts_for
 from snnc.frontend import load_model, trace
 from snnc.neurons import CubaLIF, Integrator
@@ -313,7 +313,7 @@ def test_max_chips_is_a_clear_design_rule_error(two_chips):
 def test_report_shows_chips_and_the_bound(two_chips, tmp_path):
     from rich.console import Console
 
-    from snnc.report import build_report, plot_utilisation, print_report
+    from snnc.io.report import build_report, plot_utilisation, print_report
     _, cfg, _, _, _ = two_chips
     rep = build_report(cfg, TARGET)
     assert rep["totals"]["chips"] == 2 and rep["mapping"]["lower_bound"]["cores"] <= rep["totals"]["cores"]
@@ -331,9 +331,9 @@ def test_report_shows_chips_and_the_bound(two_chips, tmp_path):
 def test_calibration_statistics_equal_the_recorded_maxima():
     """quantize keeps running maxima instead of recording every step: the same numbers as reducing the
     recorded tensors once."""
-    from snnc.groups import lower
+    from snnc.ir.lowering import lower
     from snnc.passes.quantize import calibration_stats
-    from snnc.reference import run_graph
+    from snnc.ir.reference import run_graph
     x = digits_batch(40, seed=7)
     g = Pipeline("fold_bn").run(trace(TinySNN(tau_syn=3e-3), (1, 8, 8), num_steps=5), PassContext(target=TARGET))
     low = lower(g)

@@ -9,7 +9,7 @@ from snnc.frontend import trace
 from snnc.ir import summarize
 from snnc.passes import REGISTRY, PassContext, Pipeline, parse_pipeline, register
 from snnc.passes.quantize import is_quantized
-from snnc.reference import run_graph
+from snnc.ir.reference import run_graph
 from snnc.targets import load_target
 
 from conftest import TinySNN, digits_batch
@@ -69,7 +69,7 @@ def test_quantize_fields_in_range(quantized):
 
 
 def test_quantized_weights_on_integer_grid(quantized):
-    from snnc.groups import lower
+    from snnc.ir.lowering import lower
     _, q, _ = quantized
     low = lower(q)
     for gname, grp in low.groups.items():
@@ -104,7 +104,7 @@ def test_lower_weight_bits_coarser_grid():
     g = trace(TinySNN(), (1, 8, 8), num_steps=6)
     ctx = PassContext(target=load_target("loihi-sim"), calibration=digits_batch(64), num_steps=6)
     q = Pipeline("fold_bn,quantize:weight_bits=4").run(g, ctx)
-    from snnc.groups import lower
+    from snnc.ir.lowering import lower
     grp = lower(q).groups["lif2"]
     s = q.nodes["lif2"].metadata["snnc.quant"]["scale"]
     p = grp.projections[0]

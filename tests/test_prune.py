@@ -16,7 +16,7 @@ from snnc.ir import graph_figures, infer_shapes
 from snnc.neurons import CubaLIF, Integrator
 from snnc.passes import PassContext, Pipeline, parse_pipeline
 from snnc.passes.prune import channel_groups, prune
-from snnc.reference import run_graph
+from snnc.ir.reference import run_graph
 
 from conftest import TinySNN, digits_batch
 
@@ -316,7 +316,7 @@ def test_finetune_from_a_compile_output_folder_writes_a_safe_checkpoint(tiny_pic
 
 
 def test_finetune_regrow_keeps_the_channel_count(tiny_pickle, tmp_path):
-    from snnc.finetune import finetune
+    from snnc.driver.finetune import finetune
     from snnc.data import load_digits
     g = folded(TinySNN(channels=8))  # the module tiny_pickle holds
     x, y = load_digits("train")

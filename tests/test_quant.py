@@ -110,8 +110,8 @@ def test_mse_clip_keeps_weights_already_on_a_grid_and_clips_outliers():
 def test_input_moments_are_the_exact_second_moments():
     g = dense_graph()
     x = digits_batch(20, seed=1).reshape(20, -1)[:, :16]
-    from snnc.groups import lower
-    from snnc.reference import run_graph
+    from snnc.ir.lowering import lower
+    from snnc.ir.reference import run_graph
     low = lower(g)
     projs = [p for grp in low.groups.values() for p in grp.projections if not p.host]
     mom = input_moments(g, low, PassContext(calibration=x), 5, projs)
@@ -172,7 +172,7 @@ def test_per_channel_equals_per_layer_where_the_scales_coincide():
 def test_per_channel_is_exact_and_matches_its_float_graph():
     """Per-channel scales on a conv net: every channel's weights fill the mantissa range, the float graph
     (fake quant) keeps one threshold, and the chip follows it as closely as per-layer does."""
-    from snnc.reference import run_graph
+    from snnc.ir.reference import run_graph
     g = Pipeline("fold_bn").run(trace(TinySNN(channels=6), (1, 8, 8), num_steps=6), PassContext())
     x = digits_batch(64, seed=5)
     q, ctx = quantized(g, "quantize:weight_bits=4;per_channel=true", x)
@@ -308,7 +308,7 @@ def test_fewer_weight_bits_shrink_synaptic_memory_as_the_formula_says():
 # ------------------------------------------------------------------ quantization-aware training
 def test_qat_weights_sit_on_the_grid_compile_uses():
     from snnc.data import load_digits
-    from snnc.finetune import finetune
+    from snnc.driver.finetune import finetune
     g = Pipeline("fold_bn").run(trace(TinySNN(channels=4), (1, 8, 8), num_steps=4), PassContext())
     x, y = load_digits("train")
     opts = {"weight_bits": 4, "scales": "mse"}

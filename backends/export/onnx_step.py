@@ -10,7 +10,7 @@
 
 Run it T times (graph metadata ``snnc.num_steps``, also in the model's ``metadata_props``); for
 the bundled model the class scores are ``output`` after the last step. The semantics are
-snnc's float reference executor (:mod:`snnc.reference`, forward Euler at each node's
+snnc's float reference executor (:mod:`snnc.ir.reference`, forward Euler at each node's
 ``snnc.dt``) on the graph after the passes, whose weights, thresholds, decays and biases are the
 values loihi-sim's integers represent — "loihi-sim's float-equivalent run":
 

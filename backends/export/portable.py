@@ -45,7 +45,7 @@ import nir
 import numpy as np
 
 from snnc.backends.lava.engine import fold_pooling
-from snnc.groups import lower
+from snnc.ir.lowering import lower
 from snnc.ir import UnsupportedNodeError
 
 #: dt of the portable graph, s (snnTorch's import_from_nir hard-codes 1e-4).

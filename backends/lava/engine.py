@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 from snnc.backends.lava.compat import import_lava_nc
-from snnc.backends.loihi.ops import apply_ops
+from snnc.ir.ops import apply_ops
 from snnc.backends.loihi.sim import Program, SimResult
 
 #: Largest dense matrix (entries) a conv projection with a delay is unrolled into.

@@ -62,10 +62,11 @@ import numpy as np
 import torch
 
 from snnc.backends.loihi import mapping as M
-from snnc.backends.loihi.ops import host_weight
+from snnc.ir.ops import host_weight
+from snnc.ir.quant import is_quantized
 from snnc.backends.loihi.validate import check_program
 from snnc.backends.loihi.placement import Placer
-from snnc.groups import group_offsets, lower
+from snnc.ir.lowering import group_offsets, lower
 from snnc.ir import UnsupportedNodeError
 
 
@@ -108,8 +109,6 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
         ConfigError: an emitted field outside the target's ranges (see :mod:`.validate`).
         ValueError: ``formats`` is not one of the two.
     """
-    from snnc.passes.quantize import is_quantized
-
     if not is_quantized(graph, target.name):
         raise NotQuantizedError(f"the graph is not quantized for {target.name!r}: add the quantize pass "
                                 "(e.g. --passes fold_bn,quantize)")

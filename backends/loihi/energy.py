@@ -35,13 +35,13 @@ import torch
 
 from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi.compile import dest_core_matrix, source_core_vector
+from snnc.ir.ops import synapse_counts
 
 
 def _dense_connections(g: dict, p: dict, arrays: dict) -> int:
     """Connections of a projection counting zero weights too (for connection sparsity and ANN MACs)."""
     w = torch.ones_like(torch.as_tensor(np.asarray(arrays[p["weight_key"]], np.float32)))
     masks = torch.ones((1,) + tuple(g["shape"]), dtype=torch.float32)
-    from snnc.backends.loihi.ops import synapse_counts
     return int(synapse_counts(p["ops"], w, p["source_shape"], g["shape"], masks).sum())
 
 

@@ -47,7 +47,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from snnc.backends.loihi.ops import synapse_counts
+from snnc.ir.ops import synapse_counts
+from snnc.targets import load_target
 
 DISCRETE, POPULATION = "discrete", "population"
 #: What ``compile_graph(formats=...)`` / ``snnc compile --formats`` take: ``"auto"`` (per projection the
@@ -91,7 +92,6 @@ def target_section(target, name: str) -> dict:
     sec = target.data.get(name) if hasattr(target, "data") else None
     if isinstance(sec, dict):
         return sec
-    from snnc.targets import load_target
     return load_target("loihi-sim")[name]
 
 

@@ -32,8 +32,9 @@ import numpy as np
 import torch
 
 from snnc.backends.loihi import mapping as M
-from snnc.backends.loihi.ops import apply_ops, host_current, input_bound
+from snnc.ir.ops import apply_ops, host_current, input_bound
 from snnc.backends.loihi.validate import check_program
+from snnc.targets import load_target
 
 
 @dataclass
@@ -365,7 +366,6 @@ def load_program(out_dir, target=None) -> Program:
     import zipfile
     import zlib
     from pathlib import Path
-    from snnc.targets import load_target
 
     out_dir = Path(out_dir)
     cfg_path, w_path = out_dir / "config.json", out_dir / "weights.npz"

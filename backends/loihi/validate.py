@@ -32,6 +32,8 @@ import numbers
 import numpy as np
 import torch
 
+from snnc.ir.ops import apply_ops
+
 MAX_LATENCY = 2 ** 15 - 1  # the simulator counts events per batch in int16
 MAX_PROBLEMS_SHOWN = 6
 
@@ -333,7 +335,6 @@ def _check_projection(p, pw, g, size, shapes, in_name, inp, arrays, fp, fmt) -> 
                        f"({wb}-bit, mixed sign; found {int(w.min())}..{int(w.max())})")
     if out:
         return out
-    from snnc.backends.loihi.ops import apply_ops
     try:
         with torch.no_grad():
             y = apply_ops(torch.zeros((1, *shapes[src]), dtype=torch.float32), p["ops"],

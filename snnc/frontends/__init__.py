@@ -34,14 +34,17 @@ import nir
 import torch
 from torch import nn
 
+from snnc import models
 from snnc.frontends import norse, sinabs, snntorch, spikingjelly
+from snnc.frontends.checkpoint import build_checked, check_checkpoint_config, check_state_dict
 from snnc.frontends.base import ModelLoadError, TraceContext, reset_module_states
 from snnc.frontends.nir_file import DEFAULT_DT as NIR_DEFAULT_DT
+from snnc.frontends.registry import FRAMEWORKS
 from snnc.frontends.nir_file import load_nir, normalize_nir, repair_graph
-from snnc.frontends.torch_snnc import run_steps, set_types, supported_list, trace
+from snnc.frontends.torch_snnc import run_steps, supported_list, trace
+from snnc.ir import UnsupportedNodeError, set_types
+from snnc.models import ARCHITECTURES
 
-#: framework modules, each with SUPPORTED, node_maps(tc, base_maps), stateful_types(), available()
-FRAMEWORKS = {"snntorch": snntorch, "norse": norse, "spikingjelly": spikingjelly, "sinabs": sinabs}
 DEFAULT_DT = {"snntorch": snntorch.DEFAULT_DT, "norse": norse.DEFAULT_DT, "spikingjelly": spikingjelly.DEFAULT_DT,
               "sinabs": sinabs.DEFAULT_DT, "nir": NIR_DEFAULT_DT}
 
@@ -73,7 +76,7 @@ def trace_module(model: nn.Module, input_shape, dt: float | None = None, num_ste
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Load an snnc checkpoint (see :mod:`snnc.models`) with ``torch.load(weights_only=True)``, after
-    checking the zip's CRCs, and validate it (:mod:`snnc.validate`: config types and signs, finite
+    checking the zip's CRCs, and validate it (:mod:`snnc.ir.validate`: config types and signs, finite
     tensors, BatchNorm variances, shapes against the config on the ``meta`` device).
 
     Returns:
@@ -83,9 +86,6 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         ModelLoadError: unreadable or corrupt file, not an snnc checkpoint, unknown architecture.
         ValidationError: values snnc refuses.
     """
-    from snnc.models import ARCHITECTURES
-    from snnc.validate import build_checked, check_checkpoint_config, check_state_dict
-
     check_zip_integrity(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -144,8 +144,6 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
     Raises:
         ModelLoadError: neither a file nor a shipped model's name.
     """
-    from snnc import models
-
     p = Path(path)
     if p.is_file():
         return p
@@ -299,7 +297,7 @@ def load_model(model, trust_pickle: bool = False, dt: float | None = None, input
 
 
 def _trace_loaded(module, shape, T, dt, input_encoding, info, notes, where):
-    if hasattr(module, "to_nir"):  # a graph-backed module (snnc.trainable.GraphSNN): no tracing needed
+    if hasattr(module, "to_nir"):  # a graph-backed module (snnc.ir.trainable.GraphSNN): no tracing needed
         graph = module.to_nir()
         graph.metadata = dict(graph.metadata or {})
         T = T or graph.metadata.get("snnc.num_steps")
@@ -310,7 +308,6 @@ def _trace_loaded(module, shape, T, dt, input_encoding, info, notes, where):
     if shape is None:
         raise ModelLoadError(f"{where}: the input shape is unknown; pass --input-shape C,H,W "
                              "(Python: input_shape=...)")
-    from snnc.ir import UnsupportedNodeError
     try:
         graph = trace_module(module, tuple(int(v) for v in shape), dt=dt, num_steps=T,
                              input_encoding=input_encoding, notes=notes)

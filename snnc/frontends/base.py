@@ -15,11 +15,11 @@ Neuron semantics that NIR cannot say are written into each neuron node's
     snnc.v_min         voltage floor (float; Sinabs min_v_mem), absent = none
     snnc.source        the framework class the node came from, for messages and reports
 
-:func:`snnc.reference.GraphExecutor` runs every combination exactly; the
+:func:`snnc.ir.reference.GraphExecutor` runs every combination exactly; the
 loihi-sim target keeps ``reset = "zero"`` with ``immediate`` timing, ``">"``
 (and ``">="`` exactly, through the quantizer's choice of scale), single spikes
 and no floor; everything else is a semantic change that the compiler measures
-and refuses without ``--allow-semantic-change`` (:mod:`snnc.semantics`).
+and refuses without ``--allow-semantic-change`` (:mod:`snnc.ir.semantics`).
 """
 from __future__ import annotations
 

@@ -30,7 +30,9 @@ import nir
 import numpy as np
 
 from snnc.frontends.base import ModelLoadError
-from snnc.ir import NEURON_TYPES, UnsupportedNodeError, topological_order
+from snnc.frontends.torch_snnc import broadcast_params, flatten_subgraphs
+from snnc.io.files import read_nir as bounded_read
+from snnc.ir import NEURON_TYPES, UnsupportedNodeError, set_types, topological_order
 
 #: dt convention of snnTorch's NIR export (ARCHITECTURE.md): the default for files that record no dt.
 DEFAULT_DT = 1e-4
@@ -38,9 +40,8 @@ NORSE_DT = 1e-3
 
 
 def read_nir(path: str | os.PathLike) -> nir.NIRGraph:
-    """``nir.read`` in a child process with a time bound (:func:`snnc.files.read_nir`: a corrupt HDF5
+    """``nir.read`` in a child process with a time bound (:func:`snnc.io.files.read_nir`: a corrupt HDF5
     file can hang the HDF5 library), with a one-line error naming the file."""
-    from snnc.files import read_nir as bounded_read
     try:
         return bounded_read(path)
     except ValueError as e:
@@ -103,8 +104,6 @@ def repair_graph(graph: nir.NIRGraph, dt: float | None = None, notes: list | Non
     Raises:
         ModelLoadError: an Input whose shape cannot be inferred (pass --input-shape), bad taus.
     """
-    from snnc.frontends.torch_snnc import broadcast_params, flatten_subgraphs, set_types
-
     notes = notes if notes is not None else []
     nested = any(isinstance(n, nir.NIRGraph) for n in graph.nodes.values())
     graph = flatten_subgraphs(graph)

@@ -9,7 +9,7 @@ time constants given as inverses ``tau_*_inv`` in 1/s, ``dt`` in s on the cell, 
     IAFCell     v = v + x;  z = H(v - v_th);  v = v_reset where z
     LICell      as LIFCell without spikes (output v)        LIBoxCell  as LIFBoxCell without spikes
 
-In NIR terms (forward Euler, see :mod:`snnc.reference`), exactly:
+In NIR terms (forward Euler, see :mod:`snnc.ir.reference`), exactly:
 
 - ``LIFCell`` -> ``nir.CubaLIF(tau_syn = 1/tau_syn_inv, tau_mem = 1/tau_mem_inv, r = 1,
   w_in = tau_syn/dt, v_leak, v_threshold = v_th, v_reset)``: the current jumps by x each step

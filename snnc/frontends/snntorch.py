@@ -14,7 +14,7 @@ snnTorch's discrete update, read in ``snntorch/_neurons/{leaky,synaptic,rleaky,r
     spike       spk[t] = H(mem[t] - v_th), strict (v > v_th): the surrogate's forward is (x > 0)
     beta, alpha clamped to [0, 1] in every forward
 
-In NIR terms (forward Euler with dt, see :mod:`snnc.reference`):
+In NIR terms (forward Euler with dt, see :mod:`snnc.ir.reference`):
 
 - ``Leaky``: ``nir.LIF(tau = dt/(1 - beta), r = tau/dt, v_leak = 0)`` (beta = 1: ``nir.IF(r = 1/dt)``).
   Reset "zero" is the usual immediate reset to 0 (``beta (1 - r) mem`` = decay of the reset
@@ -34,7 +34,7 @@ In NIR terms (forward Euler with dt, see :mod:`snnc.reference`):
   mixed in, ``inhibition=True``, ``state_quant``, ``graded_spikes_factor != 1``.
 
 Loihi keeps: Leaky with reset "zero" (exactly). The others are semantic changes that the
-compiler measures (see :mod:`snnc.semantics`).
+compiler measures (see :mod:`snnc.ir.semantics`).
 """
 from __future__ import annotations
 

@@ -39,7 +39,9 @@ import torch
 from torch import nn
 
 from snnc.frontends.base import make_neuron, ModelLoadError, TraceContext, first_tensor, neuron_meta, np32, reset_module_states
-from snnc.ir import NEURON_TYPES, UnsupportedNodeError, topological_order
+from snnc.frontends.registry import FRAMEWORKS
+from snnc.ir import NEURON_TYPES, UnsupportedNodeError, infer_shapes, set_types, topological_order
+from snnc.ir.reference import GraphExecutor
 from snnc.neurons import CubaLIF, Integrator
 
 SKIPPED = (nn.Identity, nn.Dropout)
@@ -128,7 +130,6 @@ TORCH_SUPPORTED = ["Conv2d", "Linear", "Flatten", "AvgPool2d", "MaxPool2d", "LPP
 
 
 def supported_list() -> list[str]:
-    from snnc.frontends import FRAMEWORKS
     out = list(TORCH_SUPPORTED)
     for fw in FRAMEWORKS.values():
         out += fw.SUPPORTED
@@ -136,7 +137,6 @@ def supported_list() -> list[str]:
 
 
 def all_maps(tc: TraceContext) -> dict[type, Callable]:
-    from snnc.frontends import FRAMEWORKS
     maps = torch_maps(tc)
     for fw in FRAMEWORKS.values():
         maps.update(fw.node_maps(tc, maps))
@@ -342,7 +342,6 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
     nodes["output"] = nir.Output(output_type=None)
     # ---- check: the chain reproduces every recorded layer output for every time step
     graph = _finalize(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), in_shape, None, encoding)
-    from snnc.reference import GraphExecutor
     ex = GraphExecutor(graph)
     in_idx = next(i for i, (n, *_) in enumerate(chain) if ("input", n) in edges or ("input", f"{n}_flatten") in edges)
     worst, where = 0.0, ""
@@ -370,7 +369,7 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
 # --------------------------------------------------------------------------- trace
 
 def trace(model: nn.Module, input_shape, dt: float | None = None, num_steps: int | None = None,
-          input_encoding: str | None = None, fold_bn: bool = False, notes: list | None = None) -> nir.NIRGraph:
+          input_encoding: str | None = None, notes: list | None = None) -> nir.NIRGraph:
     """Trace a PyTorch SNN (snnc, snnTorch, Norse, SpikingJelly or Sinabs layers) into a NIR graph.
 
     Args:
@@ -383,7 +382,6 @@ def trace(model: nn.Module, input_shape, dt: float | None = None, num_steps: int
         num_steps: T, recorded as graph metadata ``snnc.num_steps``.
         input_encoding: ``"direct"`` (analog input, the same every step) or ``"spikes"``; default
             direct (or spikes when a time-loop ``forward`` indexes a time-major input).
-        fold_bn: fold BatchNorm at tracing (same as running the ``fold_bn`` pass).
         notes: a list that receives one-line notes (how the model was traced).
 
     Returns:
@@ -396,7 +394,6 @@ def trace(model: nn.Module, input_shape, dt: float | None = None, num_steps: int
     tc = TraceContext(dt=dt, names={id(m): (n or type(m).__name__) for n, m in model.named_modules()})
     maps = all_maps(tc)
     _check_supported(model, maps)
-    from snnc.frontends import FRAMEWORKS
     stateful = set()
     for fw in FRAMEWORKS.values():
         stateful |= set(fw.stateful_types())
@@ -430,9 +427,6 @@ def trace(model: nn.Module, input_shape, dt: float | None = None, num_steps: int
         reset_module_states(model)
     if notes is not None:
         notes.extend(tc.notes)
-    if fold_bn:
-        from snnc.passes.fold_bn import fold_batchnorm
-        graph = fold_batchnorm(graph)[0]
     return graph
 
 
@@ -500,8 +494,6 @@ def broadcast_params(graph: nir.NIRGraph) -> nir.NIRGraph:
     Raises:
         UnsupportedNodeError: a parameter array that does not broadcast to its neuron's shape.
     """
-    from snnc.ir import infer_shapes
-
     shapes = infer_shapes(graph)
     for name in topological_order(graph):
         node = graph.nodes[name]
@@ -521,18 +513,4 @@ def broadcast_params(graph: nir.NIRGraph) -> nir.NIRGraph:
             node.input_shape = tuple(int(v) for v in ish[1:])
         elif isinstance(node, nir.Flatten):
             node.input_type = {"input": np.array(ish)}
-    return graph
-
-
-def set_types(graph: nir.NIRGraph) -> nir.NIRGraph:
-    """Write every node's ``input_type``/``output_type`` from :func:`snnc.ir.infer_shapes` (in place)."""
-    from snnc.ir import infer_shapes
-
-    for name, (ish, osh) in infer_shapes(graph).items():
-        node = graph.nodes[name]
-        if isinstance(node, nir.Output):
-            graph.nodes[name] = nir.Output(output_type={"output": np.array(osh)})
-            continue
-        node.input_type = {k: np.array(ish) for k in (node.input_type or {"input": None})}
-        node.output_type = {k: np.array(osh) for k in (node.output_type or {"output": None})}
     return graph

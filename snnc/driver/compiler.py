@@ -2,7 +2,7 @@
 
 Python API::
 
-    from snnc.compiler import compile_model
+    from snnc.driver.compiler import compile_model
     report = compile_model("models/fmnist_cnn.pt", out_dir="out", data="fashion-mnist")
 
 Output folder (written to a temporary sibling and renamed into place, so a
@@ -16,6 +16,7 @@ failed compile never leaves a half-written folder)::
 """
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -28,17 +29,25 @@ import numpy as np
 import torch
 
 from snnc import data as D
+from snnc.data.events import load_data
+from snnc.driver.budget import chip_figures, parse_budget, search_budget
+from snnc.driver.finetune import finetune
 from snnc.backends.loihi.compile import compile_graph
 from snnc.backends.loihi.energy import measure
 from snnc.backends.loihi.mapping import DesignRuleError, check_formats
 from snnc.backends.loihi.sim import Program, load_program, slice_counts_for
-from snnc.files import OutputError, OutputExistsError, check_output_target, nir_bytes, write_output_folder
-from snnc.frontend import load_model, resolve_model_path
-from snnc.ir import copy_graph
+from snnc.io.files import OutputError, OutputExistsError, check_output_target, nir_bytes, write_output_folder
+from snnc.frontends import load_model, resolve_model_path
+from snnc.ir import copy_graph, graph_figures
+from snnc.ir import semantics as S
+from snnc.ir import readout as R
 from snnc.passes import DEFAULT_PIPELINE, PassContext, Pipeline
-from snnc.report import _plain, build_report, dumps, plot_utilisation
+from snnc.passes.prune import prune
+from snnc.passes.quantize import apply_cli_options
+from snnc.backends.loihi.report import quantization_section
+from snnc.io.report import _plain, build_report, dumps, plot_utilisation
 from snnc.targets import load_target
-from snnc.validate import check_graph, check_num_steps
+from snnc.ir.validate import check_graph, check_num_steps
 
 CALIBRATION_SAMPLES = 256
 #: Training images after the calibration ones that ``--budget`` holds out to measure accuracy.
@@ -48,7 +57,7 @@ HELD_OUT_SAMPLES = 512
 #: nir -> portable.nir (snnTorch/Norse/Sinabs importers), onnx -> model.onnx (one stateful step).
 EXPORT_TARGETS = ("lava", "nir", "onnx")
 
-__all__ = ["compile_model", "simulate_output", "float_scores", "readout_rule", "output_files", "OutputError", "OutputExistsError"]
+__all__ = ["compile_model", "simulate_output", "output_files", "OutputError", "OutputExistsError"]
 
 
 def save_npz(path, arrays: dict) -> None:
@@ -72,52 +81,6 @@ def _dataset_source(name: str, split: str, n: int, data_dir, encode: str | None 
     if name == "fashion-mnist":
         return f"Fashion-MNIST {split} split, first {n:,} images ({D.find_fashion_mnist(data_dir)})"
     return f"scikit-learn digits {split} split, first {n:,} images"
-
-
-def readout_rule(graph) -> dict:
-    """How a prediction is read from the model: the same rule for the float model and the compiled one.
-
-    The graph's (first) Output node is fed by one neuron node. A non-spiking readout (``nir.I``,
-    ``nir.LI``, ``nir.CubaLI``) is read as its voltage after the T steps (``"membrane"``); a spiking
-    node as its spike counts over the T steps (``"spike_count"``). The class is the argmax; ties go
-    to the lowest class index (numpy/torch ``argmax``).
-    """
-    from snnc.ir import SPIKING_TYPES, predecessors
-
-    outs = sorted(n for n, node in graph.nodes.items() if isinstance(node, nir.Output))
-    src = predecessors(graph, outs[0]) if outs else []
-    node = graph.nodes[src[0]] if len(src) == 1 else None
-    if isinstance(node, SPIKING_TYPES):
-        return {"rule": "spike_count", "node": src[0],
-                "description": f"argmax over classes of the spike counts of {src[0]!r} over the T time steps "
-                               "(ties: lowest class index)"}
-    name = src[0] if src else None
-    return {"rule": "membrane", "node": name,
-            "description": f"argmax over classes of the voltage of the non-spiking readout {name!r} after the T time "
-                          "steps (ties: lowest class index)"}
-
-
-def float_scores(module, graph, x: np.ndarray, num_steps: int, rule: str, batch_size: int = 500,
-                 spikes: bool = False) -> np.ndarray:
-    """Float class scores ``[N, classes]`` by the readout ``rule`` (see :func:`readout_rule`): the torch
-    module when there is one (an snnc step module), else snnc's NIR reference executor on the graph
-    (the source's semantics). ``x``: ``[N, *input_shape]`` direct input, or ``[T, N, *input_shape]``
-    spikes with ``spikes``."""
-    from snnc.neurons import run_float
-    from snnc.reference import run_graph
-
-    n = x.shape[1] if spikes else x.shape[0]
-    out = []
-    with torch.no_grad():
-        for i in range(0, n, batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[:, i:i + batch_size] if spikes else x[i:i + batch_size]))
-            if module is not None and not spikes:
-                seq = run_float(module, xb, num_steps)
-            else:
-                seq = run_graph(graph, xb, None if spikes else num_steps)[0]
-            seq = seq.reshape(seq.shape[0], seq.shape[1], -1).double()
-            out.append((seq.sum(0) if rule == "spike_count" else seq[-1]).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0))
 
 
 def simulate(program: Program, x: np.ndarray, y: np.ndarray | None, batch_size: int = 500, progress=None) -> dict:
@@ -146,10 +109,10 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
             or a ``nir.NIRGraph`` (see :func:`snnc.frontends.load_model`).
         data: ``"fashion-mnist"`` or ``"digits"``: calibrate on the first 256 training
             images, evaluate float and compiled accuracy on the test split (``limit`` samples);
-            ``"events:PATH"``: event data (:mod:`snnc.events`) for spike-input models.
+            ``"events:PATH"``: event data (:mod:`snnc.data.events`) for spike-input models.
         encode: ``"rate"``/``"latency"``: turn image data into spikes for a spike-input model.
         allow_semantic_change: compile a model whose neuron semantics the target cannot keep
-            (subtract reset, several spikes per step, voltage floor; :mod:`snnc.semantics`) after
+            (subtract reset, several spikes per step, voltage floor; :mod:`snnc.ir.semantics`) after
             converting them; the measured agreement is reported either way.
         finetune_samples: training samples handed to a fine-tuning ``adapt_semantics`` pass.
         max_cores: fail (DesignRuleError) when the model needs more cores.
@@ -160,7 +123,7 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
             chip or tool without population axons; a neuron's fan-in is then its source neurons,
             at most 4,096). ``budget`` prunes until the model fits with these formats.
         budget: ``"cores=K"`` (or ``synapses=N``, ``synops=N``, ``memory_bits=N``): prune channels until the
-            mapped model fits the target within it (:mod:`snnc.budget`; needs ``data``: training images
+            mapped model fits the target within it (:mod:`snnc.driver.budget`; needs ``data``: training images
             256..767 are the held-out set that measures accuracy); ``budget_criterion`` ranks the channels
             (default ``sca``).
         weight_bits, per_channel, calibrate, timesteps: ``--weight-bits B`` (quantize ``weight_bits``),
@@ -219,9 +182,6 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
     calib = xte = yte = held_out = calib_labels = None
     spikes = graph.metadata.get("snnc.input_encoding") == "spikes"
     data_checks = []
-    from snnc import semantics as S
-    from snnc.events import load_data
-    from snnc.passes.quantize import apply_cli_options
     source_graph = copy_graph(graph)
     diffs = S.differences(graph)
     pipe = Pipeline(apply_cli_options(Pipeline(passes).passes, weight_bits, per_channel, calibrate, timesteps))
@@ -249,7 +209,8 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
         got = tuple(xte.shape[2:] if spikes else xte.shape[1:])
         if got != want:
             raise ValueError(f"dataset {data!r} has samples of shape {got}, the model's input is {want}")
-    ctx = PassContext(target=tgt, calibration=calib, num_steps=int(T), seed=seed, calibration_labels=calib_labels)
+    ctx = PassContext(target=tgt, calibration=calib, num_steps=int(T), seed=seed, calibration_labels=calib_labels,
+                      trainer=finetune)
     if data and any(n == "adapt_semantics" and o.get("finetune_epochs") for n, o in pipe.passes):
         xft, yft, _ = load_data(data, "train", data_dir, finetune_samples, spikes=spikes, num_steps=T,
                                 encode_method=encode, seed=seed + 2)
@@ -271,9 +232,9 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
                                        allow_semantic_change, target, say)
     metrics = accuracy = None
     if data:
-        rule = readout_rule(graph)
+        rule = R.readout_rule(graph)
         say(f"float model on {len(yte):,} test samples")
-        f_scores = float_scores(module, graph, xte, T, rule["rule"], batch_size, spikes)
+        f_scores = R.scores(graph, xte, T, rule["rule"], spikes, batch_size, module=module)
         cb = (lambda n: progress("simulate", n, len(yte))) if progress else None
         say(f"bit-accurate simulation on {len(yte):,} test samples")
         sim = simulate(program, xte, yte, batch_size, cb)
@@ -285,7 +246,7 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
                                         .argmax(1)).mean())}
         if pruning is not None:
             say(f"float model after pruning on {len(yte):,} test samples")
-            pf = float_scores(None, structural, xte, T, rule["rule"], batch_size, spikes)
+            pf = R.scores(structural, xte, T, rule["rule"], spikes, batch_size)
             accuracy["float_pruned"] = float((pf.argmax(1) == yte).mean())
     model_info = {"path": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
                   "kind": info.get("kind"), "num_steps": T, "framework": info.get("framework"),
@@ -296,7 +257,6 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
     report = build_report(config, tgt, metrics, accuracy, ctx.log, model_info)
     if semantic_checks or data_checks:
         report["checks"] = list(report.get("checks", [])) + _plain(semantic_checks + data_checks)
-    from snnc.report import quantization_section
     report = dict(report, quantization=quantization_section(config, arrays, tgt, ctx.log, metrics,
                                                             len(calib) if calib is not None and not spikes else
                                                             (calib.shape[1] if calib is not None else 0)))
@@ -315,9 +275,8 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
 
 
 def _semantic_checks(pipe, diffs, source_graph, program, calib, graph, T, spikes, seed, allow, target, say) -> list:
-    """SEMANTIC_CHANGE checks with the measured source-vs-compiled agreement (:mod:`snnc.semantics`);
+    """SEMANTIC_CHANGE checks with the measured source-vs-compiled agreement (:mod:`snnc.ir.semantics`);
     refuses a change the target forces unless ``allow``."""
-    from snnc import semantics as S
 
     requested = [o for n, o in pipe.passes if n == "adapt_semantics" and (o.get("maxpool") == "avg" or
                                                                          o.get("finetune_epochs"))]
@@ -332,7 +291,7 @@ def _semantic_checks(pipe, diffs, source_graph, program, calib, graph, T, spikes
         return checks
     x_ag, where = _agreement_inputs(calib, graph, T, spikes, seed)
     say(f"measuring source vs compiled agreement on {where}")
-    agree = S.agreement(source_graph, program, x_ag, T, spikes)
+    agree = R.agreement(source_graph, program, x_ag, T, spikes)
     for d in measured:
         checks.append({"check": "SEMANTIC_CHANGE", "node": d["node"], "what": d["what"], "source": d["source"],
                        "source_semantics": d["source_semantics"], "target_semantics": d["target_semantics"],
@@ -365,16 +324,14 @@ def _agreement_inputs(calib, graph, num_steps: int, spikes: bool, seed: int):
 def run_pipeline(graph, ctx, pipe, target, budget=None, budget_criterion=None, held_out=None, say=None,
                  mapping=None):
     """Run the passes; with pruning (a ``prune_channels`` pass, or ``budget``), measure the model before
-    and after it on the calibration images (:func:`snnc.budget.chip_figures`: the real mapper and
+    and after it on the calibration images (:func:`snnc.driver.budget.chip_figures`: the real mapper and
     simulator). ``mapping``: ``formats``, ``max_cores``, ``max_chips`` of the mapping to fit and measure
-    (:func:`snnc.budget.chip_figures`'s options; default ``formats="auto"``, no core or chip limit).
+    (:func:`snnc.driver.budget.chip_figures`'s options; default ``formats="auto"``, no core or chip limit).
 
     Returns ``(compiled graph, the graph after the structural passes and before quantize, pruning
     report section or None)``.
     """
-    import copy
-    from snnc.budget import chip_figures, parse_budget, search_budget
-    from snnc.passes.prune import prune
+
 
     say = say or (lambda s: None)
     mapping = dict(mapping or {})
@@ -391,7 +348,6 @@ def run_pipeline(graph, ctx, pipe, target, budget=None, budget_criterion=None, h
         keep, search = search_budget(g_pre, ctx, target, post, parse_budget(budget), crit, *held_out,
                                      x_sim=ctx.calibration, log=say, **mapping)
         g_struct, plog = prune(copy.deepcopy(g_pre), ctx, crit, keep)
-        from snnc.ir import graph_figures
         ctx.log.append({"pass": "prune_channels", "options": {"criterion": crit, "budget": budget},
                         "before": graph_figures(g_pre), "after": graph_figures(g_struct), "time_s": 0.0,
                         "notes": {"criterion": crit, "groups": {k: f"{v['kept']}/{v['total']}"
@@ -432,7 +388,7 @@ def export_files(writer, report) -> tuple[dict[str, bytes], dict]:
 
 def output_files(config, arrays, graph, report) -> dict[str, bytes]:
     """The files of a compile output folder, as bytes (made in memory; written by
-    :func:`snnc.files.write_output_folder`)."""
+    :func:`snnc.io.files.write_output_folder`)."""
     npz, png = io.BytesIO(), io.BytesIO()
     save_npz(npz, arrays)
     plot_utilisation(report, png)
@@ -452,7 +408,6 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
     compares it with loihi-sim on the same samples, step by step; the object then has
     ``engine`` and ``lava_vs_loihi_sim`` (see :func:`snnc.backends.lava.compare_with_loihi_sim`).
     """
-    from snnc.events import load_data
 
     if engine not in ("loihi-sim", "lava"):
         raise ValueError(f"unknown engine {engine!r}; known: loihi-sim, lava")

@@ -12,7 +12,7 @@ synapse keeps one integer weight and each input reaches each output by at most
 one path (synapse counts are exact). Anything else raises
 :class:`~snnc.ir.UnsupportedNodeError` naming the node.
 
-Gains (forward Euler, see :mod:`snnc.reference`): the per-step current that a
+Gains (forward Euler, see :mod:`snnc.ir.reference`): the per-step current that a
 unit input adds to the neuron's ``u`` (already multiplied into v's scale) is
 
     CubaLIF / CubaLI:  (dt/tau_syn * w_in) * (dt/tau_mem * r)
@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import nir
 import numpy as np
 
-from snnc.ir import (NEURON_TYPES, SPIKING_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding,
+from snnc.ir import (NEURON_TYPES, set_types, SPIKING_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding,
                      infer_shapes, predecessors, successors, topological_order)
 
 CHAIN_SUPPORTED = ["AvgPool2d/SumPool2d (kernel == stride, no padding)", "Flatten",
@@ -426,6 +426,5 @@ def prepare_graph(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
             del graph.nodes[name]
             notes.append(f"{name}: pooling after conv {src!r} composed into one strided conv (exact)")
     if notes:
-        from snnc.frontends.torch_snnc import set_types
         set_types(graph)
     return graph, notes

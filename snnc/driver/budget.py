@@ -32,7 +32,14 @@ import copy
 import math
 
 import numpy as np
-import torch
+
+from snnc.backends.loihi.compile import compile_graph
+from snnc.backends.loihi.energy import measure
+from snnc.backends.loihi.sim import Program, slice_counts_for
+from snnc.ir import graph_figures
+from snnc.ir import readout as R
+from snnc.passes import PassContext
+from snnc.passes.prune import channel_groups, group_scores, prune
 
 RESOURCES = ("cores", "synapses", "synops", "memory_bits")
 
@@ -71,11 +78,6 @@ def chip_figures(graph, post_passes, target, ctx, x_sim: np.ndarray | None = Non
     ``memory_bits``, ``cores``, ``chips``, ``fits`` and ``violations`` (rule names), and with
     ``x_sim`` (``[N, *input_shape]`` direct input) ``synops`` and ``energy_pJ`` per inference.
     """
-    from snnc.backends.loihi.compile import compile_graph
-    from snnc.backends.loihi.energy import measure
-    from snnc.backends.loihi.sim import Program, slice_counts_for
-    from snnc.ir import graph_figures
-    from snnc.passes import PassContext
 
     fig = graph_figures(graph)
     q = post_passes.run(graph, PassContext(target=target, calibration=ctx.calibration, num_steps=ctx.num_steps,
@@ -94,15 +96,6 @@ def chip_figures(graph, post_passes, target, ctx, x_sim: np.ndarray | None = Non
         out["synops"] = float(m["per_inference"]["synops"])
         out["energy_pJ"] = float(m["energy"]["per_inference_pJ"])
     return out
-
-
-def _accuracy(graph, x, y, T, rule) -> float:
-    from snnc.reference import run_graph
-    with torch.no_grad():
-        seq, _ = run_graph(graph, x, T, dtype=torch.float32)
-    seq = seq.reshape(seq.shape[0], seq.shape[1], -1)
-    s = seq.sum(0) if rule == "spike_count" else seq[-1]
-    return float((s.argmax(1).numpy() == y).mean())
 
 
 def search_budget(graph, ctx, target, post_passes, budget: tuple[str, float], criterion: str,
@@ -128,14 +121,11 @@ def search_budget(graph, ctx, target, post_passes, budget: tuple[str, float], cr
     Raises:
         BudgetError: unreachable (names the smallest reachable value).
     """
-    from snnc.compiler import readout_rule
-    from snnc.ir import graph_figures
-    from snnc.passes.prune import channel_groups, group_scores, prune
 
     kind, value = budget
     say = log or (lambda s: None)
     T = ctx.num_steps
-    rule = readout_rule(graph)["rule"]
+    rule = R.readout_rule(graph)["rule"]
     groups = [g for g in channel_groups(graph) if g.prunable]
     if not groups:
         raise BudgetError("the model has no prunable channel group (see prune_channels' kept_whole reasons)")
@@ -146,18 +136,18 @@ def search_budget(graph, ctx, target, post_passes, budget: tuple[str, float], cr
     def pruned(k):
         return prune(copy.deepcopy(graph), ctx, criterion, k, scores=scores)[0]
 
-    def measure(k):
+    def figures_of(k):
         return chip_figures(pruned(k), post_passes, target, ctx, sim_in, formats=formats, max_cores=max_cores,
                             max_chips=max_chips)
 
     def meets(f):
         return f["fits"] and f[kind] <= value
 
-    figs = measure(keep)
+    figs = figures_of(keep)
     steps = [{"keep": dict(keep), kind: figs[kind], "fits": figs["fits"]}]
     say(f"budget {kind}={value:g}: unpruned {figs[kind]:,.0f} {kind}, fits the target: {figs['fits']}"
         + ("" if figs["fits"] else f" (breaks {', '.join(figs['violations'])})"))
-    base_acc = _accuracy(graph, x_val, y_val, T, rule)
+    base_acc = R.accuracy(graph, x_val, y_val, T, rule, batch_size=max(len(y_val), 1))
     while not meets(figs):
         best = None
         cur_syn = graph_figures(pruned(keep))["synapses"]
@@ -168,21 +158,21 @@ def search_budget(graph, ctx, target, post_passes, budget: tuple[str, float], cr
             k[g.name] = max(1, keep[g.name] - max(1, int(math.ceil(step * keep[g.name]))))
             gp = pruned(k)
             saved = cur_syn - graph_figures(gp)["synapses"]
-            loss = base_acc - _accuracy(gp, x_val, y_val, T, rule)
+            loss = base_acc - R.accuracy(gp, x_val, y_val, T, rule, batch_size=max(len(y_val), 1))
             cost = (max(loss, 0.0) + 1e-4) / max(saved, 1)
             if best is None or cost < best[0]:
                 best = (cost, k, loss)
         if best is None:
-            floor = measure({g.name: 1 for g in groups})
+            floor = figures_of({g.name: 1 for g in groups})
             reach = f"{floor[kind]:,.0f} {kind}" + ("" if floor["fits"] else
                                                    f" (and it still breaks {', '.join(floor['violations'])})")
             raise BudgetError(f"budget {kind}={value:g} cannot be met by pruning channels: the smallest reachable is "
                               f"{reach}, with one channel left in every prunable layer")
         keep = best[1]
-        figs = measure(keep)
+        figs = figures_of(keep)
         steps.append({"keep": dict(keep), kind: figs[kind], "fits": figs["fits"], "val_accuracy_loss": best[2]})
         say(f"  keep {keep}: {figs[kind]:,.0f} {kind}, fits: {figs['fits']}, held-out accuracy "
             f"{100 * (base_acc - best[2]):.2f}%")
     return keep, {"budget": {"resource": kind, "value": value}, "criterion": criterion, "reached": figs[kind],
                   "held_out_samples": int(len(y_val)), "held_out_accuracy_before": base_acc, "steps": steps,
-                  "formats": formats, "method": "greedy over measured per-layer sensitivities (snnc.budget)"}
+                  "formats": formats, "method": "greedy over measured per-layer sensitivities (snnc.driver.budget)"}

@@ -303,3 +303,15 @@ def infer_shapes(graph: nir.NIRGraph) -> dict[str, tuple[tuple[int, ...], tuple[
             raise ValueError(f"node {name!r} sums inputs of different shapes {sorted(set(ins))}")
         shapes[name] = (ins[0], output_shape(node, ins[0], name))
     return shapes
+
+
+def set_types(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Write every node's ``input_type``/``output_type`` from :func:`snnc.ir.infer_shapes` (in place)."""
+    for name, (ish, osh) in infer_shapes(graph).items():
+        node = graph.nodes[name]
+        if isinstance(node, nir.Output):
+            graph.nodes[name] = nir.Output(output_type={"output": np.array(osh)})
+            continue
+        node.input_type = {k: np.array(ish) for k in (node.input_type or {"input": None})}
+        node.output_type = {k: np.array(osh) for k in (node.output_type or {"output": None})}
+    return graph

@@ -1,9 +1,9 @@
 """Recovery fine-tuning of a (pruned) NIR graph with surrogate gradients.
 
-:func:`finetune` trains the weights and biases of a graph (as :class:`snnc.trainable.GraphSNN`)
+:func:`finetune` trains the weights and biases of a graph (as :class:`snnc.ir.trainable.GraphSNN`)
 with backpropagation through time on direct (analog) image input repeated for T steps:
 Adam with a cosine learning-rate schedule, cross-entropy on the class scores read by the
-graph's readout rule (:func:`snnc.compiler.readout_rule`: the readout voltage after T steps, or
+graph's readout rule (:func:`snnc.driver.compiler.readout_rule`: the readout voltage after T steps, or
 spike counts over the T steps), optionally knowledge distillation from a teacher (the unpruned
 model) — ``loss = (1 - a) CE(s, y) + a tau^2 KL(softmax(t / tau) || softmax(s / tau))``
 (Hinton et al., "Distilling the Knowledge in a Neural Network", 2015) — and random horizontal
@@ -31,27 +31,29 @@ Tensors: ``x`` ``[N, *input_shape]`` float32 images, ``y`` ``[N]`` int64 labels.
 """
 from __future__ import annotations
 
+import copy
 import math
+import shlex
+import sys
 import time
+from pathlib import Path
 
 import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from snnc import data as D
+from snnc.frontends import load_model
+from snnc.ir import node_shape, set_types
+from snnc.ir import readout as R
+from snnc.ir.trainable import GraphSNN, checkpoint
+from snnc.ir.validate import check_graph, check_num_steps
 from snnc.neurons import reset_states
-from snnc.trainable import GraphSNN
-
-
-def scores_of(model, x: torch.Tensor, num_steps: int, rule: str, spikes: bool = False) -> torch.Tensor:
-    """Class scores ``[B, classes]`` of a single-step module by ``rule``: run T steps on direct input
-    ``x`` ``[B, *input_shape]``, or along time-major spike input ``[T, B, *input_shape]`` with ``spikes``."""
-    reset_states(model)
-    steps = list(x) if spikes else [x] * num_steps
-    outs = [model(xt) for xt in steps]
-    reset_states(model)
-    seq = torch.stack(outs).reshape(len(steps), steps[0].shape[0], -1)
-    return seq.sum(0) if rule == "spike_count" else seq[-1]
+from snnc.passes import PassContext, Pipeline
+from snnc.passes.prune import apply_keep, channel_groups, score_sca
+from snnc.passes.quantize import weight_grids
+from snnc.targets import load_target
 
 
 def _batch(x: np.ndarray, idx, spikes: bool) -> torch.Tensor:
@@ -65,7 +67,7 @@ def accuracy(model, x: np.ndarray, y: np.ndarray, num_steps: int, rule: str, bat
     model.eval()
     with torch.no_grad():
         for i in range(0, len(y), batch_size):
-            s = scores_of(model, _batch(x, slice(i, i + batch_size), spikes), num_steps, rule, spikes)
+            s = R.step_scores(model, _batch(x, slice(i, i + batch_size), spikes), num_steps, rule, spikes)
             correct += int((s.argmax(1).numpy() == y[i:i + batch_size]).sum())
     model.train(was)
     return correct / max(len(y), 1)
@@ -83,7 +85,6 @@ class _FakeQuant:
     """Straight-through fake quantization of the on-chip weights (see module docstring)."""
 
     def __init__(self, model: GraphSNN, options: dict, calibration: np.ndarray, num_steps: int, target=None):
-        from snnc.targets import load_target
         self.model, self.options, self.calibration, self.num_steps = model, dict(options), calibration, num_steps
         self.target = target if target is not None else load_target("loihi-sim")
         self.grids: dict = {}
@@ -91,8 +92,6 @@ class _FakeQuant:
 
     def refresh(self) -> None:
         """Run the quantize pass on the current weights and keep its grids."""
-        from snnc.passes import PassContext, Pipeline
-        from snnc.passes.quantize import weight_grids
         g = self._float_graph()
         ctx = PassContext(target=self.target, calibration=self.calibration, num_steps=self.num_steps)
         q = Pipeline([("quantize", self.options)]).run(g, ctx)
@@ -149,7 +148,6 @@ class _Gates:
 
     def swap(self, activity, fraction: float) -> int:
         """Close the least active open channels, open the closed ones with the largest gate gradient."""
-        from snnc.passes.prune import score_sca
         swapped = 0
         for g in self.groups:
             m = self.mask[g.name].detach()
@@ -213,7 +211,6 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
     Raises:
         ValueError: inconsistent arguments (sizes, distill range, teacher scores with flips).
     """
-    from snnc.compiler import readout_rule
 
     n_x = x.shape[1] if spikes else len(x)
     if n_x != len(y) or len(y) == 0:
@@ -228,7 +225,7 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
     if qat is not None and regrow:
         raise ValueError("finetune: quantization-aware training and prune-and-regrow are separate runs "
                          "(regrow first, then fine-tune the pruned model with qat)")
-    rule = readout_rule(graph)["rule"]
+    rule = R.readout_rule(graph)["rule"]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = GraphSNN(graph)
@@ -239,7 +236,6 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
         teacher.eval()
     gates = None
     if regrow:
-        from snnc.passes.prune import channel_groups
         gates = _Gates(model, [g for g in channel_groups(graph) if g.prunable], regrow)
     fq = None
     if qat is not None:
@@ -267,14 +263,14 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
             yb = torch.from_numpy(y[idx])
             if gates is not None:
                 gates.apply()
-            s = scores_of(model, xb, num_steps, rule, spikes)
+            s = R.step_scores(model, xb, num_steps, rule, spikes)
             t = None
             if distill > 0:
                 if teacher_scores is not None:
                     t = torch.as_tensor(teacher_scores[idx], dtype=s.dtype)
                 else:
                     with torch.no_grad():
-                        t = scores_of(teacher, xb, num_steps, readout_rule(teacher.graph if hasattr(teacher, "graph")
+                        t = R.step_scores(teacher, xb, num_steps, R.readout_rule(teacher.graph if hasattr(teacher, "graph")
                                                                            else graph)["rule"], spikes).to(s.dtype)
             loss = _kd(s, t, yb, distill, temperature)
             opt.zero_grad()
@@ -309,8 +305,6 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
         if log:
             log(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
     if gates is not None:  # the gated weights are what was trained; then remove the closed channels
-        from snnc.frontend import set_types
-        from snnc.passes.prune import apply_keep
         gates.apply()
         trained = model.to_nir()
         for g in gates.groups:
@@ -328,10 +322,6 @@ def _load_teacher(teacher, graph, T: int, trust_pickle: bool, input_shape=None):
     """The distillation teacher ``teacher`` (model file or shipped name) as a single-step module, or
     its graph after ``fold_bn``; refused when its input shape, T or number of classes differ from
     ``graph``'s (NIR shapes, no batch/time dims)."""
-    from snnc.frontend import load_model
-    from snnc.ir import node_shape
-    from snnc.passes import PassContext, Pipeline
-    from snnc.validate import check_num_steps
 
     def io(g):  # (input shape, output shape)
         return tuple(next(list(node_shape(n, port)) for n in g.nodes.values() if isinstance(n, cls))
@@ -371,18 +361,7 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
             classes differ, bad passes (quantize is refused: fine-tune before quantizing),
             a spike-input model, an existing ``out_path`` without ``force``, data problems.
     """
-    import copy
-    import shlex
-    import sys
-    from pathlib import Path
 
-    from snnc import data as D
-    from snnc.compiler import readout_rule
-    from snnc.frontend import load_model
-    from snnc.passes import PassContext, Pipeline
-    from snnc.passes.prune import channel_groups
-    from snnc.trainable import checkpoint
-    from snnc.validate import check_graph, check_num_steps
 
     out_path = Path(out_path)
     if out_path.exists() and (out_path.is_dir() or not force):
@@ -429,14 +408,12 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
     ctx = PassContext(calibration=xtr[:256], num_steps=T, seed=seed)
     base = Pipeline("fold_bn").run(graph, PassContext(num_steps=T)) if "fold_bn" in spec else copy.deepcopy(graph)
     pruned = pipe.run(graph, ctx)
-    rule = readout_rule(pruned)["rule"]
-    from snnc.trainable import GraphSNN
+    rule = R.readout_rule(pruned)["rule"]
     acc_before = accuracy(GraphSNN(pruned), xte, yte, T, rule)
     say = log or (lambda s: None)
     say(f"float test accuracy after the passes, before fine-tuning: {100 * acc_before:.2f}% on {len(yte):,} images")
     qopts = qcal = None
     if qat:
-        from snnc.targets import load_target
         qopts = {"weight_bits": int(weight_bits), "per_channel": bool(per_channel),
                  "scales": "mse" if calibrate is not None else "max"}
         Pipeline([("quantize", qopts)])  # options checked before any training

@@ -1,7 +1,7 @@
 """A NIR graph as a trainable PyTorch module, and its snnc checkpoint form (architecture ``nir_graph``).
 
 :class:`GraphSNN` runs a graph with the semantics of snnc's reference executor
-(:class:`snnc.reference.GraphExecutor`: forward Euler with each neuron node's ``snnc.dt``,
+(:class:`snnc.ir.reference.GraphExecutor`: forward Euler with each neuron node's ``snnc.dt``,
 spikes on ``v > v_threshold``, reset to ``v_reset`` or by subtraction, back edges carry the
 previous step's output), one time step per ``forward`` call like :mod:`snnc.neurons`, with
 two differences for training:
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from snnc.ir import NEURON_TYPES
-from snnc.reference import GraphExecutor
+from snnc.ir.reference import GraphExecutor
 
 #: Node types a ``nir_graph`` checkpoint can hold, and their non-array attributes.
 NODE_TYPES = {

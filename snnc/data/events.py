@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from snnc import data as D
+
 ENCODERS = ("rate", "latency")
 
 
@@ -178,7 +180,6 @@ def load_data(spec: str, split: str, data_dir=None, limit: int | None = None, *,
         ValueError: image data for a spike-input model without ``encode_method``, event data for a
             direct-input model, bad encoder; EventDataError; DataNotFoundError.
     """
-    from snnc import data as D
 
     if spec.startswith("events:"):
         if not spikes:

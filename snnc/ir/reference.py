@@ -32,8 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snnc.ir import (NEURON_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding,
+from snnc.ir import (NEURON_TYPES, infer_shapes, UnsupportedNodeError, _pair, back_edges, conv_padding,
                      predecessors, topological_order)
+from snnc.neurons import spike
 
 
 def _t(a, dtype) -> torch.Tensor:
@@ -64,7 +65,6 @@ class GraphExecutor:
         self._p = {n: self._params(graph.nodes[n]) for n in self.order}
         self._zero_in = {}
         if self.back:
-            from snnc.ir import infer_shapes
             shapes = infer_shapes(graph)
             self._zero_in = {s: tuple(shapes[s][0]) for s, _ in self.back
                              if not isinstance(graph.nodes[s], NEURON_TYPES + (nir.Input,))}
@@ -137,7 +137,6 @@ class GraphExecutor:
             if md.get("snnc.spikes", "single") == "multi":
                 s = (v > 0).to(x.dtype) * torch.div(v, thr, rounding_mode="trunc")
             elif self.surrogate:
-                from snnc.neurons import spike
                 s = spike(v - thr)
                 if md.get("snnc.threshold_op", ">") == ">=":
                     s = s + (v == thr).to(x.dtype).detach()

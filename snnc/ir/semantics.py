@@ -5,7 +5,7 @@ A source model's neuron semantics live in its NIR nodes' ``snnc.*`` metadata
 reset to 0 right after the spike, the strict ``v > v_th`` comparison and ``v >= v_th`` (the
 ``quantize`` pass puts the integer threshold one LSB above a multiple of 64, so
 ``v >= s v_th`` equals ``v > vThMant << 6``), one spike per step, no voltage floor, and max
-pooling of binary spikes (an OR group, :mod:`snnc.groups`).
+pooling of binary spikes (an OR group, :mod:`snnc.ir.lowering`).
 
 Not kept (:func:`differences` lists them per node):
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import nir
 import numpy as np
-import torch
 
 from snnc.ir import SPIKING_TYPES, topological_order
 
@@ -93,31 +92,3 @@ def to_target(graph: nir.NIRGraph) -> list[str]:
         node.metadata = md
         notes.append(f"{d['node']}: {d['source_semantics']} -> {d['target_semantics']}")
     return notes
-
-
-def predictions_float(graph: nir.NIRGraph, x: np.ndarray, num_steps: int, spikes: bool,
-                      batch_size: int = 500) -> np.ndarray:
-    """Class predictions of the float graph (argmax of the summed spikes of a spiking output, or of
-    the last voltage of a readout). ``x``: ``[N, ...]`` direct or ``[T, N, ...]`` spikes."""
-    from snnc.reference import run_graph
-
-    out_node = graph.nodes[[s for s, d in graph.edges if isinstance(graph.nodes[d], nir.Output)][0]]
-    spiking = isinstance(out_node, SPIKING_TYPES)
-    n = x.shape[1] if spikes else x.shape[0]
-    preds = []
-    with torch.no_grad():
-        for i in range(0, n, batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[:, i:i + batch_size] if spikes else x[i:i + batch_size]))
-            out, _ = run_graph(graph, xb, None if spikes else num_steps, dtype=torch.float32)
-            score = out.sum(0) if spiking else out[-1]
-            preds.append(score.argmax(1).numpy())
-    return np.concatenate(preds)
-
-
-def agreement(source_graph: nir.NIRGraph, program, x: np.ndarray, num_steps: int, spikes: bool) -> float:
-    """Fraction of samples where the source-semantics float graph and the compiled program predict
-    the same class (bit-accurate simulation of ``program`` on ``x``)."""
-    a = predictions_float(source_graph, x, num_steps, spikes)
-    res = program.run(x)
-    b = res.scores().reshape(len(a), -1).argmax(1)
-    return float((a == b).mean())

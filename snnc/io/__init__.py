@@ -1,0 +1,3 @@
+"""I/O beside the IR core: output folders written atomically (:mod:`snnc.io.files`) and the
+target-independent report (:mod:`snnc.io.report`). Datasets are :mod:`snnc.data`.
+"""

@@ -1,0 +1,108 @@
+"""The readout rule: how a class is read from a model, the same rule for the float model and the
+compiled one (one implementation, used by the compile driver, ``--budget``, fine-tuning, the
+semantics check and ``fold_timesteps``).
+
+The graph's (first) Output node is fed by one neuron node. A non-spiking readout (``nir.I``,
+``nir.LI``, ``nir.CubaLI``) is read as its voltage after the T steps (``"membrane"``); a spiking
+node as its spike counts over the T steps (``"spike_count"``). The class is the argmax; ties go to
+the lowest class index (numpy/torch ``argmax``).
+
+Tensors: per-step outputs are time-major ``[T, B, *output_shape]``; class scores ``[B, classes]``.
+Inputs are ``[N, *input_shape]`` direct (analog, the same every step) or, with ``spikes``,
+time-major ``[T, N, *input_shape]``.
+"""
+from __future__ import annotations
+
+import nir
+import numpy as np
+import torch
+
+from snnc.ir import SPIKING_TYPES, predecessors
+from snnc.ir.reference import run_graph
+from snnc.neurons import reset_states
+
+SPIKE_COUNT, MEMBRANE = "spike_count", "membrane"
+RULES = (SPIKE_COUNT, MEMBRANE)
+
+
+def readout_rule(graph: nir.NIRGraph) -> dict:
+    """``{"rule": "spike_count" | "membrane", "node": name, "description": one line}`` (module docstring)."""
+    outs = sorted(n for n, node in graph.nodes.items() if isinstance(node, nir.Output))
+    src = predecessors(graph, outs[0]) if outs else []
+    node = graph.nodes[src[0]] if len(src) == 1 else None
+    if isinstance(node, SPIKING_TYPES):
+        return {"rule": SPIKE_COUNT, "node": src[0],
+                "description": f"argmax over classes of the spike counts of {src[0]!r} over the T time steps "
+                               "(ties: lowest class index)"}
+    name = src[0] if src else None
+    return {"rule": MEMBRANE, "node": name,
+            "description": f"argmax over classes of the voltage of the non-spiking readout {name!r} after the T time "
+                          "steps (ties: lowest class index)"}
+
+
+def reduce(seq, rule: str):
+    """Class scores ``[B, classes]`` from per-step outputs ``[T, B, ...]`` (torch tensor or numpy array):
+    the sum over T (``spike_count``) or the last step (``membrane``).
+
+    Raises:
+        ValueError: an unknown rule (a bug in the caller: rules come from :func:`readout_rule`).
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown readout rule {rule!r}; known: {', '.join(RULES)}")
+    seq = seq.reshape(seq.shape[0], seq.shape[1], -1)
+    return seq.sum(0) if rule == SPIKE_COUNT else seq[-1]
+
+
+def accumulate(acc, out, rule: str):
+    """Streaming form of :func:`reduce`: fold one step's output ``[B, ...]`` into ``acc`` (None at step 0)."""
+    o = out.reshape(out.shape[0], -1)
+    return o if rule == MEMBRANE or acc is None else acc + o
+
+
+def step_scores(model, x: torch.Tensor, num_steps: int, rule: str, spikes: bool = False) -> torch.Tensor:
+    """Class scores ``[B, classes]`` of a single-step module (keeps the autograd graph, for training):
+    T steps on direct input ``x`` ``[B, *input_shape]``, or along spike input ``[T, B, *input_shape]``."""
+    reset_states(model)
+    steps = list(x) if spikes else [x] * num_steps
+    try:
+        return reduce(torch.stack([model(xt) for xt in steps]), rule)
+    finally:
+        reset_states(model)
+
+
+def scores(graph: nir.NIRGraph, x: np.ndarray, num_steps: int, rule: str | None = None, spikes: bool = False,
+           batch_size: int = 500, module=None, dtype=torch.float64) -> np.ndarray:
+    """Float class scores ``[N, classes]`` (float64) by the readout ``rule`` (default: the graph's): the
+    torch ``module`` when one is given (an snnc step module; direct input only), else snnc's NIR
+    reference executor on ``graph`` (the source's semantics) in ``dtype``."""
+    rule = rule or readout_rule(graph)["rule"]
+    n = x.shape[1] if spikes else x.shape[0]
+    out = []
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[:, i:i + batch_size] if spikes else x[i:i + batch_size]))
+            if module is not None and not spikes:
+                reset_states(module)
+                try:
+                    seq = torch.stack([module(xb) for _ in range(num_steps)])
+                finally:
+                    reset_states(module)
+            else:
+                seq = run_graph(graph, xb, None if spikes else num_steps, dtype=dtype)[0]
+            out.append(reduce(seq.double(), rule).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def accuracy(graph: nir.NIRGraph, x: np.ndarray, y: np.ndarray, num_steps: int, rule: str | None = None,
+             spikes: bool = False, batch_size: int = 500, dtype=torch.float32) -> float:
+    """Share of samples whose argmax class score (:func:`scores`) equals the label ``y`` ``[N]``."""
+    s = scores(graph, x, num_steps, rule, spikes, batch_size, dtype=dtype)
+    return float((s.argmax(1) == np.asarray(y)).mean()) if len(y) else float("nan")
+
+
+def agreement(source_graph: nir.NIRGraph, program, x: np.ndarray, num_steps: int, spikes: bool) -> float:
+    """Share of samples where the float graph (source semantics) and a compiled ``program`` (any object
+    whose ``run(x).scores()`` gives ``[N, classes]``, e.g. loihi-sim's ``Program``) predict the same class."""
+    a = scores(source_graph, x, num_steps, spikes=spikes, dtype=torch.float32).argmax(1)
+    b = program.run(x).scores().reshape(len(a), -1).argmax(1)
+    return float((a == b).mean())
