@@ -24,6 +24,7 @@ import nir
 import numpy as np
 import torch
 
+from snnc.errors import SnncError
 from snnc.ir import NEURON_TYPES, WEIGHTED_TYPES, predecessors, topological_order
 from snnc.ir import readout as R
 from snnc.ir.lowering import _binary_source
@@ -90,7 +91,7 @@ def finetune(train, graph, x, y, num_steps, spikes, epochs, lr, batch_size, seed
 def adapt_semantics_pass(graph: nir.NIRGraph, ctx: PassContext, maxpool: str = "keep", finetune_epochs: int = 0,
                          lr: float = 1e-3, batch_size: int = 64) -> nir.NIRGraph:
     if maxpool not in ("keep", "avg"):
-        raise ValueError(f"adapt_semantics: maxpool must be 'keep' or 'avg', got {maxpool!r}")
+        raise SnncError(f"adapt_semantics: maxpool must be 'keep' or 'avg', got {maxpool!r}")
     source = None
     data = getattr(ctx, "train_data", None)
     if data is not None:
@@ -103,11 +104,11 @@ def adapt_semantics_pass(graph: nir.NIRGraph, ctx: PassContext, maxpool: str = "
     T = ctx.num_steps or (graph.metadata or {}).get("snnc.num_steps")
     if data is None:
         if finetune_epochs:
-            raise ValueError("adapt_semantics: finetune_epochs > 0 needs labelled training data "
+            raise SnncError("adapt_semantics: finetune_epochs > 0 needs labelled training data "
                              "(snnc compile --data ...)")
         return graph
     if finetune_epochs and ctx.trainer is None:
-        raise ValueError("adapt_semantics: finetune_epochs > 0 needs a trainer in the pass context "
+        raise SnncError("adapt_semantics: finetune_epochs > 0 needs a trainer in the pass context "
                          "(snnc compile fills it; Python: PassContext(trainer=snnc.driver.finetune.finetune))")
     x, y = data
     n = len(y)

@@ -54,6 +54,7 @@ import nir
 import numpy as np
 import torch
 
+from snnc.errors import SnncError
 from snnc.ir.lowering import lower
 from snnc.ir import SPIKING_TYPES, topological_order
 from snnc.ir import readout as R
@@ -75,7 +76,7 @@ RECALIBRATION_SAMPLES = 256
 
 def _check(o: dict) -> None:
     if not 0 <= o["steps"] <= 2 ** 15 - 1:
-        raise ValueError(f"pass 'fold_timesteps', option steps: {o['steps']} is outside 1..32767")
+        raise SnncError(f"pass 'fold_timesteps', option steps: {o['steps']} is outside 1..32767")
 
 
 def folded_decay(d: int, k: int, offset: int, bits: int) -> tuple[float, bool]:
@@ -136,23 +137,23 @@ def fold_timesteps_pass(graph: nir.NIRGraph, ctx: PassContext, steps: int = 0, r
     """
     T = ctx.num_steps or (graph.metadata or {}).get("snnc.num_steps")
     if not steps:
-        raise ValueError("pass 'fold_timesteps': give the new number of steps, e.g. fold_timesteps:steps=4 "
+        raise SnncError("pass 'fold_timesteps': give the new number of steps, e.g. fold_timesteps:steps=4 "
                          "(snnc compile --timesteps 4)")
     if not T:
-        raise ValueError("pass 'fold_timesteps': the number of time steps T is unknown; pass --num-steps")
+        raise SnncError("pass 'fold_timesteps': the number of time steps T is unknown; pass --num-steps")
     T = int(T)
     if steps > T or T % steps:
-        raise ValueError(f"pass 'fold_timesteps': T' = {steps} must divide T = {T} (k = T / T' steps are folded "
+        raise SnncError(f"pass 'fold_timesteps': T' = {steps} must divide T = {T} (k = T / T' steps are folded "
                          "into one)")
     k = T // steps
     if k == 1:
         ctx.note(k=1, steps=T, from_steps=T, changed=False)
         return graph
     if (graph.metadata or {}).get("snnc.input_encoding") == "spikes":
-        raise ValueError("pass 'fold_timesteps': spike input cannot be folded (k input frames summed are counts, "
+        raise SnncError("pass 'fold_timesteps': spike input cannot be folded (k input frames summed are counts, "
                          "not spikes); it folds direct (analog) input, which the host injects as a bias")
     if recalibrate and ctx.calibration is None:
-        raise ValueError("pass 'fold_timesteps': recalibrating the thresholds needs calibration images "
+        raise SnncError("pass 'fold_timesteps': recalibrating the thresholds needs calibration images "
                          "(snnc compile --data ...), or fold_timesteps:recalibrate=false")
     if target:
         tgt = ctx.target if ctx.target is not None and target in (ctx.target.name, str(ctx.target.path)) \

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import nir
 import numpy as np
 
+from snnc.errors import SnncError
 from snnc.ir import copy_graph, graph_figures
 
 
@@ -80,33 +81,33 @@ def coerce_option(pass_name: str, key: str, value, default):
                 return True
             if low in ("false", "no", "off", "0"):
                 return False
-            raise ValueError(f"{where}: {value!r} is not a boolean (true or false)")
+            raise SnncError(f"{where}: {value!r} is not a boolean (true or false)")
         if want is int:
             try:
                 return int(text)
             except ValueError:
-                raise ValueError(f"{where}: {value!r} is not a whole number") from None
+                raise SnncError(f"{where}: {value!r} is not a whole number") from None
         try:
             f = float(text)
         except ValueError:
-            raise ValueError(f"{where}: {value!r} is not a number") from None
+            raise SnncError(f"{where}: {value!r} is not a number") from None
         value = f
     if want is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{where}: {value!r} is not a boolean (true or false)")
+            raise SnncError(f"{where}: {value!r} is not a boolean (true or false)")
         return value
     if want is int:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"{where}: {value!r} is not a whole number")
+            raise SnncError(f"{where}: {value!r} is not a whole number")
         return int(value)
     if want is float:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ValueError(f"{where}: {value!r} is not a number")
+            raise SnncError(f"{where}: {value!r} is not a number")
         if not np.isfinite(value):
-            raise ValueError(f"{where}: {value!r} is not a finite number")
+            raise SnncError(f"{where}: {value!r} is not a finite number")
         return float(value)
     if not isinstance(value, str):
-        raise ValueError(f"{where}: {value!r} is not a string")
+        raise SnncError(f"{where}: {value!r} is not a string")
     return value
 
 
@@ -128,7 +129,7 @@ class Pass:
         """
         unknown = set(opts) - set(self.options)
         if unknown:
-            raise ValueError(f"pass {self.name!r}: unknown option(s) {sorted(unknown)}; "
+            raise SnncError(f"pass {self.name!r}: unknown option(s) {sorted(unknown)}; "
                              f"known: {sorted(self.options) or 'none'}")
         merged = {k: coerce_option(self.name, k, opts.get(k, d), d) for k, d in self.options.items()}
         if self.check is not None:
@@ -154,7 +155,7 @@ def register(name: str, description: str, check: Callable | None = None, **optio
 
     def deco(fn):
         if name in REGISTRY:
-            raise ValueError(f"pass {name!r} registered twice")
+            raise SnncError(f"pass {name!r} registered twice")
         REGISTRY[name] = Pass(name, fn, description, dict(options), check)
         return fn
     return deco
@@ -163,7 +164,7 @@ def register(name: str, description: str, check: Callable | None = None, **optio
 def get_pass(name: str) -> Pass:
     from snnc import passes as _  # noqa: F401  (registers the built-in passes)
     if name not in REGISTRY:
-        raise ValueError(f"unknown pass {name!r}; known: {', '.join(sorted(REGISTRY))}")
+        raise SnncError(f"unknown pass {name!r}; known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
 
 
@@ -176,21 +177,21 @@ def parse_pipeline(spec: str) -> list[tuple[str, dict]]:
         ValueError: unknown pass name, malformed, unknown, mistyped or out-of-range option.
     """
     if not isinstance(spec, str):
-        raise ValueError(f"a pass pipeline is a string like 'fold_bn,quantize', got {type(spec).__name__}")
+        raise SnncError(f"a pass pipeline is a string like 'fold_bn,quantize', got {type(spec).__name__}")
     out = []
     for item in [s.strip() for s in spec.split(",") if s.strip()]:
         name, _, rest = item.partition(":")
         opts = {}
         for kv in [s for s in rest.split(";") if s.strip()]:
             if "=" not in kv:
-                raise ValueError(f"pass option {kv!r} in {item!r} is not key=value")
+                raise SnncError(f"pass option {kv!r} in {item!r} is not key=value")
             k, v = kv.split("=", 1)
             opts[k.strip()] = v.strip()
         p = get_pass(name.strip())
         resolved = p.resolve(opts)
         out.append((p.name, {k: resolved[k] for k in opts}))
     if not out:
-        raise ValueError(f"empty pass pipeline {spec!r}; e.g. 'fold_bn,quantize'")
+        raise SnncError(f"empty pass pipeline {spec!r}; e.g. 'fold_bn,quantize'")
     return out
 
 

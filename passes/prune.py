@@ -57,6 +57,7 @@ import nir
 import numpy as np
 import torch
 
+from snnc.errors import SnncError
 from snnc.ir import NEURON_TYPES, SPIKING_TYPES, predecessors, topological_order
 from snnc.ir import set_types
 from snnc.ir.reference import run_graph
@@ -249,7 +250,7 @@ def record_activity(graph: nir.NIRGraph, groups: list[ChannelGroup], ctx: PassCo
     each ``[T, N, *shape]`` float32, from a reference run on up to ``samples`` calibration inputs."""
 
     if ctx.calibration is None:
-        raise ValueError("prune_channels: criteria 'sca' and 'attention' need calibration data "
+        raise SnncError("prune_channels: criteria 'sca' and 'attention' need calibration data "
                          "(compile with --data, or pass PassContext(calibration=...))")
     names = sorted({n for g in groups for n in g.neurons})
     record = tuple(names) + tuple(f"{n}#vpre" for n in names)
@@ -259,7 +260,7 @@ def record_activity(graph: nir.NIRGraph, groups: list[ChannelGroup], ctx: PassCo
         _, rec = run_graph(graph, x[:, :samples], None, record=record, dtype=torch.float32)
     else:
         if not ctx.num_steps:
-            raise ValueError("prune_channels: T (num_steps) is needed to run the calibration data")
+            raise SnncError("prune_channels: T (num_steps) is needed to run the calibration data")
         _, rec = run_graph(graph, x[:samples], ctx.num_steps, record=record, dtype=torch.float32)
     return {n: {"s": rec[n].float(), "v": rec[f"{n}#vpre"].float()} for n in names}
 
@@ -330,7 +331,7 @@ def parse_ratios(text: str) -> dict[str, float]:
         except ValueError:
             f = float("nan")
         if not sep or not name or not 0 < f <= 1:
-            raise ValueError(f"pass 'prune_channels', option ratios: {item!r} is not NAME=FRACTION with a "
+            raise SnncError(f"pass 'prune_channels', option ratios: {item!r} is not NAME=FRACTION with a "
                              "fraction in (0, 1]")
         out[name] = f
     return out
@@ -344,7 +345,7 @@ def group_scores(graph: nir.NIRGraph, ctx: PassContext, criterion: str, groups: 
         ValueError: unknown criterion; sca/attention without calibration data.
     """
     if criterion not in CRITERIA:
-        raise ValueError(f"pass 'prune_channels': unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
+        raise SnncError(f"pass 'prune_channels': unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
     activity = record_activity(graph, groups, ctx, samples) if groups and criterion in NEEDS_DATA else {}
     rng = np.random.default_rng(ctx.seed)
     return {g.name: CRITERIA[criterion](g, graph, activity, rng) for g in groups}
@@ -362,15 +363,15 @@ def prune(graph: nir.NIRGraph, ctx: PassContext, criterion: str, keep: dict[str,
     """
 
     if criterion not in CRITERIA:
-        raise ValueError(f"pass 'prune_channels': unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
+        raise SnncError(f"pass 'prune_channels': unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
     if (graph.metadata or {}).get("snnc.quantized"):
-        raise ValueError("prune_channels must run before quantize (the graph is already quantized)")
+        raise SnncError("prune_channels must run before quantize (the graph is already quantized)")
     groups = channel_groups(graph)
     prunable = [g for g in groups if g.prunable]
     if isinstance(keep, dict):
         unknown = sorted(set(keep) - {g.name for g in prunable})
         if unknown:
-            raise ValueError(f"prune_channels: no prunable group named {unknown}; prunable: "
+            raise SnncError(f"prune_channels: no prunable group named {unknown}; prunable: "
                              f"{[g.name for g in prunable]}")
         counts = {g.name: int(np.clip(keep.get(g.name, g.channels), 1, g.channels)) for g in prunable}
     else:
@@ -391,15 +392,15 @@ def prune(graph: nir.NIRGraph, ctx: PassContext, criterion: str, keep: dict[str,
 
 def _check_options(o: dict) -> None:
     if o["criterion"] not in CRITERIA:
-        raise ValueError(f"pass 'prune_channels', option criterion: {o['criterion']!r} is not one of "
+        raise SnncError(f"pass 'prune_channels', option criterion: {o['criterion']!r} is not one of "
                          f"{', '.join(CRITERIA)}")
     if not 0 < o["ratio"] <= 1:
-        raise ValueError(f"pass 'prune_channels', option ratio: {o['ratio']} is outside (0, 1] (the fraction of "
+        raise SnncError(f"pass 'prune_channels', option ratio: {o['ratio']} is outside (0, 1] (the fraction of "
                          "channels to keep)")
     if o["ratios"]:
         parse_ratios(o["ratios"])
     if o["min_channels"] < 1 or o["samples"] < 1:
-        raise ValueError("pass 'prune_channels': min_channels and samples must be >= 1")
+        raise SnncError("pass 'prune_channels': min_channels and samples must be >= 1")
 
 
 @register("prune_channels", "remove whole output channels (conv) / features (dense) and everything tied to them; "
@@ -411,7 +412,7 @@ def prune_channels_pass(graph: nir.NIRGraph, ctx: PassContext, criterion: str = 
     groups = {g.name: g for g in channel_groups(graph) if g.prunable}
     unknown = sorted(set(per) - set(groups))
     if unknown:
-        raise ValueError(f"pass 'prune_channels', option ratios: no prunable group {unknown}; prunable: "
+        raise SnncError(f"pass 'prune_channels', option ratios: no prunable group {unknown}; prunable: "
                          f"{sorted(groups)}")
     keep = {name: int(np.clip(round(per.get(name, ratio) * g.channels), min(min_channels, g.channels), g.channels))
             for name, g in groups.items()}

@@ -63,11 +63,13 @@ import nir
 import numpy as np
 import torch
 
+from snnc.errors import SnncError
 from snnc.ir.lowering import Group, Lowered, lower, prepare_graph
 from snnc.ir import NEURON_TYPES
 from snnc.ir.quant import is_quantized  # noqa: F401  (re-exported: the pass's users ask it)
 from snnc.ir.ops import apply_ops, host_bias_float, input_bound
 from snnc.ir.reference import GraphExecutor
+from snnc.ir.semantics import NeuronSemantics
 from snnc.passes.manager import PassContext, register
 from snnc.targets import load_target
 
@@ -76,7 +78,7 @@ from snnc.targets import load_target
 def weight_step(weight_bits: int) -> int:
     """Spacing of representable mixed-sign weights for ``weight_bits`` (lava truncate_weights)."""
     if not 1 <= weight_bits <= 8:
-        raise ValueError(f"weight_bits must be 1..8, got {weight_bits}")
+        raise SnncError(f"weight_bits must be 1..8, got {weight_bits}")
     return 2 ** (8 - weight_bits + 1)
 
 
@@ -113,7 +115,7 @@ def decays(g: Group, fp: dict) -> tuple[int, int]:
     du = np.rint(one * (1 - g.alpha)) - fp["ds_offset"]
     dv = np.rint(one * (1 - g.beta)) - fp["dm_offset"]
     if np.ptp(du) or np.ptp(dv):
-        raise ValueError(f"group {g.name!r}: per-neuron time constants differ; loihi-sim has one du/dv per group")
+        raise SnncError(f"group {g.name!r}: per-neuron time constants differ; loihi-sim has one du/dv per group")
     # a leaky neuron keeps at least the smallest leak (dv = 1): dv = 0 would need tau_mem = inf, which
     # NIR's r = tau_mem/dt parametrisation cannot hold (tau_mem >= 8192 dt rounds there)
     dv_min = 1 if np.all(g.beta < 1) else 0
@@ -160,7 +162,7 @@ def calibration_stats(graph, lowered: Lowered, ctx: PassContext, num_steps: int 
     want = len(in_shape) + (2 if spikes else 1)
     if calib.ndim != want or tuple(calib.shape[-len(in_shape):]) != tuple(in_shape):
         layout = "[T, N, *input_shape] spikes" if spikes else "[N, *input_shape]"
-        raise ValueError(f"calibration data of shape {calib.shape} does not fit the graph: expected {layout} "
+        raise SnncError(f"calibration data of shape {calib.shape} does not fit the graph: expected {layout} "
                          f"with input_shape {tuple(in_shape)} (input encoding {'spikes' if spikes else 'direct'})")
     if spikes:  # time-major [T, N, *input_shape] event data
         steps = list(torch.as_tensor(calib[:, :256]))
@@ -222,7 +224,7 @@ def _readout_vmax(graph, g: Group, stats: dict | None, num_steps: int | None) ->
     if stats is not None and stats[g.name]["v"] > 0:
         return stats[g.name]["v"]
     if not num_steps:
-        raise ValueError(f"readout group {g.name!r}: need T (num_steps) or calibration data to bound its voltage")
+        raise SnncError(f"readout group {g.name!r}: need T (num_steps) or calibration data to bound its voltage")
     per_step = _per_step_bound(g, host=False) + _per_step_bound(g, host=True)
     return float(num_steps * per_step.max() + np.abs(g.v_bias).max())
 
@@ -249,16 +251,16 @@ MSE_FULL_MAX_DIM = 8192
 
 def _check_options(o: dict) -> None:
     if not 2 <= o["weight_bits"] <= 8:
-        raise ValueError(f"pass 'quantize', option weight_bits: {o['weight_bits']} is outside 2..8 "
+        raise SnncError(f"pass 'quantize', option weight_bits: {o['weight_bits']} is outside 2..8 "
                          "(Loihi synapse formats hold 1..8-bit weights; 1-bit mixed-sign weights can only be <= 0)")
     if not 1.0 <= o["headroom"] <= 1e6:
-        raise ValueError(f"pass 'quantize', option headroom: {o['headroom']} is outside 1..1e6 (a factor over "
+        raise SnncError(f"pass 'quantize', option headroom: {o['headroom']} is outside 1..1e6 (a factor over "
                          "the largest value seen on calibration data)")
     if o["scales"] not in SCALES:
-        raise ValueError(f"pass 'quantize', option scales: {o['scales']!r} is not one of {', '.join(SCALES)} "
+        raise SnncError(f"pass 'quantize', option scales: {o['scales']!r} is not one of {', '.join(SCALES)} "
                          "(max: from the largest weight; mse: clip levels calibrated on data)")
     if not 0 <= o["channel_levels"] <= 4096:
-        raise ValueError(f"pass 'quantize', option channel_levels: {o['channel_levels']} is outside 0..4096 "
+        raise SnncError(f"pass 'quantize', option channel_levels: {o['channel_levels']} is outside 0..4096 "
                          "(0: half the target's threshold profiles per core)")
 
 
@@ -491,16 +493,16 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
     for g in lowered.groups.values():
         for p in g.projections:
             if owner.setdefault(p.weighted, g.name) != g.name:
-                raise ValueError(f"weighted node {p.weighted!r} feeds two neuron groups; not supported by quantize")
+                raise SnncError(f"weighted node {p.weighted!r} feeds two neuron groups; not supported by quantize")
     advanced = scales != "max" or per_channel
     if scales == "mse" and ctx.calibration is None:
-        raise ValueError("pass 'quantize', option scales=mse: calibrates on data; give calibration images "
+        raise SnncError("pass 'quantize', option scales=mse: calibrates on data; give calibration images "
                          "(snnc compile --data ... --calibrate N)")
     stats = calibration_stats(graph, lowered, ctx, T, per_channel=per_channel)
     chip_all = [p for g in lowered.groups.values() for p in g.projections if not p.host]
     moments = input_moments(graph, lowered, ctx, T, chip_all) if scales == "mse" else {}
     if scales == "mse" and chip_all and not moments:
-        raise ValueError("pass 'quantize', option scales=mse: the number of time steps T is unknown (pass --num-steps)")
+        raise SnncError("pass 'quantize', option scales=mse: the number of time steps T is unknown (pass --num-steps)")
     if per_channel and not channel_levels:
         prof = (tgt.data.get("profiles") or {}).get("vth_per_core", 16)
         channel_levels = max(1, int(prof) // 2)
@@ -530,9 +532,9 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         if g.kind == "spiking":
             th = float(g.threshold.reshape(-1)[0])
             if np.ptp(g.threshold) > 1e-9 * abs(th):
-                raise ValueError(f"group {g.name!r} has per-neuron thresholds; run fold_bn (thresholds=true) first")
+                raise SnncError(f"group {g.name!r} has per-neuron thresholds; run fold_bn (thresholds=true) first")
             if th <= 0:
-                raise ValueError(f"group {g.name!r}: threshold must be > 0, got {th}")
+                raise SnncError(f"group {g.name!r}: threshold must be > 0, got {th}")
             # vth_eff at most a quarter of the voltage range, and within vThMant's field
             cands["threshold"] = min(2 ** (fp["uv_bits"] - 3), fp["vth_mant_max"] * 2 ** fp["vth_shift"]) / th
         else:
@@ -549,7 +551,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         limiter = min(cands, key=cands.get)
         s = float(cands[limiter])
         du, dv = decays(g, fp)
-        ge = g.kind == "spiking" and (node.metadata or {}).get("snnc.threshold_op", ">") == ">="
+        ge = g.kind == "spiking" and NeuronSemantics.of(node).threshold_op == ">="
         extra, extra_w = {}, {}
         if per_channel and not chip:
             extra = {"_notes": {"per_channel": {"applied": False, "exact": True,
@@ -572,7 +574,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             else:
                 raw = s * th / 2 ** fp["vth_shift"]
                 if raw < 0.5:
-                    raise ValueError(f"group {g.name!r}: its threshold {th:g} rounds to 0 at the fixed-point scale "
+                    raise SnncError(f"group {g.name!r}: its threshold {th:g} rounds to 0 at the fixed-point scale "
                                      f"{s:.3g} that the {limiter} limit sets ({_LIMIT_TEXT.get(limiter, limiter)}): "
                                      "weights, biases or currents too large relative to the threshold cannot be "
                                      "represented together (retrain or rescale the layer)")
@@ -655,7 +657,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         elif np.any(b_mant):
             biased = [p for p in chip if p.bias is not None]
             if len(biased) != 1 or np.any(g.v_bias):
-                raise ValueError(f"group {g.name!r} ({g.nir_type}) has biases from several nodes and no v_leak "
+                raise SnncError(f"group {g.name!r} ({g.nir_type}) has biases from several nodes and no v_leak "
                                  "to hold their quantized sum")
             wn = graph.nodes[biased[0].weighted]
             per = (bias_deq / g.bias_gain).reshape(len(wn.bias), -1)  # conv: one value per channel
@@ -665,7 +667,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         # per-channel: s_c * v_th = vth_mant_c << vth_shift exactly (module docstring): v_threshold stays
         for key, val in vars(node).items():
             if isinstance(val, np.ndarray) and val.dtype.kind == "f" and not np.all(np.isfinite(val)):
-                raise ValueError(f"group {g.name!r}: quantized {key} is not finite; time constants out of range?")
+                raise SnncError(f"group {g.name!r}: quantized {key} is not finite; time constants out of range?")
         qinfo["bias_mant"] = b_mant.reshape(-1).astype(np.int32)
         node.metadata = dict(node.metadata or {}, **{"snnc.quant": qinfo})
         notes[g.name] = {"scale": round(s, 4), "limited_by": limiter, "vth_mant": vth_mant, "du": du, "dv": dv,
@@ -781,7 +783,7 @@ def _advanced(g: Group, chip, cands: dict, stats, host_vals, const_bias, headroo
         lev = cluster_levels(s_star, levels)
         vth_c = np.floor(lev * th / 2 ** fp["vth_shift"])
         if vth_c.min() < 1:
-            raise ValueError(f"group {g.name!r}: its threshold {th:g} rounds to 0 at the per-channel scale "
+            raise SnncError(f"group {g.name!r}: its threshold {th:g} rounds to 0 at the per-channel scale "
                              f"{float(lev.min()):.3g} (retrain or rescale the layer)")
         vth_c = np.minimum(vth_c, fp["vth_mant_max"]).astype(np.int64)
         s_c = vth_c * 2.0 ** fp["vth_shift"] / th        # s_c * v_th = vth_mant_c << vth_shift exactly
@@ -838,7 +840,7 @@ def apply_cli_options(passes: list[tuple[str, dict]], weight_bits: int | None = 
     out = [(n, dict(o)) for n, o in passes]
     names = [n for n, _ in out]
     if (weight_bits is not None or per_channel or calibrate is not None) and "quantize" not in names:
-        raise ValueError("--weight-bits, --per-channel and --calibrate set options of the quantize pass: keep "
+        raise SnncError("--weight-bits, --per-channel and --calibrate set options of the quantize pass: keep "
                          "quantize in --passes")
     if "quantize" in names:
         o = out[names.index("quantize")][1]

@@ -1,12 +1,12 @@
 """snnc command line (click).
 
 Exit codes: 0 ok; 1 bad input or a broken limit (one line ``snnc: error: <reason>``, or for
-design-rule violations that line followed by every violation); 2 usage error (click's
-message); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). An interrupted or failed
-compile leaves the previous output folder as it was and no temporary files.
-
-An unexpected exception (a bug in snnc) ends as ``snnc: error: internal error (...)`` with
-exit 1; set ``SNNC_DEBUG=1`` to see its traceback.
+design-rule violations that line followed by every violation): an :class:`snnc.errors.SnncError`,
+or an OS error on a file (its name and the system's reason); 2 usage error (click's message);
+70 internal error (any other exception: a bug in snnc or in a library it calls; one line
+``snnc: internal error (...)`` and "please report it"; ``SNNC_DEBUG=1`` shows the traceback);
+130 interrupted (Ctrl-C), 143 terminated (SIGTERM). An interrupted or failed compile leaves the
+previous output folder as it was and no temporary files.
 """
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from pathlib import Path
 import click
 
 from snnc import __version__
+from snnc.errors import SnncError
 
-EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
+#: exit codes (module docstring); 70 is EX_SOFTWARE of BSD sysexits.h (an internal software error)
+EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 70, 130, 143
 
 
 class Terminated(KeyboardInterrupt):
@@ -37,6 +39,16 @@ def _fail(msg: str) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def _internal(e: BaseException) -> None:
+    """A bug (in snnc, or an unexpected failure inside a library it calls): one line and exit 70, or the
+    traceback with ``SNNC_DEBUG=1``."""
+    if os.environ.get("SNNC_DEBUG") == "1":
+        raise e
+    click.echo(f"snnc: internal error ({type(e).__name__}: {_one_line(e)[:300]}); please report it "
+               "(SNNC_DEBUG=1 shows the traceback)", err=True)
+    sys.exit(EXIT_INTERNAL)
+
+
 def _one_line(e: BaseException) -> str:
     from snnc.backends.loihi.mapping import DesignRuleError
     text = str(e) or type(e).__name__
@@ -46,8 +58,9 @@ def _one_line(e: BaseException) -> str:
 
 
 def _guard(fn):
-    """Run a command body: known bad input -> one line and exit 1; Ctrl-C -> 130; SIGTERM -> 143;
-    anything else -> "internal error" (exit 1; SNNC_DEBUG=1 shows the traceback)."""
+    """Run a command body: an :class:`SnncError` (or an OS error on a named file) -> one line and exit 1;
+    Ctrl-C -> 130; SIGTERM -> 143; anything else -> "internal error" (exit 70; SNNC_DEBUG=1 shows the
+    traceback)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         previous = signal.getsignal(signal.SIGTERM)
@@ -65,16 +78,14 @@ def _guard(fn):
             sys.exit(EXIT_INTERRUPTED)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
-        except (ValueError, OSError, EOFError) as e:  # every snnc error is a ValueError or OSError subclass
+        except SnncError as e:  # input snnc refuses (every user-facing error derives from it)
             _fail(_one_line(e))
-        except Exception as e:
-            from snnc.backends.lava.compat import LavaNotInstalledError
-            if isinstance(e, LavaNotInstalledError):  # an optional tool that is not installed says how to get it
-                _fail(_one_line(e))
-            if os.environ.get("SNNC_DEBUG") == "1":  # a bug: say so in one line
-                raise
-            _fail(f"internal error ({type(e).__name__}: {_one_line(e)[:300]}); please report it "
-                  "(SNNC_DEBUG=1 shows the traceback)")
+        except OSError as e:
+            if e.filename is None:  # not about a file the user named: a bug or the machine
+                _internal(e)
+            _fail(f"{e.filename}: {e.strerror or _one_line(e)}")
+        except Exception as e:  # noqa: BLE001 - anything else is a bug: one line, exit 70
+            _internal(e)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
@@ -301,7 +312,8 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
     """Show a model's NIR graph (nodes, shapes, figures) or a compile output's report.
 
     PATH: a compile output folder, a model file, a shipped model's name, or path/to/file.py:factory."""
-    from snnc.ir import dumps_canonical, infer_shapes, summarize
+    from snnc.ir import SPIKING_TYPES, dumps_canonical, infer_shapes, summarize
+    from snnc.ir.semantics import NeuronSemantics
     p = Path(path)
     shape = _shape(input_shape)
     if p.is_dir():
@@ -327,12 +339,12 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
     click.echo(f"{path} ({info.get('kind')}), T = {info.get('num_steps')}")
     for name, node in summ["nodes"].items():
         extra = ""
-        if "snnc.reset" in str(node.get("metadata", "")):
-            md = node["metadata"]
-            extra = f"  reset={md.get('snnc.reset')} dt={md.get('snnc.dt')}"
-            for key in ("snnc.reset_timing", "snnc.threshold_op", "snnc.spikes", "snnc.v_min"):
-                if key in md:
-                    extra += f" {key[5:]}={md[key]}"
+        if isinstance(graph.nodes[name], SPIKING_TYPES):
+            sem = NeuronSemantics.of(graph.nodes[name])
+            extra = f"  reset={sem.reset} dt={sem.dt}"
+            for key in ("reset_timing", "threshold_op", "spikes", "v_min"):
+                if getattr(sem, key) != getattr(NeuronSemantics(), key):
+                    extra += f" {key}={getattr(sem, key)}"
         click.echo(f"  {name:<24} {node['type']:<10} {str(shapes[name][0]):>16} -> {str(shapes[name][1]):<16}{extra}")
     f = summ["figures"]
     click.echo(f"neurons {f['neurons']:,}  synapses {f['synapses']:,}  parameters {f['parameters']:,}")

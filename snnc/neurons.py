@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from snnc.errors import SnncError
+
 RESET_MODES = ("zero", "subtract")
 
 
@@ -75,13 +77,13 @@ class CubaLIF(nn.Module):
                  surrogate_slope: float = 10.0):
         super().__init__()
         if reset not in RESET_MODES:
-            raise ValueError(f"reset must be one of {RESET_MODES}, got {reset!r}")
+            raise SnncError(f"reset must be one of {RESET_MODES}, got {reset!r}")
         if dt <= 0:
-            raise ValueError(f"dt must be > 0 s, got {dt}")
+            raise SnncError(f"dt must be > 0 s, got {dt}")
         for name, tau in (("tau_syn", tau_syn), ("tau_mem", tau_mem)):
             t = torch.as_tensor(tau, dtype=torch.float32, device="cpu")  # also when built on the meta device
             if bool((t < dt * (1 - 1e-6)).any()):
-                raise ValueError(f"{name} must be >= dt = {dt} s (forward Euler is unstable below), got {tau}")
+                raise SnncError(f"{name} must be >= dt = {dt} s (forward Euler is unstable below), got {tau}")
         self.shape = tuple(shape) if shape is not None else None
         self.reset = reset
         self.dt = float(dt)

@@ -3,7 +3,8 @@ graphs and random corruptions of a valid ``.nir``, ``.pt``, ``config.json`` and 
 
 Every case must end in success (exit 0, and then the written folder reads back) or in one
 ``snnc: error: ...`` line with exit 1 (design-rule violations: that line plus one line per
-violation); never a traceback, an "internal error" or a hang (each case runs under an alarm).
+violation); never a traceback, an internal error (exit 70: an exception that is not an
+``SnncError``, e.g. a ValueError from inside numpy) or a hang (each case runs under an alarm).
 ``SNNC_FUZZ_EXAMPLES=N`` runs N cases per test instead of the default; ``SNNC_FUZZ_LOG=FILE``
 appends each random graph's exit code and last stderr line to FILE (to see what the cases cover).
 """

@@ -13,6 +13,8 @@ onnx       ``model.onnx``       :mod:`snnc.backends.export.onnx_step` (one state
 """
 from __future__ import annotations
 
+from snnc.errors import SnncError
+
 
 def writer_for(export: str, config: dict, arrays: dict, compiled, program, x_test=None, y_test=None):
     """A callable ``(folder) -> dict`` that writes ``export``'s file into ``folder`` and returns
@@ -39,11 +41,11 @@ def writer_for(export: str, config: dict, arrays: dict, compiled, program, x_tes
         try:
             import onnx  # noqa: F401
         except ImportError:
-            raise ValueError("--target onnx needs the onnx package: make setup-exports "
+            raise SnncError("--target onnx needs the onnx package: make setup-exports "
                              "(pip install -c constraints.txt -e '.[exports]')") from None
 
         def write(folder):
             from snnc.backends.export.onnx_step import write_onnx
             return dict(target="onnx", **write_onnx(folder / "model.onnx", compiled))
         return write
-    raise ValueError(f"unknown export target {export!r}")
+    raise SnncError(f"unknown export target {export!r}")

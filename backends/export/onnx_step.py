@@ -26,6 +26,7 @@ from __future__ import annotations
 import nir
 import numpy as np
 
+from snnc.ir.semantics import NeuronSemantics
 from snnc.ir import (NEURON_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding, infer_shapes,
                      predecessors, topological_order)
 
@@ -120,7 +121,8 @@ def build_onnx(graph: nir.NIRGraph):
 
 def _neuron(b: _Builder, name, node, x, shape, inputs, outputs) -> str:
     from onnx import TensorProto, helper
-    dt = float((node.metadata or {}).get("snnc.dt", 1e-3))
+    sem = NeuronSemantics.of(node)
+    dt = sem.require_dt(name)
     p = _params(node, shape)
 
     def state(var):
@@ -149,9 +151,9 @@ def _neuron(b: _Builder, name, node, x, shape, inputs, outputs) -> str:
     if not isinstance(node, (nir.CubaLIF, nir.LIF, nir.IF)):
         b.op("Identity", [v2], f"{name}.v.next")
         return v2
-    fired = b.op("Greater", [v2, c("v_threshold", p["v_threshold"])])
+    fired = b.op("GreaterOrEqual" if sem.threshold_op == ">=" else "Greater", [v2, c("v_threshold", p["v_threshold"])])
     s = b.op("Cast", [fired], to=TensorProto.FLOAT)
-    if (node.metadata or {}).get("snnc.reset", "zero") == "subtract":
+    if sem.reset == "subtract":
         b.op("Sub", [v2, b.op("Mul", [s, c("v_threshold_r", p["v_threshold"])])], f"{name}.v.next")
     else:
         vr = p.get("v_reset", np.zeros(shape, np.float32))

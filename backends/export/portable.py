@@ -44,6 +44,7 @@ import math
 import nir
 import numpy as np
 
+from snnc.errors import SnncError
 from snnc.backends.lava.engine import fold_pooling
 from snnc.ir.lowering import lower
 from snnc.ir import UnsupportedNodeError
@@ -212,5 +213,5 @@ def run_importer(importer: str, path, x: np.ndarray, num_steps: int):
             y = y[0] if isinstance(y, tuple) else y
             out = y.reshape(B, num_steps, *y.shape[1:]).sum(1)
         else:
-            raise ValueError(f"unknown importer {importer!r}; known: snntorch, norse, sinabs")
+            raise SnncError(f"unknown importer {importer!r}; known: snntorch, norse, sinabs")
     return out.numpy()

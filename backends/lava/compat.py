@@ -27,12 +27,14 @@ import importlib.util
 import sys
 import types
 
+from snnc.errors import SnncError
+
 #: What to run when Lava is missing (the Makefile target installs both wheels).
 INSTALL_HINT = ("Lava is not installed: run `make setup-lava` (pip install --no-deps --ignore-requires-python "
                 "lava-nc==0.10.0 lava-dl==0.6.0, then pip install -e '.[lava]')")
 
 
-class LavaNotInstalledError(ImportError):
+class LavaNotInstalledError(SnncError):
     """lava-nc (or lava-dl for netx) cannot be imported."""
 
 

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from snnc.errors import SnncError
 from snnc.backends.lava.compat import import_lava_nc
 from snnc.ir.ops import apply_ops
 from snnc.backends.loihi.sim import Program, SimResult
@@ -57,7 +58,7 @@ from snnc.backends.loihi.sim import Program, SimResult
 MAX_UNROLLED = 20_000_000
 
 
-class LavaMappingError(ValueError):
+class LavaMappingError(SnncError):
     """A configuration piece with no exact Lava process form."""
 
 
@@ -344,7 +345,7 @@ class LavaProgram:
         want = len(self.in_shape) + (2 if self.spikes_in else 1)
         if x.dim() != want or tuple(x.shape[-len(self.in_shape):]) != self.in_shape or (
                 self.spikes_in and x.shape[0] != self.T):
-            raise ValueError(f"input of shape {tuple(x.shape)} does not fit this program's input {self.in_shape} "
+            raise SnncError(f"input of shape {tuple(x.shape)} does not fit this program's input {self.in_shape} "
                              f"({'[T, N, *shape] spikes' if self.spikes_in else '[N, *shape] analog'})")
         cfg = self.program.config
         res = SimResult(outputs={}, samples=N, steps=self.L)

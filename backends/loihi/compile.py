@@ -61,6 +61,7 @@ import nir
 import numpy as np
 import torch
 
+from snnc.errors import SnncError
 from snnc.backends.loihi import mapping as M
 from snnc.ir.ops import host_weight
 from snnc.ir.quant import is_quantized
@@ -70,7 +71,7 @@ from snnc.ir.lowering import group_offsets, lower
 from snnc.ir import UnsupportedNodeError
 
 
-class NotQuantizedError(ValueError):
+class NotQuantizedError(SnncError):
     """The graph lacks the ``quantize`` pass's formats for this target."""
 
 

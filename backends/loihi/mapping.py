@@ -47,6 +47,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from snnc.errors import SnncError
 from snnc.ir.ops import synapse_counts
 from snnc.targets import load_target
 
@@ -63,7 +64,7 @@ def check_formats(formats: str) -> str:
         ValueError: it is not.
     """
     if formats not in FORMAT_CHOICES:
-        raise ValueError(f"formats must be 'auto' or 'discrete', got {formats!r}")
+        raise SnncError(f"formats must be 'auto' or 'discrete', got {formats!r}")
     return formats
 
 
@@ -77,7 +78,7 @@ class Violation:
     message: str
 
 
-class DesignRuleError(ValueError):
+class DesignRuleError(SnncError):
     """The compiled model breaks target limits; ``violations`` lists all of them."""
 
     def __init__(self, violations: list[Violation], hint: str | None = None):
@@ -282,7 +283,7 @@ class ProjCounter:
         f = int(np.prod(self.pooled))
         m = mask.reshape(mask.shape[0], -1)
         if m.shape[1] != f:
-            raise ValueError(f"dense weight of {m.shape[1]} inputs after pooling/flatten, source gives {f}")
+            raise SnncError(f"dense weight of {m.shape[1]} inputs after pooling/flatten, source gives {f}")
         self.cum = np.zeros((m.shape[0] + 1, f), np.int32)
         np.cumsum(m, axis=0, out=self.cum[1:])
         if self.src_block:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from snnc.errors import SnncError
 from snnc.backends.loihi.mapping import PROFILE_RULES, profile_counts, target_section
 from snnc.backends.loihi.sim import load_program
 from snnc.io.report import _plain, check_report
@@ -72,15 +73,15 @@ def load_report(out_dir) -> dict:
     out_dir = Path(out_dir)
     rep_path = out_dir / "report.json"
     if not rep_path.is_file():
-        raise ValueError(f"{out_dir}: not a compile output folder (no report.json)")
+        raise SnncError(f"{out_dir}: not a compile output folder (no report.json)")
     program = load_program(out_dir)
     try:
         rep = json.loads(rep_path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ValueError(f"{rep_path}: not readable JSON ({str(e).splitlines()[0]})") from None
+        raise SnncError(f"{rep_path}: not readable JSON ({str(e).splitlines()[0]})") from None
     check_report(rep, rep_path)
     if rep["target"] != program.config["target"] or len(rep["cores"]) != len(program.config["cores"]):
-        raise ValueError(f"{rep_path}: does not match config.json (target or number of cores differ)")
+        raise SnncError(f"{rep_path}: does not match config.json (target or number of cores differ)")
     return rep
 
 

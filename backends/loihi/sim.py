@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from snnc.errors import SnncError
 from snnc.backends.loihi import mapping as M
 from snnc.ir.ops import apply_ops, host_current, input_bound
 from snnc.backends.loihi.validate import check_program
@@ -144,11 +145,11 @@ class Program:
             grp.u_may_wrap = u_bound >= 2 ** (fp["uv_bits"] - 1)
             self.groups[g["name"]] = grp
         if self.L >= 2 ** 15:
-            raise ValueError(f"latency {self.L} steps: per-batch int16 event counters would overflow")
+            raise SnncError(f"latency {self.L} steps: per-batch int16 event counters would overflow")
         self.max_delay = max((p.delay for g in self.groups.values() for p in g.projections), default=0)
         bad = [(n, p.source, p.delay) for n, g in self.groups.items() for p in g.projections if p.delay < 0]
         if bad:
-            raise ValueError(f"negative synaptic delays {bad}: feedback from a later group cannot arrive in time")
+            raise SnncError(f"negative synaptic delays {bad}: feedback from a later group cannot arrive in time")
 
     # ------------------------------------------------------------------ host
     def host_bias(self, g: _Group, x: torch.Tensor) -> tuple[list[torch.Tensor], int]:
@@ -196,10 +197,10 @@ class Program:
         shape = tuple(self.config["input"]["shape"])
         want = (self.T,) + ("N",) + shape if spikes_in else ("N",) + shape
         if x.dim() != len(want) or tuple(x.shape[-len(shape):]) != shape or (spikes_in and x.shape[0] != self.T):
-            raise ValueError(f"input of shape {tuple(x.shape)}; this program takes {want} "
+            raise SnncError(f"input of shape {tuple(x.shape)}; this program takes {want} "
                              f"({'spikes, time-major' if spikes_in else 'analog samples'})")
         if spikes_in and not bool(((x == 0) | (x == 1)).all()):
-            raise ValueError("spike input must hold only 0 and 1")
+            raise SnncError("spike input must hold only 0 and 1")
         N = x.shape[1] if spikes_in else x.shape[0]
         outs: dict[str, list] = {o["name"]: [] for o in self.config["outputs"]}
         res = SimResult(outputs={}, samples=N, steps=self.L)
@@ -371,26 +372,26 @@ def load_program(out_dir, target=None) -> Program:
     cfg_path, w_path = out_dir / "config.json", out_dir / "weights.npz"
     for p in (cfg_path, w_path):
         if not p.is_file():
-            raise ValueError(f"{out_dir}: not a compile output folder (missing {p.name})")
+            raise SnncError(f"{out_dir}: not a compile output folder (missing {p.name})")
     try:
         config = json.loads(cfg_path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise ValueError(f"{cfg_path}: not readable JSON ({str(e).splitlines()[0]})") from None
+        raise SnncError(f"{cfg_path}: not readable JSON ({str(e).splitlines()[0]})") from None
     if not isinstance(config, dict):
-        raise ValueError(f"{cfg_path}: must hold a JSON object, not a {type(config).__name__}")
+        raise SnncError(f"{cfg_path}: must hold a JSON object, not a {type(config).__name__}")
     try:
         with np.load(w_path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, KeyError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{w_path}: not a readable .npz file ({msg})") from None
+        raise SnncError(f"{w_path}: not a readable .npz file ({msg})") from None
     if config.get("format") != "snnc-loihi-sim":
-        raise ValueError(f"{cfg_path}: not a loihi-sim configuration (format is {config.get('format')!r}, "
+        raise SnncError(f"{cfg_path}: not a loihi-sim configuration (format is {config.get('format')!r}, "
                          "expected 'snnc-loihi-sim')")
     if target is None:
         name = config.get("target")
         if not isinstance(name, str) or not name:
-            raise ValueError(f"{cfg_path}: names no target")
+            raise SnncError(f"{cfg_path}: names no target")
         target = load_target(name)
     return Program(config, arrays, target, where=str(out_dir))
 

@@ -32,13 +32,14 @@ import numbers
 import numpy as np
 import torch
 
+from snnc.errors import SnncError
 from snnc.ir.ops import apply_ops
 
 MAX_LATENCY = 2 ** 15 - 1  # the simulator counts events per batch in int16
 MAX_PROBLEMS_SHOWN = 6
 
 
-class ConfigError(ValueError):
+class ConfigError(SnncError):
     """A loihi-sim configuration that breaks the schema or the target's field ranges."""
 
     def __init__(self, where: str, problems: list[str]):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from snnc.errors import SnncError
+
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 ENV_VAR = "SNNC_DATA_DIR"
 FILES = {
@@ -65,7 +67,7 @@ def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path:
     )
 
 
-class DataFormatError(ValueError):
+class DataFormatError(SnncError):
     """A dataset file that exists but cannot be used (corrupt, truncated, wrong content)."""
 
 
@@ -141,7 +143,7 @@ def load_fashion_mnist(split: str = "test", data_dir=None, limit: int | None = N
         DataFormatError: a file is corrupt or holds something else than Fashion-MNIST's format.
     """
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise SnncError(f"split must be 'train' or 'test', got {split!r}")
     root = find_fashion_mnist(data_dir)
     x = read_idx(root / FILES[(split, "images")])
     y = read_idx(root / FILES[(split, "labels")])
@@ -176,4 +178,4 @@ def load(name: str, split: str = "test", data_dir=None, limit: int | None = None
         return load_fashion_mnist(split, data_dir, limit)
     if name == "digits":
         return load_digits(split, limit)
-    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    raise SnncError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")

@@ -30,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
+from snnc.errors import SnncError
 from snnc import data as D
 
 ENCODERS = ("rate", "latency")
 
 
-class EventDataError(ValueError):
+class EventDataError(SnncError):
     """An event file or folder that cannot be read (one line naming it and what is wrong)."""
 
 
@@ -61,7 +62,7 @@ def encode(x: np.ndarray, method: str, num_steps: int, seed: int = 0) -> np.ndar
         return encode_rate(x, num_steps, seed)
     if method == "latency":
         return encode_latency(x, num_steps)
-    raise ValueError(f"unknown spike encoder {method!r}; known: {', '.join(ENCODERS)}")
+    raise SnncError(f"unknown spike encoder {method!r}; known: {', '.join(ENCODERS)}")
 
 
 def bin_events(events: np.ndarray, sensor_size, num_steps: int) -> np.ndarray:
@@ -183,18 +184,18 @@ def load_data(spec: str, split: str, data_dir=None, limit: int | None = None, *,
 
     if spec.startswith("events:"):
         if not spikes:
-            raise ValueError(f"{spec}: event data needs a spike-input model (pass --input-encoding spikes)")
+            raise SnncError(f"{spec}: event data needs a spike-input model (pass --input-encoding spikes)")
         if num_steps is None:
-            raise ValueError("event data needs T: pass --num-steps")
+            raise SnncError("event data needs T: pass --num-steps")
         x, y = load_events(spec[len("events:"):], num_steps, limit)
         x, check = binarise(x)
         return x, y, [check] if check else []
     x, y = D.load(spec, split, data_dir, limit=limit)
     if not spikes:
         if encode_method:
-            raise ValueError(f"--encode {encode_method} is for spike-input models; this model takes direct input")
+            raise SnncError(f"--encode {encode_method} is for spike-input models; this model takes direct input")
         return x, y, []
     if not encode_method:
-        raise ValueError(f"the model takes spike input, and dataset {spec!r} holds analog images: pass --encode "
+        raise SnncError(f"the model takes spike input, and dataset {spec!r} holds analog images: pass --encode "
                          f"rate|latency to turn them into spikes, or --data events:PATH")
     return encode(x, encode_method, num_steps, seed), y, []

@@ -33,6 +33,7 @@ import math
 
 import numpy as np
 
+from snnc.errors import SnncError
 from snnc.backends.loihi.compile import compile_graph
 from snnc.backends.loihi.energy import measure
 from snnc.backends.loihi.sim import Program, slice_counts_for
@@ -44,7 +45,7 @@ from snnc.passes.prune import channel_groups, group_scores, prune
 RESOURCES = ("cores", "synapses", "synops", "memory_bits")
 
 
-class BudgetError(ValueError):
+class BudgetError(SnncError):
     """The budget cannot be met (the message names the smallest reachable value)."""
 
 
@@ -61,7 +62,7 @@ def parse_budget(text: str) -> tuple[str, float]:
     except ValueError:
         v = float("nan")
     if not sep or kind not in RESOURCES or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"budget {text!r}: expected RESOURCE=VALUE with RESOURCE one of {', '.join(RESOURCES)} "
+        raise SnncError(f"budget {text!r}: expected RESOURCE=VALUE with RESOURCE one of {', '.join(RESOURCES)} "
                          "and a positive VALUE (e.g. cores=24)")
     return kind, v
 

@@ -28,6 +28,7 @@ import nir
 import numpy as np
 import torch
 
+from snnc.errors import SnncError
 from snnc import data as D
 from snnc.data.events import load_data
 from snnc.driver.budget import chip_figures, parse_budget, search_budget
@@ -150,7 +151,7 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
     export = target if target in EXPORT_TARGETS else None
     tgt = load_target("loihi-sim" if export else target)
     if tgt.backend != "loihi":
-        raise ValueError(f"target {tgt.name!r} uses backend {tgt.backend!r}, which this snnc does not have")
+        raise SnncError(f"target {tgt.name!r} uses backend {tgt.backend!r}, which this snnc does not have")
     inputs = [data_dir, tgt.path, weights]
     if isinstance(model, (str, os.PathLike)):
         spec = str(model)
@@ -171,12 +172,12 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
     T = next((v for v in (num_steps, info.get("num_steps"), (graph.metadata or {}).get("snnc.num_steps"))
               if v is not None), None)
     if T is None:
-        raise ValueError("the number of time steps T is unknown for this model; pass --num-steps")
+        raise SnncError("the number of time steps T is unknown for this model; pass --num-steps")
     T = check_num_steps(T, f"{model if isinstance(model, (str, os.PathLike)) else type(model).__name__}: T")
     graph.metadata = dict(graph.metadata or {}, **{"snnc.num_steps": T})
     if input_encoding is not None:
         if input_encoding not in ("direct", "spikes"):
-            raise ValueError(f"input encoding must be 'direct' or 'spikes', got {input_encoding!r}")
+            raise SnncError(f"input encoding must be 'direct' or 'spikes', got {input_encoding!r}")
         graph.metadata["snnc.input_encoding"] = input_encoding
     check_graph(graph)
     calib = xte = yte = held_out = calib_labels = None
@@ -188,11 +189,11 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
     if diffs and "adapt_semantics" not in [n for n, _ in pipe.passes]:
         pipe = Pipeline([("adapt_semantics", {})] + pipe.passes)  # the conversion is explicit and measured
     if budget and (not data or spikes):
-        raise ValueError("--budget needs --data with direct (image) input: it measures the accuracy of each "
+        raise SnncError("--budget needs --data with direct (image) input: it measures the accuracy of each "
                          "pruning step on held-out images")
     check_formats(formats)
     if calibrate is not None and not data:
-        raise ValueError("--calibrate needs --data: it calibrates the quantization on that dataset's training images")
+        raise SnncError("--calibrate needs --data: it calibrates the quantization on that dataset's training images")
     n_cal = int(calibrate) if calibrate is not None else CALIBRATION_SAMPLES
     if data:
         n_train = n_cal + (HELD_OUT_SAMPLES if budget else 0)
@@ -208,7 +209,7 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
         want = tuple(int(v) for v in next(iter(want.values())))
         got = tuple(xte.shape[2:] if spikes else xte.shape[1:])
         if got != want:
-            raise ValueError(f"dataset {data!r} has samples of shape {got}, the model's input is {want}")
+            raise SnncError(f"dataset {data!r} has samples of shape {got}, the model's input is {want}")
     ctx = PassContext(target=tgt, calibration=calib, num_steps=int(T), seed=seed, calibration_labels=calib_labels,
                       trainer=finetune)
     if data and any(n == "adapt_semantics" and o.get("finetune_epochs") for n, o in pipe.passes):
@@ -339,9 +340,9 @@ def run_pipeline(graph, ctx, pipe, target, budget=None, budget_criterion=None, h
     q = names.index("quantize") if "quantize" in names else len(names)
     if budget:
         if "prune_channels" in names:
-            raise ValueError("--budget chooses the pruning itself; leave prune_channels out of --passes")
+            raise SnncError("--budget chooses the pruning itself; leave prune_channels out of --passes")
         if q == len(names):
-            raise ValueError("--budget measures the quantized model: keep quantize in --passes")
+            raise SnncError("--budget measures the quantized model: keep quantize in --passes")
         pre, post = Pipeline(pipe.passes[:q]), Pipeline(pipe.passes[q:])
         g_pre = pre.run(graph, ctx)
         crit = budget_criterion or ("sca" if ctx.calibration is not None else "l1")
@@ -410,14 +411,14 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
     """
 
     if engine not in ("loihi-sim", "lava"):
-        raise ValueError(f"unknown engine {engine!r}; known: loihi-sim, lava")
+        raise SnncError(f"unknown engine {engine!r}; known: loihi-sim, lava")
     program = load_program(out_dir, load_target(target) if target else None)
     spikes = program.config["input"]["encoding"] == "spikes"
     x, y, _ = load_data(data, "test", data_dir, limit, spikes=spikes, num_steps=program.T, encode_method=encode,
                         seed=seed)
     got = tuple(x.shape[2:] if spikes else x.shape[1:])
     if got != tuple(program.config["input"]["shape"]):
-        raise ValueError(f"dataset {data!r} has samples of shape {got}, "
+        raise SnncError(f"dataset {data!r} has samples of shape {got}, "
                          f"the compiled model's input is {tuple(program.config['input']['shape'])}")
     cb = (lambda n: progress("simulate", n, len(y))) if progress else None
     extra = {}

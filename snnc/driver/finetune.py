@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from snnc.errors import SnncError
 from snnc import data as D
 from snnc.frontends import load_model
 from snnc.ir import node_shape, set_types
@@ -214,16 +215,16 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
 
     n_x = x.shape[1] if spikes else len(x)
     if n_x != len(y) or len(y) == 0:
-        raise ValueError(f"finetune: {n_x} samples and {len(y)} labels")
+        raise SnncError(f"finetune: {n_x} samples and {len(y)} labels")
     flip = flip and not spikes
     if not 0 <= distill < 1:
-        raise ValueError(f"finetune: distill must be in [0, 1), got {distill}")
+        raise SnncError(f"finetune: distill must be in [0, 1), got {distill}")
     if teacher_scores is not None and (flip or len(teacher_scores) != len(y)):
-        raise ValueError("finetune: precomputed teacher scores need flip=False and one row per training image")
+        raise SnncError("finetune: precomputed teacher scores need flip=False and one row per training image")
     if distill > 0 and teacher is None and teacher_scores is None:
-        raise ValueError("finetune: distill > 0 needs a teacher")
+        raise SnncError("finetune: distill > 0 needs a teacher")
     if qat is not None and regrow:
-        raise ValueError("finetune: quantization-aware training and prune-and-regrow are separate runs "
+        raise SnncError("finetune: quantization-aware training and prune-and-regrow are separate runs "
                          "(regrow first, then fine-tune the pruned model with qat)")
     rule = R.readout_rule(graph)["rule"]
     torch.manual_seed(seed)
@@ -329,7 +330,7 @@ def _load_teacher(teacher, graph, T: int, trust_pickle: bool, input_shape=None):
     tg, tmod, tinfo = load_model(teacher, trust_pickle=trust_pickle, num_steps=T, input_shape=input_shape)
     tT = check_num_steps(tinfo.get("num_steps") or (tg.metadata or {}).get("snnc.num_steps") or T, "teacher T")
     if io(tg) != io(graph) or tT != T:
-        raise ValueError(f"finetune: teacher {teacher} takes input {io(tg)[0]} -> {io(tg)[1]} over T = {tT}; "
+        raise SnncError(f"finetune: teacher {teacher} takes input {io(tg)[0]} -> {io(tg)[1]} over T = {tT}; "
                          f"the model {io(graph)[0]} -> {io(graph)[1]} over T = {T}")
     return tmod if tmod is not None else Pipeline("fold_bn").run(tg, PassContext(num_steps=T))
 
@@ -365,13 +366,13 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
 
     out_path = Path(out_path)
     if out_path.exists() and (out_path.is_dir() or not force):
-        raise ValueError(f"{out_path} exists; pass --force to replace the file" if not out_path.is_dir()
+        raise SnncError(f"{out_path} exists; pass --force to replace the file" if not out_path.is_dir()
                          else f"{out_path} is a folder; give a checkpoint file name")
     src = Path(str(model))
     if src.is_dir():
         g_path = src / "graph.nir"
         if not g_path.is_file():
-            raise ValueError(f"{src}: not a compile output folder (no graph.nir)")
+            raise SnncError(f"{src}: not a compile output folder (no graph.nir)")
         graph, module, info = load_model(g_path, num_steps=num_steps)
         for node in graph.nodes.values():  # a compiled graph: fake-quantized floats are the start
             (node.metadata or {}).pop("snnc.quant", None)
@@ -382,27 +383,27 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
                                          input_shape=input_shape)
     T = num_steps or info.get("num_steps") or (graph.metadata or {}).get("snnc.num_steps")
     if T is None:
-        raise ValueError("the number of time steps T is unknown for this model; pass --num-steps")
+        raise SnncError("the number of time steps T is unknown for this model; pass --num-steps")
     T = check_num_steps(T, "T")
     graph.metadata = dict(graph.metadata or {}, **{"snnc.num_steps": T})
     if graph.metadata.get("snnc.input_encoding") == "spikes":
-        raise ValueError("finetune trains on image datasets (direct input); this model takes spike input")
+        raise SnncError("finetune trains on image datasets (direct input); this model takes spike input")
     check_graph(graph)
     t_model = None
     if teacher is not None:
         if not distill > 0:
-            raise ValueError("finetune: --teacher is the knowledge-distillation teacher; give --distill A > 0 too")
+            raise SnncError("finetune: --teacher is the knowledge-distillation teacher; give --distill A > 0 too")
         t_model = _load_teacher(teacher, graph, T, trust_pickle, input_shape)
     if not qat and (per_channel or calibrate is not None or weight_bits != 8):
-        raise ValueError("finetune: --weight-bits, --per-channel and --calibrate set up --qat (quantization-aware "
+        raise SnncError("finetune: --weight-bits, --per-channel and --calibrate set up --qat (quantization-aware "
                          "training); add --qat")
     spec = passes or "fold_bn"
     pipe = Pipeline(spec)
     if any(n == "quantize" for n, _ in pipe.passes):
-        raise ValueError("finetune: leave quantize out of --passes (fine-tune first, then compile quantizes)")
+        raise SnncError("finetune: leave quantize out of --passes (fine-tune first, then compile quantizes)")
     xall, yall = D.load(data, "train", data_dir, limit=train_limit)
     if len(yall) <= val_samples:
-        raise ValueError(f"finetune: {len(yall)} training images leave none after holding out {val_samples}")
+        raise SnncError(f"finetune: {len(yall)} training images leave none after holding out {val_samples}")
     xtr, ytr, xval, yval = xall[:-val_samples], yall[:-val_samples], xall[-val_samples:], yall[-val_samples:]
     xte, yte = D.load(data, "test", data_dir, limit=test_limit)
     ctx = PassContext(calibration=xtr[:256], num_steps=T, seed=seed)
@@ -429,7 +430,7 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
     if regrow:
         pr = (pruned.metadata or {}).get("snnc.pruning")
         if not pr:
-            raise ValueError("finetune --regrow needs a prune_channels pass in --passes")
+            raise SnncError("finetune --regrow needs a prune_channels pass in --passes")
         keep = {}
         for g in channel_groups(base):
             if g.prunable and g.name in pr["layers"]:
@@ -462,5 +463,5 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
         tmp.replace(out_path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise ValueError(f"{out_path}: cannot be written ({e.strerror or e})") from None
+        raise SnncError(f"{out_path}: cannot be written ({e.strerror or e})") from None
     return meta

@@ -1,7 +1,8 @@
 """What every frontend shares: errors, the neuron-semantics metadata, tensor helpers.
 
 Neuron semantics that NIR cannot say are written into each neuron node's
-``metadata`` (see :mod:`snnc.ir` for the full key table)::
+``metadata`` through :class:`snnc.ir.semantics.NeuronSemantics` (the only code that reads or
+writes these keys)::
 
     snnc.dt            time step in s
     snnc.reset         "zero" | "subtract" | "to_v_reset" | "none"
@@ -29,13 +30,12 @@ import nir
 import numpy as np
 import torch
 
-RESET_MODES = ("zero", "subtract", "to_v_reset", "none")
-RESET_TIMINGS = ("immediate", "next_step")
-THRESHOLD_OPS = (">", ">=")
-SPIKE_MODES = ("single", "multi")
+from snnc.errors import SnncError
+from snnc.ir.semantics import NeuronSemantics
 
 
-class ModelLoadError(ValueError):
+
+class ModelLoadError(SnncError):
     """A model file, module or factory that cannot be read or traced (one-line message naming it)."""
 
 
@@ -48,22 +48,10 @@ def np32(t) -> np.ndarray:
 
 def neuron_meta(dt: float, reset: str = "zero", *, timing: str = "immediate", threshold_op: str = ">",
                 spikes: str = "single", v_min: float | None = None, source: str = "") -> dict:
-    """The ``snnc.*`` metadata of a neuron node (keys only where they differ from the defaults,
-    except ``snnc.dt`` and ``snnc.reset`` which are always written)."""
-    assert reset in RESET_MODES and timing in RESET_TIMINGS and threshold_op in THRESHOLD_OPS
-    assert spikes in SPIKE_MODES
-    md = {"snnc.dt": float(dt), "snnc.reset": reset}
-    if timing != "immediate":
-        md["snnc.reset_timing"] = timing
-    if threshold_op != ">":
-        md["snnc.threshold_op"] = threshold_op
-    if spikes != "single":
-        md["snnc.spikes"] = spikes
-    if v_min is not None:
-        md["snnc.v_min"] = float(v_min)
-    if source:
-        md["snnc.source"] = source
-    return md
+    """The ``snnc.*`` metadata of a neuron node (:meth:`snnc.ir.semantics.NeuronSemantics.to_metadata`:
+    keys only where they differ from the defaults, except ``snnc.dt`` and ``snnc.reset``)."""
+    return NeuronSemantics(dt=float(dt), reset=reset, reset_timing=timing, threshold_op=threshold_op, spikes=spikes,
+                           v_min=None if v_min is None else float(v_min), source=source).to_metadata()
 
 
 def first_tensor(out):

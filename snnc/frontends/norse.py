@@ -30,6 +30,7 @@ import nir
 import numpy as np
 
 from snnc.frontends.base import make_neuron, TraceContext, neuron_meta, np32
+from snnc.ir.semantics import NeuronSemantics
 from snnc.ir import UnsupportedNodeError
 
 DEFAULT_DT = 1e-3
@@ -94,12 +95,12 @@ def node_maps(tc: TraceContext, base_maps: dict) -> dict:
         ts, tm = 1.0 / np32(p.tau_syn_inv), 1.0 / np32(p.tau_mem_inv)
         return make_neuron(nir.CubaLI, tau_syn=ts, tau_mem=tm, r=np.ones_like(tm), v_leak=np32(p.v_leak),
                           w_in=(ts / dt).astype(np.float32),
-                          metadata={"snnc.dt": dt, "snnc.readout": True, "snnc.source": "norse.LICell"})
+                          metadata=NeuronSemantics(dt=dt, readout=True, source="norse.LICell").to_metadata())
 
     def li_box(m):
         dt, p = check_dt(m), m.p
         tm = 1.0 / np32(p.tau_mem_inv)
         return make_neuron(nir.LI, tau=tm, r=np.ones_like(tm), v_leak=np32(p.v_leak),
-                      metadata={"snnc.dt": dt, "snnc.readout": True, "snnc.source": "norse.LIBoxCell"})
+                      metadata=NeuronSemantics(dt=dt, readout=True, source="norse.LIBoxCell").to_metadata())
 
     return {nt.LIFCell: lif, nt.LIFBoxCell: lif_box, nt.IAFCell: iaf, nt.LICell: li, nt.LIBoxCell: li_box}

@@ -42,6 +42,7 @@ from snnc.frontends.base import make_neuron, ModelLoadError, TraceContext, first
 from snnc.frontends.registry import FRAMEWORKS
 from snnc.ir import NEURON_TYPES, UnsupportedNodeError, infer_shapes, set_types, topological_order
 from snnc.ir.reference import GraphExecutor
+from snnc.ir.semantics import NeuronSemantics
 from snnc.neurons import CubaLIF, Integrator
 
 SKIPPED = (nn.Identity, nn.Dropout)
@@ -114,10 +115,10 @@ def torch_maps(tc: TraceContext) -> dict[type, Callable]:
             tau_syn=tau_syn, tau_mem=tau_mem, r=(tau_mem / m.dt).astype(np.float32),
             v_leak=(bias * tau_mem / m.dt).astype(np.float32), v_threshold=np32(m.threshold),
             v_reset=np.zeros((), np.float32), w_in=(tau_syn / m.dt).astype(np.float32),
-            metadata={"snnc.dt": m.dt, "snnc.reset": m.reset})
+            metadata=NeuronSemantics(dt=m.dt, reset=m.reset).to_metadata())
 
     def integrator(m: Integrator):
-        return make_neuron(nir.I, r=np.array(1.0 / m.dt, np.float32), metadata={"snnc.dt": m.dt, "snnc.readout": True})
+        return make_neuron(nir.I, r=np.array(1.0 / m.dt, np.float32), metadata=NeuronSemantics(dt=m.dt, readout=True).to_metadata())
 
     return {nn.Conv2d: conv2d, nn.Linear: linear, nn.Flatten: flatten, nn.AvgPool2d: avgpool, nn.LPPool2d: lppool,
             nn.MaxPool2d: maxpool, nn.BatchNorm2d: batchnorm, CubaLIF: cubalif, Integrator: integrator}

@@ -33,13 +33,15 @@ import secrets
 import shutil
 from pathlib import Path
 
+from snnc.errors import SnncError
+
 #: Marker file in every output folder snnc writes (JSON: format, version, files).
 MARKER = ".snnc-output"
 #: Files of an snnc 0.1.0 output folder (which had no marker).
 LEGACY_FILES = {"config.json", "weights.npz", "graph.nir", "report.json", "cores.png"}
 
 
-class OutputError(ValueError):
+class OutputError(SnncError):
     """The output folder cannot be written or must not be replaced; nothing was changed."""
 
 
@@ -277,9 +279,9 @@ def read_nir(path, timeout_s: float | None = None):
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ValueError(f"{path}: cannot be read ({e.strerror or e})") from None
+        raise SnncError(f"{path}: cannot be read ({e.strerror or e})") from None
     if not data.startswith(b"\x89HDF\r\n\x1a\n"):
-        raise ValueError(f"{path}: cannot be read as NIR (not an HDF5 file)")
+        raise SnncError(f"{path}: cannot be read as NIR (not an HDF5 file)")
     if timeout_s is None:
         timeout_s = 30.0 + len(data) / 1e6
     ctx = mp.get_context("fork")
@@ -289,17 +291,17 @@ def read_nir(path, timeout_s: float | None = None):
     send.close()
     try:
         if not recv.poll(timeout_s):
-            raise ValueError(f"{path}: cannot be read as NIR (reading did not finish within {timeout_s:.0f} s; "
+            raise SnncError(f"{path}: cannot be read as NIR (reading did not finish within {timeout_s:.0f} s; "
                              "a corrupt HDF5 file?)")
         try:
             status, payload = recv.recv()
         except (EOFError, OSError):
-            raise ValueError(f"{path}: cannot be read as NIR (the reader crashed; a corrupt HDF5 file?)") from None
+            raise SnncError(f"{path}: cannot be read as NIR (the reader crashed; a corrupt HDF5 file?)") from None
     finally:
         if proc.is_alive():
             proc.kill()
         proc.join(5)
         recv.close()
     if status != "ok":
-        raise ValueError(f"{path}: cannot be read as NIR ({payload})")
+        raise SnncError(f"{path}: cannot be read as NIR ({payload})")
     return payload

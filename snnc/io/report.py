@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from snnc.errors import SnncError
+
 CORE_KEYS = ("neurons", "axons_in", "axons_out", "synapses", "memory_bits")
 
 
@@ -104,7 +106,7 @@ def check_report(rep, where) -> None:
     """
     def need(cond, what):
         if not cond:
-            raise ValueError(f"{where}: not an snnc report ({what})")
+            raise SnncError(f"{where}: not an snnc report ({what})")
 
     need(isinstance(rep, dict), "must hold a JSON object")
     need(isinstance(rep.get("target"), str), "target")

@@ -24,6 +24,8 @@ import networkx as nx
 import nir
 import numpy as np
 
+from snnc.errors import SnncError
+
 #: NIR node types that hold neuron state (a "neuron group" each).
 NEURON_TYPES = (nir.CubaLIF, nir.LIF, nir.IF, nir.LI, nir.CubaLI, nir.I)
 #: Spiking neuron types.
@@ -36,7 +38,7 @@ IO_TYPES = (nir.Input, nir.Output)
 SUPPORTED_TYPES = NEURON_TYPES + LINEAR_TYPES + IO_TYPES
 
 
-class UnsupportedNodeError(ValueError):
+class UnsupportedNodeError(SnncError):
     """A node whose type (or configuration) snnc cannot handle."""
 
     def __init__(self, node: str, kind: str, reason: str = "", supported=None):
@@ -242,7 +244,7 @@ def conv_padding(node) -> tuple[int, ...]:
             k = node.weight.shape[2:]
             d = _pair(node.dilation, nd)
             return tuple((d[i] * (k[i] - 1)) // 2 for i in range(nd))
-        raise ValueError(f"unknown padding {pad!r}")
+        raise SnncError(f"unknown padding {pad!r}")
     return _pair(pad, nd)
 
 
@@ -257,14 +259,14 @@ def output_shape(node: nir.NIRNode, in_shape: tuple[int, ...], name: str = "?") 
         return tuple(in_shape)
     if isinstance(node, (nir.Affine, nir.Linear)):
         if in_shape[-1] != node.weight.shape[1]:
-            raise ValueError(f"node {name!r}: input has {in_shape[-1]} features, weight expects {node.weight.shape[1]}")
+            raise SnncError(f"node {name!r}: input has {in_shape[-1]} features, weight expects {node.weight.shape[1]}")
         return tuple(in_shape[:-1]) + (node.weight.shape[0],)
     if isinstance(node, (nir.Conv2d, nir.Conv1d)):
         nd = 2 if isinstance(node, nir.Conv2d) else 1
         k = node.weight.shape[2:]
         s, d, p = _pair(node.stride, nd), _pair(node.dilation, nd), conv_padding(node)
         if in_shape[0] != node.weight.shape[1] * node.groups:
-            raise ValueError(f"node {name!r}: input has {in_shape[0]} channels, weight expects "
+            raise SnncError(f"node {name!r}: input has {in_shape[0]} channels, weight expects "
                              f"{node.weight.shape[1] * node.groups}")
         sp = tuple((in_shape[1 + i] + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i in range(nd))
         return (node.weight.shape[0],) + sp
@@ -293,14 +295,14 @@ def infer_shapes(graph: nir.NIRGraph) -> dict[str, tuple[tuple[int, ...], tuple[
         if isinstance(node, nir.Input):
             shp = node_shape(node, "input")
             if shp is None:
-                raise ValueError(f"input node {name!r} has no shape")
+                raise SnncError(f"input node {name!r} has no shape")
             shapes[name] = (shp, shp)
             continue
         ins = [shapes[s][1] for s in predecessors(graph, name) if (s, name) not in back and s in shapes]
         if not ins:
-            raise ValueError(f"node {name!r} has no input")
+            raise SnncError(f"node {name!r} has no input")
         if len(set(ins)) > 1:
-            raise ValueError(f"node {name!r} sums inputs of different shapes {sorted(set(ins))}")
+            raise SnncError(f"node {name!r} sums inputs of different shapes {sorted(set(ins))}")
         shapes[name] = (ins[0], output_shape(node, ins[0], name))
     return shapes
 

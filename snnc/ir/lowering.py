@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import nir
 import numpy as np
 
+from snnc.ir.semantics import NeuronSemantics
 from snnc.ir import (NEURON_TYPES, set_types, SPIKING_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding,
                      infer_shapes, predecessors, successors, topological_order)
 
@@ -128,10 +129,10 @@ def _decay_factor(dt: float, tau: np.ndarray) -> np.ndarray:
 
 def _neuron_params(name: str, node) -> dict:
     shape = tuple(np.shape(node.v_threshold if hasattr(node, "v_threshold") else node.r))
-    md = node.metadata or {}
-    if "snnc.dt" not in md:
+    sem = NeuronSemantics.of(node)
+    if sem.dt is None:
         raise UnsupportedNodeError(name, type(node).__name__, "no dt recorded (metadata 'snnc.dt'); pass --dt")
-    dt = float(md["snnc.dt"])
+    dt = sem.dt
     ones = np.ones(shape, np.float64)
 
     def arr(v):
@@ -164,7 +165,7 @@ def _neuron_params(name: str, node) -> dict:
         raise UnsupportedNodeError(name, type(node).__name__)
     spiking = isinstance(node, SPIKING_TYPES)
     if spiking:
-        reset = md.get("snnc.reset", "zero")
+        reset = sem.reset
         if reset == "to_v_reset" and np.any(np.asarray(node.v_reset)):
             reset = "to_v_reset"
         thr = arr(node.v_threshold)
@@ -353,7 +354,7 @@ def _binary_source(graph, name: str) -> bool:
     if isinstance(node, nir.Input):
         return (graph.metadata or {}).get("snnc.input_encoding") == "spikes"
     if isinstance(node, SPIKING_TYPES):
-        return (node.metadata or {}).get("snnc.spikes", "single") == "single"
+        return NeuronSemantics.of(node).spikes == "single"
     return False
 
 
@@ -400,8 +401,14 @@ def prepare_graph(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
                 continue
             C = shapes[name][0][0]
             or_conv, or_lif = f"{name}.sum", f"{name}.or"
-            dt = next((float((n.metadata or {}).get("snnc.dt")) for n in graph.nodes.values()
-                       if isinstance(n, NEURON_TYPES) and (n.metadata or {}).get("snnc.dt")), 1e-3)
+            # the OR group runs at its source's dt (a spike input: any neuron's); with tau = dt its update
+            # replaces v every step, so the OR is exact whatever dt is
+            dt = NeuronSemantics.of(pn).dt if isinstance(pn, NEURON_TYPES) else None
+            dt = dt or next((NeuronSemantics.of(n).dt for n in graph.nodes.values()
+                             if isinstance(n, NEURON_TYPES) and NeuronSemantics.of(n).dt), None)
+            if dt is None:
+                raise UnsupportedNodeError(name, "MaxPool2d", "no neuron node of the graph records its time step "
+                                           "(metadata 'snnc.dt'); pass --dt")
             oshape = shapes[name][1]
             graph.nodes[or_conv] = nir.Conv2d(input_shape=tuple(shapes[name][0][1:]),
                                               weight=np.ones((C, 1, k[0], k[1]), np.float32), stride=tuple(st),
@@ -410,8 +417,9 @@ def prepare_graph(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
             graph.nodes[or_lif] = nir.LIF(tau=np.full(oshape, dt, np.float32), r=np.ones(oshape, np.float32),
                                           v_leak=np.zeros(oshape, np.float32), v_threshold=np.full(oshape, 0.5, np.float32),
                                           v_reset=np.zeros(oshape, np.float32),
-                                          metadata={"snnc.dt": dt, "snnc.reset": "zero", "snnc.op": "or_pool",
-                                                    "snnc.source": f"MaxPool2d {name!r} of binary spikes"})
+                                          metadata=dict(NeuronSemantics(
+                                              dt=dt, source=f"MaxPool2d {name!r} of binary spikes").to_metadata(),
+                                              **{"snnc.op": "or_pool"}))
             succ = successors(graph, name)
             graph.edges = [e for e in graph.edges if name not in e] + [(src, or_conv), (or_conv, or_lif)] + \
                 [(or_lif, d) for d in succ]

@@ -2,7 +2,7 @@
 
 This is the meaning snnc gives a NIR graph, and the yardstick the compiled
 fixed-point simulation is compared against. Forward-Euler with each neuron
-node's ``snnc.dt`` (s); tensors are ``[B, *shape]`` per step.
+node's ``snnc.dt`` (s; a neuron node without one is refused, never given a default); tensors are ``[B, *shape]`` per step.
 
 Neuron updates (i: synaptic current, v: voltage; x: summed input)::
 
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from snnc.ir import (NEURON_TYPES, infer_shapes, UnsupportedNodeError, _pair, back_edges, conv_padding,
                      predecessors, topological_order)
+from snnc.ir.semantics import NeuronSemantics
 from snnc.neurons import spike
 
 
@@ -63,6 +64,8 @@ class GraphExecutor:
                                      nir.Flatten, nir.AvgPool2d, nir.SumPool2d, nir.Scale) + NEURON_TYPES):
                 raise UnsupportedNodeError(n, type(node).__name__)
         self._p = {n: self._params(graph.nodes[n]) for n in self.order}
+        self._sem = {n: NeuronSemantics.of(graph.nodes[n]) for n in self.order
+                     if isinstance(graph.nodes[n], NEURON_TYPES)}
         self._zero_in = {}
         if self.back:
             shapes = infer_shapes(graph)
@@ -94,12 +97,12 @@ class GraphExecutor:
         # The updates below evaluate the module docstring's expressions in their written order; the
         # in-place steps only avoid temporaries (a + b == b + a and a * b == b * a hold exactly).
         p = self._p[name]
-        dt = float(node.metadata.get("snnc.dt", 1e-3))
+        sem = self._sem[name]
+        dt = sem.require_dt(name)
         st = self.state.get(name)
         if st is None:
             st = {"i": torch.zeros_like(x), "v": torch.zeros_like(x)}
         i, v = st["i"], st["v"]
-        md = node.metadata or {}
         if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
             t = p.get("w_in", 1.0) * x                     # i + dt/tau_syn * (w_in x - i)
             t.sub_(i).mul_(self._coef(name, "tau_syn", dt)).add_(i)
@@ -119,10 +122,10 @@ class GraphExecutor:
         s = None
         if isinstance(node, (nir.CubaLIF, nir.LIF, nir.IF)):
             thr = p["v_threshold"]
-            reset = md.get("snnc.reset", "zero")
+            reset = sem.reset
             vr = p.get("v_reset", torch.zeros((), dtype=x.dtype))
             vr = vr.expand_as(v) if vr.dim() else vr
-            if md.get("snnc.reset_timing", "immediate") == "next_step":
+            if sem.reset_timing == "next_step":
                 prev = st.get("s")
                 if prev is not None:
                     if reset == "subtract":
@@ -134,13 +137,13 @@ class GraphExecutor:
                 immediate = "none"
             else:
                 immediate = reset
-            if md.get("snnc.spikes", "single") == "multi":
+            if sem.spikes == "multi":
                 s = (v > 0).to(x.dtype) * torch.div(v, thr, rounding_mode="trunc")
             elif self.surrogate:
                 s = spike(v - thr)
-                if md.get("snnc.threshold_op", ">") == ">=":
+                if sem.threshold_op == ">=":
                     s = s + (v == thr).to(x.dtype).detach()
-            elif md.get("snnc.threshold_op", ">") == ">=":
+            elif sem.threshold_op == ">=":
                 s = (v >= thr).to(x.dtype)
             else:
                 s = (v > thr).to(x.dtype)
@@ -148,8 +151,8 @@ class GraphExecutor:
                 v = v - thr * s
             elif immediate in ("zero", "to_v_reset"):
                 v = torch.where(s > 0, vr, v)
-            if "snnc.v_min" in md:
-                v = torch.clamp(v, min=float(md["snnc.v_min"]))
+            if sem.v_min is not None:
+                v = torch.clamp(v, min=sem.v_min)
             out = s
         self.state[name] = {"i": i, "v": v, "x": x, "s": s, "vpre": vpre}
         return out

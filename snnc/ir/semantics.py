@@ -25,13 +25,130 @@ compiled model (bit-accurate simulation) on the calibration inputs, reports it i
 """
 from __future__ import annotations
 
+import math
+import numbers
+from dataclasses import dataclass, fields, replace
+
 import nir
 import numpy as np
 
+from snnc.errors import SnncError
 from snnc.ir import SPIKING_TYPES, topological_order
 
 
-class SemanticChangeError(ValueError):
+#: reset modes, reset timings, threshold comparisons and spike modes snnc's reference executor runs
+RESET_MODES = ("zero", "subtract", "to_v_reset", "none")
+RESET_TIMINGS = ("immediate", "next_step")
+THRESHOLD_OPS = (">", ">=")
+SPIKE_MODES = ("single", "multi")
+
+
+@dataclass(frozen=True)
+class NeuronSemantics:
+    """What a neuron node means beyond NIR: the only code that reads or writes a neuron node's
+    ``snnc.*`` semantics keys (frontends write it, the reference executor, lowering, the semantics
+    check, the trainable graph and the exports read it; checkpoints and ``nir.write`` keep it).
+
+    ==================  ==============================  ===========================================
+    field               metadata key                    meaning (default)
+    ==================  ==============================  ===========================================
+    ``dt``              ``snnc.dt``                     time step in s (None: not recorded)
+    ``reset``           ``snnc.reset``                  ``"zero"`` (default), ``"subtract"``,
+                                                        ``"to_v_reset"``, ``"none"``
+    ``reset_timing``    ``snnc.reset_timing``           ``"immediate"`` (default; NIR, Loihi) or
+                                                        ``"next_step"`` (snnTorch ``reset_delay``)
+    ``threshold_op``    ``snnc.threshold_op``           ``">"`` (default; NIR, Loihi, snnTorch, Norse)
+                                                        or ``">="`` (SpikingJelly, Sinabs)
+    ``spikes``          ``snnc.spikes``                 ``"single"`` (default) or ``"multi"``
+                                                        (Sinabs MultiSpike: ``floor(v / v_th)``)
+    ``v_min``           ``snnc.v_min``                  voltage floor (None: none; Sinabs ``min_v_mem``)
+    ``readout``         ``snnc.readout``                a non-spiking readout node (False)
+    ``source``          ``snnc.source``                 the framework class it came from ("")
+    ``adapted_from``    ``snnc.adapted_from``           what ``adapt_semantics`` converted ("")
+    ==================  ==============================  ===========================================
+
+    Raises (``from_metadata``):
+        SnncError: a value outside the allowed ones (names the key, the value and what is allowed).
+    """
+    dt: float | None = None
+    reset: str = "zero"
+    reset_timing: str = "immediate"
+    threshold_op: str = ">"
+    spikes: str = "single"
+    v_min: float | None = None
+    readout: bool = False
+    source: str = ""
+    adapted_from: str = ""
+
+    #: field -> metadata key
+    KEYS = {"dt": "snnc.dt", "reset": "snnc.reset", "reset_timing": "snnc.reset_timing",
+            "threshold_op": "snnc.threshold_op", "spikes": "snnc.spikes", "v_min": "snnc.v_min",
+            "readout": "snnc.readout", "source": "snnc.source", "adapted_from": "snnc.adapted_from"}
+
+    def __post_init__(self):
+        for f, allowed in (("reset", RESET_MODES), ("reset_timing", RESET_TIMINGS),
+                           ("threshold_op", THRESHOLD_OPS), ("spikes", SPIKE_MODES)):
+            if getattr(self, f) not in allowed:
+                raise SnncError(f"metadata {self.KEYS[f]!r} is {getattr(self, f)!r}; allowed: {', '.join(allowed)}")
+        for f in ("dt", "v_min"):
+            v = getattr(self, f)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+                                  or (f == "dt" and v <= 0)):
+                raise SnncError(f"metadata {self.KEYS[f]!r} must be a {'positive time in s' if f == 'dt' else 'finite number'}"
+                                f", got {v!r}")
+
+    @classmethod
+    def from_metadata(cls, md: dict | None) -> "NeuronSemantics":
+        """Read the ``snnc.*`` semantics keys of a node's metadata (absent keys: the defaults)."""
+        md = md or {}
+        kw = {}
+        for f, key in cls.KEYS.items():
+            if key in md:
+                v = md[key]
+                v = v.item() if isinstance(v, np.generic) else v
+                kw[f] = float(v) if f in ("dt", "v_min") and isinstance(v, numbers.Real) and not isinstance(v, bool) \
+                    else (bool(v) if f == "readout" else v)
+        return cls(**kw)
+
+    @classmethod
+    def of(cls, node) -> "NeuronSemantics":
+        """The semantics of a NIR node (from its ``metadata``)."""
+        return cls.from_metadata(getattr(node, "metadata", None))
+
+    def to_metadata(self) -> dict:
+        """The ``snnc.*`` keys: ``snnc.dt`` (when known) and ``snnc.reset`` (except on a non-spiking readout,
+        which has no reset) always, the others only where they differ from the defaults (so graphs written
+        before a field existed read back the same)."""
+        md = {}
+        for f, key in self.KEYS.items():
+            v = getattr(self, f)
+            if (f == "reset" and not self.readout) or (f == "dt" and v is not None) or \
+                    (f not in ("dt", "reset") and v != _DEFAULTS[f]):
+                md[key] = v
+        return md
+
+    def write(self, node) -> None:
+        """Replace the semantics keys of ``node.metadata`` with this (other keys are kept)."""
+        md = {k: v for k, v in (node.metadata or {}).items() if k not in self.KEYS.values()}
+        node.metadata = dict(md, **self.to_metadata())
+
+    def require_dt(self, node_name: str) -> float:
+        """``dt`` in s, or an :class:`SnncError` naming the node (a graph that does not say its dt is
+        refused, never given a default)."""
+        if self.dt is None:
+            raise SnncError(f"node {node_name!r}: no time step recorded (metadata 'snnc.dt'); pass --dt")
+        return self.dt
+
+
+_DEFAULTS = {f.name: f.default for f in fields(NeuronSemantics)}
+
+
+def metadata_keys() -> tuple[str, ...]:
+    """Every ``snnc.*`` key :class:`NeuronSemantics` owns."""
+    return tuple(NeuronSemantics.KEYS.values())
+
+
+class SemanticChangeError(SnncError):
     """The target cannot keep the source's neuron semantics and the change was not allowed."""
 
 
@@ -43,10 +160,9 @@ def differences(graph: nir.NIRGraph) -> list[dict]:
         node = graph.nodes[name]
         if not isinstance(node, SPIKING_TYPES):
             continue
-        md = node.metadata or {}
-        src = md.get("snnc.source", type(node).__name__)
-        reset = md.get("snnc.reset", "zero")
-        timing = md.get("snnc.reset_timing", "immediate")
+        sem = NeuronSemantics.of(node)
+        src = sem.source or type(node).__name__
+        reset, timing = sem.reset, sem.reset_timing
 
         def add(what, s, t):
             out.append({"node": name, "source": src, "what": what, "source_semantics": s, "target_semantics": t})
@@ -59,10 +175,10 @@ def differences(graph: nir.NIRGraph) -> list[dict]:
         elif timing == "next_step":
             add("reset", "reset to 0 of the next step's updated membrane (held at 0 one step)",
                 "reset to 0 right after the spike")
-        if md.get("snnc.spikes", "single") == "multi":
+        if sem.spikes == "multi":
             add("spikes", "several spikes per step (floor(v / v_th))", "one spike per step")
-        if "snnc.v_min" in md:
-            add("v_min", f"voltage floor v_min = {md['snnc.v_min']:g}", "no floor")
+        if sem.v_min is not None:
+            add("v_min", f"voltage floor v_min = {sem.v_min:g}", "no floor")
     return out
 
 
@@ -80,15 +196,11 @@ def to_target(graph: nir.NIRGraph) -> list[str]:
     notes = []
     for d in differences(graph):
         node = graph.nodes[d["node"]]
-        md = dict(node.metadata or {})
-        md["snnc.reset"] = "zero"
-        md.pop("snnc.reset_timing", None)
-        md.pop("snnc.spikes", None)
-        md.pop("snnc.v_min", None)
-        md["snnc.adapted_from"] = d["source_semantics"] if "snnc.adapted_from" not in md else \
-            md["snnc.adapted_from"] + "; " + d["source_semantics"]
+        sem = NeuronSemantics.of(node)
+        adapted = d["source_semantics"] if not sem.adapted_from else sem.adapted_from + "; " + d["source_semantics"]
+        replace(sem, reset="zero", reset_timing="immediate", spikes="single", v_min=None,
+                adapted_from=adapted).write(node)
         if getattr(node, "v_reset", None) is not None:
             node.v_reset = np.zeros_like(np.asarray(node.v_reset, np.float32))
-        node.metadata = md
         notes.append(f"{d['node']}: {d['source_semantics']} -> {d['target_semantics']}")
     return notes

@@ -30,8 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from snnc.errors import SnncError
 from snnc.ir import NEURON_TYPES
 from snnc.ir.reference import GraphExecutor
+from snnc.ir.semantics import metadata_keys
 
 #: Node types a ``nir_graph`` checkpoint can hold, and their non-array attributes.
 NODE_TYPES = {
@@ -45,8 +47,11 @@ NODE_TYPES = {
     "CubaLI": (nir.CubaLI, ()), "I": (nir.I, ()),
 }
 TRAINED = ("weight", "bias")
-#: ``snnc.*`` node metadata kept in a checkpoint (the rest, e.g. quantization formats, is derived).
-KEPT_METADATA = ("snnc.dt", "snnc.reset", "snnc.readout", "snnc.op", "snnc.source")
+#: ``snnc.*`` node metadata kept in a checkpoint: every neuron-semantics key
+#: (:class:`snnc.ir.semantics.NeuronSemantics`: dt, reset mode and timing, threshold comparison, spikes per
+#: step, voltage floor, readout, source, adaptation) and the op tag of a traced layer (``snnc.op``: a
+#: BatchNorm as a 1x1 conv, max pooling); the rest (quantization formats, pruning records) is derived again.
+KEPT_METADATA = metadata_keys() + ("snnc.op",)
 MAX_ELEMENTS = 2 ** 31
 
 
@@ -138,7 +143,7 @@ def graph_config(graph: nir.NIRGraph) -> dict:
     for name, node in graph.nodes.items():
         tname = type(node).__name__
         if tname not in NODE_TYPES:
-            raise ValueError(f"node {name!r} of type {tname} cannot be stored in a nir_graph checkpoint")
+            raise SnncError(f"node {name!r} of type {tname} cannot be stored in a nir_graph checkpoint")
         entry = {"type": tname, "attrs": {a: _plain(getattr(node, a)) for a in NODE_TYPES[tname][1]},
                  "arrays": {k: list(v.shape) for k, v in _arrays(node).items()},
                  "metadata": {k: _plain(v) for k, v in (node.metadata or {}).items() if k in KEPT_METADATA}}
@@ -163,22 +168,22 @@ def graph_from_config(config: dict) -> nir.NIRGraph:
     """
     if not isinstance(config, dict) or not isinstance(config.get("nodes"), dict) or not config["nodes"] or \
             not isinstance(config.get("edges"), list):
-        raise ValueError("config of a nir_graph checkpoint needs 'nodes' (a dict) and 'edges' (a list)")
+        raise SnncError("config of a nir_graph checkpoint needs 'nodes' (a dict) and 'edges' (a list)")
     total = 0
     nodes = {}
     for name, e in config["nodes"].items():
         if not isinstance(e, dict) or e.get("type") not in NODE_TYPES or not isinstance(e.get("arrays", {}), dict) \
                 or not isinstance(e.get("attrs", {}), dict):
-            raise ValueError(f"node {name!r}: not a known node entry (types: {', '.join(NODE_TYPES)})")
+            raise SnncError(f"node {name!r}: not a known node entry (types: {', '.join(NODE_TYPES)})")
         cls, _ = NODE_TYPES[e["type"]]
         arrays = {}
         for k, shp in e.get("arrays", {}).items():
             if not isinstance(shp, list) or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and
                                                     0 < d < MAX_ELEMENTS for d in shp):
-                raise ValueError(f"node {name!r}: array {k!r} has shape {shp!r}")
+                raise SnncError(f"node {name!r}: array {k!r} has shape {shp!r}")
             total += int(np.prod(shp, dtype=np.float64))
             if total > MAX_ELEMENTS:
-                raise ValueError("the checkpoint's graph holds more than 2^31 parameters")
+                raise SnncError("the checkpoint's graph holds more than 2^31 parameters")
             arrays[k] = np.zeros(shp, np.float32)
         attrs = dict(e.get("attrs", {}))
         meta = {k: v for k, v in dict(e.get("metadata", {})).items() if k in KEPT_METADATA}
@@ -201,13 +206,13 @@ def graph_from_config(config: dict) -> nir.NIRGraph:
             else:
                 node = cls(**arrays)
         except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"node {name!r} ({e['type']}): cannot be rebuilt ({err})") from None
+            raise SnncError(f"node {name!r} ({e['type']}): cannot be rebuilt ({err})") from None
         node.metadata = meta
         nodes[name] = node
     edges = []
     for ed in config["edges"]:
         if not isinstance(ed, list) or len(ed) != 2 or not all(isinstance(n, str) and n in nodes for n in ed):
-            raise ValueError(f"edge {ed!r} does not join two of the graph's nodes")
+            raise SnncError(f"edge {ed!r} does not join two of the graph's nodes")
         edges.append(tuple(ed))
     meta = dict(config.get("metadata") or {})
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)

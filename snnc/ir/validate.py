@@ -20,13 +20,15 @@ import numbers
 import nir
 import numpy as np
 
+from snnc.errors import SnncError
+from snnc.ir.semantics import NeuronSemantics
+
 #: Largest T snnc simulates: the loihi-sim simulator counts events per batch in int16 (< 2^15 steps).
 MAX_NUM_STEPS = 2 ** 15 - 1
 INPUT_ENCODINGS = ("direct", "spikes")
-RESET_MODES = ("zero", "subtract", "to_v_reset")
 
 
-class ValidationError(ValueError):
+class ValidationError(SnncError):
     """Input that snnc refuses: the message says where, what was found and what is allowed."""
 
 
@@ -118,12 +120,7 @@ def check_graph(graph: nir.NIRGraph) -> None:
             a = np.asarray(val, np.float64)
             if a.size and not np.all(a > 0):
                 raise ValidationError(f"node {name!r} ({kind}): {key} must be > 0, got {_first_bad(a, ~(a > 0)):g}")
-        md = node.metadata or {}
-        if "snnc.dt" in md:
-            dt = md["snnc.dt"]
-            if not _is_real(dt) or not math.isfinite(dt) or dt <= 0:
-                raise ValidationError(f"node {name!r} ({kind}): metadata 'snnc.dt' must be a positive time in s, "
-                                      f"got {dt!r}")
-        if "snnc.reset" in md and md["snnc.reset"] not in RESET_MODES:
-            raise ValidationError(f"node {name!r} ({kind}): metadata 'snnc.reset' is {md['snnc.reset']!r}; "
-                                  f"allowed: {', '.join(RESET_MODES)}")
+        try:
+            NeuronSemantics.of(node)  # every snnc.* semantics key of known type and value
+        except SnncError as e:
+            raise ValidationError(f"node {name!r} ({kind}): {e}") from None

@@ -9,6 +9,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from snnc.errors import SnncError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -49,14 +51,14 @@ def load_target(name_or_path: str) -> Target:
     if not (p.suffix == ".toml" and p.is_file()):
         p = TARGETS_DIR / f"{name_or_path}.toml"
         if not p.is_file():
-            raise ValueError(f"unknown target {name_or_path!r}; known: {', '.join(available())}")
+            raise SnncError(f"unknown target {name_or_path!r}; known: {', '.join(available())}")
     try:
         with open(p, "rb") as f:
             data = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{p}: not a valid TOML file ({e})") from None
+        raise SnncError(f"{p}: not a valid TOML file ({e})") from None
     except OSError as e:
-        raise ValueError(f"{p}: cannot be read ({e.strerror or e})") from None
+        raise SnncError(f"{p}: cannot be read ({e.strerror or e})") from None
     check_target(data, p)
     return Target(data["name"], data.get("description", ""), data["backend"], data, p.resolve())
 
@@ -136,4 +138,4 @@ def check_target(data: dict, path) -> None:
                 fp["weight_exp_min"] > fp["weight_exp_max"]:
             problems.append("[fixed_point] weight_exp_min > weight_exp_max")
     if problems:
-        raise ValueError(f"{path}: invalid target file: {'; '.join(problems)} (see snnc/targets/loihi-sim.toml)")
+        raise SnncError(f"{path}: invalid target file: {'; '.join(problems)} (see snnc/targets/loihi-sim.toml)")

@@ -1,0 +1,62 @@
+"""The CLI tells a refusal from a bug (issue 16, defect 3): an :class:`snnc.errors.SnncError` or an OS
+error on a named file is one ``snnc: error:`` line with exit 1; any other exception -- a ``ValueError``
+from inside numpy or torch included -- is an internal error, exit 70, with "please report"."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import snnc.driver.compiler as C
+from snnc.cli import EXIT_INTERNAL, main
+from snnc.errors import SnncError
+
+
+def run(*args, env=None):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=True, env=env or {})
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    return r.exit_code, r.stderr
+
+
+def _numpy_bug(*a, **k):
+    np.ones(3) + np.ones(4)  # ValueError raised inside numpy: a bug, not the user's input
+
+
+def test_library_value_error_is_internal(monkeypatch, tmp_path):
+    monkeypatch.setattr(C, "compile_model", _numpy_bug)
+    code, err = run("compile", "fmnist_cnn", "-o", tmp_path / "o")
+    assert code == EXIT_INTERNAL == 70, err
+    assert err.startswith("snnc: internal error (ValueError: operands could not be broadcast"), err
+    assert "please report" in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(monkeypatch, tmp_path):
+    monkeypatch.setattr(C, "compile_model", _numpy_bug)
+    r = CliRunner().invoke(main, ["compile", "fmnist_cnn", "-o", str(tmp_path / "o")], env={"SNNC_DEBUG": "1"})
+    assert isinstance(r.exception, ValueError) and "broadcast" in str(r.exception)
+
+
+@pytest.mark.parametrize("exc, needle", [
+    (SnncError("node 'x': refused for a reason"), "snnc: error: node 'x': refused for a reason"),
+    (FileNotFoundError(2, "No such file or directory", "/nowhere/data.npz"),
+     "snnc: error: /nowhere/data.npz: No such file or directory"),
+])
+def test_refusals_are_one_line_exit_1(monkeypatch, tmp_path, exc, needle):
+    def refuse(*a, **k):
+        raise exc
+    monkeypatch.setattr(C, "compile_model", refuse)
+    code, err = run("compile", "fmnist_cnn", "-o", tmp_path / "o")
+    assert code == 1 and err.strip() == needle, err
+
+
+def test_os_error_without_a_file_is_internal(monkeypatch, tmp_path):
+    def broken(*a, **k):
+        raise OSError("something in the machine")
+    monkeypatch.setattr(C, "compile_model", broken)
+    code, err = run("compile", "fmnist_cnn", "-o", tmp_path / "o")
+    assert code == 70 and "internal error (OSError" in err, err
+
+
+def test_real_bad_input_is_exit_1(tmp_path):
+    code, err = run("compile", tmp_path / "missing.pt", "-o", tmp_path / "o")
+    assert code == 1 and err.startswith("snnc: error:") and "missing.pt" in err, err
