@@ -76,7 +76,7 @@ def test_portable_equals_float_reference(importer, tmp_path):
     have no v_leak): exact without it, close with it."""
     pytest.importorskip(importer)
     _quiet()
-    for tau_syn, drop_v_bias, need in ((1e-3, False, 0.9), (2e-3, True, 0.9), (2e-3, False, 0.0)):
+    for tau_syn, drop_v_bias, exact in ((1e-3, False, True), (2e-3, True, True), (2e-3, False, False)):
         q, x = _tiny(tau_syn)
         if drop_v_bias:
             for n in q.nodes.values():
@@ -85,9 +85,15 @@ def test_portable_equals_float_reference(importer, tmp_path):
         write_portable(tmp_path, q)
         ref = run_graph(q, x, 6)[0][-1].numpy()   # the readout voltage after T steps
         got = run_importer(importer, tmp_path / "portable.nir", x, 6)
-        close = np.isclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max()).all(1)
-        assert close.mean() >= need, (importer, tau_syn, close.mean())   # v == threshold ties may flip a spike
-        assert (got.argmax(1) == ref.argmax(1)).mean() >= (0.9 if need else 0.75)
+        case = (importer, tau_syn, drop_v_bias)
+        if exact:  # v == threshold ties may flip a spike: 90% of samples equal to 1e-4
+            close = np.isclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max()).all(1)
+            assert close.mean() >= 0.9, (case, close.mean())
+            assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.9, case
+        else:  # the bias reaches the same steady state only: close (measured 15% mean error, r = 0.99), not equal
+            rel = float(np.abs(got - ref).mean() / np.abs(ref).mean())
+            r = float(np.corrcoef(got.ravel(), ref.ravel())[0, 1])
+            assert rel <= 0.25 and r >= 0.95 and (got.argmax(1) == ref.argmax(1)).mean() >= 0.75, (case, rel, r)
 
 
 @pytest.mark.parametrize("importer,minimum", [("snntorch", 0.95), ("norse", 0.95), ("sinabs", 0.7)])

@@ -170,8 +170,11 @@ def test_sinabs_default_neurons_refused_then_measured_and_single_spike_agrees(tm
     with pytest.raises(SemanticChangeError, match="several spikes per step"):
         snnc.compile(m, input_shape=(1, 8, 8), num_steps=T, out_dir=tmp_path / "a", data="digits")
     agree, rep = _agreement(m, "sinabs-squeeze", tmp_path / "b", allow_semantic_change=True)
-    whats = {c["what"] for c in rep["checks"] if c["check"] == "SEMANTIC_CHANGE"}
-    assert whats == {"reset", "spikes"} and 0.0 <= agree <= 1.0
+    sem = [c for c in rep["checks"] if c["check"] == "SEMANTIC_CHANGE"]
+    assert {c["what"] for c in sem} == {"reset", "spikes"}
+    # the reported agreement (snnc's source-semantics executor vs the chip, 256 calibration images) is what
+    # Sinabs' own run vs the chip shows on the test images, and the conversion costs agreement
+    assert abs(sem[0]["agreement"] - agree) <= 0.1 and agree < 0.99, (sem[0]["agreement"], agree)
     one = dict(spike_fn=SingleSpike, reset_fn=MembraneReset(), num_timesteps=T)
     m2 = nn.Sequential(nn.Flatten(), nn.Linear(64, 48), sl.IAFSqueeze(**one), nn.Linear(48, 10), sl.IAFSqueeze(**one))
     m2 = train_digits(m2, T, kind="sinabs-squeeze", flatten=False, epochs=5, lr=3e-3)

@@ -196,7 +196,7 @@ def _mutate(data, g):
 
 @fuzz_settings(100)
 @given(data=st.data())
-def test_random_nir_graphs(tmp_path_factory, data):
+def _random_nir_graphs(tmp_path_factory, data):
     d = tmp_path_factory.mktemp("g")
     g, meta = build_graph(data)
     try:
@@ -251,7 +251,7 @@ def corrupt(data, raw: bytes) -> bytes:
 
 @fuzz_settings(50)
 @given(data=st.data(), which=st.sampled_from(["m.nir", "m.pt"]))
-def test_corrupt_model_files(valid, tmp_path_factory, data, which):
+def _corrupt_model_files(valid, tmp_path_factory, data, which):
     d = tmp_path_factory.mktemp("c")
     p = d / which
     p.write_bytes(corrupt(data, (valid / which).read_bytes()))
@@ -276,7 +276,7 @@ def _paths(obj, prefix=()):
 
 @fuzz_settings(60)
 @given(data=st.data(), which=st.sampled_from(["config.json", "weights.npz", "config-values", "report.json"]))
-def test_corrupt_compile_outputs(valid, tmp_path_factory, data, which):
+def _corrupt_compile_outputs(valid, tmp_path_factory, data, which):
     d = tmp_path_factory.mktemp("o") / "out"
     shutil.copytree(valid / "out", d)
     if which == "config-values":  # a structurally valid JSON file with one value replaced
@@ -295,7 +295,22 @@ def test_corrupt_compile_outputs(valid, tmp_path_factory, data, which):
         check_outcome(code, err)
 
 
-def test_fuzz_ran_cases():
-    """The fuzz tests above ran (this module's count; printed with -s)."""
-    print(f"fuzz cases run: {COUNT['cases']}")
-    assert COUNT["cases"] >= 100 or EXAMPLES
+def _ran(fn, minimum, *args):
+    """Run a hypothesis test body and check it ran its cases (each test on its own: no order needed)."""
+    before = COUNT["cases"]
+    fn(*args)
+    ran = COUNT["cases"] - before
+    print(f"{fn.__name__}: {ran} CLI runs")
+    assert ran >= (minimum if not EXAMPLES else 1), (fn.__name__, ran)
+
+
+def test_random_nir_graphs(tmp_path_factory):
+    _ran(_random_nir_graphs, 100, tmp_path_factory)
+
+
+def test_corrupt_model_files(valid, tmp_path_factory):
+    _ran(_corrupt_model_files, 50, valid, tmp_path_factory)
+
+
+def test_corrupt_compile_outputs(valid, tmp_path_factory):
+    _ran(_corrupt_compile_outputs, 2 * 60, valid, tmp_path_factory)   # simulate and inspect per case

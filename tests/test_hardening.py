@@ -170,7 +170,9 @@ def test_corrupt_nir_does_not_hang(work, tmp_path):
     t0 = time.monotonic()
     code, err, _ = cli("compile", tmp_path / "flip.nir", "-o", tmp_path / "o")
     assert time.monotonic() - t0 < 60
-    assert code in (0, 1) and "Traceback" not in err and "internal error" not in err, err
+    # refused in one line naming the file (a corrupt file that compiled would be a silent acceptance)
+    assert_one_line_error(code, err, "flip.nir", "cannot be read as NIR")
+    assert not (tmp_path / "o").exists()
 
 
 def test_read_nir_time_bound(monkeypatch, work):
@@ -566,10 +568,24 @@ def test_third_party_tracer_messages_are_explained(tmp_path):
     code, err, _ = cli("compile", tmp_path / "m.pt", "--trust-pickle", "--input-shape", "4", "--num-steps", 3,
                        "-o", tmp_path / "o")
     assert_one_line_error(code, err, "torch.fx cannot trace forward()", "cannot follow the data into layer 'lif'")
-    torch.save(_ControlFlowNet(), tmp_path / "c.pt")
+
+
+def test_trace_by_running_refuses_a_path_the_first_run_did_not_take(tmp_path):
+    """Issue 16, defect 2: ``h + 1`` only where ``h.sum() > 0``. The first run (inputs in [0, 1), negative
+    weights) never takes the branch; before, the compile succeeded and silently dropped the ``+ 1`` (the
+    module's readout and the compiled graph's differ). Now the probe inputs take it and the compile is
+    refused in one line naming the layer whose input the chain does not explain."""
+    torch.manual_seed(0)
+    net = _ControlFlowNet()
+    with torch.no_grad():
+        net.fc.weight.copy_(-net.fc.weight.abs())
+        net.fc.bias.fill_(-0.1)
+        assert net.fc(torch.rand(64, 4)).sum() < 0  # the branch is not taken on inputs in [0, 1)
+    torch.save(net, tmp_path / "c.pt")
     code, err, _ = cli("compile", tmp_path / "c.pt", "--trust-pickle", "--input-shape", "4", "--num-steps", 3,
                        "-o", tmp_path / "c")
-    assert code == 0, err  # traced by running forward() once
+    assert_one_line_error(code, err, "on probe input", "the input of layer 'lif' at step 0 is not what the chain feeds it")
+    assert not (tmp_path / "c").exists()
 
 
 def test_unpickling_errors_name_the_missing_module_and_class(tmp_path, monkeypatch):

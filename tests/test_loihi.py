@@ -55,16 +55,17 @@ def lava_chain(layers, spikes_in, steps):
     a_buff = [np.zeros(W.shape[0], np.int64) for W, *_ in layers]
     spikes = [np.zeros((steps, W.shape[0]), bool) for W, *_ in layers]
     vtrace = [np.zeros((steps, W.shape[0]), np.int64) for W, *_ in layers]
+    utrace = [np.zeros((steps, W.shape[0]), np.int64) for W, *_ in layers]
     for t in range(steps):
         a_now = [a.copy() for a in a_buff]
         for i, (W, e, du, dv, bias, vth) in enumerate(layers):
             u[i], v[i], s = lava_lif_step(u[i], v[i], a_now[i], du, dv, bias if t >= i + 1 else 0, vth)
-            spikes[i][t], vtrace[i][t] = s, v[i]
+            spikes[i][t], vtrace[i][t], utrace[i][t] = s, v[i], u[i]
         for i, (W, e, *_rest) in enumerate(layers):
             src = spikes_in[t] if (i == 0 and t < len(spikes_in)) else (
                 np.zeros(W.shape[1], bool) if i == 0 else spikes[i - 1][t])
             a_buff[i] = lava_dense(W, src, e)
-    return spikes, vtrace
+    return spikes, vtrace, utrace
 
 
 def _hand_config(layers, n_in, T):
@@ -107,21 +108,18 @@ def test_bit_exact_against_lava_equations(seed):
     spikes_in = rng.random((T, 3, n_in)) < 0.4                           # batch of 3 samples
     cfg, arrays = _hand_config(layers, n_in, T)
     prog = Program(cfg, arrays, TARGET)
-    res = prog.run(spikes_in.astype(np.float32))
+    res = prog.run(spikes_in.astype(np.float32), record=True)
     wrapped = False
     for b in range(3):
-        sp, vt = lava_chain(layers, spikes_in[:, b], prog.L)
+        sp, vt, ut = lava_chain(layers, spikes_in[:, b], prog.L)
         for i in range(3):
             wrapped |= bool(np.abs(vt[i]).max() >= 2 ** 23 - 1)
-        # totals per neuron over the run must match for every layer
-        if b == 0:
-            totals = [s.sum(0) for s in sp]
-        else:
-            totals = [tt + s.sum(0) for tt, s in zip(totals, sp)]
-    for i in range(3):
-        np.testing.assert_array_equal(res.spikes[f"g{i}"].numpy(), totals[i])
+            tr = res.trace[f"g{i}"]  # every chip step of every sample: spikes, v and u equal lava-nc's, bit for bit
+            np.testing.assert_array_equal(tr["spikes"][b].numpy(), sp[i], err_msg=f"spikes g{i} sample {b}")
+            np.testing.assert_array_equal(tr["v"][b].numpy(), vt[i], err_msg=f"v g{i} sample {b}")
+            np.testing.assert_array_equal(tr["u"][b].numpy(), ut[i], err_msg=f"u g{i} sample {b}")
+        assert sum(s.sum() for s in sp) > 0
     assert wrapped  # the case exercises the 24-bit limits
-    assert sum(t.sum() for t in totals) > 0
 
 
 def test_spike_counts_readout_window():
@@ -131,7 +129,7 @@ def test_spike_counts_readout_window():
     cfg, arrays = _hand_config(layers, 5, 10)
     res = Program(cfg, arrays, TARGET).run(spikes_in.astype(np.float32))
     for b in range(2):
-        sp, _ = lava_chain(layers, spikes_in[:, b], 11)
+        sp, *_ = lava_chain(layers, spikes_in[:, b], 11)
         np.testing.assert_array_equal(res.scores()[b], sp[0][1:11].sum(0))
 
 

@@ -25,8 +25,9 @@ nirtorch (torch.fx) first. When fx cannot trace the module (a ``forward`` that l
 time, Python control flow, state handling in ``forward``) or when fx unrolled a time loop
 (a module called more than once), it *runs* the module once with forward hooks, finds the
 per-step chain of mapped modules from the tensors that pass between them, and checks that
-the chain reproduces every recorded layer output of that run for all its time steps before
-using it. Parameter arrays of neuron nodes are broadcast to the node's inferred shape.
+the chain reproduces every recorded layer output of that run for all its time steps, and that
+on :data:`PROBES` random probe inputs the module follows the same data flow (a branch on the
+data that the first run did not take is refused, naming the layer), before using it. Parameter arrays of neuron nodes are broadcast to the node's inferred shape.
 """
 from __future__ import annotations
 
@@ -185,6 +186,12 @@ class _Repeated(ValueError):
     pass
 
 
+#: random probe inputs on which a trace by running must reproduce every layer output (besides the first input)
+PROBES = 6
+#: largest relative difference (float32 framework vs float64 executor) a reproduced layer output may show
+REPRODUCE_TOL = 1e-4
+
+
 # --------------------------------------------------------------------------- run with hooks
 
 def _example_inputs(input_shape, num_steps):
@@ -225,9 +232,17 @@ def run_steps(model: nn.Module, xs) -> torch.Tensor:
 
 
 def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shape, num_steps):
-    """Find the per-step chain by running the model with forward hooks (see module docstring).
+    """Find the per-step chain by running the model with forward hooks (see module docstring), then check
+    it: the chain's graph (snnc's reference executor) reproduces every recorded layer output of that run,
+    and on :data:`PROBES` random probe inputs the model calls the same layers, each fed exactly the output
+    of the layer the chain connects to it (else forward() computes something between the layers, e.g. a
+    data-dependent branch, that the first run did not take).
 
-    Returns ``(nodes, edges, input_shape, encoding)``.
+    Returns:
+        the NIR graph of one time step.
+
+    Raises:
+        ModelLoadError: no per-step chain, or one that the model does not follow (names the layer).
     """
     leaves = [(n, m) for n, m in _leaves(model, maps) if not isinstance(m, SKIPPED)]
     if not leaves:
@@ -243,41 +258,151 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
     for _, m in leaves:
         hooks.append(m.register_forward_hook(hook))
     errors, used = [], None
-    was_training = model.training
-    model.eval()
     try:
         for example in _example_inputs(input_shape, num_steps):
-            rec.clear()
-            reset_module_states(model)
             try:
-                with torch.no_grad():
-                    if _accepts_state(model):
-                        state = None
-                        for _ in range(int(num_steps or 4)):
-                            out = model(example, state)
-                            state = out[1] if isinstance(out, tuple) and len(out) > 1 else None
-                    else:
-                        model(example)
-                        first = rec[0][1] if rec else None
-                        if first is not None and sum(1 for r in rec if r[1] is first) == 1:
-                            for _ in range(int(num_steps or 4) - 1):  # a step module: run T steps
-                                model(example)
+                _run_recorded(model, example, num_steps, rec)
                 used = example
                 break
             except Exception as e:  # noqa: BLE001 - reported below in one line
                 errors.append(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        if used is None:
+            raise ModelLoadError(f"running it on an input of shape [B, {', '.join(map(str, input_shape))}] failed "
+                                 f"({errors[0]})")
+        graph, chain, steps, in_idx, in_shape, src_of = _chain_graph(rec, used, maps)
+        worst, where = _chain_error(graph, chain, steps, in_idx, in_shape, 0)
+        if worst > REPRODUCE_TOL:
+            raise ModelLoadError(f"the per-step chain {' -> '.join(n for n, *_ in chain)} found by running forward() "
+                                 f"does not reproduce it (largest difference {worst:.3g} at {where}); give snnc a "
+                                 "single-step module")
+        # ---- probes: forward() may take another path on other inputs (data-dependent control flow, code
+        # between the layers): the same layers must run, each fed exactly what the chain says
+        for k, probe in enumerate(_probe_inputs(used)):
+            try:
+                _run_recorded(model, probe, num_steps, rec)
+            except Exception as e:  # noqa: BLE001 - the model fails on a probe: say so in one line
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                raise ModelLoadError(f"forward() fails on probe input {k + 1} of {PROBES} ({reason}); give snnc a "
+                                     "single-step module") from None
+            where = _dataflow_break(chain, _split_steps(rec, chain), probe, src_of)
+            if where:
+                raise ModelLoadError(
+                    f"forward() computes something the traced per-step chain {' -> '.join(n for n, *_ in chain)} "
+                    f"does not: on probe input {k + 1} of {PROBES} the input of layer {where} is not what the chain "
+                    "feeds it (code between the layers, e.g. data-dependent control flow, that the first run did not "
+                    "take); give snnc a single-step module")
     finally:
         for h in hooks:
             h.remove()
+    tc.notes.append(f"forward() is not a single traceable step; snnc ran it and traced the per-step chain "
+                    f"{' -> '.join(n for n, *_ in chain)} ({len(steps)} steps recorded; every layer output "
+                    f"reproduced; the same data flow on {PROBES} random probe inputs)")
+    return graph
+
+
+def _run_recorded(model: nn.Module, example: torch.Tensor, num_steps, rec: list) -> None:
+    """Run ``model`` on ``example`` (a step module: T steps; a forward that loops: once) with the hooks
+    filling ``rec``; the model's states are reset before and after, its training mode kept."""
+    rec.clear()
+    was_training = model.training
+    model.eval()
+    reset_module_states(model)
+    try:
+        with torch.no_grad():
+            if _accepts_state(model):
+                state = None
+                for _ in range(int(num_steps or 4)):
+                    out = model(example, state)
+                    state = out[1] if isinstance(out, tuple) and len(out) > 1 else None
+            else:
+                model(example)
+                first = rec[0][1] if rec else None
+                if first is not None and sum(1 for r in rec if r[1] is first) == 1:
+                    for _ in range(int(num_steps or 4) - 1):  # a step module: run T steps
+                        model(example)
+    finally:
         reset_module_states(model)
         model.train(was_training)
-    if used is None:
-        raise ModelLoadError(f"running it on an input of shape [B, {', '.join(map(str, input_shape))}] failed "
-                             f"({errors[0]})")
-    first_mod = rec[0][1]
-    step_starts = [i for i, r in enumerate(rec) if r[1] is first_mod]
-    steps = [rec[a:b] for a, b in zip(step_starts, step_starts[1:] + [len(rec)])]
-    chain = steps[0]
+
+
+def _split_steps(rec: list, chain: list) -> list:
+    """The recorded calls cut into time steps at each call of the chain's first layer."""
+    first_mod = chain[0][1]
+    starts = [i for i, r in enumerate(rec) if r[1] is first_mod]
+    if not starts:
+        raise ModelLoadError(f"forward() did not call the first layer {chain[0][0]!r} on a probe input (code between "
+                             "the layers chooses the path); give snnc a single-step module")
+    return [rec[a:b] for a, b in zip(starts, starts[1:] + [len(rec)])]
+
+
+def _storage(t):
+    try:
+        return t.untyped_storage().data_ptr()
+    except Exception:  # noqa: BLE001 - a tensor without storage (meta, sparse): never the same as another
+        return None
+
+
+def _dataflow_break(chain: list, steps: list, probe: torch.Tensor, src_of: dict) -> str:
+    """Where a recorded run leaves the chain's data flow: the first layer whose input is not exactly its
+    source layer's output (or a view of the model input), as ``"'name' at step t"``; "" when none."""
+    names = [n for n, *_ in chain]
+    for t, step in enumerate(steps):
+        if [n for n, *_ in step] != names:
+            return f"{step[0][0]!r} at step {t} (the layers called differ: {' -> '.join(n for n, *_ in step)})"
+        out = {}
+        for name, _, x, y in step:
+            src = src_of[name]
+            if src == "input":
+                ok = x is not None and (x is probe or x._base is probe or _storage(x) == _storage(probe))
+            else:
+                ref = out[src]
+                ok = x is ref or (x is not None and x.numel() == ref.numel() and torch.equal(x.reshape(ref.shape), ref))
+            if not ok:
+                return f"{name!r} at step {t}"
+            out[name] = y
+    return ""
+
+
+def _probe_inputs(used: torch.Tensor):
+    """:data:`PROBES` inputs of ``used``'s form (same shape): Gaussian at two scales and both signs, and
+    for a time-major 0/1 input, spikes at other rates."""
+    g = torch.Generator().manual_seed(1)
+    binary = bool(((used == 0) | (used == 1)).all())
+    for k in range(PROBES):
+        if binary:
+            yield (torch.rand(used.shape, generator=g) < (0.1, 0.9, 0.5)[k % 3]).float()
+        else:
+            yield torch.randn(used.shape, generator=g) * (1.0, 4.0, 0.25)[k % 3] + (0.0, 0.0, -1.0)[k % 3]
+
+
+def _chain_error(graph, chain, steps, in_idx: int, in_shape, probe: int) -> tuple[float, str]:
+    """Largest relative difference between the graph's value of every chain node and the recorded layer
+    output, over all steps (float32 framework vs float64 executor), and where it is."""
+    ex = GraphExecutor(graph)
+    worst, where = 0.0, ""
+    for t, step in enumerate(steps):
+        if len(step) != len(chain) or [n for n, *_ in step] != [n for n, *_ in chain]:
+            got = " -> ".join(n for n, *_ in step)
+            raise ModelLoadError(f"time step {t}{f' of probe input {probe}' if probe else ''} calls the layers "
+                                 f"{got or '(none)'}, step 0 called {' -> '.join(n for n, *_ in chain)}; give snnc a "
+                                 "single-step module")
+        x0 = step[in_idx][2]
+        ex.step(x0.reshape((x0.shape[0],) + tuple(in_shape)).double())
+        for name, _, _, y in step:
+            yd = y.double()
+            diff = float(((ex.values[name] - yd).abs() / (1.0 + yd.abs())).max()) \
+                if ex.values[name].shape == y.shape else np.inf
+            if diff > worst:
+                worst, where = diff, f"{name!r} at step {t}"
+    return worst, where
+
+
+def _chain_graph(rec: list, used: torch.Tensor, maps: dict):
+    """The NIR graph of the first recorded step's data flow: ``(graph, chain, steps, in_idx, in_shape, src_of)``
+    (``src_of``: layer -> the layer, or ``"input"``, whose output feeds it)."""
+    src_of = {}
+    chain = _split_steps(rec, [rec[0]])[0]
+    steps = _split_steps(rec, chain)
     if len({id(r[1]) for r in chain}) != len(chain):
         raise ModelLoadError("a module is called twice within one time step (weight sharing); snnc needs one "
                              "call per layer and step")
@@ -290,12 +415,6 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
     in_shape = None
     encoding = "direct"
 
-    def storage(t):
-        try:
-            return t.untyped_storage().data_ptr()
-        except Exception:  # noqa: BLE001
-            return None
-
     for name, mod, x, y in chain:
         if x is None:
             raise ModelLoadError(f"layer {name!r} is called without a tensor input")
@@ -304,7 +423,7 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
             src = produced.get(id(x._base))
         from_input_flat = False
         if src is None and (id(x) in example_ids or (x._base is not None and id(x._base) in example_ids)
-                            or storage(x) == storage(used)):
+                            or _storage(x) == _storage(used)):
             src = "input"
             if x.dim() == used.dim() - 1 and tuple(x.shape) == tuple(used.shape[1:]):
                 encoding = "spikes"  # x[t] of a time-major input: events arrive per step
@@ -320,6 +439,7 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
             raise ModelLoadError(f"cannot follow the data into layer {name!r}: its input is computed by code in "
                                  "forward(), not by a layer; give snnc a single-step module instead (e.g. an "
                                  "nn.Sequential of the layers of one time step)")
+        src_of[name] = src
         node = maps[type(mod)](mod)
         nodes[name] = node
         shape_in = out_shape.get(src, in_shape)
@@ -341,30 +461,9 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
     edges.append((last[0], "output"))
     nodes["input"] = nir.Input(input_type={"input": np.array(in_shape)})
     nodes["output"] = nir.Output(output_type=None)
-    # ---- check: the chain reproduces every recorded layer output for every time step
     graph = _finalize(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), in_shape, None, encoding)
-    ex = GraphExecutor(graph)
     in_idx = next(i for i, (n, *_) in enumerate(chain) if ("input", n) in edges or ("input", f"{n}_flatten") in edges)
-    worst, where = 0.0, ""
-    for t, step in enumerate(steps):
-        if len(step) != len(chain):
-            raise ModelLoadError(f"time step {t} calls {len(step)} layers, step 0 called {len(chain)}")
-        x0 = step[in_idx][2]
-        ex.step(x0.reshape((x0.shape[0],) + tuple(in_shape)).double())
-        for name, _, _, y in step:
-            yd = y.double()
-            diff = float(((ex.values[name] - yd).abs() / (1.0 + yd.abs())).max()) \
-                if ex.values[name].shape == y.shape else np.inf  # relative: float32 framework vs float64 executor
-            if diff > worst:
-                worst, where = diff, f"{name} at step {t}"
-    if worst > 1e-4:
-        raise ModelLoadError(f"the per-step chain {' -> '.join(n for n, *_ in chain)} found by running forward() "
-                             f"does not reproduce it (largest difference {worst:.3g} at {where}); give snnc a "
-                             "single-step module")
-    tc.notes.append(f"forward() is not a single traceable step; snnc ran it once and traced the per-step chain "
-                    f"{' -> '.join(n for n, *_ in chain)} ({len(steps)} steps recorded, every layer output "
-                    "reproduced)")
-    return graph
+    return graph, chain, steps, in_idx, in_shape, src_of
 
 
 # --------------------------------------------------------------------------- trace
