@@ -29,7 +29,7 @@ from snnc.ir import NEURON_TYPES, WEIGHTED_TYPES, predecessors, topological_orde
 from snnc.ir import readout as R
 from snnc.ir.lowering import _binary_source
 from snnc.ir.semantics import to_target
-from snnc.passes.manager import PassContext, register
+from snnc.passes.manager import PassContext, graph_num_steps, register
 
 
 def _predictions(graph, x, T, spikes) -> np.ndarray:
@@ -101,7 +101,7 @@ def adapt_semantics_pass(graph: nir.NIRGraph, ctx: PassContext, maxpool: str = "
         notes += replace_maxpool(graph)
     ctx.note(changed=notes)
     spikes = (graph.metadata or {}).get("snnc.input_encoding") == "spikes"
-    T = ctx.num_steps or (graph.metadata or {}).get("snnc.num_steps")
+    T = graph_num_steps(graph, ctx)
     if data is None:
         if finetune_epochs:
             raise SnncError("adapt_semantics: finetune_epochs > 0 needs labelled training data "

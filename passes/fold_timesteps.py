@@ -41,7 +41,7 @@ k = 1 returns the graph unchanged. Spike input (graph metadata ``snnc.input_enco
 "spikes"``) is refused: k input frames summed are counts, not spikes.
 
 The pass sets graph metadata ``snnc.num_steps = T'`` and ``snnc.fold_timesteps`` (``k``,
-``from_steps``, ``dt`` before and after), ``ctx.num_steps = T'`` for the passes after it, and
+``from_steps``, ``dt`` before and after; the passes after it read T' from there), and
 notes the decays, the threshold factors, the spike counts and, with calibration labels
 (``ctx.calibration_labels``), the float accuracy on the calibration images at T and at T' before
 and after recalibration.
@@ -59,7 +59,7 @@ from snnc.ir.lowering import lower
 from snnc.ir import SPIKING_TYPES, topological_order
 from snnc.ir import readout as R
 from snnc.ir.reference import GraphExecutor
-from snnc.passes.manager import PassContext, register
+from snnc.passes.manager import PassContext, graph_num_steps, register
 from snnc.passes.quantize import decays
 from snnc.targets import load_target
 
@@ -135,7 +135,7 @@ def fold_timesteps_pass(graph: nir.NIRGraph, ctx: PassContext, steps: int = 0, r
         ValueError: no ``steps``, T unknown or not a multiple of it, spike input, recalibration without
             calibration images.
     """
-    T = ctx.num_steps or (graph.metadata or {}).get("snnc.num_steps")
+    T = graph_num_steps(graph, ctx)
     if not steps:
         raise SnncError("pass 'fold_timesteps': give the new number of steps, e.g. fold_timesteps:steps=4 "
                          "(snnc compile --timesteps 4)")
@@ -217,7 +217,6 @@ def fold_timesteps_pass(graph: nir.NIRGraph, ctx: PassContext, steps: int = 0, r
              "recalibrated": bool(recalibrate)}
     if ctx.calibration is not None:
         notes.update(_recalibrate(original, graph, ctx, T, steps, recalibrate))
-    ctx.num_steps = int(steps)
     ctx.note(**notes)
     return graph
 

@@ -32,7 +32,8 @@ class PassContext:
         target: target description (:class:`snnc.targets.Target`) or None.
         calibration: calibration inputs, ``[N, *input_shape]`` for direct (analog) input or
             ``[T, N, *input_shape]`` for spike input; float32, or None.
-        num_steps: T, time steps per sample.
+        num_steps: T, time steps per sample of the model the driver loaded (passes read the current T
+            with :func:`graph_num_steps`: a pass that changes T records it in the graph's metadata).
         seed: seed for anything random.
         train_data: ``(x, y)`` labelled training samples (same layouts as ``calibration``) for passes
             that fine-tune (``adapt_semantics``), or None.
@@ -41,6 +42,12 @@ class PassContext:
         trainer: surrogate-gradient training, filled by the driver (passes never import the driver):
             ``trainer(graph, x, y, num_steps, *, epochs, lr, batch_size, seed, flip, spikes) ->
             (module with to_nir(), history)``, i.e. :func:`snnc.driver.finetune.finetune`; or None.
+        measure: figures of a graph compiled the rest of the way, filled by the driver for the ``budget``
+            pass: ``measure(graph, x_sim) -> {"fits", "violations", "cores", "synapses", ...}`` (the
+            driver's :func:`snnc.driver.budget.chip_figures`: remaining passes, mapper, simulator); or None.
+        held_out: ``(x, y)`` labelled samples that no pass calibrates on (``budget`` measures the accuracy
+            of each candidate on them), or None.
+        say: callable(str) for one-line progress messages of long passes, or None.
         log: filled by the pipeline, one dict per pass.
     """
     target: Any = None
@@ -50,12 +57,23 @@ class PassContext:
     train_data: tuple | None = None
     calibration_labels: np.ndarray | None = None
     trainer: Callable | None = None
+    measure: Callable | None = None
+    held_out: tuple | None = None
+    say: Callable | None = None
     log: list = field(default_factory=list)
     _notes: dict = field(default_factory=dict)
 
     def note(self, **kv) -> None:
         """Record facts about the running pass (shown in the pipeline log)."""
         self._notes.update(kv)
+
+
+def graph_num_steps(graph: nir.NIRGraph, ctx: PassContext) -> int | None:
+    """T of ``graph`` as it is now: its metadata ``snnc.num_steps`` (a pass that changes T, such as
+    ``fold_timesteps``, writes it there), else the context's ``num_steps`` (T of the model the driver
+    loaded), else None. Passes read T through this, never from a side channel."""
+    t = (graph.metadata or {}).get("snnc.num_steps")
+    return int(t) if t is not None else ctx.num_steps
 
 
 OPTION_TYPES = (bool, int, float, str)

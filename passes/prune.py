@@ -61,7 +61,7 @@ from snnc.errors import SnncError
 from snnc.ir import NEURON_TYPES, SPIKING_TYPES, predecessors, topological_order
 from snnc.ir import set_types
 from snnc.ir.reference import run_graph
-from snnc.passes.manager import PassContext, register
+from snnc.passes.manager import PassContext, graph_num_steps, register
 
 WEIGHTED = (nir.Conv2d, nir.Conv1d, nir.Affine, nir.Linear)
 CHANNEL_PRESERVING = NEURON_TYPES + (nir.AvgPool2d, nir.SumPool2d, nir.Scale)
@@ -259,9 +259,10 @@ def record_activity(graph: nir.NIRGraph, groups: list[ChannelGroup], ctx: PassCo
     if spikes:
         _, rec = run_graph(graph, x[:, :samples], None, record=record, dtype=torch.float32)
     else:
-        if not ctx.num_steps:
+        T = graph_num_steps(graph, ctx)
+        if not T:
             raise SnncError("prune_channels: T (num_steps) is needed to run the calibration data")
-        _, rec = run_graph(graph, x[:samples], ctx.num_steps, record=record, dtype=torch.float32)
+        _, rec = run_graph(graph, x[:samples], T, record=record, dtype=torch.float32)
     return {n: {"s": rec[n].float(), "v": rec[f"{n}#vpre"].float()} for n in names}
 
 

@@ -70,7 +70,7 @@ from snnc.ir.quant import is_quantized  # noqa: F401  (re-exported: the pass's u
 from snnc.ir.ops import apply_ops, host_bias_float, input_bound
 from snnc.ir.reference import GraphExecutor
 from snnc.ir.semantics import NeuronSemantics
-from snnc.passes.manager import PassContext, register
+from snnc.passes.manager import PassContext, graph_num_steps, register
 from snnc.targets import load_target
 
 
@@ -122,6 +122,10 @@ def decays(g: Group, fp: dict) -> tuple[int, int]:
     return int(np.clip(du.flat[0], 0, one - 1)), int(np.clip(dv.flat[0], dv_min, one - 1))
 
 
+#: calibration samples run through the float reference at once (the statistics use every sample)
+CALIBRATION_BATCH = 256
+
+
 def _host_values(g: Group, lowered: Lowered, calibration) -> np.ndarray | None:
     """Per-sample host bias currents (float, voltage units per step) on calibration inputs, or None."""
     host = [p for p in g.projections if p.host]
@@ -129,7 +133,7 @@ def _host_values(g: Group, lowered: Lowered, calibration) -> np.ndarray | None:
         return None
     if calibration is None:
         return None
-    return host_bias_float(host, g, np.asarray(calibration[:256], np.float64))
+    return host_bias_float(host, g, np.asarray(calibration, np.float64))
 
 
 def _per_step_bound(g: Group, host: bool, biases: bool = True) -> np.ndarray:
@@ -150,8 +154,8 @@ def _per_step_bound(g: Group, host: bool, biases: bool = True) -> np.ndarray:
 def calibration_stats(graph, lowered: Lowered, ctx: PassContext, num_steps: int | None,
                       per_channel: bool = False) -> dict | None:
     """Largest |v| and |u| (u: the current in voltage units, what Loihi's u holds) and per-step input
-    |a| of every group (``{"u", "v", "a"}``) in a float32 reference run on up to 256 calibration
-    samples; None without calibration data. With ``per_channel`` also ``"u_ch"``, ``"v_ch"``,
+    |a| of every group (``{"u", "v", "a"}``) in a float32 reference run on every calibration sample
+    (``--calibrate N``: all N; in batches of :data:`CALIBRATION_BATCH`); None without calibration data. With ``per_channel`` also ``"u_ch"``, ``"v_ch"``,
     ``"a_ch"``: the same maxima per channel (first dimension of the group's shape), ``[C]``."""
     if ctx.calibration is None:
         return None
@@ -164,12 +168,9 @@ def calibration_stats(graph, lowered: Lowered, ctx: PassContext, num_steps: int 
         layout = "[T, N, *input_shape] spikes" if spikes else "[N, *input_shape]"
         raise SnncError(f"calibration data of shape {calib.shape} does not fit the graph: expected {layout} "
                          f"with input_shape {tuple(in_shape)} (input encoding {'spikes' if spikes else 'direct'})")
-    if spikes:  # time-major [T, N, *input_shape] event data
-        steps = list(torch.as_tensor(calib[:, :256]))
-    elif num_steps:
-        steps = [torch.as_tensor(calib[:256])] * num_steps
-    else:
+    if not spikes and not num_steps:
         return None
+    n_samples = calib.shape[1] if spikes else calib.shape[0]
     # Running per-neuron maxima over samples and steps, scaled once at the end. The same values as
     # recording every step and reducing |x * gain| once: the product of a float32 value and a float64
     # gain rounds monotonically in |x|, so max|fl(x g)| = fl(max|x| |g|). No T x N x neurons tensors.
@@ -189,14 +190,20 @@ def calibration_stats(graph, lowered: Lowered, ctx: PassContext, num_steps: int 
 
     ex = GraphExecutor(graph, torch.float32)
     with torch.no_grad():
-        for xt in steps:
-            ex.step(xt)
-            for n in names:
-                st = ex.state[n]
-                upd(mx[n], "x", st["x"].abs().amax(0))
-                if scale[n][2]:
-                    upd(mx[n], "i", st["i"].abs().amax(0))
-                upd(mx[n], "v", st["v"].abs().amax(0))
+        for b0 in range(0, n_samples, CALIBRATION_BATCH):
+            ex.reset()
+            if spikes:  # time-major [T, N, *input_shape] event data
+                steps = list(torch.as_tensor(calib[:, b0:b0 + CALIBRATION_BATCH]))
+            else:
+                steps = [torch.as_tensor(calib[b0:b0 + CALIBRATION_BATCH])] * num_steps
+            for xt in steps:
+                ex.step(xt)
+                for n in names:
+                    st = ex.state[n]
+                    upd(mx[n], "x", st["x"].abs().amax(0))
+                    if scale[n][2]:
+                        upd(mx[n], "i", st["i"].abs().amax(0))
+                    upd(mx[n], "v", st["v"].abs().amax(0))
     stats = {}
     for n in names:
         sa, su, cuba_node = scale[n]
@@ -488,7 +495,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
     if rewrites:
         ctx.note(rewrites=rewrites)
     lowered = lower(graph)
-    T = ctx.num_steps or lowered.num_steps
+    T = graph_num_steps(graph, ctx)
     owner: dict[str, str] = {}
     for g in lowered.groups.values():
         for p in g.projections:

@@ -27,8 +27,12 @@ def compile(module, input_shape=None, num_steps=None, out_dir="out", data=None, 
         num_steps: T, time steps per sample.
         out_dir: output folder (config.json, weights.npz, graph.nir, report.json, cores.png).
         data: ``"fashion-mnist"``, ``"digits"`` or ``"events:PATH"`` (calibration and accuracy).
-        kwargs: the other options of :func:`snnc.driver.compiler.compile_model` (``passes``, ``encode``,
-            ``input_encoding``, ``allow_semantic_change``, ``limit``, ``force``, ``dt``, ...).
+        kwargs: the other fields of :class:`snnc.driver.options.CompileOptions` (``passes``, ``encode``,
+            ``input_encoding``, ``allow_semantic_change``, ``limit``, ``force``, ``dt``, ``budget``, ...), and
+            ``progress``/``log`` callables (see :func:`snnc.driver.compiler.compile_model`).
+
+    Raises:
+        snnc.errors.SnncError: input snnc refuses (one-line message).
 
     Returns:
         the report dict (``report.json``).

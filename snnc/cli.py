@@ -50,7 +50,7 @@ def _internal(e: BaseException) -> None:
 
 
 def _one_line(e: BaseException) -> str:
-    from snnc.backends.loihi.mapping import DesignRuleError
+    from snnc.backends.loihi.rules import DesignRuleError
     text = str(e) or type(e).__name__
     if isinstance(e, DesignRuleError):
         return text  # a summary line, then one line per violation
@@ -236,19 +236,18 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
     weights from --weights).
     """
     from snnc.driver.compiler import compile_model
-    from snnc.passes import DEFAULT_PIPELINE
+    from snnc.driver.options import CompileOptions
     from snnc.io.report import dumps, print_report
-    shape = _shape(input_shape)
+    opts = CompileOptions(target=target, data=data, data_dir=data_dir, limit=limit, max_cores=max_cores,
+                          max_chips=max_chips, trust_pickle=trust_pickle, dt=dt, num_steps=num_steps,
+                          input_shape=_shape(input_shape), input_encoding=input_encoding, reset=reset, seed=seed,
+                          batch_size=batch_size, force=force, weights=weights, encode=encode,
+                          allow_semantic_change=allow_semantic_change, budget=budget,
+                          budget_criterion=budget_criterion, weight_bits=weight_bits, per_channel=per_channel,
+                          calibrate=calibrate, timesteps=timesteps, formats=formats,
+                          **({"passes": passes} if passes else {})).checked()
     with _Progress() as prog:
-        rep = compile_model(model, out, target=target, passes=passes or DEFAULT_PIPELINE, data=data,
-                            data_dir=data_dir, limit=limit, max_cores=max_cores, max_chips=max_chips,
-                            trust_pickle=trust_pickle, dt=dt, num_steps=num_steps, input_shape=shape,
-                            input_encoding=input_encoding, reset=reset, seed=seed,
-                            batch_size=batch_size, force=force, progress=prog,
-                            log=None if as_json else prog.log, weights=weights, encode=encode,
-                            allow_semantic_change=allow_semantic_change, budget=budget,
-                            budget_criterion=budget_criterion, weight_bits=weight_bits, per_channel=per_channel,
-                            calibrate=calibrate, timesteps=timesteps, formats=formats)
+        rep = compile_model(model, out, opts, progress=prog, log=None if as_json else prog.log)
     if as_json:
         click.echo(dumps(rep), nl=False)
     else:
@@ -392,6 +391,7 @@ def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_l
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from snnc.driver.finetune import finetune_model
+    from snnc.driver.options import CompileOptions
     console = Console(stderr=True)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
                    TimeElapsedColumn(), console=console, transient=True)
@@ -403,12 +403,12 @@ def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_l
         bar.update(tasks[epoch], completed=step, loss=loss)
 
     with bar:
-        meta = finetune_model(model, out, data, data_dir, epochs, passes, lr, batch_size, seed, train_limit,
-                              val_samples=val_samples, test_limit=limit, distill=distill, teacher=teacher, regrow=regrow, force=force,
-                              trust_pickle=trust_pickle,
-                              num_steps=num_steps, input_shape=_shape(input_shape), progress=progress,
-                              log=lambda m: console.print(f"snnc: {m}"), qat=qat, weight_bits=weight_bits,
-                              per_channel=per_channel, calibrate=calibrate)
+        opts = CompileOptions(data=data, data_dir=data_dir, limit=limit, seed=seed, force=force,
+                              trust_pickle=trust_pickle, num_steps=num_steps, input_shape=_shape(input_shape),
+                              weight_bits=weight_bits, per_channel=per_channel, calibrate=calibrate).checked()
+        meta = finetune_model(model, out, opts, epochs=epochs, passes=passes, lr=lr, batch_size=batch_size,
+                              train_limit=train_limit, val_samples=val_samples, distill=distill, teacher=teacher,
+                              regrow=regrow, qat=qat, progress=progress, log=lambda m: console.print(f"snnc: {m}"))
     click.echo(f"wrote {out}: float test accuracy {100 * meta['float_test_accuracy_before']:.2f}% -> "
                f"{100 * meta['float_test_accuracy']:.2f}% on {meta['test_samples']:,} images "
                f"({meta['epochs']} epoch(s), passes {meta['passes']})")

@@ -60,3 +60,14 @@ def test_os_error_without_a_file_is_internal(monkeypatch, tmp_path):
 def test_real_bad_input_is_exit_1(tmp_path):
     code, err = run("compile", tmp_path / "missing.pt", "-o", tmp_path / "o")
     assert code == 1 and err.startswith("snnc: error:") and "missing.pt" in err, err
+
+
+def test_report_figure_that_cannot_be_computed_is_null_with_a_reason():
+    """Issue 16, defect 5: NaN/inf in a report is null with a reason beside it, never a silent null."""
+    from snnc.io.report import _plain
+    out = _plain({"ratio": float("nan"), "energy": np.float64("inf"), "ok": 1.5,
+                  "known": float("nan"), "known_reason": "no test samples"})
+    assert out["ratio"] is None and "not computable (nan" in out["ratio_reason"]
+    assert out["energy"] is None and "inf" in out["energy_reason"]
+    assert out["ok"] == 1.5 and "ok_reason" not in out
+    assert out["known"] is None and out["known_reason"] == "no test samples"

@@ -2,6 +2,8 @@
 accumulated exactly, spike weights / k, threshold recalibration, errors."""
 from collections import OrderedDict
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -80,7 +82,7 @@ def test_constant_host_bias_input_is_accumulated_exactly(tau_steps, k):
     stored in."""
     g = graph_of(Chain(tau_mem_steps=tau_steps, threshold=1e6))
     f, ctx = fold(g, 8 // k)
-    assert f.metadata["snnc.num_steps"] == 8 // k and ctx.num_steps == 8 // k
+    assert f.metadata["snnc.num_steps"] == 8 // k and ctx.num_steps == 8  # T' is in the graph; the context keeps the model's T
     x = np.random.default_rng(1).normal(size=(7, 6))
     _, r0 = run_graph(g, x, 8, record=("lif1#v", "readout#v"))
     _, r1 = run_graph(f, x, 8 // k, record=("lif1#v", "readout#v"))
@@ -129,3 +131,18 @@ def test_fold_errors():
         fold(gs, 4)
     with pytest.raises(ValueError, match="outside 1..32767"):
         Pipeline("fold_timesteps:steps=-1")
+
+
+def test_passes_read_T_from_the_graph_not_a_side_channel():
+    """Issue 16, defect 5: fold_timesteps records T' in the graph; it no longer rewrites ctx.num_steps, and
+    quantize after it in the same pipeline (one context with the model's T) bounds the readout with T'."""
+    g = graph_of(Chain())
+    ctx = PassContext(target=TARGET, num_steps=8)
+    q = Pipeline([("fold_timesteps", {"steps": 2, "recalibrate": False}), ("quantize", {})]).run(g, ctx)
+    assert ctx.num_steps == 8 and q.metadata["snnc.num_steps"] == 2
+    f, _ = fold(g, 2)
+    q2 = Pipeline("quantize").run(f, PassContext(target=TARGET, num_steps=2))
+    def fields(graph):
+        return json.dumps(graph.nodes["readout"].metadata["snnc.quant"], sort_keys=True,
+                          default=lambda a: np.asarray(a).tolist())
+    assert fields(q) == fields(q2)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from snnc.backends.loihi import mapping as M
+from snnc.backends.loihi import rules
 from snnc.backends.loihi.compile import compile_graph
 from snnc.backends.loihi.sim import Program
 from snnc.frontend import trace
@@ -194,7 +195,7 @@ def _wide_model():
 def test_max_cores_reports_limit_and_shortfall():
     q = _wide_model()
     need = len(compile_graph(q, TARGET)[0]["cores"])
-    with pytest.raises(M.DesignRuleError) as e:
+    with pytest.raises(rules.DesignRuleError) as e:
         compile_graph(q, TARGET, max_cores=2)
     msg = str(e.value)
     assert "[MAX_CORES]" in msg and "limit is 2" in msg and f"needs {need} cores" in msg
@@ -208,10 +209,10 @@ def test_subtractive_reset_and_fan_in_violations_all_reported():
     x = (np.random.default_rng(0).random((2, 8, 5000)) < 0.3).astype(np.float32)
     g = trace(m, (5000,), num_steps=2, input_encoding="spikes")
     q = Pipeline("fold_bn,quantize").run(g, PassContext(target=TARGET, calibration=x, num_steps=2))
-    with pytest.raises(M.DesignRuleError) as e:
+    with pytest.raises(rules.DesignRuleError) as e:
         compile_graph(q, TARGET)
-    rules = {v.rule for v in e.value.violations}
-    assert {"RESET_MODE", "GROUP_FAN_IN", "CORE_AXONS_IN"} <= rules
+    broken = {v.rule for v in e.value.violations}
+    assert {"RESET_MODE", "GROUP_FAN_IN", "CORE_AXONS_IN"} <= broken
     fan = [v for v in e.value.violations if v.rule == "GROUP_FAN_IN"][0]
     assert 4096 < fan.value <= 5000 and fan.limit == 4096  # sources with a non-zero 8-bit weight
 

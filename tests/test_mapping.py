@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from snnc.backends.loihi import mapping as M
+from snnc.backends.loihi import rules
 from snnc.backends.loihi.compile import compile_graph
 from snnc.backends.loihi.energy import measure
 from snnc.ir.ops import apply_ops, synapse_counts
@@ -303,7 +304,7 @@ def test_multi_chip_assignment_and_inter_chip_messages(two_chips):
 
 def test_max_chips_is_a_clear_design_rule_error(two_chips):
     q = two_chips[0]
-    with pytest.raises(M.DesignRuleError) as e:
+    with pytest.raises(rules.DesignRuleError) as e:
         compile_graph(q, TARGET, max_chips=1)
     v = [x for x in e.value.violations if x.rule == "MAX_CHIPS"]
     assert v and v[0].value == 2 and v[0].limit == 1

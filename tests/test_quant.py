@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from snnc.backends.loihi import mapping as M
+from snnc.backends.loihi import rules
 from snnc.backends.loihi.compile import compile_graph
 from snnc.backends.loihi.sim import Program
 from snnc.cli import main
@@ -203,13 +204,13 @@ def test_vth_profiles_per_core_are_a_design_rule():
     q, _ = quantized(g, "quantize:per_channel=true;channel_levels=6", x, T=4)
     cfg, arr, _ = compile_graph(q, TARGET)
     assert len(cfg["cores"]) == 1
-    rows = M.profile_counts(cfg["cores"], cfg["groups"], arr)
+    rows = rules.profile_counts(cfg["cores"], cfg["groups"], arr)
     assert rows[0]["vth"] == len(np.unique(arr["lif2.vth_mant"])) + 2  # lif2's + lif1's + the readout's
     lim = dict(TARGET["profiles"], vth_per_core=3)
     small = type(TARGET)(TARGET.name, "", "loihi", dict(TARGET.data, profiles=lim))
-    v = M.profile_rules(cfg["cores"], cfg["groups"], arr, small)
+    v = rules.profile_rules(cfg["cores"], cfg["groups"], arr, small)
     assert [x.rule for x in v] == ["CORE_VTH_PROFILES"] and v[0].value == rows[0]["vth"] and v[0].limit == 3
-    assert not M.profile_rules(cfg["cores"], cfg["groups"], arr, TARGET)
+    assert not rules.profile_rules(cfg["cores"], cfg["groups"], arr, TARGET)
     assert TARGET["profiles"] == {"vth_per_core": 16, "compartment_per_core": 32, "synapse_formats_per_core": 16}
     assert "validate_core" in TARGET.sources["profiles"]
 
@@ -376,3 +377,21 @@ def test_cli_options_are_recorded(tiny_pickle, tmp_path):
     assert code == 1 and "must divide T = 4" in err
     code, err, _ = run(*base, "-o", tmp_path / "z", "--weight-bits", 1)
     assert code == 2
+
+
+def test_calibration_statistics_use_every_calibration_sample():
+    """Issue 16, defect 5: ``--calibrate N`` promises N images; the statistics were capped at the first 256.
+    Here only samples past the 256th carry input, so capping would see no activity at all."""
+    from snnc.passes.quantize import calibration_stats
+    from snnc.ir.lowering import lower
+    g = dense_graph()
+    x = np.zeros((300, 16), np.float32)
+    x[280:] = np.random.default_rng(0).random((20, 16)).astype(np.float32)
+    ctx = PassContext(target=TARGET, calibration=x, num_steps=6)
+    full = calibration_stats(g, lower(g), ctx, 6)
+    first = calibration_stats(g, lower(g), PassContext(target=TARGET, calibration=x[:256], num_steps=6), 6)
+    assert any(full[n]["v"] > first[n]["v"] or full[n]["a"] > first[n]["a"] for n in full), (full, first)
+    q_full, _ = quantized(g, "quantize:scales=mse", x)
+    q_first, _ = quantized(g, "quantize:scales=mse", x[:256])
+    assert any(q_full.nodes[n].metadata["snnc.quant"] != q_first.nodes[n].metadata["snnc.quant"]
+               for n in q_full.nodes if "snnc.quant" in (q_full.nodes[n].metadata or {}))

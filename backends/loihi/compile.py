@@ -63,6 +63,7 @@ import torch
 
 from snnc.errors import SnncError
 from snnc.backends.loihi import mapping as M
+from snnc.backends.loihi import rules
 from snnc.ir.ops import host_weight
 from snnc.ir.quant import is_quantized
 from snnc.backends.loihi.validate import check_program
@@ -226,11 +227,11 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                     "inter_chip_routes": summary["inter_chip_routes"], "formats": formats,
                     "axon_types_used": [t for t in at.get("used", []) if formats == "auto" or t == "discrete"]},
     }
-    violations = M.design_rules(cores, groups, core_lim, fp, max_cores, placer.unsplittable, max_chips, cpc)
-    violations += M.profile_rules(cores, groups, arrays, target)
+    violations = rules.design_rules(cores, groups, core_lim, fp, max_cores, placer.unsplittable, max_chips, cpc)
+    violations += rules.profile_rules(cores, groups, arrays, target)
     tm["finish"] = time.perf_counter() - t3
     if violations and raise_on_violation:
-        raise M.DesignRuleError(violations)
+        raise rules.DesignRuleError(violations)
     if not violations:  # every emitted field within the target's ranges, checked before anything is written
         check_program(config, arrays, target, where="the compiled configuration")
     return config, arrays, violations

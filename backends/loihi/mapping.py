@@ -36,7 +36,7 @@ once per output position, pooling multiplying the inputs each weight sees) are t
 formats; ``stored_synapses`` counts the weight entries in memory.
 
 :class:`ProjCounter` counts a projection into any unit range exactly and fast (no convolution
-over all channels: per range one small matrix product), :func:`design_rules` returns every
+over all channels: per range one small matrix product), :func:`snnc.backends.loihi.rules.design_rules` returns every
 violation at once, each with the rule name, the place, the value and the limit.
 """
 from __future__ import annotations
@@ -66,25 +66,6 @@ def check_formats(formats: str) -> str:
     if formats not in FORMAT_CHOICES:
         raise SnncError(f"formats must be 'auto' or 'discrete', got {formats!r}")
     return formats
-
-
-# ---------------------------------------------------------------------------------------------- rules
-@dataclass
-class Violation:
-    rule: str
-    where: str
-    value: float
-    limit: float
-    message: str
-
-
-class DesignRuleError(SnncError):
-    """The compiled model breaks target limits; ``violations`` lists all of them."""
-
-    def __init__(self, violations: list[Violation], hint: str | None = None):
-        self.violations = violations
-        lines = [f"{len(violations)} design-rule violation(s):"] + [f"  [{v.rule}] {v.message}" for v in violations]
-        super().__init__("\n".join(lines + ([hint] if hint else [])))
 
 
 def target_section(target, name: str) -> dict:
@@ -541,108 +522,12 @@ def chip_crossings(n_cores: int, chip: dict) -> np.ndarray:
     return np.abs(c[:, None] - c[None, :])
 
 
-# ---------------------------------------------------------------------------------------------- rules
-def design_rules(cores: list[dict], groups: list[dict], core_lim: dict, fp: dict, max_cores: int | None,
-                 unsplittable: list[tuple[str, dict]], max_chips: int | None = None,
-                 cores_per_chip: int = 128) -> list[Violation]:
-    v: list[Violation] = []
-    for c in cores:
-        for key, lim_key, rule in (("neurons", "neurons", "CORE_NEURONS"), ("axons_in", "axons_in", "CORE_AXONS_IN"),
-                                   ("axons_out", "axons_out", "CORE_AXONS_OUT"),
-                                   ("memory_bits", "synapse_memory_bits", "CORE_SYNAPSE_MEMORY")):
-            if c[key] > core_lim[lim_key]:
-                v.append(Violation(rule, f"core {c['core']}", c[key], core_lim[lim_key],
-                                   f"core {c['core']} ({', '.join(c['groups'])}): {key} {c[key]} > {core_lim[lim_key]} "
-                                   f"(over by {c[key] - core_lim[lim_key]})"))
-    for name, st in unsplittable:
-        v.append(Violation("GROUP_FAN_IN", name, st["axons_in"], core_lim["axons_in"],
-                           f"group {name}: one neuron alone needs {st['axons_in']} input axons / "
-                           f"{st['memory_bits']} memory bits; a core has {core_lim['axons_in']} / "
-                           f"{core_lim['synapse_memory_bits']}"))
-    for g in groups:
-        if g["kind"] == "spiking" and g["reset"] != "zero":
-            v.append(Violation("RESET_MODE", g["name"], 0, 0,
-                               f"group {g['name']}: reset {g['reset']!r}; Loihi-1 LIF resets v to 0 only "
-                               "(lava-nc PyLifModelBitAcc); retrain with reset to zero"))
-        for p in g["projections"]:
-            if p.get("delay", 0) > fp["max_delay"] or p.get("delay", 0) < 0:
-                v.append(Violation("SYNAPTIC_DELAY", g["name"], p["delay"], fp["max_delay"],
-                                   f"group {g['name']}: projection from {p['source']} needs delay {p['delay']} "
-                                   f"(allowed 0..{fp['max_delay']})"))
-    if max_cores is not None and len(cores) > max_cores:
-        v.append(Violation("MAX_CORES", "model", len(cores), max_cores,
-                           f"the model needs {len(cores)} cores; the limit is {max_cores} "
-                           f"(short by {len(cores) - max_cores} cores)"))
-    chips = -(-len(cores) // cores_per_chip)
-    if max_chips is not None and chips > max_chips:
-        v.append(Violation("MAX_CHIPS", "model", chips, max_chips,
-                           f"the model needs {chips} chips ({len(cores)} cores, {cores_per_chip} per chip); the limit "
-                           f"is {max_chips} chip(s) = {max_chips * cores_per_chip} cores (short by {chips - max_chips} "
-                           f"chip(s))"))
-    return v
-
-
-def profile_counts(cores: list[dict], groups: list[dict], arrays: dict) -> list[dict]:
-    """Per core, the distinct shared parameter sets its compartments and synapses need (Loihi keeps
-    them in small per-core tables that compartments and synapse lists index; nengo-loihi
-    ``hardware/builder.py`` ``core_cx_profiles``/``core_vth_profiles`` count them the same way):
-
-    * ``vth``: distinct thresholds (vThMant) of the neurons on the core (a readout's is the largest
-      vThMant; per-channel groups give one per distinct channel value, ``<g>.vth_mant``);
-    * ``compartment``: distinct (du, dv) pairs (refractory delay and noise are the same for all);
-    * ``synapse_formats``: distinct (weight bits, weight exponent, axon type) of the on-chip projections
-      into the groups on the core.
-
-    Returns one dict per core: ``{"core", "vth", "compartment", "synapse_formats"}``.
-    """
-    vth_sets = [set() for _ in cores]
-    cx_sets = [set() for _ in cores]
-    syn_sets = [set() for _ in cores]
-    for g in groups:
-        arr = arrays.get(f"{g['name']}.vth_mant")
-        perm = neuron_order(tuple(g["shape"]), g.get("channel_block")) if arr is not None else None
-        fmts = {(int(p.get("weight_bits", 8)), int(p["weight_exp"]), p.get("axon_type", "discrete"))
-                for p in g["projections"] if not p["host"]}
-        for sl in g.get("slices", []):
-            c = sl["core"]
-            if arr is not None:
-                vth_sets[c].update(np.unique(np.asarray(arr)[perm[sl["start"]:sl["stop"]]]).tolist())
-            else:
-                vth_sets[c].add(int(g["vth_mant"]))
-            cx_sets[c].add((int(g["du"]), int(g["dv"])))
-            syn_sets[c].update(fmts)
-    return [{"core": i, "vth": len(v), "compartment": len(cx), "synapse_formats": len(sy)}
-            for i, (v, cx, sy) in enumerate(zip(vth_sets, cx_sets, syn_sets))]
-
-
-#: Rule name -> (key of :func:`profile_counts`, key of the target's ``[profiles]`` table).
-PROFILE_RULES = {"CORE_VTH_PROFILES": ("vth", "vth_per_core"),
-                 "CORE_COMPARTMENT_PROFILES": ("compartment", "compartment_per_core"),
-                 "CORE_SYNAPSE_FORMATS": ("synapse_formats", "synapse_formats_per_core")}
-
-
-def profile_rules(cores: list[dict], groups: list[dict], arrays: dict, target) -> list[Violation]:
-    """Violations of the per-core parameter-set tables (``[profiles]`` of the target; Loihi 1: 16
-    threshold, 32 compartment and 16 synapse-format entries per core, nengo-loihi
-    ``hardware/validate.py`` ``validate_core``)."""
-    lim = target_section(target, "profiles")
-    out = []
-    for row in profile_counts(cores, groups, arrays):
-        c = cores[row["core"]]
-        for rule, (key, lk) in PROFILE_RULES.items():
-            if lk in lim and row[key] > lim[lk]:
-                out.append(Violation(rule, f"core {row['core']}", row[key], lim[lk],
-                                     f"core {row['core']} ({', '.join(c['groups'])}): {row[key]} distinct {key} "
-                                     f"parameter sets > {lim[lk]} per core (over by {row[key] - lim[lk]})"))
-    return out
-
-
 def ceil_div(a, b) -> int:
     return -(-int(a) // int(b))
 
 
-__all__ = ["DISCRETE", "POPULATION", "DesignRuleError", "ProjCounter", "RangeStats", "Violation", "axon_bits",
-           "block_starts", "ceil_div", "core_position", "count_slices", "design_rules", "hist_bits", "index_bits",
+__all__ = ["DISCRETE", "POPULATION", "ProjCounter", "RangeStats", "axon_bits",
+           "block_starts", "ceil_div", "core_position", "count_slices", "hist_bits", "index_bits",
            "layout_of", "list_bits", "neuron_order", "range_to_units", "spike_cost_matrix", "spike_latency_matrix",
            "target_section", "chip_crossings", "is_spatial", "block_size", "slice_masks", "pool_factor",
-           "profile_counts", "profile_rules", "PROFILE_RULES"]
+           ]

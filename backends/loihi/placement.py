@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from snnc.backends.loihi import mapping as M
+from snnc.backends.loihi import rules
 from snnc.backends.loihi.mapping import DISCRETE, POPULATION
 
 
@@ -244,7 +245,7 @@ class Placer:
             memo[(q0, m)] = mem
             if m == 1:
                 over[0] = max(over[0], ax / self.lim["axons_in"], mem / self.lim["synapse_memory_bits"])
-            return n <= self.lim["neurons"] and ax <= self.lim["axons_in"] and mem <= self.lim["synapse_memory_bits"]
+            return rules.core_fits(self.lim, neurons=n, axons_in=ax, memory_bits=mem)
 
         if M.is_spatial(gp.shape):
             heavy = [(gp.shape[1] // 2) * width + width // 2]

@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from snnc.errors import SnncError
-from snnc.backends.loihi.mapping import PROFILE_RULES, profile_counts, target_section
+from snnc.backends.loihi.mapping import target_section
+from snnc.backends.loihi.rules import PROFILE_RULES, profile_counts
 from snnc.backends.loihi.sim import load_program
 from snnc.io.report import _plain, check_report
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from snnc.errors import SnncError
+from snnc.backends.loihi.rules import core_range_problems
 from snnc.ir.ops import apply_ops
 
 MAX_LATENCY = 2 ** 15 - 1  # the simulator counts events per batch in int16
@@ -225,11 +226,7 @@ def check_program(config, arrays, target, where: str = "configuration", core_lim
             continue
         if not _in(c.get("chip"), 0, 2 ** 20) or c["chip"] != ci // target["chip"]["cores"]:
             P.append(f"core {ci}: chip {c.get('chip')!r} (a chip holds {target['chip']['cores']} cores)")
-        for key, lim_key in (("neurons", "neurons"), ("axons_in", "axons_in"), ("axons_out", "axons_out"),
-                             ("memory_bits", "synapse_memory_bits")):
-            v = c.get(key)
-            if not _in(v, 0, core_lim[lim_key] if core_limits else 2 ** 62):
-                P.append(f"core {ci}: {key} = {v!r} is outside 0..{core_lim[lim_key]}")
+        P += core_range_problems(c, core_lim, ci, core_limits, _in)
         if not _in(c.get("synapses"), 0, 2 ** 62):
             P.append(f"core {ci}: synapses {c.get('synapses')!r}")
         if c.get("neurons") != core_neurons[ci]:

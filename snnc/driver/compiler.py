@@ -16,34 +16,35 @@ failed compile never leaves a half-written folder)::
 """
 from __future__ import annotations
 
-import copy
 import io
 import json
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nir
 import numpy as np
 import torch
 
-from snnc.errors import SnncError
+from snnc.errors import SnncError, UsageError
 from snnc import data as D
-from snnc.data.events import load_data
-from snnc.driver.budget import chip_figures, parse_budget, search_budget
+from snnc.data.events import load_data as read_split
+from snnc.driver.budget import chip_figures
+from snnc.driver.options import CompileOptions
 from snnc.driver.finetune import finetune
 from snnc.backends.loihi.compile import compile_graph
 from snnc.backends.loihi.energy import measure
-from snnc.backends.loihi.mapping import DesignRuleError, check_formats
+from snnc.backends.loihi.rules import DesignRuleError
 from snnc.backends.loihi.sim import Program, load_program, slice_counts_for
 from snnc.io.files import OutputError, OutputExistsError, check_output_target, nir_bytes, write_output_folder
 from snnc.frontends import load_model, resolve_model_path
-from snnc.ir import copy_graph, graph_figures
+from snnc.ir import copy_graph
 from snnc.ir import semantics as S
 from snnc.ir import readout as R
-from snnc.passes import DEFAULT_PIPELINE, PassContext, Pipeline
-from snnc.passes.prune import prune
+from snnc.passes import PassContext, Pipeline
+from snnc.passes.budget import parse_budget
 from snnc.passes.quantize import apply_cli_options
 from snnc.backends.loihi.report import quantization_section
 from snnc.io.report import _plain, build_report, dumps, plot_utilisation
@@ -93,66 +94,100 @@ def simulate(program: Program, x: np.ndarray, y: np.ndarray | None, batch_size: 
     return out
 
 
-def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
-                  passes: str = DEFAULT_PIPELINE, data: str | None = None, data_dir=None, limit: int | None = None,
-                  max_cores: int | None = None, max_chips: int | None = None, trust_pickle: bool = False,
-                  dt: float | None = None, num_steps: int | None = None, input_shape=None,
-                  input_encoding: str | None = None, reset: str | None = None, seed: int = 0, batch_size: int = 500,
-                  force: bool = False, progress=None, log=None, weights=None, encode: str | None = None,
-                  allow_semantic_change: bool = False, finetune_samples: int = 2048, budget: str | None = None,
-                  budget_criterion: str | None = None, weight_bits: int | None = None, per_channel: bool = False,
-                  calibrate: int | None = None, timesteps: int | None = None, formats: str = "auto") -> dict:
-    """Compile ``model`` for ``target`` into ``out_dir``; returns the report dict.
+@dataclass
+class Loaded:
+    """What the load stage found: the graph (``T`` and the input encoding recorded in its metadata), the
+    torch module when it is an snnc checkpoint's (else None: the float reference is the traced graph),
+    the loader's info, the inputs the output folder must never replace, and the source semantics."""
+    graph: nir.NIRGraph
+    module: object
+    info: dict
+    T: int
+    spikes: bool
+    inputs: list
+    source_graph: nir.NIRGraph
+    diffs: list
+
+
+@dataclass
+class Data:
+    """The data stage's arrays (None without ``--data``): calibration samples and labels, held-out
+    samples for ``--budget``, test samples and labels, fine-tuning samples, and the data checks."""
+    calib: np.ndarray | None = None
+    calib_labels: np.ndarray | None = None
+    held_out: tuple | None = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    train: tuple | None = None
+    checks: list = field(default_factory=list)
+
+
+@dataclass
+class Passed:
+    """The passes stage's result: the compiled graph, the graph before quantize when pruning ran (else
+    None), the pruning report section (or None), the pipeline and its context (``ctx.log``)."""
+    compiled: nir.NIRGraph
+    structural: nir.NIRGraph | None
+    pruning: dict | None
+    pipe: Pipeline
+    ctx: PassContext
+
+
+def compile_model(model, out_dir: str | os.PathLike, options: CompileOptions | None = None, *, progress=None,
+                  log=None, **overrides) -> dict:
+    """Compile ``model`` into ``out_dir``; returns the report dict. The stages, each a function below:
+    :func:`load` -> :func:`check` -> :func:`prepare_data` -> :func:`run_passes` -> :func:`map_model` ->
+    :func:`check_semantics` -> :func:`measure_model` -> :func:`make_report` -> :func:`write`.
 
     Args:
         model: a path (snnc checkpoint, ``.nir``, ``file.py:factory`` with ``weights``, a pickled
             module with ``trust_pickle``), a shipped model's name (``fmnist_cnn``), an ``nn.Module``
             or a ``nir.NIRGraph`` (see :func:`snnc.frontends.load_model`).
-        data: ``"fashion-mnist"`` or ``"digits"``: calibrate on the first 256 training
-            images, evaluate float and compiled accuracy on the test split (``limit`` samples);
-            ``"events:PATH"``: event data (:mod:`snnc.data.events`) for spike-input models.
-        encode: ``"rate"``/``"latency"``: turn image data into spikes for a spike-input model.
-        allow_semantic_change: compile a model whose neuron semantics the target cannot keep
-            (subtract reset, several spikes per step, voltage floor; :mod:`snnc.ir.semantics`) after
-            converting them; the measured agreement is reported either way.
-        finetune_samples: training samples handed to a fine-tuning ``adapt_semantics`` pass.
-        max_cores: fail (DesignRuleError) when the model needs more cores.
-        max_chips: fail (DesignRuleError) when the model needs more chips.
-        formats: synapse formats of the mapping: ``"auto"`` (per projection the one that needs fewer
-            cores: population axons sharing a convolution kernel, or discrete axons) or ``"discrete"``
-            (one input axon per source neuron and a weight per synapse everywhere: the mapping of a
-            chip or tool without population axons; a neuron's fan-in is then its source neurons,
-            at most 4,096). ``budget`` prunes until the model fits with these formats.
-        budget: ``"cores=K"`` (or ``synapses=N``, ``synops=N``, ``memory_bits=N``): prune channels until the
-            mapped model fits the target within it (:mod:`snnc.driver.budget`; needs ``data``: training images
-            256..767 are the held-out set that measures accuracy); ``budget_criterion`` ranks the channels
-            (default ``sca``).
-        weight_bits, per_channel, calibrate, timesteps: ``--weight-bits B`` (quantize ``weight_bits``),
-            ``--per-channel`` (per-channel scales), ``--calibrate N`` (MSE-calibrated scales on the first N
-            training images instead of 256; needs ``data``), ``--timesteps T'`` (the ``fold_timesteps``
-            pass; its threshold recalibration needs ``data``), see
-            :func:`snnc.passes.quantize.apply_cli_options`; recorded in report.json ``pipeline``,
-            ``num_steps`` and ``quantization``.
-        input_encoding: ``"direct"`` (analog input, computed on the host and injected as a
-            per-sample bias) or ``"spikes"`` (events through input axons); default from the graph.
+        out_dir: the output folder (written atomically; see the module docstring).
+        options: a :class:`~snnc.driver.options.CompileOptions` (the CLI's options); ``overrides``
+            are its fields by name (the Python API: ``compile_model(m, "out", data="digits")``).
         progress: callable(stage: str, done: int, total: int) for long work.
         log: callable(str) for one-line status messages.
 
     Raises:
-        OutputExistsError: ``out_dir`` exists, is not empty, and is not a previous snnc output that
-            ``force`` may replace.
-        OutputError: ``out_dir`` holds an input, cannot be written, or writing failed (nothing changed).
-        ModelLoadError, ValidationError, UnsupportedNodeError, DesignRuleError, ConfigError,
-        DataNotFoundError, DataFormatError, BudgetError,
-        SemanticChangeError (the target cannot keep the source's semantics; with the measured agreement)
-        (all ValueError/FileNotFoundError subclasses with a one-line message).
+        SnncError and its subclasses (one-line messages): OutputExistsError (``out_dir`` exists and is not
+        a previous snnc output that ``force`` may replace), OutputError, ModelLoadError, ValidationError,
+        UnsupportedNodeError, DesignRuleError, ConfigError, DataNotFoundError, DataFormatError,
+        BudgetError, SemanticChangeError (the target cannot keep the source's semantics; with the
+        measured agreement), UsageError (options that do not go together).
     """
+    opts = (options or CompileOptions()).replace(**overrides) if overrides else (options or CompileOptions()).checked()
     say = log or (lambda s: None)
-    export = target if target in EXPORT_TARGETS else None
-    tgt = load_target("loihi-sim" if export else target)
+    export = opts.target if opts.target in EXPORT_TARGETS else None
+    tgt = load_target("loihi-sim" if export else opts.target)
     if tgt.backend != "loihi":
         raise SnncError(f"target {tgt.name!r} uses backend {tgt.backend!r}, which this snnc does not have")
-    inputs = [data_dir, tgt.path, weights]
+    loaded = load(model, opts, [opts.data_dir, tgt.path, opts.weights], say)
+    out_dir = check_output_target(out_dir, opts.force, loaded.inputs)  # before any work: fail fast, lose nothing
+    check(loaded, opts)
+    data = prepare_data(loaded, opts)
+    passed = run_passes(loaded, data, opts, tgt, say)
+    config, arrays, program = map_model(passed.compiled, tgt, opts, loaded.spikes, say)
+    semantic = check_semantics(loaded, data, passed.pipe, program, opts, say)
+    metrics, accuracy = measure_model(loaded, data, passed, program, opts, progress, say)
+    report = make_report(model, loaded, data, passed, config, arrays, tgt, metrics, accuracy, semantic)
+    extra = {}
+    if export:
+        from snnc.backends.export import writer_for  # optional tools (Lava, onnx): imported when asked for
+        say(f"exporting for {export}")
+        extra, report = export_files(writer_for(export, config, arrays, passed.compiled, program, data.x_test,
+                                                data.y_test), report)
+    write(out_dir, config, arrays, passed.compiled, report, extra, opts, loaded.inputs, say)
+    return report
+
+
+def load(model, opts: CompileOptions, inputs: list, say) -> Loaded:
+    """Stage 1: read ``model`` into a NIR graph with T and the input encoding recorded.
+
+    Raises:
+        ModelLoadError, ValidationError, UnsupportedNodeError; SnncError when T is unknown.
+    """
+    inputs = list(inputs)
     if isinstance(model, (str, os.PathLike)):
         spec = str(model)
         if spec.rpartition(":")[0].endswith(".py"):
@@ -160,125 +195,218 @@ def compile_model(model, out_dir: str | os.PathLike, target: str = "loihi-sim",
         else:
             model = resolve_model_path(model)
             inputs.append(model)
-    out_dir = check_output_target(out_dir, force, inputs)  # before any work: fail fast, lose nothing
-    if num_steps is not None:
-        check_num_steps(num_steps, "--num-steps")
-    graph, module, info = load_model(model, trust_pickle=trust_pickle, dt=dt, input_shape=input_shape,
-                                     num_steps=num_steps, reset=reset, weights=weights, input_encoding=input_encoding)
+    if opts.num_steps is not None:
+        check_num_steps(opts.num_steps, "--num-steps")
+    graph, module, info = load_model(model, trust_pickle=opts.trust_pickle, dt=opts.dt, input_shape=opts.input_shape,
+                                     num_steps=opts.num_steps, reset=opts.reset, weights=opts.weights,
+                                     input_encoding=opts.input_encoding)
     for note in info.get("notes", []):
         say(note)
     if info.get("kind") != "snnc-checkpoint":
         module = None  # the float reference is the traced graph, with the framework's semantics
-    T = next((v for v in (num_steps, info.get("num_steps"), (graph.metadata or {}).get("snnc.num_steps"))
+    T = next((v for v in (opts.num_steps, info.get("num_steps"), (graph.metadata or {}).get("snnc.num_steps"))
               if v is not None), None)
     if T is None:
         raise SnncError("the number of time steps T is unknown for this model; pass --num-steps")
     T = check_num_steps(T, f"{model if isinstance(model, (str, os.PathLike)) else type(model).__name__}: T")
     graph.metadata = dict(graph.metadata or {}, **{"snnc.num_steps": T})
-    if input_encoding is not None:
-        if input_encoding not in ("direct", "spikes"):
-            raise SnncError(f"input encoding must be 'direct' or 'spikes', got {input_encoding!r}")
-        graph.metadata["snnc.input_encoding"] = input_encoding
-    check_graph(graph)
-    calib = xte = yte = held_out = calib_labels = None
-    spikes = graph.metadata.get("snnc.input_encoding") == "spikes"
-    data_checks = []
-    source_graph = copy_graph(graph)
-    diffs = S.differences(graph)
-    pipe = Pipeline(apply_cli_options(Pipeline(passes).passes, weight_bits, per_channel, calibrate, timesteps))
-    if diffs and "adapt_semantics" not in [n for n, _ in pipe.passes]:
-        pipe = Pipeline([("adapt_semantics", {})] + pipe.passes)  # the conversion is explicit and measured
-    if budget and (not data or spikes):
-        raise SnncError("--budget needs --data with direct (image) input: it measures the accuracy of each "
+    if opts.input_encoding is not None:
+        graph.metadata["snnc.input_encoding"] = opts.input_encoding
+    info = dict(info, path=str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__)
+    return Loaded(graph=graph, module=module, info=info, T=T, inputs=inputs,
+                  spikes=graph.metadata.get("snnc.input_encoding") == "spikes",
+                  source_graph=copy_graph(graph), diffs=S.differences(graph))
+
+
+def check(loaded: Loaded, opts: CompileOptions) -> None:
+    """Stage 2: refuse a graph no backend could compile faithfully (:func:`snnc.ir.validate.check_graph`)
+    and options that do not fit the model (``--budget`` with spike input).
+
+    Raises:
+        ValidationError, UsageError.
+    """
+    check_graph(loaded.graph)
+    if opts.budget and loaded.spikes:
+        raise UsageError("--budget needs --data with direct (image) input: it measures the accuracy of each "
                          "pruning step on held-out images")
-    check_formats(formats)
-    if calibrate is not None and not data:
-        raise SnncError("--calibrate needs --data: it calibrates the quantization on that dataset's training images")
-    n_cal = int(calibrate) if calibrate is not None else CALIBRATION_SAMPLES
-    if data:
-        n_train = n_cal + (HELD_OUT_SAMPLES if budget else 0)
-        xtr, ytr, _ = load_data(data, "train", data_dir, n_train, spikes=spikes, num_steps=T, encode_method=encode,
-                                seed=seed)
-        calib = xtr[:, :n_cal] if spikes else xtr[:n_cal]
-        calib_labels = ytr[:n_cal]
-        if budget:
-            held_out = (xtr[n_cal:], ytr[n_cal:])
-        xte, yte, data_checks = load_data(data, "test", data_dir, limit, spikes=spikes, num_steps=T,
-                                          encode_method=encode, seed=seed + 1)
-        want = next(n for n in graph.nodes.values() if isinstance(n, nir.Input)).input_type
-        want = tuple(int(v) for v in next(iter(want.values())))
-        got = tuple(xte.shape[2:] if spikes else xte.shape[1:])
-        if got != want:
-            raise SnncError(f"dataset {data!r} has samples of shape {got}, the model's input is {want}")
-    ctx = PassContext(target=tgt, calibration=calib, num_steps=int(T), seed=seed, calibration_labels=calib_labels,
-                      trainer=finetune)
-    if data and any(n == "adapt_semantics" and o.get("finetune_epochs") for n, o in pipe.passes):
-        xft, yft, _ = load_data(data, "train", data_dir, finetune_samples, spikes=spikes, num_steps=T,
-                                encode_method=encode, seed=seed + 2)
-        ctx.train_data = (xft, yft)
-    say(f"passes: {', '.join(n for n, _ in pipe.passes)}" + (f"; budget {budget}" if budget else ""))
-    mapping = {"formats": formats, "max_cores": max_cores, "max_chips": max_chips}
-    compiled, structural, pruning = run_pipeline(graph, ctx, pipe, tgt, budget, budget_criterion, held_out, say,
-                                                 mapping)
-    say("mapping onto cores" + (" (discrete axons only)" if formats == "discrete" else ""))
+
+
+def prepare_data(loaded: Loaded, opts: CompileOptions) -> Data:
+    """Stage 3: the calibration images (the first 256 training samples, or ``--calibrate N``), the
+    ``--budget`` held-out samples after them, the test split (``--limit``), fine-tuning samples for an
+    ``adapt_semantics`` pass that fine-tunes. Nothing without ``opts.data``.
+
+    Raises:
+        DataNotFoundError, DataFormatError, EventDataError; SnncError when the samples' shape is not
+        the model's input shape.
+    """
+    if not opts.data:
+        return Data()
+    T, spikes = loaded.T, loaded.spikes
+    n_cal = int(opts.calibrate) if opts.calibrate is not None else CALIBRATION_SAMPLES
+    n_train = n_cal + (HELD_OUT_SAMPLES if opts.budget else 0)
+    xtr, ytr, _ = read_split(opts.data, "train", opts.data_dir, n_train, spikes=spikes, num_steps=T,
+                             encode_method=opts.encode, seed=opts.seed)
+    d = Data(calib=xtr[:, :n_cal] if spikes else xtr[:n_cal], calib_labels=ytr[:n_cal])
+    if opts.budget:
+        d.held_out = (xtr[n_cal:], ytr[n_cal:])
+    d.x_test, d.y_test, d.checks = read_split(opts.data, "test", opts.data_dir, opts.limit, spikes=spikes,
+                                              num_steps=T, encode_method=opts.encode, seed=opts.seed + 1)
+    want = next(n for n in loaded.graph.nodes.values() if isinstance(n, nir.Input)).input_type
+    want = tuple(int(v) for v in next(iter(want.values())))
+    got = tuple(d.x_test.shape[2:] if spikes else d.x_test.shape[1:])
+    if got != want:
+        raise SnncError(f"dataset {opts.data!r} has samples of shape {got}, the model's input is {want}")
+    if any(n == "adapt_semantics" and o.get("finetune_epochs") for n, o in pipeline_of(loaded, opts).passes):
+        xft, yft, _ = read_split(opts.data, "train", opts.data_dir, opts.finetune_samples, spikes=spikes,
+                                 num_steps=T, encode_method=opts.encode, seed=opts.seed + 2)
+        d.train = (xft, yft)
+    return d
+
+
+def pipeline_of(loaded: Loaded, opts: CompileOptions) -> Pipeline:
+    """The passes to run: ``opts.passes`` with the CLI's quantization options applied, an explicit (and
+    measured) ``adapt_semantics`` first when the target cannot keep the source's semantics, and with
+    ``--budget`` a ``budget`` pass before ``quantize``.
+
+    Raises:
+        SnncError: bad pass specs; ``--budget`` with ``prune_channels`` or without ``quantize``.
+    """
+    passes = apply_cli_options(Pipeline(opts.passes).passes, opts.weight_bits, opts.per_channel, opts.calibrate,
+                               opts.timesteps)
+    if loaded.diffs and "adapt_semantics" not in [n for n, _ in passes]:
+        passes = [("adapt_semantics", {})] + passes
+    if opts.budget:
+        names = [n for n, _ in passes]
+        if "prune_channels" in names:
+            raise SnncError("--budget chooses the pruning itself; leave prune_channels out of --passes")
+        if "quantize" not in names:
+            raise SnncError("--budget measures the quantized model: keep quantize in --passes")
+        kind, value = parse_budget(opts.budget)
+        q = names.index("quantize")
+        passes = passes[:q] + [("budget", {"resource": kind, "value": value,
+                                           "criterion": opts.budget_criterion or ""})] + passes[q:]
+    return Pipeline(passes)
+
+
+def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say) -> Passed:
+    """Stage 4: run the pipeline (:func:`pipeline_of`) with a pass context that carries what passes may not
+    import: the target, calibration data, training (``trainer``), and for ``budget`` the mapper and
+    simulator (``measure``) and held-out data. With pruning (``prune_channels`` or ``budget``) the model is
+    measured before and after it on the calibration images (:func:`snnc.driver.budget.chip_figures`).
+    """
+    pipe = pipeline_of(loaded, opts)
+    ctx = PassContext(target=tgt, calibration=data.calib, num_steps=int(loaded.T), seed=opts.seed,
+                      calibration_labels=data.calib_labels, trainer=finetune, held_out=data.held_out, say=say,
+                      train_data=data.train)
+    say(f"passes: {', '.join(n for n, _ in pipe.passes)}")
+    names = [n for n, _ in pipe.passes]
+    mapping = {"formats": opts.formats, "max_cores": opts.max_cores, "max_chips": opts.max_chips}
+    q = names.index("quantize") if "quantize" in names else len(names)
+    post = Pipeline(pipe.passes[q:])
+    ctx.measure = lambda g, x_sim: chip_figures(g, post, tgt, ctx, x_sim, **mapping)
+    cut = next((i for i, n in enumerate(names) if n in ("prune_channels", "budget")), None)
+    if cut is None:
+        return Passed(pipe.run(loaded.graph, ctx), None, None, pipe, ctx)
+    g_pre = Pipeline(pipe.passes[:cut]).run(loaded.graph, ctx)
+    g_struct = Pipeline(pipe.passes[cut:q]).run(g_pre, ctx)
+    compiled = post.run(g_struct, ctx)
+    pr = g_struct.metadata["snnc.pruning"]
+    pruning = {"criterion": pr["criterion"], "layers": pr["layers"]}
+    entry = next((e for e in ctx.log if e["pass"] == "budget"), None)
+    if entry is not None:  # the search's steps go to report.json "pruning"; the pipeline log keeps the summary
+        search = entry["notes"].pop("search")
+        entry["notes"].update(reached=search["reached"], search_steps=len(search["steps"]) - 1)
+        pruning["budget"] = dict(search, formats=opts.formats)
+    say("measuring the model before and after pruning on the calibration images")
+    x_sim = data.calib if data.calib is not None and not loaded.spikes else None
+    pruning["before"] = chip_figures(g_pre, post, tgt, ctx, x_sim, **mapping)
+    pruning["after"] = chip_figures(g_struct, post, tgt, ctx, x_sim, **mapping)
+    pruning["measured_on"] = ("the calibration images (SynOps and energy per inference)" if x_sim is not None
+                              else "the mapping only (no data: no SynOps or energy)")
+    return Passed(compiled, g_struct, pruning, pipe, ctx)
+
+
+def map_model(compiled: nir.NIRGraph, tgt, opts: CompileOptions, spikes: bool, say):
+    """Stage 5: map the compiled graph onto cores and check every design rule; returns
+    ``(config, arrays, Program)``.
+
+    Raises:
+        DesignRuleError: every violation (with a pointer to ``--budget`` when pruning could help).
+    """
+    say("mapping onto cores" + (" (discrete axons only)" if opts.formats == "discrete" else ""))
     try:
-        config, arrays, _ = compile_graph(compiled, tgt, max_cores=max_cores, max_chips=max_chips, formats=formats)
+        config, arrays, _ = compile_graph(compiled, tgt, max_cores=opts.max_cores, max_chips=opts.max_chips,
+                                          formats=opts.formats)
     except DesignRuleError as e:
-        if budget or spikes:
+        if opts.budget or spikes:
             raise
         raise DesignRuleError(e.violations, hint="to make it fit, prune channels: --budget cores=K (or synapses=N, "
                                                  "synops=N, memory_bits=N) with --data") from None
-    program = Program(config, arrays, tgt)
-    semantic_checks = _semantic_checks(pipe, diffs, source_graph, program, calib, graph, T, spikes, seed,
-                                       allow_semantic_change, target, say)
-    metrics = accuracy = None
-    if data:
-        rule = R.readout_rule(graph)
-        say(f"float model on {len(yte):,} test samples")
-        f_scores = R.scores(graph, xte, T, rule["rule"], spikes, batch_size, module=module)
-        cb = (lambda n: progress("simulate", n, len(yte))) if progress else None
-        say(f"bit-accurate simulation on {len(yte):,} test samples")
-        sim = simulate(program, xte, yte, batch_size, cb)
-        metrics = sim["metrics"]
-        accuracy = {"source": _dataset_source(data, "test", len(yte), data_dir, encode), "samples": int(len(yte)),
-                    "float": float((f_scores.argmax(1) == yte).mean()), "compiled": sim["accuracy"],
-                    "readout": rule["description"],
-                    "agreement": float((f_scores.argmax(1) == sim["result"].scores().reshape(len(yte), -1)
-                                        .argmax(1)).mean())}
-        if pruning is not None:
-            say(f"float model after pruning on {len(yte):,} test samples")
-            pf = R.scores(structural, xte, T, rule["rule"], spikes, batch_size)
-            accuracy["float_pruned"] = float((pf.argmax(1) == yte).mean())
-    model_info = {"path": str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
-                  "kind": info.get("kind"), "num_steps": T, "framework": info.get("framework"),
-                  "notes": list(info.get("notes", []))}
+    return config, arrays, Program(config, arrays, tgt)
+
+
+def measure_model(loaded: Loaded, data: Data, passed: Passed, program, opts: CompileOptions, progress, say):
+    """Stage 7: float (source semantics, :mod:`snnc.ir.readout`) and compiled (bit-accurate simulation)
+    accuracy on the test split by one readout rule, with activity and energy; ``(None, None)`` without data."""
+    if data.x_test is None:
+        return None, None
+    xte, yte, T, spikes = data.x_test, data.y_test, loaded.T, loaded.spikes
+    rule = R.readout_rule(loaded.graph)
+    say(f"float model on {len(yte):,} test samples")
+    f_scores = R.scores(loaded.graph, xte, T, rule["rule"], spikes, opts.batch_size, module=loaded.module)
+    cb = (lambda n: progress("simulate", n, len(yte))) if progress else None
+    say(f"bit-accurate simulation on {len(yte):,} test samples")
+    sim = simulate(program, xte, yte, opts.batch_size, cb)
+    accuracy = {"source": _dataset_source(opts.data, "test", len(yte), opts.data_dir, opts.encode),
+                "samples": int(len(yte)), "float": float((f_scores.argmax(1) == yte).mean()),
+                "compiled": sim["accuracy"], "readout": rule["description"],
+                "agreement": float((f_scores.argmax(1) == sim["result"].scores().reshape(len(yte), -1)
+                                    .argmax(1)).mean())}
+    if passed.pruning is not None:
+        say(f"float model after pruning on {len(yte):,} test samples")
+        pf = R.scores(passed.structural, xte, T, rule["rule"], spikes, opts.batch_size)
+        accuracy["float_pruned"] = float((pf.argmax(1) == yte).mean())
+    return sim["metrics"], accuracy
+
+
+def make_report(model, loaded: Loaded, data: Data, passed: Passed, config, arrays, tgt, metrics, accuracy,
+                semantic_checks: list) -> dict:
+    """Stage 8: report.json (README "Contract"): cores, totals, energy, accuracy, checks, quantization,
+    pruning, pipeline."""
+    info = loaded.info
+    model_info = {"path": info["path"], "kind": info.get("kind"), "num_steps": loaded.T,
+                  "framework": info.get("framework"), "notes": list(info.get("notes", []))}
     if info.get("meta"):
         model_info["card"] = {k: info["meta"][k] for k in sorted(info["meta"]) if k in (
             "float_test_accuracy", "seed", "epochs", "dt", "command")}
-    report = build_report(config, tgt, metrics, accuracy, ctx.log, model_info)
-    if semantic_checks or data_checks:
-        report["checks"] = list(report.get("checks", [])) + _plain(semantic_checks + data_checks)
-    report = dict(report, quantization=quantization_section(config, arrays, tgt, ctx.log, metrics,
-                                                            len(calib) if calib is not None and not spikes else
-                                                            (calib.shape[1] if calib is not None else 0)))
-    if pruning is not None:
-        report = dict(report, pruning=_plain(pruning))
-    extra = {}
-    if export:
-        from snnc.backends.export import writer_for
-        say(f"exporting for {export}")
-        extra, report = export_files(writer_for(export, config, arrays, compiled, program, xte, yte), report)
-    files = output_files(config, arrays, compiled, report)
-    files.update(extra)
-    for line in write_output_folder(out_dir, files, force, inputs):
-        say(line)
+    report = build_report(config, tgt, metrics, accuracy, passed.ctx.log, model_info)
+    if semantic_checks or data.checks:
+        report["checks"] = list(report.get("checks", [])) + _plain(semantic_checks + data.checks)
+    calib = data.calib
+    n_cal = 0 if calib is None else (calib.shape[1] if loaded.spikes else len(calib))
+    report = dict(report, quantization=quantization_section(config, arrays, tgt, passed.ctx.log, metrics, n_cal))
+    if passed.pruning is not None:
+        report = dict(report, pruning=_plain(passed.pruning))
     return report
 
 
-def _semantic_checks(pipe, diffs, source_graph, program, calib, graph, T, spikes, seed, allow, target, say) -> list:
-    """SEMANTIC_CHANGE checks with the measured source-vs-compiled agreement (:mod:`snnc.ir.semantics`);
-    refuses a change the target forces unless ``allow``."""
+def write(out_dir, config, arrays, compiled, report, extra: dict, opts: CompileOptions, inputs: list, say) -> None:
+    """Stage 9: write the output folder atomically (:func:`snnc.io.files.write_output_folder`)."""
+    files = output_files(config, arrays, compiled, report)
+    files.update(extra)
+    for line in write_output_folder(out_dir, files, opts.force, inputs):
+        say(line)
 
+
+def check_semantics(loaded: Loaded, data: Data, pipe: Pipeline, program, opts: CompileOptions, say) -> list:
+    """Stage 6: SEMANTIC_CHANGE checks with the measured source-vs-compiled agreement
+    (:mod:`snnc.ir.semantics`); refuses a change the target forces unless ``allow_semantic_change``.
+
+    Raises:
+        SemanticChangeError: the target cannot keep the source's semantics and the change was not allowed.
+    """
+    diffs, T, spikes = loaded.diffs, loaded.T, loaded.spikes
     requested = [o for n, o in pipe.passes if n == "adapt_semantics" and (o.get("maxpool") == "avg" or
                                                                          o.get("finetune_epochs"))]
     if requested and not diffs:  # changes the user asked for (pooling replaced, weights fine-tuned): measure them
@@ -290,19 +418,19 @@ def _semantic_checks(pipe, diffs, source_graph, program, calib, graph, T, spikes
     checks = []
     if not measured:
         return checks
-    x_ag, where = _agreement_inputs(calib, graph, T, spikes, seed)
+    x_ag, where = _agreement_inputs(data.calib, loaded.graph, T, spikes, opts.seed)
     say(f"measuring source vs compiled agreement on {where}")
-    agree = R.agreement(source_graph, program, x_ag, T, spikes)
+    agree = R.agreement(loaded.source_graph, program, x_ag, T, spikes)
     for d in measured:
         checks.append({"check": "SEMANTIC_CHANGE", "node": d["node"], "what": d["what"], "source": d["source"],
                        "source_semantics": d["source_semantics"], "target_semantics": d["target_semantics"],
                        "agreement": agree, "agreement_samples": where,
                        "message": f"{d['node']} ({d['source']}): {d['source_semantics']} -> {d['target_semantics']}; "
                                   f"prediction agreement source vs compiled {100 * agree:.1f}% on {where}"})
-    if diffs and not allow:
+    if diffs and not opts.allow_semantic_change:
         raise S.SemanticChangeError(
-            f"{target} cannot keep the model's neuron semantics ({S.describe(diffs)}); compiled with them "
-            f"converted, source and compiled predictions agree on {100 * agree:.1f}% of {where}; pass "
+            f"{program.target.name} cannot keep the model's neuron semantics ({S.describe(diffs)}); compiled with "
+            f"them converted, source and compiled predictions agree on {100 * agree:.1f}% of {where}; pass "
             "--allow-semantic-change to accept, or fine-tune with --passes "
             "'adapt_semantics:finetune_epochs=2,fold_bn,quantize'")
     return checks
@@ -320,62 +448,6 @@ def _agreement_inputs(calib, graph, num_steps: int, spikes: bool, seed: int):
         return (rng.random((num_steps, 64) + shape) < 0.2).astype(np.float32), \
             "64 random spike inputs (p = 0.2 per step; no --data given)"
     return rng.random((64,) + shape).astype(np.float32), "64 random inputs in [0, 1) (no --data given)"
-
-
-def run_pipeline(graph, ctx, pipe, target, budget=None, budget_criterion=None, held_out=None, say=None,
-                 mapping=None):
-    """Run the passes; with pruning (a ``prune_channels`` pass, or ``budget``), measure the model before
-    and after it on the calibration images (:func:`snnc.driver.budget.chip_figures`: the real mapper and
-    simulator). ``mapping``: ``formats``, ``max_cores``, ``max_chips`` of the mapping to fit and measure
-    (:func:`snnc.driver.budget.chip_figures`'s options; default ``formats="auto"``, no core or chip limit).
-
-    Returns ``(compiled graph, the graph after the structural passes and before quantize, pruning
-    report section or None)``.
-    """
-
-
-    say = say or (lambda s: None)
-    mapping = dict(mapping or {})
-    names = [n for n, _ in pipe.passes]
-    q = names.index("quantize") if "quantize" in names else len(names)
-    if budget:
-        if "prune_channels" in names:
-            raise SnncError("--budget chooses the pruning itself; leave prune_channels out of --passes")
-        if q == len(names):
-            raise SnncError("--budget measures the quantized model: keep quantize in --passes")
-        pre, post = Pipeline(pipe.passes[:q]), Pipeline(pipe.passes[q:])
-        g_pre = pre.run(graph, ctx)
-        crit = budget_criterion or ("sca" if ctx.calibration is not None else "l1")
-        keep, search = search_budget(g_pre, ctx, target, post, parse_budget(budget), crit, *held_out,
-                                     x_sim=ctx.calibration, log=say, **mapping)
-        g_struct, plog = prune(copy.deepcopy(g_pre), ctx, crit, keep)
-        ctx.log.append({"pass": "prune_channels", "options": {"criterion": crit, "budget": budget},
-                        "before": graph_figures(g_pre), "after": graph_figures(g_struct), "time_s": 0.0,
-                        "notes": {"criterion": crit, "groups": {k: f"{v['kept']}/{v['total']}"
-                                                                for k, v in plog["groups"].items()},
-                                  "kept_whole": plog["kept_whole"]}})
-        layers = {k: {"kept": v["kept"], "total": v["total"]} for k, v in plog["groups"].items()}
-        pruning = {"criterion": crit, "layers": layers, "budget": search}
-        compiled = post.run(g_struct, ctx)
-    else:
-        if "prune_channels" not in names:
-            compiled = pipe.run(graph, ctx)
-            return compiled, None, None
-        i = names.index("prune_channels")
-        pre, post = Pipeline(pipe.passes[:i]), Pipeline(pipe.passes[q:])
-        g_pre = pre.run(graph, ctx)
-        g_struct = Pipeline(pipe.passes[i:q]).run(g_pre, ctx)
-        pr = g_struct.metadata["snnc.pruning"]
-        pruning = {"criterion": pr["criterion"], "layers": pr["layers"]}
-        compiled = post.run(g_struct, ctx)
-    say("measuring the model before and after pruning on the calibration images")
-    x_sim = ctx.calibration if ctx.calibration is not None and \
-        (graph.metadata or {}).get("snnc.input_encoding") != "spikes" else None
-    pruning["before"] = chip_figures(g_pre, post, target, ctx, x_sim, **mapping)
-    pruning["after"] = chip_figures(g_struct, post, target, ctx, x_sim, **mapping)
-    pruning["measured_on"] = ("the calibration images (SynOps and energy per inference)" if x_sim is not None
-                              else "the mapping only (no data: no SynOps or energy)")
-    return compiled, g_struct, pruning
 
 
 def export_files(writer, report) -> tuple[dict[str, bytes], dict]:
@@ -414,7 +486,7 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
         raise SnncError(f"unknown engine {engine!r}; known: loihi-sim, lava")
     program = load_program(out_dir, load_target(target) if target else None)
     spikes = program.config["input"]["encoding"] == "spikes"
-    x, y, _ = load_data(data, "test", data_dir, limit, spikes=spikes, num_steps=program.T, encode_method=encode,
+    x, y, _ = read_split(data, "test", data_dir, limit, spikes=spikes, num_steps=program.T, encode_method=encode,
                         seed=seed)
     got = tuple(x.shape[2:] if spikes else x.shape[1:])
     if got != tuple(program.config["input"]["shape"]):

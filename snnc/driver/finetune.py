@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from snnc.errors import SnncError
 from snnc import data as D
+from snnc.driver.options import CompileOptions
 from snnc.frontends import load_model
 from snnc.ir import node_shape, set_types
 from snnc.ir import readout as R
@@ -335,12 +336,10 @@ def _load_teacher(teacher, graph, T: int, trust_pickle: bool, input_shape=None):
     return tmod if tmod is not None else Pipeline("fold_bn").run(tg, PassContext(num_steps=T))
 
 
-def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, epochs: int = 1,
-                   passes: str | None = None, lr: float = 1e-3, batch_size: int = 128, seed: int = 0,
-                   train_limit: int | None = None, val_samples: int = 5000, test_limit: int | None = None,
-                   distill: float = 0.0, teacher=None, regrow: bool = False, force: bool = False, trust_pickle: bool = False,
-                   num_steps: int | None = None, input_shape=None, progress=None, log=None, qat: bool = False,
-                   weight_bits: int = 8, per_channel: bool = False, calibrate: int | None = None) -> dict:
+def finetune_model(model, out_path, options: CompileOptions | None = None, *, epochs: int = 1,
+                   passes: str | None = None, lr: float = 1e-3, batch_size: int = 128, train_limit: int | None = None,
+                   val_samples: int = 5000, distill: float = 0.0, teacher=None, regrow: bool = False, qat: bool = False,
+                   progress=None, log=None, **overrides) -> dict:
     """``snnc finetune``: load MODEL (a model file or shipped name, or a compile output folder, whose
     ``graph.nir`` is used), run ``passes`` on it (e.g. ``"fold_bn,prune_channels:criterion=sca;ratio=0.25"``;
     no quantize), fine-tune on the dataset's training split (the last ``val_samples`` images held out for
@@ -355,6 +354,12 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
     (else 256 images bound the ranges); ``meta["qat"]`` then also holds the test accuracy of the
     fake-quantized model (the float graph after that quantize pass) before and after.
 
+    ``options`` (:class:`~snnc.driver.options.CompileOptions`, shared with ``snnc compile``; ``overrides``
+    are its fields by name) gives the model's loading options (``trust_pickle``, ``num_steps``,
+    ``input_shape``), the data (``data``, default ``"fashion-mnist"``; ``data_dir``; ``limit`` test images),
+    ``seed``, ``force``, and with ``qat`` the quantize options (``weight_bits``, default 8; ``per_channel``;
+    ``calibrate``). The arguments after it are fine-tuning's own (``batch_size`` is the training batch).
+
     Returns the checkpoint's ``meta`` (float test accuracy before and after, history, ...).
 
     Raises:
@@ -362,6 +367,11 @@ def finetune_model(model, out_path, data: str = "fashion-mnist", data_dir=None, 
             classes differ, bad passes (quantize is refused: fine-tune before quantizing),
             a spike-input model, an existing ``out_path`` without ``force``, data problems.
     """
+    opts = (options or CompileOptions(data="fashion-mnist"))
+    opts = opts.replace(**overrides) if overrides else opts.checked()
+    data, data_dir, seed, test_limit, force = opts.data or "fashion-mnist", opts.data_dir, opts.seed, opts.limit, opts.force
+    trust_pickle, num_steps, input_shape = opts.trust_pickle, opts.num_steps, opts.input_shape
+    weight_bits, per_channel, calibrate = opts.weight_bits or 8, opts.per_channel, opts.calibrate
 
 
     out_path = Path(out_path)

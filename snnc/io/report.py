@@ -17,9 +17,24 @@ from snnc.errors import SnncError
 CORE_KEYS = ("neurons", "axons_in", "axons_out", "synapses", "memory_bits")
 
 
+def _not_finite(v) -> bool:
+    return isinstance(v, (float, np.floating)) and not math.isfinite(float(v))
+
+
 def _plain(v):
+    """``v`` as JSON data: numpy values as Python numbers (8 significant digits), dict keys as strings.
+
+    A figure that cannot be computed (NaN or infinite: a ratio over zero samples, an empty layer) is
+    written as ``null``; in a dict, a key ``<name>_reason`` beside it says so (a producer that knows the
+    cause writes its own ``<name>_reason``, which is kept). Never a silent null.
+    """
     if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
+        out = {}
+        for k, x in v.items():
+            out[str(k)] = _plain(x)
+            if _not_finite(x) and f"{k}_reason" not in v:
+                out[f"{k}_reason"] = f"not computable ({float(x)}: a division by zero or no samples)"
+        return out
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
     if isinstance(v, np.ndarray):
@@ -28,7 +43,7 @@ def _plain(v):
         return int(v)
     if isinstance(v, (float, np.floating)):
         f = float(v)
-        if math.isinf(f) or math.isnan(f):
+        if not math.isfinite(f):
             return None
         return float(f"{f:.8g}")
     return v

@@ -1,0 +1,131 @@
+"""The options of a compile, in one place: shared by ``snnc compile``, ``snnc finetune``, the Python API
+(:func:`snnc.compile`, :func:`snnc.driver.compiler.compile_model`) and ``--budget``.
+
+Each field says which command uses it. :meth:`CompileOptions.checked` refuses combinations that
+cannot work before any work starts (one line each, :class:`snnc.errors.UsageError`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from dataclasses import dataclass, fields
+
+from snnc.backends.loihi.mapping import check_formats
+from snnc.errors import UsageError
+from snnc.passes import DEFAULT_PIPELINE
+
+INPUT_ENCODINGS = ("direct", "spikes")
+RESETS = ("zero", "subtract")
+ENCODERS = ("rate", "latency")
+CRITERIA = ("l1", "sca", "attention", "random")
+
+
+@dataclass
+class CompileOptions:
+    """Every option of ``snnc compile`` (most also of ``snnc finetune``), with the CLI's defaults.
+
+    Model (how to read MODEL):
+        trust_pickle: allow a fully pickled ``nn.Module`` (unpickling runs code).
+        weights: state dict for a ``file.py:factory`` model (read with ``weights_only=True``).
+        dt: time step in s for models that do not record one.
+        num_steps: T, time steps per sample.
+        input_shape: input shape without batch/time dims, e.g. ``(1, 28, 28)``.
+        input_encoding: ``"direct"`` (analog input, injected by the host) or ``"spikes"``.
+        reset: reset mode of a ``.nir`` file's spiking neurons (``"zero"``/``"subtract"``).
+    Data:
+        data: ``"fashion-mnist"``, ``"digits"`` or ``"events:PATH"`` (calibration, accuracy, budget).
+        data_dir: folder with the dataset's files.
+        limit: test samples to evaluate (None: the whole test split).
+        encode: ``"rate"``/``"latency"``: spike encoder for image data into a spike-input model.
+    Passes:
+        passes: the pipeline spec, e.g. ``"fold_bn,quantize:weight_bits=8"`` (see ``snnc passes``).
+        weight_bits, per_channel, calibrate, timesteps: ``--weight-bits``, ``--per-channel``,
+            ``--calibrate N`` (MSE scales on N training images; needs data), ``--timesteps T'``.
+        budget: ``"cores=K"`` (or ``synapses=N``, ``synops=N``, ``memory_bits=N``): prune to fit.
+        budget_criterion: how ``budget`` ranks channels (default ``sca`` with data).
+        allow_semantic_change: compile although the target cannot keep the neuron semantics.
+        finetune_samples: training samples for a fine-tuning ``adapt_semantics`` pass.
+    Mapping:
+        target: target name or TOML path; ``lava``/``nir``/``onnx`` also write that export.
+        formats: ``"auto"`` or ``"discrete"`` synapse formats.
+        max_cores, max_chips: limits whose excess is a design-rule violation.
+    Run:
+        seed: seed of everything random; batch_size: samples per simulation batch;
+        force: replace OUT when it is a previous snnc output.
+    """
+    # model
+    trust_pickle: bool = False
+    weights: str | None = None
+    dt: float | None = None
+    num_steps: int | None = None
+    input_shape: tuple | None = None
+    input_encoding: str | None = None
+    reset: str | None = None
+    # data
+    data: str | None = None
+    data_dir: str | None = None
+    limit: int | None = None
+    encode: str | None = None
+    # passes
+    passes: str | list = DEFAULT_PIPELINE
+    weight_bits: int | None = None
+    per_channel: bool = False
+    calibrate: int | None = None
+    timesteps: int | None = None
+    budget: str | None = None
+    budget_criterion: str | None = None
+    allow_semantic_change: bool = False
+    finetune_samples: int = 2048
+    # mapping
+    target: str = "loihi-sim"
+    formats: str = "auto"
+    max_cores: int | None = None
+    max_chips: int | None = None
+    # run
+    seed: int = 0
+    batch_size: int = 500
+    force: bool = False
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> "CompileOptions":
+        """Options from keyword arguments (the Python API); unknown names are refused in one line."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise UsageError(f"unknown compile option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        return cls(**kwargs).checked()
+
+    def replace(self, **changes) -> "CompileOptions":
+        return dataclasses.replace(self, **changes).checked()
+
+    def checked(self) -> "CompileOptions":
+        """Refuse values and combinations that cannot work (before any work starts).
+
+        Raises:
+            UsageError: one line naming the option and what is allowed.
+        """
+        def one_of(name, value, allowed):
+            if value is not None and value not in allowed:
+                raise UsageError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        one_of("input encoding", self.input_encoding, INPUT_ENCODINGS)
+        one_of("reset", self.reset, RESETS)
+        one_of("encode", self.encode, ENCODERS)
+        one_of("budget criterion", self.budget_criterion, CRITERIA)
+        check_formats(self.formats)
+        for name in ("limit", "max_cores", "max_chips", "calibrate", "timesteps", "batch_size", "finetune_samples"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+                raise UsageError(f"{name} must be a whole number >= 1, got {v!r}")
+        if self.weight_bits is not None and (isinstance(self.weight_bits, bool) or self.weight_bits not in range(2, 9)):
+            raise UsageError(f"weight bits must be a whole number in 2..8, got {self.weight_bits!r}")
+        if self.dt is not None and (isinstance(self.dt, bool) or not isinstance(self.dt, numbers.Real)
+                                    or not math.isfinite(self.dt) or self.dt <= 0):
+            raise UsageError(f"dt must be a positive time in s, got {self.dt!r}")
+        if self.calibrate is not None and not self.data:
+            raise UsageError("--calibrate needs --data: it calibrates the quantization on that dataset's training "
+                             "images")
+        if self.budget is not None and not self.data:
+            raise UsageError("--budget needs --data with direct (image) input: it measures the accuracy of each "
+                             "pruning step on held-out images")
+        return self

@@ -1,0 +1,144 @@
+"""The compile driver's stages, one test each (issue 16): CompileOptions shared by the CLI, the Python API and
+``snnc finetune``; load -> check -> prepare_data -> run_passes -> map_model -> check_semantics ->
+measure_model -> make_report -> write; ``--budget`` is a registered pass that logs like the others."""
+from __future__ import annotations
+
+import json
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from snnc.driver import compiler as C
+from snnc.driver.options import CompileOptions
+from snnc.errors import SnncError, UsageError
+from snnc.ir.validate import ValidationError
+from snnc.passes import REGISTRY, PassContext, Pipeline
+from snnc.targets import load_target
+
+from conftest import TinySNN
+
+TARGET = load_target("loihi-sim")
+
+
+def say(_):
+    pass
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return TinySNN(channels=4)
+
+
+def opts(**kw):
+    return CompileOptions(input_shape=(1, 8, 8), num_steps=4, **kw).checked()
+
+
+def test_options_refuse_what_cannot_work():
+    with pytest.raises(UsageError, match="--calibrate needs --data"):
+        CompileOptions(calibrate=64).checked()
+    with pytest.raises(UsageError, match="--budget needs --data"):
+        CompileOptions(budget="cores=4").checked()
+    with pytest.raises(UsageError, match="weight bits must be a whole number in 2..8"):
+        CompileOptions(weight_bits=9).checked()
+    with pytest.raises(SnncError, match="formats must be 'auto' or 'discrete'"):
+        CompileOptions(formats="pop").checked()
+    with pytest.raises(UsageError, match="unknown compile option.*colour"):
+        CompileOptions.from_kwargs(colour="red")
+    assert CompileOptions.from_kwargs(data="digits", limit=np.int64(5)).limit == 5
+
+
+def test_load_records_T_and_the_source_semantics(tiny):
+    loaded = C.load(tiny, opts(), [], say)
+    assert loaded.T == 4 and loaded.graph.metadata["snnc.num_steps"] == 4 and not loaded.spikes
+    assert loaded.diffs == [] and loaded.source_graph is not loaded.graph
+    with pytest.raises(SnncError, match="T is unknown"):
+        C.load(tiny, CompileOptions(input_shape=(1, 8, 8)), [], say)
+
+
+def test_check_refuses_a_bad_graph_and_budget_with_spikes(tiny):
+    loaded = C.load(tiny, opts(), [], say)
+    loaded.graph.nodes["lif2"].tau_mem = -np.abs(loaded.graph.nodes["lif2"].tau_mem)
+    with pytest.raises(ValidationError, match="tau_mem must be > 0"):
+        C.check(loaded, opts())
+    spiking = C.load(tiny, opts(input_encoding="spikes"), [], say)
+    with pytest.raises(UsageError, match="direct \\(image\\) input"):
+        C.check(spiking, opts(input_encoding="spikes", data="digits", budget="cores=2"))
+
+
+def test_prepare_data_splits_calibration_held_out_and_test(tiny):
+    loaded = C.load(tiny, opts(), [], say)
+    assert C.prepare_data(loaded, opts()).x_test is None
+    d = C.prepare_data(loaded, opts(data="digits", limit=30, calibrate=40, budget="cores=2"))
+    assert d.calib.shape == (40, 1, 8, 8) and d.x_test.shape == (30, 1, 8, 8) and len(d.y_test) == 30
+    x_ho, y_ho = d.held_out
+    assert len(x_ho) == C.HELD_OUT_SAMPLES and not np.array_equal(x_ho[0], d.calib[0])  # after the calibration ones
+
+
+def test_run_passes_budget_is_a_logged_pass(tiny):
+    o = opts(data="digits", limit=20, budget="synapses=6000")
+    loaded = C.load(tiny, o, [], say)
+    passed = C.run_passes(loaded, C.prepare_data(loaded, o), o, TARGET, say)
+    names = [e["pass"] for e in passed.ctx.log]
+    assert names == ["fold_bn", "budget", "quantize"]
+    entry = passed.ctx.log[1]
+    assert entry["time_s"] > 0 and entry["after"]["synapses"] < entry["before"]["synapses"]
+    assert entry["notes"]["budget"] == "synapses=6000" and entry["notes"]["search_steps"] >= 1
+    assert passed.pruning["budget"]["reached"] <= 6000 and passed.pruning["after"]["fits"]
+    assert "budget" in REGISTRY and passed.compiled.metadata["snnc.quantized"] == "loihi-sim"
+
+
+def test_budget_pass_needs_the_drivers_measure():
+    g = Pipeline("fold_bn").run(C.load(TinySNN(), opts(), [], say).graph, PassContext())
+    with pytest.raises(SnncError, match="needs a measure of the mapped model"):
+        Pipeline("budget:resource=cores;value=2").run(g, PassContext(target=TARGET, num_steps=4))
+    with pytest.raises(SnncError, match="RESOURCE=VALUE"):
+        Pipeline("budget:resource=wafers;value=2")
+
+
+def test_map_model_points_to_budget_when_it_does_not_fit():
+    torch.manual_seed(0)
+    wide = TinySNN(channels=32)  # 2,048 neurons in lif1: more than one core's 1,024
+    loaded = C.load(wide, opts(), [], say)
+    passed = C.run_passes(loaded, C.prepare_data(loaded, opts()), opts(), TARGET, say)
+    config, arrays, program = C.map_model(passed.compiled, TARGET, opts(), False, say)
+    assert len(config["cores"]) >= 2 and program.T == 4
+    with pytest.raises(SnncError, match="MAX_CORES.*\n.*|--budget cores=K") as e:
+        C.map_model(passed.compiled, TARGET, opts(max_cores=1), False, say)
+    assert "--budget cores=K" in str(e.value)
+
+
+def test_measure_and_report_by_one_readout_rule(tiny):
+    o = opts(data="digits", limit=25)
+    loaded = C.load(tiny, o, [], say)
+    data = C.prepare_data(loaded, o)
+    passed = C.run_passes(loaded, data, o, TARGET, say)
+    config, arrays, program = C.map_model(passed.compiled, TARGET, o, False, say)
+    assert C.check_semantics(loaded, data, passed.pipe, program, o, say) == []
+    metrics, acc = C.measure_model(loaded, data, passed, program, o, None, say)
+    compiled = program.run(data.x_test).scores().argmax(1)
+    assert acc["samples"] == 25 and acc["compiled"] == pytest.approx(float((compiled == data.y_test).mean()))
+    assert "voltage of the non-spiking readout" in acc["readout"]
+    report = C.make_report(tiny, loaded, data, passed, config, arrays, TARGET, metrics, acc, [])
+    assert report["accuracy"] == json.loads(json.dumps(report["accuracy"])) and report["totals"]["cores"] == len(
+        config["cores"])
+    assert [e["pass"] for e in report["pipeline"]] == ["fold_bn", "quantize"]
+
+
+def test_write_is_atomic_and_compile_model_takes_options_or_names(tiny, tmp_path):
+    o = opts()
+    loaded = C.load(tiny, o, [], say)
+    passed = C.run_passes(loaded, C.prepare_data(loaded, o), o, TARGET, say)
+    config, arrays, _ = C.map_model(passed.compiled, TARGET, o, False, say)
+    data = C.prepare_data(loaded, o)
+    report = C.make_report(tiny, loaded, data, passed, config, arrays, TARGET, None, None, [])
+    C.write(tmp_path / "w", config, arrays, passed.compiled, report, {}, o, [], say)
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [
+        ".snnc-output", "config.json", "cores.png", "graph.nir", "report.json", "weights.npz"]
+    assert nir.read(tmp_path / "w" / "graph.nir").metadata["snnc.num_steps"] == 4
+    a = C.compile_model(tiny, tmp_path / "a", o)
+    b = C.compile_model(tiny, tmp_path / "b", input_shape=(1, 8, 8), num_steps=4)
+    assert (tmp_path / "a" / "report.json").read_bytes() == (tmp_path / "b" / "report.json").read_bytes()
+    assert a == b
