@@ -60,7 +60,6 @@ from snnc.ir import SPIKING_TYPES, topological_order
 from snnc.ir import readout as R
 from snnc.ir.reference import GraphExecutor
 from snnc.passes.manager import PassContext, graph_num_steps, register
-from snnc.passes.quantize import decays
 from snnc.targets import load_target
 
 #: Threshold factors the recalibration searches: 2^-LOG2_RANGE .. 2^LOG2_RANGE, on a grid of
@@ -160,7 +159,7 @@ def fold_timesteps_pass(graph: nir.NIRGraph, ctx: PassContext, steps: int = 0, r
             else load_target(target)
     else:
         tgt = ctx.target if ctx.target is not None else load_target("loihi-sim")
-    fp = tgt["fixed_point"]
+    fp = tgt.fixed_point  # the backend's fixed-point rules
     original = graph
     import copy
     graph = copy.deepcopy(graph)
@@ -170,7 +169,7 @@ def fold_timesteps_pass(graph: nir.NIRGraph, ctx: PassContext, steps: int = 0, r
     dt_before = None
     for name, g in lowered.groups.items():
         node = graph.nodes[name]
-        du, dv = decays(g, fp)
+        du, dv = fp.decays(g.name, g.alpha, g.beta)
         a_q = 1 - (du + fp["ds_offset"]) / 2 ** bits
         b_q = 1 - (dv + fp["dm_offset"]) / 2 ** bits
         a_k, a_exact = folded_decay(du, k, fp["ds_offset"], bits)

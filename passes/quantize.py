@@ -9,7 +9,7 @@ For each neuron group (see :mod:`snnc.ir.lowering`) a float->integer voltage sca
                 so integer v >= s v_th is exactly v > vth_eff)
     du       = round(4096 * dt / tau_syn) - 1         12-bit (ds_offset = 1: du = 4095 -> no current memory)
     dv       = round(4096 * dt / tau_mem)             12-bit (dv = 0 -> no leak)
-    weights  q = W * s / 2^(6 + weight_exp), even integers in [-256, 254]   (6 = act_shift)
+    weights  q = W * s / 2^(6 + weight_exp), even integers in [-256, 254]   (6 = act_shift; 256 = 2^weight_bits)
              (8-bit mixed-sign: lava truncates one LSB), one weight_exp in -7..7 per projection
     bias     s * b = bias_mant << bias_exp, 13-bit signed mantissa, bias_exp 0..7
 
@@ -29,7 +29,10 @@ The pass is "fake quantization" on the NIR graph: weights, thresholds, decays
 and biases are replaced by the values the integers represent, so the float
 graph runs the quantized model, and each node's ``metadata["snnc.quant"]``
 records the formats (scale, vThMant, du, dv, weight_exp, bias exponent) that
-the loihi backend reads instead of re-deriving them. Biases of on-chip
+the loihi backend reads instead of re-deriving them (the weight mantissas themselves:
+:class:`snnc.ir.quant.WeightFormat`). The integer formats are the backend's: the pass discretises
+through ``target.fixed_point`` (:mod:`snnc.backends.loihi.discretize`, constants from the target file)
+and decides only the scales. Biases of on-chip
 projections move into the neuron node's ``v_leak`` (where it has one).
 Direct analog input (graph metadata ``snnc.input_encoding = "direct"``) is
 computed by the host and written as a per-sample bias; its weights stay float.
@@ -66,60 +69,13 @@ import torch
 from snnc.errors import SnncError
 from snnc.ir.lowering import Group, Lowered, lower, prepare_graph
 from snnc.ir import NEURON_TYPES
-from snnc.ir.quant import is_quantized  # noqa: F401  (re-exported: the pass's users ask it)
+from snnc.ir.quant import WeightFormat, is_quantized  # noqa: F401  (is_quantized re-exported)
 from snnc.ir.ops import apply_ops, host_bias_float, input_bound
 from snnc.ir.reference import GraphExecutor
 from snnc.ir.semantics import NeuronSemantics
 from snnc.passes.manager import PassContext, graph_num_steps, register
 from snnc.targets import load_target
 
-
-
-def weight_step(weight_bits: int) -> int:
-    """Spacing of representable mixed-sign weights for ``weight_bits`` (lava truncate_weights)."""
-    if not 1 <= weight_bits <= 8:
-        raise SnncError(f"weight_bits must be 1..8, got {weight_bits}")
-    return 2 ** (8 - weight_bits + 1)
-
-
-def quantize_weights(w: np.ndarray, scale: float, fp: dict, weight_bits: int) -> tuple[np.ndarray, int]:
-    """Float composite weights -> (even int weights in [-256, 254], weight_exp).
-
-    weight_exp is the smallest exponent in [weight_exp_min, weight_exp_max]
-    with ``max|w| * scale / 2^(6+e) <= 254``.
-    """
-    m = float(np.abs(w).max()) if w.size else 0.0
-    qmax = 256 - weight_step(weight_bits)
-    if m == 0:
-        return np.zeros(w.shape, np.int32), 0
-    e = math.ceil(math.log2(m * scale / (2 ** fp["act_shift"] * qmax)) - 1e-12)
-    e = int(min(max(e, fp["weight_exp_min"]), fp["weight_exp_max"]))
-    step = weight_step(weight_bits)
-    q = step * np.rint(w * scale / 2 ** (fp["act_shift"] + e) / step)
-    return np.clip(q, -256, qmax).astype(np.int32), e
-
-
-def split_bias(b_int: np.ndarray, fp: dict) -> tuple[np.ndarray, int]:
-    """Integer biases -> (mantissa int32, exponent): smallest exp in 0..bias_exp_max that fits 13 bits."""
-    mmax = 2 ** (fp["bias_mant_bits"] - 1) - 1
-    m = float(np.abs(b_int).max()) if np.size(b_int) else 0.0
-    e = 0
-    while m / 2 ** e > mmax and e < fp["bias_exp_max"]:
-        e += 1
-    mant = np.clip(np.rint(np.asarray(b_int, np.float64) / 2 ** e), -mmax - 1, mmax).astype(np.int32)
-    return mant, e
-
-
-def decays(g: Group, fp: dict) -> tuple[int, int]:
-    one = 2 ** fp["decay_bits"]  # decay_unity (lava: 2**12)
-    du = np.rint(one * (1 - g.alpha)) - fp["ds_offset"]
-    dv = np.rint(one * (1 - g.beta)) - fp["dm_offset"]
-    if np.ptp(du) or np.ptp(dv):
-        raise SnncError(f"group {g.name!r}: per-neuron time constants differ; loihi-sim has one du/dv per group")
-    # a leaky neuron keeps at least the smallest leak (dv = 1): dv = 0 would need tau_mem = inf, which
-    # NIR's r = tau_mem/dt parametrisation cannot hold (tau_mem >= 8192 dt rounds there)
-    dv_min = 1 if np.all(g.beta < 1) else 0
-    return int(np.clip(du.flat[0], 0, one - 1)), int(np.clip(dv.flat[0], dv_min, one - 1))
 
 
 #: calibration samples run through the float reference at once (the statistics use every sample)
@@ -360,59 +316,31 @@ def _row_errors(err: np.ndarray, moments) -> np.ndarray:
     return out
 
 
-def _grid(w_rows: np.ndarray, unit: np.ndarray, weight_bits: int) -> np.ndarray:
-    """Fake-quantize rows on the mantissa grid: ``unit`` (per row, ``[O, 1]``) is the value of one
-    mantissa LSB; mantissas are multiples of ``step`` in ``[-256, 256 - step]``."""
-    step = weight_step(weight_bits)
-    return np.clip(step * np.rint(w_rows / (unit * step)), -256, 256 - step) * unit
-
-
-def mse_clip(w: np.ndarray, moments, weight_bits: int, per_row: bool) -> np.ndarray:
+def mse_clip(w: np.ndarray, moments, weight_bits: int, per_row: bool, fp) -> np.ndarray:
     """Clip level(s) minimising the output error on calibration data (see :func:`input_moments`).
 
-    The clip level ``c`` is the value of the largest positive mantissa ``256 - step`` (the negative
-    side reaches ``-256/(256 - step) c``). Candidates: :data:`MSE_RATIOS` x max|w|, and the two levels
+    The clip level ``c`` is the value of the largest positive mantissa ``qmax`` (the negative side
+    reaches ``-wmax/qmax c``; ``fp``: the target's fixed-point rules, ``target.fixed_point``). Candidates: :data:`MSE_RATIOS` x max|w|, and the two levels
     that put the largest positive or negative weight exactly on the grid (per row with ``per_row``,
     else of the whole projection). Returns ``[O]`` clip levels (equal without ``per_row``).
     """
     W = _rows(w)
-    qmax = 256 - weight_step(weight_bits)
+    qmax = fp.qmax(weight_bits)
     if per_row:
         mx, hi, lo = np.abs(W).max(1), W.max(1), -W.min(1)
     else:
         mx, hi, lo = (np.full(W.shape[0], v) for v in (np.abs(W).max(), W.max(), -W.min()))
     # the fractions of max|w|, and the two levels that put the largest positive / negative weight exactly
     # on a mantissa (weights already on a grid, e.g. after quantization-aware training, keep it)
-    cands = [r * mx for r in MSE_RATIOS] + [np.where(hi > 0, hi, mx), np.where(lo > 0, lo * qmax / 256, mx)]
+    cands = [r * mx for r in MSE_RATIOS] + [np.where(hi > 0, hi, mx), np.where(lo > 0, lo * qmax / fp.wmax, mx)]
     errs = np.empty((len(cands), W.shape[0]))
     for k, c in enumerate(cands):
         c = np.where(c > 0, c, 1.0)[:, None]
-        errs[k] = _row_errors(_grid(W, c / qmax, weight_bits) - W, moments)
+        errs[k] = _row_errors(fp.grid(W, c / qmax, weight_bits) - W, moments)
     cands = np.stack(cands)
     if per_row:
         return cands[np.argmin(errs, 0), np.arange(W.shape[0])]
     return cands[int(np.argmin(errs.sum(1)))]
-
-
-def quantize_rows(w: np.ndarray, scale_rows, e: int, fp: dict, weight_bits: int) -> tuple[np.ndarray, int]:
-    """Weights with a per-row scale (``scale_rows``: scalar or ``[O]``) and exponent ``e`` ->
-    (mantissas int32, number of weights clipped to the mantissa range)."""
-    step = weight_step(weight_bits)
-    qmax = 256 - step
-    s = np.asarray(scale_rows, np.float64).reshape((-1,) + (1,) * (w.ndim - 1)) if np.ndim(scale_rows) else scale_rows
-    r = step * np.rint(w * s / 2 ** (fp["act_shift"] + e) / step)
-    clipped = int(np.sum((r > qmax) | (r < -256)))
-    return np.clip(r, -256, qmax).astype(np.int32), clipped
-
-
-def _fit_exp(w: np.ndarray, scale_rows: np.ndarray, fp: dict, qmax: int) -> int:
-    """Smallest exponent in range at which every row's largest |weight| fits the mantissa."""
-    m = (np.abs(_rows(w)).max(1) * scale_rows)
-    m = float(m.max()) if m.size else 0.0
-    if m == 0:
-        return 0
-    e = math.ceil(math.log2(m / (2 ** fp["act_shift"] * qmax)) - 1e-12)
-    return int(min(max(e, fp["weight_exp_min"]), fp["weight_exp_max"]))
 
 
 def _mse_exp(w: np.ndarray, scale_rows: np.ndarray, fp: dict, weight_bits: int, moments) -> int:
@@ -421,7 +349,7 @@ def _mse_exp(w: np.ndarray, scale_rows: np.ndarray, fp: dict, weight_bits: int, 
     best = None
     for e in range(fp["weight_exp_min"], fp["weight_exp_max"] + 1):
         unit = (2.0 ** (fp["act_shift"] + e) / scale_rows).reshape(-1, 1)
-        err = float(_row_errors(_grid(W, unit, weight_bits) - W, moments).sum())
+        err = float(_row_errors(fp.grid(W, unit, weight_bits) - W, moments).sum())
         if best is None or err < best[0] - 1e-12 * abs(best[0]):
             best = (err, e)
     return best[1]
@@ -490,7 +418,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             else load_target(target)
     else:
         tgt = ctx.target if ctx.target is not None else load_target("loihi-sim")
-    fp = dict(tgt["fixed_point"])
+    fp = tgt.fixed_point  # the backend's fixed-point rules (target file constants)
     graph, rewrites = prepare_graph(graph)  # exact rewrites: pooling composed into convs, OR groups for max pooling
     if rewrites:
         ctx.note(rewrites=rewrites)
@@ -513,7 +441,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
     if per_channel and not channel_levels:
         prof = (tgt.data.get("profiles") or {}).get("vth_per_core", 16)
         channel_levels = max(1, int(prof) // 2)
-    qmax = 256 - weight_step(weight_bits)
+    qmax = fp.qmax(weight_bits)
     bias_lim = (2 ** (fp["bias_mant_bits"] - 1) - 1) * 2 ** fp["bias_exp_max"]
     notes = {}
     for g in lowered.groups.values():
@@ -557,7 +485,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
                 cands["synaptic_input"] = (2 ** (fp["syn_input_bits"] - 1) - 1) * 2 ** fp["act_shift"] / (headroom * amax)
         limiter = min(cands, key=cands.get)
         s = float(cands[limiter])
-        du, dv = decays(g, fp)
+        du, dv = fp.decays(g.name, g.alpha, g.beta)
         ge = g.kind == "spiking" and NeuronSemantics.of(node).threshold_op == ">="
         extra, extra_w = {}, {}
         if per_channel and not chip:
@@ -593,17 +521,17 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
                     for p in chip:      # a calibrated plan's weights follow the (slightly smaller) scale
                         if p.weighted in extra_w:
                             e = extra_w[p.weighted][1]
-                            q, clipped = quantize_rows(p.weight, s, e, fp, weight_bits)
+                            q, clipped = fp.quantize_rows(p.weight, s, e, weight_bits)
                             extra_w[p.weighted] = (q, e, clipped, s)
                 else:
                     vth_mant = int(np.clip(np.rint(raw), 1, fp["vth_mant_max"]))
         else:
             vth_mant = int(fp["vth_mant_max"])
         s_n = extra.get("_s_neuron", s)        # per-neuron scale ([*shape]) with per-channel scales
-        b_mant, b_exp = split_bias(np.rint(s_n * const_bias), fp)
+        b_mant, b_exp = fp.split_bias(np.rint(s_n * const_bias))
         if any(p.host for p in g.projections):
-            host_exp = int(split_bias(np.array([s * hb]), fp)[1]) if "_hb_neuron" not in extra else \
-                int(split_bias(np.array([float(np.max(s_n * extra["_hb_neuron"]))]), fp)[1])
+            host_exp = int(fp.split_bias(np.array([s * hb]))[1]) if "_hb_neuron" not in extra else \
+                int(fp.split_bias(np.array([float(np.max(s_n * extra["_hb_neuron"]))]))[1])
         else:
             host_exp = -1
         qinfo = {"target": tgt.name, "scale": s, "scale_limited_by": limiter, "vth_mant": vth_mant,
@@ -616,8 +544,8 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             if p.weighted in extra_w:
                 q, e, clipped, s_rows = extra_w[p.weighted]
             else:
-                q, e = quantize_weights(p.weight, s, fp, weight_bits)
-                clipped = quantize_rows(p.weight, s, e, fp, weight_bits)[1]
+                q, e = fp.quantize_weights(p.weight, s, weight_bits)
+                clipped = fp.quantize_rows(p.weight, s, e, weight_bits)[1]
                 s_rows = s
             n_weights += int(np.count_nonzero(p.weight))
             n_clipped += clipped
@@ -628,9 +556,8 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             else:
                 deq = q.astype(np.float64) * 2 ** (fp["act_shift"] + e) / s
             wn.weight = (deq / p.factor).astype(np.float32)
-            wmeta = {"target": tgt.name, "weight_exp": int(e), "weight_bits": int(weight_bits), "group": g.name,
-                     "scale": s,
-                     "clipped": int(np.sum(np.abs(p.weight * s / 2 ** (fp["act_shift"] + e)) > qmax + 1))}
+            wmeta = dict(WeightFormat(tgt.name, int(e), int(weight_bits), q).to_metadata(), group=g.name, scale=s,
+                         clipped=int(np.sum(np.abs(p.weight * s / 2 ** (fp["act_shift"] + e)) > qmax + 1)))
             if advanced:
                 wmeta.update(clipped=int(clipped), scales=scales, per_channel=bool(np.ndim(s_rows)),
                              weights=int(np.count_nonzero(p.weight)))
@@ -699,17 +626,17 @@ def _advanced(g: Group, chip, cands: dict, stats, host_vals, const_bias, headroo
     """Scales and weights for ``scales="mse"`` and/or ``per_channel`` (see docs/passes.md).
 
     The dominant projection (most non-zero weights) sets the scale: its clip level ``c`` (the largest
-    weight, or the MSE choice) becomes the largest mantissa ``256 - step`` exactly, at the largest
+    weight, or the MSE choice) becomes the largest mantissa ``qmax`` exactly, at the largest
     weight exponent that keeps the scale within every other limit. Other projections of the group
     get their exponent from their largest weight (``max``) or the smallest output error (``mse``).
     """
-    qmax = 256 - weight_step(weight_bits)
+    qmax = fp.qmax(weight_bits)
     shift = fp["act_shift"]
     C = int(g.shape[0])
     p0 = max(chip, key=lambda p: int(np.count_nonzero(p.weight)))
     rows0 = _rows(p0.weight)
     if scales == "mse":
-        clip = mse_clip(p0.weight, moments[p0.weighted], weight_bits, per_row=per_channel)
+        clip = mse_clip(p0.weight, moments[p0.weighted], weight_bits, per_row=per_channel, fp=fp)
     else:
         clip = np.abs(rows0).max(1)
     meta, notes = {"scales": scales, "per_channel": bool(per_channel)}, {"scales": scales}
@@ -733,8 +660,8 @@ def _advanced(g: Group, chip, cands: dict, stats, host_vals, const_bias, headroo
         for p in chip:
             e = e0 if p is p0 else (_mse_exp(p.weight, np.full(p.weight.shape[0], s), fp, weight_bits,
                                              moments[p.weighted]) if scales == "mse"
-                                    else _fit_exp(p.weight, np.full(p.weight.shape[0], s), fp, qmax))
-            q, clipped = quantize_rows(p.weight, s, e, fp, weight_bits)
+                                    else fp.fit_exp(_rows(p.weight), np.full(p.weight.shape[0], s), qmax))
+            q, clipped = fp.quantize_rows(p.weight, s, e, weight_bits)
             weights[p.weighted] = (q, e, clipped, s)
         return {"s": s, "limited_by": name, "meta": dict(meta, _notes=notes), "weights": weights}
     # ---- per channel: per-channel limits (the same candidates, channel by channel)
@@ -816,8 +743,8 @@ def _advanced(g: Group, chip, cands: dict, stats, host_vals, const_bias, headroo
         elif scales == "mse":
             e = _mse_exp(p.weight, s_c, fp, weight_bits, moments[p.weighted])
         else:
-            e = _fit_exp(p.weight, s_c, fp, qmax)
-        q, clipped = quantize_rows(p.weight, s_c, e, fp, weight_bits)
+            e = fp.fit_exp(_rows(p.weight), s_c, qmax)
+        q, clipped = fp.quantize_rows(p.weight, s_c, e, weight_bits)
         weights[p.weighted] = (q, e, clipped, s_c)
     notes.update(per_channel={"applied": True, "exact": exact, "levels": n_levels, "channels": C, "why": why},
                  scale_min=round(float(s_c.min()), 4), scale_max=round(float(s_c.max()), 4),
@@ -872,11 +799,11 @@ def weight_grids(graph: nir.NIRGraph, quantized: nir.NIRGraph, target=None) -> d
 
     Returns ``{weighted node: (unit [O], step, qmax)}`` for every on-chip projection: the node weight
     ``W`` (``[O, ...]``) is represented as ``unit_o * q`` with ``q`` a multiple of ``step`` in
-    ``[-256, qmax]`` (``unit_o = 2^(act_shift + weight_exp) / (s_o * gain_o)``: ``s_o`` the scale of the
+    ``[-wmax, qmax]`` (``unit_o = 2^(act_shift + weight_exp) / (s_o * gain_o)``: ``s_o`` the scale of the
     row's channel, ``gain_o`` the pooling and neuron gain of the row). Host-computed layers have no grid.
     ``target``: the one quantize used (default loihi-sim).
     """
-    fp = (target if target is not None else load_target("loihi-sim"))["fixed_point"]
+    fp = (target if target is not None else load_target("loihi-sim")).fixed_point
     out = {}
     for g in lower(graph).groups.values():
         qn = (quantized.nodes[g.name].metadata or {}).get("snnc.quant", {})
@@ -889,6 +816,6 @@ def weight_grids(graph: nir.NIRGraph, quantized: nir.NIRGraph, target=None) -> d
                 np.full(rows, float(qn["scale"]))
             gain = np.broadcast_to(np.asarray(p.factor, np.float64), p.weight.shape).reshape(rows, -1)[:, 0]
             unit = 2.0 ** (fp["act_shift"] + int(wq["weight_exp"])) / (s * gain)
-            step = weight_step(int(wq["weight_bits"]))
-            out[p.weighted] = (unit, step, 256 - step)
+            step = fp.weight_step(int(wq["weight_bits"]))
+            out[p.weighted] = (unit, step, fp.qmax(int(wq["weight_bits"])))
     return out

@@ -18,14 +18,13 @@ from snnc.cli import main
 from snnc.frontend import trace
 from snnc.neurons import CubaLIF, Integrator
 from snnc.passes import PassContext, Pipeline
-from snnc.passes.quantize import (cluster_levels, input_moments, mse_clip, quantize_rows, quantize_weights,
-                                  weight_grids, weight_step)
+from snnc.passes.quantize import cluster_levels, input_moments, mse_clip, weight_grids
 from snnc.targets import load_target
 
 from conftest import TinySNN, digits_batch
 
 TARGET = load_target("loihi-sim")
-FP = TARGET["fixed_point"]
+FP = TARGET.fixed_point  # the loihi backend's fixed-point rules, constants from the target file
 
 
 def run(*args):
@@ -67,11 +66,11 @@ def test_weights_at_the_edge_of_the_range():
     in [-256, 224]."""
     s, e = 2.0 ** 6, 0          # one unit of w = one mantissa LSB
     w = np.array([[254.0, 255.0, -256.0, -259.0, 253.0, 1.0, -1.0, 0.0, -257.0]])
-    q, clipped = quantize_rows(w, s, e, FP, 8)
+    q, clipped = FP.quantize_rows(w, s, e, 8)
     assert q.tolist() == [[254, 254, -256, -256, 252, 0, 0, 0, -256]] and clipped == 2
-    q4, clipped4 = quantize_rows(np.array([[224.0, 239.9, 240.0, -256.0, -280.0, 15.9, 16.1]]), s, e, FP, 4)
+    q4, clipped4 = FP.quantize_rows(np.array([[224.0, 239.9, 240.0, -256.0, -280.0, 15.9, 16.1]]), s, e, 4)
     assert q4.tolist() == [[224, 224, 224, -256, -256, 0, 32]] and clipped4 == 2  # 240 -> 256, -280 -> -288
-    assert [weight_step(b) for b in (8, 6, 4, 2)] == [2, 8, 32, 128]
+    assert [FP.weight_step(b) for b in (8, 6, 4, 2)] == [2, 8, 32, 128]
 
 
 def test_exponent_choice_is_the_smallest_that_fits():
@@ -79,11 +78,11 @@ def test_exponent_choice_is_the_smallest_that_fits():
     s = 1.0
     for e_want in (-7, -3, 0, 2, 7):
         m = 254 * 2.0 ** (6 + e_want)             # exactly the top mantissa at e_want
-        q, e = quantize_weights(np.array([m, -m / 3]), s, FP, 8)
+        q, e = FP.quantize_weights(np.array([m, -m / 3]), s, 8)
         assert e == e_want and q[0] == 254
-        q, e = quantize_weights(np.array([m * 1.001]), s, FP, 8)  # just over: one exponent up (or clipped at 7)
+        q, e = FP.quantize_weights(np.array([m * 1.001]), s, 8)  # just over: one exponent up (or clipped at 7)
         assert e == min(e_want + 1, 7)
-    q, e = quantize_weights(np.array([1e-9]), s, FP, 8)
+    q, e = FP.quantize_weights(np.array([1e-9]), s, 8)
     assert e == FP["weight_exp_min"]
 
 
@@ -94,17 +93,17 @@ def test_mse_clip_keeps_weights_already_on_a_grid_and_clips_outliers():
     c = 0.25
     grid = rng.integers(-6, 8, size=(3, 10)) * (c / 7)           # 4-bit: mantissas -8..7 of c / 7
     grid[:, 0] = c
-    got = mse_clip(grid, mom, 4, per_row=True)
+    got = mse_clip(grid, mom, 4, per_row=True, fp=FP)
     np.testing.assert_allclose(got, c, rtol=1e-12)                # zero error: the grid itself
-    from snnc.passes.quantize import _grid, _row_errors
+    from snnc.passes.quantize import _row_errors
     w = rng.normal(0, 0.1, size=(4, 200))
     w[0, 0] = 3.0                                                 # one outlier
     xm = (rng.random((400, 200)) < 0.2).astype(np.float64)
     mom = ("full", (xm.T @ xm)[None])
-    c_row = mse_clip(w, mom, 4, per_row=True)
-    err = _row_errors(_grid(w, c_row[:, None] / 224, 4) - w, mom)
+    c_row = mse_clip(w, mom, 4, per_row=True, fp=FP)
+    err = _row_errors(FP.grid(w, c_row[:, None] / 224, 4) - w, mom)
     mx = np.abs(w).max(1)
-    err_max = _row_errors(_grid(w, mx[:, None] / 224, 4) - w, mom)
+    err_max = _row_errors(FP.grid(w, mx[:, None] / 224, 4) - w, mom)
     assert np.all(err <= err_max * (1 + 1e-12)) and err[0] < err_max[0] and c_row[0] < 3.0
 
 

@@ -65,7 +65,7 @@ from snnc.errors import SnncError
 from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi import rules
 from snnc.ir.ops import host_weight
-from snnc.ir.quant import is_quantized
+from snnc.ir.quant import WeightFormat, is_quantized
 from snnc.backends.loihi.validate import check_program
 from snnc.backends.loihi.placement import Placer
 from snnc.ir.lowering import group_offsets, lower
@@ -76,15 +76,20 @@ class NotQuantizedError(SnncError):
     """The graph lacks the ``quantize`` pass's formats for this target."""
 
 
-def _int_weights(p, s, e: int, shift: int) -> np.ndarray:
-    """``s``: the group's scale, or ``[rows]`` per-channel scales (one per output channel / neuron)."""
+def _int_weights(p, wf: WeightFormat, s, shift: int) -> np.ndarray:
+    """The integer weights ``quantize`` chose for projection ``p`` (:class:`snnc.ir.quant.WeightFormat`), after
+    checking that the graph's float weights still are those mantissas (``s``: the group's scale, or ``[rows]``
+    per-channel scales): weights changed after quantize are refused, never rounded again."""
+    q = wf.mantissa
+    if q.shape != p.weight.shape:
+        raise NotQuantizedError(f"weights of {p.weighted!r} have shape {p.weight.shape}, the quantized mantissas "
+                                f"{q.shape}: the graph changed after the quantize pass")
     if np.ndim(s):
         s = np.asarray(s, np.float64).reshape((-1,) + (1,) * (p.weight.ndim - 1))
-    x = p.weight * s / 2 ** (shift + e)
-    q = np.rint(x)
-    if np.abs(q - x).max(initial=0) > 1e-3:
-        raise NotQuantizedError(f"weights of {p.weighted!r} are not on the quantization grid; run the quantize pass "
-                                "last before the backend")
+    deq = q.astype(np.float64) * 2.0 ** (shift + wf.weight_exp) / s   # float32 rounding of these is all that differs
+    if not np.allclose(p.weight, deq, rtol=1e-5, atol=1e-6 * float(np.abs(deq).max(initial=1.0))):
+        raise NotQuantizedError(f"weights of {p.weighted!r} are not the mantissas the quantize pass chose (changed "
+                                "after it); run the quantize pass last before the backend")
     return q.astype(np.int32)
 
 
@@ -156,10 +161,10 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                     arrays[f"{key}.host_bias"] = np.asarray(p.bias, np.float64).reshape(-1)
                 pc.update(weight_exp=0, delay=0, synapses=0)
             else:
-                wq = graph.nodes[p.weighted].metadata["snnc.quant"]
-                e = int(wq["weight_exp"])
-                pc["weight_bits"] = int(wq.get("weight_bits", fmt["weight_bits"]))
-                arrays[f"{key}.weight"] = _int_weights(p, s_rows, e, fp["act_shift"])
+                wf = WeightFormat.of(p.weighted, graph.nodes[p.weighted])
+                e = wf.weight_exp
+                pc["weight_bits"] = wf.weight_bits
+                arrays[f"{key}.weight"] = _int_weights(p, wf, s_rows, fp["act_shift"])
                 src_off = offsets.get(p.source, 0)
                 delay = offsets[g.name] - src_off - (0 if p.recurrent else 1)
                 pc.update(weight_exp=e, delay=int(delay))

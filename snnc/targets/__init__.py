@@ -5,6 +5,7 @@ may be a path to a user TOML file with the same sections.
 """
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,14 @@ class Target:
     @property
     def sources(self) -> dict:
         return self.data.get("sources", {})
+
+    @property
+    def fixed_point(self):
+        """The backend's fixed-point rules for this target (loihi: :class:`snnc.backends.loihi.discretize.
+        FixedPoint`): what passes such as ``quantize`` discretise with, found by the backend's name so that
+        a pass never imports a backend (the target is data; its backend is a plugin)."""
+        module = importlib.import_module(f"snnc.backends.{self.backend}.discretize")
+        return module.FixedPoint(self)
 
 
 def available() -> list[str]:
