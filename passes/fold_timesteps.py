@@ -48,6 +48,7 @@ and after recalibration.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import nir
@@ -161,7 +162,6 @@ def fold_timesteps_pass(graph: nir.NIRGraph, ctx: PassContext, steps: int = 0, r
         tgt = ctx.target if ctx.target is not None else load_target("loihi-sim")
     fp = tgt.fixed_point  # the backend's fixed-point rules
     original = graph
-    import copy
     graph = copy.deepcopy(graph)
     lowered = lower(graph)
     bits = fp["decay_bits"]

@@ -68,8 +68,7 @@ import torch
 
 from snnc.errors import SnncError
 from snnc.ir.lowering import Group, Lowered, lower, prepare_graph
-from snnc.ir import NEURON_TYPES
-from snnc.ir.quant import WeightFormat, is_quantized  # noqa: F401  (is_quantized re-exported)
+from snnc.ir.quant import WeightFormat
 from snnc.ir.ops import apply_ops, host_bias_float, input_bound
 from snnc.ir.reference import GraphExecutor
 from snnc.ir.semantics import NeuronSemantics

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import signal
 import sys
@@ -145,7 +146,6 @@ def _shape(text):
 
 
 def _positive_time(ctx, param, value):
-    import math
     if value is not None and (not math.isfinite(value) or value <= 0):
         raise click.BadParameter(f"{value} is not a positive time in s")
     return value

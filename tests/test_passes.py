@@ -8,7 +8,7 @@ import torch
 from snnc.frontend import trace
 from snnc.ir import summarize
 from snnc.passes import REGISTRY, PassContext, Pipeline, parse_pipeline, register
-from snnc.passes.quantize import is_quantized
+from snnc.ir.quant import is_quantized
 from snnc.ir.reference import run_graph
 from snnc.targets import load_target
 

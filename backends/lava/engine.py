@@ -229,7 +229,7 @@ class LavaProgram:
                 src_port = self.source.s_out if p["source"] == self.in_name else self.groups[p["source"]].lif.s_out
                 kind, params, wf = fold_pooling(p["ops"], w, src_shape)
                 e, d = int(p["weight_exp"]), int(p["delay"])
-                wbits = int(p.get("weight_bits", 8))
+                wbits = int(p["weight_bits"])  # checked present by check_program
                 tag = f"{g['name']}<-{p['source']}"
                 if kind == "conv" and d > 0:
                     if np.prod(src_shape) * lg.cfg["size"] > MAX_UNROLLED:

@@ -122,7 +122,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
     M.check_formats(formats)
     tm = timings if timings is not None else {}
     t0 = time.perf_counter()
-    fp, core_lim, fmt, chip = target["fixed_point"], target["core"], target["synapse_format"], target["chip"]
+    fp, core_lim, chip = target["fixed_point"], target["core"], target["chip"]
     low = lower(graph)
     if len(low.inputs) != 1:
         raise UnsupportedNodeError("input", "Input", f"{len(low.inputs)} inputs; loihi-sim takes exactly one")

@@ -130,7 +130,7 @@ def profile_counts(cores: list[dict], groups: list[dict], arrays: dict) -> list[
     for g in groups:
         arr = arrays.get(f"{g['name']}.vth_mant")
         perm = neuron_order(tuple(g["shape"]), g.get("channel_block")) if arr is not None else None
-        fmts = {(int(p.get("weight_bits", 8)), int(p["weight_exp"]), p.get("axon_type", "discrete"))
+        fmts = {(int(p["weight_bits"]), int(p["weight_exp"]), p.get("axon_type", "discrete"))
                 for p in g["projections"] if not p["host"]}
         for sl in g.get("slices", []):
             c = sl["core"]

@@ -26,7 +26,11 @@ and energy by :mod:`snnc.backends.loihi.energy`.
 """
 from __future__ import annotations
 
+import json
+import zipfile
+import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -363,11 +367,6 @@ def load_program(out_dir, target=None) -> Program:
         ValueError: not a compile output folder, unreadable or corrupt files, or a configuration
             outside the target's schema and ranges (ConfigError).
     """
-    import json
-    import zipfile
-    import zlib
-    from pathlib import Path
-
     out_dir = Path(out_dir)
     cfg_path, w_path = out_dir / "config.json", out_dir / "weights.npz"
     for p in (cfg_path, w_path):

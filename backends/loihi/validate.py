@@ -13,8 +13,9 @@ vth_mant            1 .. vth_mant_max (17-bit unsigned; 0 allowed for readouts);
                     scales also ``<g>.vth_mant`` per neuron (1 .. the group's vth_mant) and
                     ``<g>.scale`` (positive, per neuron)
 bias_mant           signed ``bias_mant_bits`` (13-bit); bias_exp 0 .. bias_exp_max
-weight mantissas    whole numbers in [-256, 256 - step], multiples of step = 2^(9 - weight_bits)
-                    (lava ``truncate_weights``, mixed sign); weight_exp in weight_exp_min..max
+weight mantissas    whole numbers in [-2^B, 2^B - step], multiples of step = 2^(B + 1 - weight_bits), B the
+                    target's [synapse_format].weight_bits (8 on Loihi 1: [-256, 254] at 8 bits; lava
+                    ``truncate_weights``, mixed sign); weight_exp in weight_exp_min..max
 delay               0 .. max_delay steps
 per core            neurons, input/output axons, synaptic memory within ``[core]``
 ==================  =========================================================
@@ -325,11 +326,12 @@ def _check_projection(p, pw, g, size, shapes, in_name, inp, arrays, fp, fmt) -> 
             out.append(f"{pw}: delay {p.get('delay')!r} is outside 0..{fp['max_delay']}")
         if not _in(p.get("synapses"), 0, 2 ** 62):
             out.append(f"{pw}: synapses {p.get('synapses')!r}")
-        step = 2 ** (9 - wb)
+        wmax = 2 ** fmt["weight_bits"]                 # the target's mantissa width (Loihi 1: 8 bits)
+        step = 2 ** (fmt["weight_bits"] + 1 - wb)
         if w.dtype.kind not in "iu":
             out.append(f"{pw}: weight mantissas must be whole numbers, got {w.dtype}")
-        elif w.size and (w.min() < -256 or w.max() > 256 - step or np.any(w % step)):
-            out.append(f"{pw}: weight mantissas must be multiples of {step} in -256..{256 - step} "
+        elif w.size and (w.min() < -wmax or w.max() > wmax - step or np.any(w % step)):
+            out.append(f"{pw}: weight mantissas must be multiples of {step} in -{wmax}..{wmax - step} "
                        f"({wb}-bit, mixed sign; found {int(w.min())}..{int(w.max())})")
     if out:
         return out

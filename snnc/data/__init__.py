@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +85,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         DataFormatError: unreadable or corrupt gzip stream, bad magic, unknown element type,
             a header or element block shorter than the header says, or trailing bytes.
     """
-    import zlib
-
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rb") as f:

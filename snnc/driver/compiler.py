@@ -26,7 +26,6 @@ from pathlib import Path
 
 import nir
 import numpy as np
-import torch
 
 from snnc.errors import SnncError, UsageError
 from snnc import data as D

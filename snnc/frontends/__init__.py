@@ -28,6 +28,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 
 import nir
@@ -123,9 +125,6 @@ def check_zip_integrity(path) -> None:
     Raises:
         ModelLoadError: a member with a bad CRC or an unreadable zip directory.
     """
-    import zipfile
-    import zlib
-
     try:
         if not zipfile.is_zipfile(path):  # (a legacy torch file; torch.load checks it)
             return

@@ -14,7 +14,6 @@ can print it as ``snnc: error: ...`` (exit 1). Nothing here changes its input.
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 import nir
