@@ -30,7 +30,7 @@ and biases are replaced by the values the integers represent, so the float
 graph runs the quantized model, and each node's ``metadata["snnc.quant"]``
 records the formats (scale, vThMant, du, dv, weight_exp, bias exponent) that
 the loihi backend reads instead of re-deriving them (the weight mantissas themselves:
-:class:`snnc.ir.quant.WeightFormat`). The integer formats are the backend's: the pass discretises
+:class:`snnc.ir.quant.QuantFormat`). The integer formats are the backend's: the pass discretises
 through ``target.fixed_point`` (:mod:`snnc.backends.loihi.discretize`, constants from the target file)
 and decides only the scales. Biases of on-chip
 projections move into the neuron node's ``v_leak`` (where it has one).
@@ -68,7 +68,7 @@ import torch
 
 from snnc.errors import SnncError
 from snnc.ir.lowering import Group, Lowered, lower, prepare_graph
-from snnc.ir.quant import WeightFormat
+from snnc.ir.quant import QuantFormat
 from snnc.ir.ops import apply_ops, host_bias_float, input_bound
 from snnc.ir.reference import GraphExecutor
 from snnc.ir.semantics import NeuronSemantics
@@ -555,7 +555,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             else:
                 deq = q.astype(np.float64) * 2 ** (fp["act_shift"] + e) / s
             wn.weight = (deq / p.factor).astype(np.float32)
-            wmeta = dict(WeightFormat(tgt.name, int(e), int(weight_bits), q).to_metadata(), group=g.name, scale=s,
+            wmeta = dict(QuantFormat(tgt.name, int(e), int(weight_bits), q).to_metadata(), group=g.name, scale=s,
                          clipped=int(np.sum(np.abs(p.weight * s / 2 ** (fp["act_shift"] + e)) > qmax + 1)))
             if advanced:
                 wmeta.update(clipped=int(clipped), scales=scales, per_channel=bool(np.ndim(s_rows)),

@@ -225,10 +225,10 @@ def test_unquantized_graph_is_refused(tiny):
 
 
 def test_backend_reads_the_mantissas_quantize_chose(tiny):
-    """Issue 16, defect 5: the backend takes the integer weights from the quantize pass's WeightFormat
+    """Issue 16, defect 5: the backend takes the integer weights from the quantize pass's QuantFormat
     (never rounds float weights again) and refuses a graph whose weights changed after quantize."""
     from snnc.backends.loihi.compile import NotQuantizedError
-    from snnc.ir.quant import WeightFormat
+    from snnc.ir.quant import QuantFormat
     q = Pipeline("fold_bn,quantize").run(trace(tiny, (1, 8, 8), num_steps=4), PassContext(target=TARGET, num_steps=4))
     cfg, arrays, _ = compile_graph(q, TARGET)
     onchip = [(g["name"], i, p) for g in cfg["groups"] for i, p in enumerate(g["projections"]) if not p["host"]]
@@ -236,7 +236,7 @@ def test_backend_reads_the_mantissas_quantize_chose(tiny):
     for gname, i, p in onchip:
         node = next(n for n, nd in q.nodes.items() if (nd.metadata or {}).get("snnc.quant", {}).get("group") == gname
                     and "mantissa" in nd.metadata["snnc.quant"])
-        np.testing.assert_array_equal(arrays[f"{gname}.p{i}.weight"], WeightFormat.of(node, q.nodes[node]).mantissa)
+        np.testing.assert_array_equal(arrays[f"{gname}.p{i}.weight"], QuantFormat.of(node, q.nodes[node]).mantissa)
     node = next(n for n, nd in q.nodes.items() if "mantissa" in (nd.metadata or {}).get("snnc.quant", {}))
     q.nodes[node].weight = q.nodes[node].weight * np.float32(1.01)  # edited after quantize
     with pytest.raises(NotQuantizedError, match="not the mantissas the quantize pass chose"):

@@ -65,7 +65,7 @@ from snnc.errors import SnncError
 from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi import rules
 from snnc.ir.ops import host_weight
-from snnc.ir.quant import WeightFormat, is_quantized
+from snnc.ir.quant import QuantFormat, is_quantized
 from snnc.backends.loihi.validate import check_program
 from snnc.backends.loihi.placement import Placer
 from snnc.ir.lowering import group_offsets, lower
@@ -76,8 +76,8 @@ class NotQuantizedError(SnncError):
     """The graph lacks the ``quantize`` pass's formats for this target."""
 
 
-def _int_weights(p, wf: WeightFormat, s, shift: int) -> np.ndarray:
-    """The integer weights ``quantize`` chose for projection ``p`` (:class:`snnc.ir.quant.WeightFormat`), after
+def _int_weights(p, wf: QuantFormat, s, shift: int) -> np.ndarray:
+    """The integer weights ``quantize`` chose for projection ``p`` (:class:`snnc.ir.quant.QuantFormat`), after
     checking that the graph's float weights still are those mantissas (``s``: the group's scale, or ``[rows]``
     per-channel scales): weights changed after quantize are refused, never rounded again."""
     q = wf.mantissa
@@ -161,7 +161,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                     arrays[f"{key}.host_bias"] = np.asarray(p.bias, np.float64).reshape(-1)
                 pc.update(weight_exp=0, delay=0, synapses=0)
             else:
-                wf = WeightFormat.of(p.weighted, graph.nodes[p.weighted])
+                wf = QuantFormat.of(p.weighted, graph.nodes[p.weighted])
                 e = wf.weight_exp
                 pc["weight_bits"] = wf.weight_bits
                 arrays[f"{key}.weight"] = _int_weights(p, wf, s_rows, fp["act_shift"])

@@ -22,7 +22,7 @@ QUANT_KEY = "snnc.quant"
 
 
 @dataclass(frozen=True)
-class WeightFormat:
+class QuantFormat:
     """What ``quantize`` chose for one on-chip projection's weights, read from its weighted node's
     ``metadata["snnc.quant"]``: the integer weight mantissas (``mantissa``: int16, the shape of the weighted
     node's weight; the projection's composite weight, node weight x pooling and neuron gains, is
@@ -35,7 +35,7 @@ class WeightFormat:
     mantissa: np.ndarray
 
     @classmethod
-    def of(cls, name: str, node) -> "WeightFormat":
+    def of(cls, name: str, node) -> "QuantFormat":
         """The format of weighted node ``name``.
 
         Raises:
