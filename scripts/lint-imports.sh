@@ -6,7 +6,7 @@
 # that. Usage: scripts/lint-imports.sh [PYTHON_BIN_DIR]   (default .venv/bin)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-bin=${1:-$repo/.venv/bin}
+bin=$(cd "${1:-$repo/.venv/bin}" && pwd)   # absolute: the check runs from a scratch folder
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/snnc"
