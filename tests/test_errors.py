@@ -71,3 +71,12 @@ def test_report_figure_that_cannot_be_computed_is_null_with_a_reason():
     assert out["energy"] is None and "inf" in out["energy_reason"]
     assert out["ok"] == 1.5 and "ok_reason" not in out
     assert out["known"] is None and out["known_reason"] == "no test samples"
+
+
+def test_missing_dataset_is_a_refusal_not_a_bug(tmp_path):
+    """DataNotFoundError is an SnncError: one line, exit 1 (as an OSError without a file name it would read
+    as an internal error)."""
+    (tmp_path / "empty").mkdir()
+    code, err = run("compile", "fmnist_cnn", "-o", tmp_path / "o", "--data", "fashion-mnist", "--data-dir",
+                    tmp_path / "empty", "--limit", "10")
+    assert code == 1 and err.startswith("snnc: error: --data-dir") and "lacks" in err, err

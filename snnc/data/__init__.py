@@ -37,7 +37,7 @@ CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 DATASETS = ("fashion-mnist", "digits")
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(SnncError):
     """The dataset files are not where the loader looks."""
 
 
