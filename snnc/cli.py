@@ -121,14 +121,19 @@ class _Progress:
 
 
 class _DataSpec(click.ParamType):
-    """fashion-mnist | digits | events:PATH (event data for spike-input models, see snnc.data.events)."""
-    name = "fashion-mnist|digits|events:PATH"
+    """fashion-mnist | digits | PATH.npz | DIR (ImageFolder) | events:PATH (event data for spike-input models);
+    see snnc.data and snnc.data.events."""
+    name = "fashion-mnist|digits|PATH.npz|DIR|events:PATH"
 
     def convert(self, value, param, ctx):
         if value in ("fashion-mnist", "digits") or (isinstance(value, str) and value.startswith("events:")
                                                     and len(value) > len("events:")):
             return value
-        self.fail(f"{value!r} is not one of 'fashion-mnist', 'digits', 'events:PATH'", param, ctx)
+        p = Path(str(value))
+        if (p.suffix == ".npz" and p.is_file()) or ((p / "train").is_dir() and (p / "test").is_dir()):
+            return value
+        self.fail(f"{value!r} is not 'fashion-mnist', 'digits', an existing PATH.npz (x_train, y_train, x_test, "
+                  "y_test), a folder DIR with train/<class>/ and test/<class>/ images, or 'events:PATH'", param, ctx)
 
 
 DATA = _DataSpec()
@@ -170,8 +175,10 @@ def main():
                    "write network.net (lava-dl netx), portable.nir (snnTorch/Norse/Sinabs) or model.onnx")
 @click.option("-o", "--out", "out", required=True, type=click.Path(), help="output folder")
 @click.option("--data", type=DATA, default=None,
-              help="calibrate on 256 training samples and evaluate float and compiled accuracy on the test split; "
-                   "events:PATH = event frames/lists (.npz or a folder) for spike-input models")
+              help="calibrate on 256 training samples and evaluate float and compiled accuracy on the test split: "
+                   "fashion-mnist, digits, PATH.npz (arrays x_train, y_train, x_test, y_test), DIR (ImageFolder: "
+                   "DIR/train/<class>/*.png, DIR/test/<class>/*.png); events:PATH = event frames/lists (.npz or a "
+                   "folder) for spike-input models")
 @click.option("--encode", type=click.Choice(["rate", "latency"]), default=None,
               help="spike encoder turning image data into spikes for a spike-input model")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -260,7 +267,8 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
 
 @main.command()
 @click.argument("out")
-@click.option("--data", type=DATA, required=True, help="fashion-mnist, digits or events:PATH")
+@click.option("--data", type=DATA, required=True,
+              help="fashion-mnist, digits, PATH.npz, an ImageFolder DIR, or events:PATH (its test split)")
 @click.option("--encode", type=click.Choice(["rate", "latency"]), default=None,
               help="spike encoder for image data and a spike-input folder")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
@@ -352,7 +360,8 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
 @main.command()
 @click.argument("model")
 @click.option("-o", "--out", "out", required=True, type=click.Path(), help="checkpoint file to write (.pt)")
-@click.option("--data", type=click.Choice(["fashion-mnist", "digits"]), default="fashion-mnist", show_default=True)
+@click.option("--data", type=DATA, default="fashion-mnist", show_default=True,
+              help="fashion-mnist, digits, PATH.npz (x_train, y_train, x_test, y_test) or an ImageFolder DIR")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--passes", default=None, help="passes to run before fine-tuning, e.g. "

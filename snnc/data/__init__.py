@@ -1,4 +1,6 @@
-"""Datasets: Fashion-MNIST from its IDX files, and scikit-learn's 8x8 digits.
+"""Datasets: the forms ``--data`` takes (:func:`load`): the built-in Fashion-MNIST (from its IDX files) and
+scikit-learn's 8x8 digits, a ``.npz`` of arrays (:mod:`snnc.data.npz`), an ImageFolder folder of images
+(:mod:`snnc.data.imagefolder`); event data for spike-input models is :mod:`snnc.data.events`.
 
 Fashion-MNIST (Xiao, Rasul & Vollgraf 2017, MIT licence; 60,000 training and
 10,000 test images, 28x28 grey, 10 classes) is read from the four gzipped IDX
@@ -22,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from snnc.data.checks import DataFormatError
+from snnc.data.imagefolder import is_image_folder, load_image_folder
+from snnc.data.npz import load_npz
 from snnc.errors import SnncError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -68,8 +73,6 @@ def find_fashion_mnist(data_dir: str | os.PathLike | None = None) -> Path:
     )
 
 
-class DataFormatError(SnncError):
-    """A dataset file that exists but cannot be used (corrupt, truncated, wrong content)."""
 
 
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -171,10 +174,65 @@ def load_digits(split: str = "test", limit: int | None = None, seed: int = 0):
     return x, y
 
 
+#: the forms ``--data`` takes (besides ``events:PATH`` for spike-input models, :mod:`snnc.data.events`)
+FORMS = "fashion-mnist, digits, PATH.npz (x_train, y_train, x_test, y_test), DIR (DIR/train/<class>/*.png, DIR/test/...)"
+
+
+def form_of(spec: str) -> str:
+    """Which form dataset ``spec`` is: ``"builtin"``, ``"npz"`` or ``"imagefolder"``.
+
+    Raises:
+        SnncError: none of them (lists the forms).
+    """
+    if spec in DATASETS:
+        return "builtin"
+    p = Path(spec)
+    if p.suffix == ".npz" and p.is_file():
+        return "npz"
+    if is_image_folder(p):
+        return "imagefolder"
+    if p.exists():
+        raise SnncError(f"{spec}: not a dataset snnc reads ({FORMS})")
+    raise SnncError(f"unknown dataset {spec!r}: not a built-in name nor an existing file or folder; known forms: "
+                    f"{FORMS}")
+
+
 def load(name: str, split: str = "test", data_dir=None, limit: int | None = None):
-    """Load dataset ``name`` (one of :data:`DATASETS`)."""
+    """Load a split of dataset ``name``: a built-in name (:data:`DATASETS`), a ``.npz`` file
+    (:mod:`snnc.data.npz`) or an ImageFolder folder (:mod:`snnc.data.imagefolder`).
+
+    Returns:
+        ``(images float32 [N, C, H, W], labels int64 [N])``, the first ``limit`` samples.
+
+    Raises:
+        SnncError: an unknown name or form; DataNotFoundError, DataFormatError.
+    """
+    form = form_of(name)
+    if form == "npz":
+        return load_npz(name, split, limit)
+    if form == "imagefolder":
+        return load_image_folder(name, split, limit)
     if name == "fashion-mnist":
         return load_fashion_mnist(split, data_dir, limit)
-    if name == "digits":
-        return load_digits(split, limit)
-    raise SnncError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return load_digits(split, limit)
+
+
+def sample_shape(name: str, data_dir=None) -> tuple[int, ...]:
+    """The shape of one sample of dataset ``name`` (no batch dim), read from its first test sample.
+
+    Raises:
+        as :func:`load`.
+    """
+    return tuple(int(v) for v in load(name, "test", data_dir, limit=1)[0].shape[1:])
+
+
+def describe(name: str, split: str, n: int, data_dir=None) -> str:
+    """One line naming a split's source and sample count, for reports."""
+    form = form_of(name)
+    if form == "npz":
+        return f"{name} (.npz) {split} split, first {n:,} samples"
+    if form == "imagefolder":
+        return f"{name} (ImageFolder) {split} split, first {n:,} images in class and file-name order"
+    if name == "fashion-mnist":
+        return f"Fashion-MNIST {split} split, first {n:,} images ({find_fashion_mnist(data_dir)})"
+    return f"scikit-learn digits {split} split, first {n:,} images"

@@ -32,6 +32,7 @@ import numpy as np
 
 from snnc.errors import SnncError
 from snnc import data as D
+from snnc.data.checks import check_labels, check_samples
 
 ENCODERS = ("rate", "latency")
 
@@ -117,9 +118,9 @@ def load_events(path: str | os.PathLike, num_steps: int, limit: int | None = Non
             d = _one_file(f, num_steps)
             if "label" not in d and "labels" not in d:
                 raise EventDataError(f"{f}: no 'label'")
-            ys.append(int(np.asarray(d.get("label", d.get("labels"))).reshape(-1)[0]))
+            ys.append(np.asarray(d.get("label", d.get("labels"))).reshape(-1)[:1])
             if "frames" in d:
-                xs.append(np.asarray(d["frames"], np.float32))
+                xs.append(check_samples(d["frames"], f"{f}: frames").astype(np.float32))
             elif "events" in d and "sensor_size" in d:
                 xs.append(bin_events(d["events"], d["sensor_size"], num_steps))
             else:
@@ -128,15 +129,15 @@ def load_events(path: str | os.PathLike, num_steps: int, limit: int | None = Non
         if len(shapes) != 1:
             raise EventDataError(f"{p}: samples of different shapes {sorted(shapes)}")
         x = np.stack(xs, axis=1)
-        y = np.asarray(ys, np.int64)
+        y = check_labels(np.concatenate(ys), f"{p}: labels")
     elif p.is_file():
         d = _one_file(p, num_steps)
         if "labels" not in d:
             raise EventDataError(f"{p}: no 'labels' array")
-        y = np.asarray(d["labels"], np.int64).reshape(-1)
+        y = check_labels(np.asarray(d["labels"]).reshape(-1), f"{p}: labels")
         n = len(y) if limit is None else min(limit, len(y))
         if "frames" in d:
-            fr = np.asarray(d["frames"], np.float32)
+            fr = check_samples(d["frames"], f"{p}: frames").astype(np.float32)
             if fr.shape[0] != len(y):
                 raise EventDataError(f"{p}: frames {fr.shape} are not [N = {len(y)}, T, ...]")
             x = np.ascontiguousarray(np.swapaxes(fr[:n], 0, 1))

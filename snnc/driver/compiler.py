@@ -29,6 +29,7 @@ import numpy as np
 
 from snnc.errors import SnncError, UsageError
 from snnc import data as D
+from snnc.data.checks import check_classes
 from snnc.data.events import load_data as read_split
 from snnc.driver.budget import chip_figures
 from snnc.driver.options import CompileOptions
@@ -39,7 +40,7 @@ from snnc.backends.loihi.rules import DesignRuleError
 from snnc.backends.loihi.sim import Program, load_program, slice_counts_for
 from snnc.io.files import OutputError, OutputExistsError, check_output_target, nir_bytes, write_output_folder
 from snnc.frontends import load_model, resolve_model_path
-from snnc.ir import copy_graph
+from snnc.ir import copy_graph, output_classes
 from snnc.ir import semantics as S
 from snnc.ir import readout as R
 from snnc.passes import PassContext, Pipeline
@@ -79,9 +80,7 @@ def _dataset_source(name: str, split: str, n: int, data_dir, encode: str | None 
         return f"event data {name[len('events:'):]}, first {n:,} samples"
     if encode:
         return _dataset_source(name, split, n, data_dir) + f", {encode}-coded spikes"
-    if name == "fashion-mnist":
-        return f"Fashion-MNIST {split} split, first {n:,} images ({D.find_fashion_mnist(data_dir)})"
-    return f"scikit-learn digits {split} split, first {n:,} images"
+    return D.describe(name, split, n, data_dir)
 
 
 def simulate(program: Program, x: np.ndarray, y: np.ndarray | None, batch_size: int = 500, progress=None) -> dict:
@@ -196,9 +195,13 @@ def load(model, opts: CompileOptions, inputs: list, say) -> Loaded:
             inputs.append(model)
     if opts.num_steps is not None:
         check_num_steps(opts.num_steps, "--num-steps")
+    data_shape = None  # the data's sample shape, for a model that does not state its input shape
+    if opts.input_shape is None and opts.data and not opts.data.startswith("events:"):
+        data_shape = D.sample_shape(opts.data, opts.data_dir)
     graph, module, info = load_model(model, trust_pickle=opts.trust_pickle, dt=opts.dt, input_shape=opts.input_shape,
                                      num_steps=opts.num_steps, reset=opts.reset, weights=opts.weights,
-                                     input_encoding=opts.input_encoding)
+                                     input_encoding=opts.input_encoding, data_shape=data_shape,
+                                     data_name=f"dataset {opts.data!r}")
     for note in info.get("notes", []):
         say(note)
     if info.get("kind") != "snnc-checkpoint":
@@ -256,6 +259,9 @@ def prepare_data(loaded: Loaded, opts: CompileOptions) -> Data:
     got = tuple(d.x_test.shape[2:] if spikes else d.x_test.shape[1:])
     if got != want:
         raise SnncError(f"dataset {opts.data!r} has samples of shape {got}, the model's input is {want}")
+    classes = output_classes(loaded.graph)
+    check_classes(ytr, classes, f"dataset {opts.data!r} (train split)")
+    check_classes(d.y_test, classes, f"dataset {opts.data!r} (test split)")
     if any(n == "adapt_semantics" and o.get("finetune_epochs") for n, o in pipeline_of(loaded, opts).passes):
         xft, yft, _ = read_split(opts.data, "train", opts.data_dir, opts.finetune_samples, spikes=spikes,
                                  num_steps=T, encode_method=opts.encode, seed=opts.seed + 2)
@@ -491,6 +497,8 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
     if got != tuple(program.config["input"]["shape"]):
         raise SnncError(f"dataset {data!r} has samples of shape {got}, "
                          f"the compiled model's input is {tuple(program.config['input']['shape'])}")
+    out_group = next(g for g in program.config["groups"] if g["name"] == program.config["outputs"][0]["group"])
+    check_classes(y, int(out_group["size"]), f"dataset {data!r} (test split)")
     cb = (lambda n: progress("simulate", n, len(y))) if progress else None
     extra = {}
     if engine == "lava":

@@ -47,7 +47,8 @@ from snnc.errors import SnncError
 from snnc import data as D
 from snnc.driver.options import CompileOptions
 from snnc.frontends import load_model
-from snnc.ir import node_shape, set_types
+from snnc.data.checks import check_classes
+from snnc.ir import node_shape, output_classes, set_types
 from snnc.ir import readout as R
 from snnc.ir.trainable import GraphSNN, checkpoint
 from snnc.ir.validate import check_graph, check_num_steps
@@ -390,7 +391,9 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
         graph.metadata.setdefault("snnc.input_encoding", "direct")
     else:
         graph, module, info = load_model(model, trust_pickle=trust_pickle, num_steps=num_steps,
-                                         input_shape=input_shape)
+                                         input_shape=input_shape,
+                                         data_shape=None if input_shape else D.sample_shape(data, data_dir),
+                                         data_name=f"dataset {data!r}")
     T = num_steps or info.get("num_steps") or (graph.metadata or {}).get("snnc.num_steps")
     if T is None:
         raise SnncError("the number of time steps T is unknown for this model; pass --num-steps")
@@ -416,6 +419,9 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
         raise SnncError(f"finetune: {len(yall)} training images leave none after holding out {val_samples}")
     xtr, ytr, xval, yval = xall[:-val_samples], yall[:-val_samples], xall[-val_samples:], yall[-val_samples:]
     xte, yte = D.load(data, "test", data_dir, limit=test_limit)
+    classes = output_classes(graph)
+    check_classes(yall, classes, f"dataset {data!r} (train split)")
+    check_classes(yte, classes, f"dataset {data!r} (test split)")
     ctx = PassContext(calibration=xtr[:256], num_steps=T, seed=seed)
     base = Pipeline("fold_bn").run(graph, PassContext(num_steps=T)) if "fold_bn" in spec else copy.deepcopy(graph)
     pruned = pipe.run(graph, ctx)

@@ -235,7 +235,8 @@ def _unpickle(path: Path) -> nn.Module:
 
 def load_model(model, trust_pickle: bool = False, dt: float | None = None, input_shape=None,
                num_steps: int | None = None, reset: str | None = None, weights=None,
-               input_encoding: str | None = None) -> tuple[nir.NIRGraph, nn.Module | None, dict]:
+               input_encoding: str | None = None, data_shape=None,
+               data_name: str = "the dataset") -> tuple[nir.NIRGraph, nn.Module | None, dict]:
     """Read a model into a NIR graph with its source's semantics.
 
     Args:
@@ -244,6 +245,8 @@ def load_model(model, trust_pickle: bool = False, dt: float | None = None, input
         weights: state dict file for ``file.py:factory`` (``weights_only=True``).
         reset: ``"zero"``/``"subtract"`` for a NIR graph's spiking neurons (NIR cannot say
             subtractive reset); traced modules carry their own.
+        data_shape: the sample shape of the data the model will run on (no batch/time dims); used, with a
+            note, only when neither ``input_shape`` nor the model states its input shape.
 
     Returns:
         ``(graph, torch module or None for NIR input, info dict)``; info has ``kind``,
@@ -263,13 +266,14 @@ def load_model(model, trust_pickle: bool = False, dt: float | None = None, input
         shape = input_shape or getattr(model, "input_shape", None)
         T = num_steps or getattr(model, "num_steps", None)
         info = {"kind": "module"}
-        return _trace_loaded(model, shape, T, dt, input_encoding, info, notes, type(model).__name__)
+        return _trace_loaded(model, shape, T, dt, input_encoding, info, notes, type(model).__name__, data_shape,
+                             data_name)
     spec = str(model)
     if spec.rpartition(":")[0].endswith(".py"):
         module, info = load_factory(spec, weights)
         shape = input_shape or info.get("input_shape")
         T = num_steps or info.get("num_steps")
-        return _trace_loaded(module, shape, T, dt, input_encoding, info, notes, spec)
+        return _trace_loaded(module, shape, T, dt, input_encoding, info, notes, spec, data_shape, data_name)
     path = resolve_model_path(model)
     if path.suffix == ".nir":
         graph = load_nir(path, dt=dt, reset=reset, notes=notes, input_shape=input_shape)
@@ -292,10 +296,10 @@ def load_model(model, trust_pickle: bool = False, dt: float | None = None, input
         shape = input_shape or getattr(module, "input_shape", None)
         T = num_steps or getattr(module, "num_steps", None)
         info = {"kind": "pickled-module"}
-    return _trace_loaded(module, shape, T, dt, input_encoding, info, notes, str(path))
+    return _trace_loaded(module, shape, T, dt, input_encoding, info, notes, str(path), data_shape, data_name)
 
 
-def _trace_loaded(module, shape, T, dt, input_encoding, info, notes, where):
+def _trace_loaded(module, shape, T, dt, input_encoding, info, notes, where, data_shape=None, data_name=""):
     if hasattr(module, "to_nir"):  # a graph-backed module (snnc.ir.trainable.GraphSNN): no tracing needed
         graph = module.to_nir()
         graph.metadata = dict(graph.metadata or {})
@@ -304,9 +308,12 @@ def _trace_loaded(module, shape, T, dt, input_encoding, info, notes, where):
             graph.metadata["snnc.num_steps"] = int(T)
         graph.metadata.setdefault("snnc.input_encoding", input_encoding or "direct")
         return graph, module, dict(info, num_steps=T, framework="snnc", notes=notes)
+    if shape is None and data_shape is not None:
+        shape = tuple(int(v) for v in data_shape)
+        notes.append(f"input shape {shape} taken from {data_name} (the model does not state one)")
     if shape is None:
-        raise ModelLoadError(f"{where}: the input shape is unknown; pass --input-shape C,H,W "
-                             "(Python: input_shape=...)")
+        raise ModelLoadError(f"{where}: the input shape is unknown (neither the model nor the data states it); "
+                             "pass --input-shape C,H,W (Python: input_shape=...)")
     try:
         graph = trace_module(module, tuple(int(v) for v in shape), dt=dt, num_steps=T,
                              input_encoding=input_encoding, notes=notes)

@@ -317,3 +317,11 @@ def set_types(graph: nir.NIRGraph) -> nir.NIRGraph:
         node.input_type = {k: np.array(ish) for k in (node.input_type or {"input": None})}
         node.output_type = {k: np.array(osh) for k in (node.output_type or {"output": None})}
     return graph
+
+
+def output_classes(graph: nir.NIRGraph) -> int:
+    """How many classes the model scores: the number of values of its (first) Output node (no batch/time
+    dims), e.g. 10 for a ``[10]`` readout."""
+    outs = sorted(n for n, node in graph.nodes.items() if isinstance(node, nir.Output))
+    shapes = infer_shapes(graph)
+    return int(np.prod(shapes[outs[0]][1])) if outs else 0
