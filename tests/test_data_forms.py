@@ -127,3 +127,41 @@ def test_event_labels_and_frames_are_checked(tmp_path):
     x, y = load_events(tmp_path / "ok.npz", 4)
     assert x.shape == (4, 5, 2, 3, 3) and y.tolist() == [0, 1, 2, 3, 4]
     assert issubclass(EventDataError, Exception)
+
+
+LOOP_MODEL = """import snntorch as snn
+import torch
+from torch import nn
+
+class Net(nn.Module):  # tutorial style: forward() loops over time itself on a constant (direct) input
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), snn.Leaky(beta=0.9, init_hidden=True,
+                                 reset_mechanism="zero"), nn.Linear(32, 10),
+                                 snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero"))
+
+    def forward(self, x):
+        out = []
+        for _ in range(7):
+            out.append(self.net(x))
+        return torch.stack(out)
+
+def make_model():
+    torch.manual_seed(0)
+    return Net()
+"""
+
+
+def test_shape_from_the_data_and_T_from_the_time_loop(fmnist_raw, tmp_path):
+    """Issue 17 item 3: a file.py:factory snnTorch model with --data fashion-mnist compiles without
+    --input-shape (the data's sample shape) and without --num-steps (forward() loops 7 times)."""
+    pytest.importorskip("snntorch")
+    (tmp_path / "net.py").write_text(LOOP_MODEL)
+    r = CliRunner().invoke(main, ["compile", f"{tmp_path}/net.py:make_model", "-o", str(tmp_path / "o"),
+                                  "--data", "fashion-mnist", "--limit", "20"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.stderr.split())
+    assert "input shape (1, 28, 28) taken from dataset 'fashion-mnist'" in out
+    assert "T = 7 time steps taken from forward()'s own time loop" in out
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["model"]["num_steps"] == 7 and rep["accuracy"]["samples"] == 20

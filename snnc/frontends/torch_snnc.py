@@ -261,7 +261,7 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
     try:
         for example in _example_inputs(input_shape, num_steps):
             try:
-                _run_recorded(model, example, num_steps, rec)
+                loops = _run_recorded(model, example, num_steps, rec)
                 used = example
                 break
             except Exception as e:  # noqa: BLE001 - reported below in one line
@@ -294,15 +294,21 @@ def _trace_by_running(model: nn.Module, maps: dict, tc: TraceContext, input_shap
     finally:
         for h in hooks:
             h.remove()
+    if loops and num_steps is None and graph.metadata.get("snnc.input_encoding") == "direct":
+        # forward() looped over a constant input a fixed number of times: that is the model's T
+        graph.metadata["snnc.num_steps"] = len(steps)
+        tc.notes.append(f"T = {len(steps)} time steps taken from forward()'s own time loop")
     tc.notes.append(f"forward() is not a single traceable step; snnc ran it and traced the per-step chain "
                     f"{' -> '.join(n for n, *_ in chain)} ({len(steps)} steps recorded; every layer output "
                     f"reproduced; the same data flow on {PROBES} random probe inputs)")
     return graph
 
 
-def _run_recorded(model: nn.Module, example: torch.Tensor, num_steps, rec: list) -> None:
+def _run_recorded(model: nn.Module, example: torch.Tensor, num_steps, rec: list) -> bool:
     """Run ``model`` on ``example`` (a step module: T steps; a forward that loops: once) with the hooks
-    filling ``rec``; the model's states are reset before and after, its training mode kept."""
+    filling ``rec``; the model's states are reset before and after, its training mode kept. Returns whether
+    ``forward`` looped over time itself (its first layer ran more than once in one call)."""
+    loops = False
     rec.clear()
     was_training = model.training
     model.eval()
@@ -317,12 +323,14 @@ def _run_recorded(model: nn.Module, example: torch.Tensor, num_steps, rec: list)
             else:
                 model(example)
                 first = rec[0][1] if rec else None
-                if first is not None and sum(1 for r in rec if r[1] is first) == 1:
+                loops = first is not None and sum(1 for r in rec if r[1] is first) > 1
+                if first is not None and not loops:
                     for _ in range(int(num_steps or 4) - 1):  # a step module: run T steps
                         model(example)
     finally:
         reset_module_states(model)
         model.train(was_training)
+    return loops
 
 
 def _split_steps(rec: list, chain: list) -> list:
