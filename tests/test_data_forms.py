@@ -165,3 +165,23 @@ def test_shape_from_the_data_and_T_from_the_time_loop(fmnist_raw, tmp_path):
     assert "T = 7 time steps taken from forward()'s own time loop" in out
     rep = json.loads((tmp_path / "o" / "report.json").read_text())
     assert rep["model"]["num_steps"] == 7 and rep["accuracy"]["samples"] == 20
+
+
+FLAT_MODEL = LOOP_MODEL.replace("nn.Sequential(nn.Flatten(), nn.Linear(784, 32)", "nn.Sequential(nn.Linear(784, 32)")
+
+
+def test_a_flat_input_model_gets_flattened_images_with_a_note(fmnist_raw, tmp_path):
+    """Issue 17 item 3: snnTorch tutorial 5 flattens outside the model (its input is 784 values); given
+    1x28x28 images it is traced on the flattened shape and the images are flattened, with notes."""
+    pytest.importorskip("snntorch")
+    (tmp_path / "net.py").write_text(FLAT_MODEL)
+    r = CliRunner().invoke(main, ["compile", f"{tmp_path}/net.py:make_model", "-o", str(tmp_path / "o"),
+                                  "--data", "fashion-mnist", "--limit", "20"])
+    assert r.exit_code == 0, r.output
+    assert "input shape (784,) (the samples of dataset 'fashion-mnist', (1, 28, 28), flattened)" in " ".join(
+        r.stderr.split())
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [c for c in rep["checks"] if c["check"] == "INPUT_FLATTENED"][0]["limit"] == [784]
+    r = CliRunner().invoke(main, ["simulate", str(tmp_path / "o"), "--data", "fashion-mnist", "--limit", "20",
+                                  "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["accuracy"] == rep["accuracy"]["compiled"]

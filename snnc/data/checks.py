@@ -76,3 +76,22 @@ def check_classes(y: np.ndarray, classes: int, where: str) -> None:
     if y.size and int(y.max()) >= classes:
         raise DataFormatError(f"{where}: label {int(y.max())} on a model with {classes} outputs (labels are class "
                               f"indices 0..{classes - 1})")
+
+
+def fit_input(x: np.ndarray, want: tuple, spikes: bool, data: str):
+    """Samples ``x`` (``[N, *shape]``, spikes ``[T, N, *shape]``) for a model whose input is ``want``: as they
+    are, or flattened when the model takes the same number of values as one flat vector (a model that
+    flattens outside ``forward()``, snnTorch tutorial 5), with an ``INPUT_FLATTENED`` check for the report.
+
+    Raises:
+        DataFormatError: another sample shape.
+    """
+    lead = 2 if spikes else 1
+    got = tuple(x.shape[lead:])
+    if got == tuple(want):
+        return x, None
+    if len(want) == 1 and int(np.prod(got)) == want[0]:
+        return x.reshape(x.shape[:lead] + tuple(want)), {
+            "check": "INPUT_FLATTENED", "value": list(got), "limit": list(want),
+            "message": f"samples of {data!r} of shape {got} flattened to the model's input {tuple(want)}"}
+    raise DataFormatError(f"dataset {data!r} has samples of shape {got}, the model's input is {tuple(want)}")

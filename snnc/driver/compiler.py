@@ -29,7 +29,7 @@ import numpy as np
 
 from snnc.errors import SnncError, UsageError
 from snnc import data as D
-from snnc.data.checks import check_classes
+from snnc.data.checks import check_classes, fit_input
 from snnc.data.events import load_data as read_split
 from snnc.driver.budget import chip_figures
 from snnc.driver.options import CompileOptions
@@ -256,16 +256,19 @@ def prepare_data(loaded: Loaded, opts: CompileOptions) -> Data:
                                               num_steps=T, encode_method=opts.encode, seed=opts.seed + 1)
     want = next(n for n in loaded.graph.nodes.values() if isinstance(n, nir.Input)).input_type
     want = tuple(int(v) for v in next(iter(want.values())))
-    got = tuple(d.x_test.shape[2:] if spikes else d.x_test.shape[1:])
-    if got != want:
-        raise SnncError(f"dataset {opts.data!r} has samples of shape {got}, the model's input is {want}")
+    d.x_test, check = fit_input(d.x_test, want, spikes, opts.data)
+    d.calib = fit_input(d.calib, want, spikes, opts.data)[0]
+    if d.held_out is not None:
+        d.held_out = (fit_input(d.held_out[0], want, spikes, opts.data)[0], d.held_out[1])
+    if check:
+        d.checks.append(check)
     classes = output_classes(loaded.graph)
     check_classes(ytr, classes, f"dataset {opts.data!r} (train split)")
     check_classes(d.y_test, classes, f"dataset {opts.data!r} (test split)")
     if any(n == "adapt_semantics" and o.get("finetune_epochs") for n, o in pipeline_of(loaded, opts).passes):
         xft, yft, _ = read_split(opts.data, "train", opts.data_dir, opts.finetune_samples, spikes=spikes,
                                  num_steps=T, encode_method=opts.encode, seed=opts.seed + 2)
-        d.train = (xft, yft)
+        d.train = (fit_input(xft, want, spikes, opts.data)[0], yft)
     return d
 
 
@@ -493,10 +496,7 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
     spikes = program.config["input"]["encoding"] == "spikes"
     x, y, _ = read_split(data, "test", data_dir, limit, spikes=spikes, num_steps=program.T, encode_method=encode,
                         seed=seed)
-    got = tuple(x.shape[2:] if spikes else x.shape[1:])
-    if got != tuple(program.config["input"]["shape"]):
-        raise SnncError(f"dataset {data!r} has samples of shape {got}, "
-                         f"the compiled model's input is {tuple(program.config['input']['shape'])}")
+    x = fit_input(x, tuple(program.config["input"]["shape"]), spikes, data)[0]
     out_group = next(g for g in program.config["groups"] if g["name"] == program.config["outputs"][0]["group"])
     check_classes(y, int(out_group["size"]), f"dataset {data!r} (test split)")
     cb = (lambda n: progress("simulate", n, len(y))) if progress else None

@@ -47,7 +47,7 @@ from snnc.errors import SnncError
 from snnc import data as D
 from snnc.driver.options import CompileOptions
 from snnc.frontends import load_model
-from snnc.data.checks import check_classes
+from snnc.data.checks import check_classes, fit_input
 from snnc.ir import node_shape, output_classes, set_types
 from snnc.ir import readout as R
 from snnc.ir.trainable import GraphSNN, checkpoint
@@ -414,11 +414,14 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
     pipe = Pipeline(spec)
     if any(n == "quantize" for n, _ in pipe.passes):
         raise SnncError("finetune: leave quantize out of --passes (fine-tune first, then compile quantizes)")
+    want = node_shape(next(n for n in graph.nodes.values() if isinstance(n, nir.Input)), "input")
     xall, yall = D.load(data, "train", data_dir, limit=train_limit)
+    xall = fit_input(xall, want, False, data)[0]
     if len(yall) <= val_samples:
         raise SnncError(f"finetune: {len(yall)} training images leave none after holding out {val_samples}")
     xtr, ytr, xval, yval = xall[:-val_samples], yall[:-val_samples], xall[-val_samples:], yall[-val_samples:]
     xte, yte = D.load(data, "test", data_dir, limit=test_limit)
+    xte = fit_input(xte, want, False, data)[0]
     classes = output_classes(graph)
     check_classes(yall, classes, f"dataset {data!r} (train split)")
     check_classes(yte, classes, f"dataset {data!r} (test split)")

@@ -26,6 +26,7 @@ threshold comparison, multi-spike, voltage floor) and writes them into the neuro
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import sys
 import zipfile
@@ -299,6 +300,19 @@ def load_model(model, trust_pickle: bool = False, dt: float | None = None, input
     return _trace_loaded(module, shape, T, dt, input_encoding, info, notes, str(path), data_shape, data_name)
 
 
+def _trace_shape(module, shape, T, dt, input_encoding, notes, where):
+    """Trace ``module`` on inputs of ``shape``; a shape the model does not run on is a ModelLoadError."""
+    try:
+        return trace_module(module, tuple(int(v) for v in shape), dt=dt, num_steps=T, input_encoding=input_encoding,
+                            notes=notes)
+    except (ModelLoadError, UnsupportedNodeError):
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:  # shapes that do not fit the model
+        raise ModelLoadError(f"{where}: the model does not run one time step on an input of shape "
+                             f"{tuple(int(v) for v in shape)} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                             "give its input shape (C,H,W without batch) with --input-shape") from None
+
+
 def _trace_loaded(module, shape, T, dt, input_encoding, info, notes, where, data_shape=None, data_name=""):
     if hasattr(module, "to_nir"):  # a graph-backed module (snnc.ir.trainable.GraphSNN): no tracing needed
         graph = module.to_nir()
@@ -310,18 +324,20 @@ def _trace_loaded(module, shape, T, dt, input_encoding, info, notes, where, data
         return graph, module, dict(info, num_steps=T, framework="snnc", notes=notes)
     if shape is None and data_shape is not None:
         shape = tuple(int(v) for v in data_shape)
-        notes.append(f"input shape {shape} taken from {data_name} (the model does not state one)")
+        try:
+            graph = _trace_shape(module, shape, T, dt, input_encoding, notes, where)
+            notes.append(f"input shape {shape} taken from {data_name} (the model does not state one)")
+        except ModelLoadError:
+            if len(shape) == 1:
+                raise
+            flat = (math.prod(shape),)  # a model that flattens outside forward() (snnTorch tutorial 5)
+            graph = _trace_shape(module, flat, T, dt, input_encoding, notes, where)
+            notes.append(f"input shape {flat} (the samples of {data_name}, {shape}, flattened): the model does "
+                         f"not state its input shape and does not run on {shape}")
+        return graph, module, dict(info, num_steps=T, framework=framework_of(module), notes=notes)
     if shape is None:
         raise ModelLoadError(f"{where}: the input shape is unknown (neither the model nor the data states it); "
                              "pass --input-shape C,H,W (Python: input_shape=...)")
-    try:
-        graph = trace_module(module, tuple(int(v) for v in shape), dt=dt, num_steps=T,
-                             input_encoding=input_encoding, notes=notes)
-    except (ModelLoadError, UnsupportedNodeError):
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError) as e:  # shapes that do not fit the model
-        raise ModelLoadError(f"{where}: the model does not run one time step on an input of shape "
-                             f"{tuple(int(v) for v in shape)} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                             "give its input shape (C,H,W without batch) with --input-shape") from None
+    graph = _trace_shape(module, shape, T, dt, input_encoding, notes, where)
     info = dict(info, num_steps=T, framework=framework_of(module), notes=notes)
     return graph, module, info
