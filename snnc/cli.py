@@ -123,7 +123,7 @@ class _Progress:
 class _DataSpec(click.ParamType):
     """fashion-mnist | digits | PATH.npz | DIR (ImageFolder) | events:PATH (event data for spike-input models);
     see snnc.data and snnc.data.events."""
-    name = "fashion-mnist|digits|PATH.npz|DIR|events:PATH"
+    name = "fashion-mnist|digits|PATH.npz|DIR|file.py:factory|events:PATH"
 
     def convert(self, value, param, ctx):
         if value in ("fashion-mnist", "digits") or (isinstance(value, str) and value.startswith("events:")
@@ -132,8 +132,12 @@ class _DataSpec(click.ParamType):
         p = Path(str(value))
         if (p.suffix == ".npz" and p.is_file()) or ((p / "train").is_dir() and (p / "test").is_dir()):
             return value
+        path, sep, fn = str(value).rpartition(":")
+        if sep and fn and path.endswith(".py") and Path(path).is_file():  # file.py:factory (trusted code)
+            return value
         self.fail(f"{value!r} is not 'fashion-mnist', 'digits', an existing PATH.npz (x_train, y_train, x_test, "
-                  "y_test), a folder DIR with train/<class>/ and test/<class>/ images, or 'events:PATH'", param, ctx)
+                  "y_test), a folder DIR with train/<class>/ and test/<class>/ images, file.py:factory, or "
+                  "'events:PATH'", param, ctx)
 
 
 DATA = _DataSpec()

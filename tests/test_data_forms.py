@@ -185,3 +185,43 @@ def test_a_flat_input_model_gets_flattened_images_with_a_note(fmnist_raw, tmp_pa
     r = CliRunner().invoke(main, ["simulate", str(tmp_path / "o"), "--data", "fashion-mnist", "--limit", "20",
                                   "--json"])
     assert r.exit_code == 0 and json.loads(r.stdout)["accuracy"] == rep["accuracy"]["compiled"]
+
+
+def _digits_report(tmp_path, name, data, **kw):
+    import snnc
+    torch.manual_seed(0)
+    return snnc.compile(TinySNN(), input_shape=(1, 8, 8), num_steps=4, out_dir=tmp_path / name, data=data,
+                        limit=kw.pop("limit", None), **kw)["accuracy"]
+
+
+def test_python_objects_and_a_factory_give_the_builtin_loaders_results(tmp_path):
+    """Issue 17 item 1: arrays, tensors, a Dataset, a DataLoader (snnc.data.Splits) and a file.py:factory hold
+    the same digits images as --data digits and give the same float and compiled accuracy."""
+    from torch.utils.data import DataLoader, TensorDataset
+    from snnc.data import Splits, load_digits
+    xtr, ytr = load_digits("train")
+    xte, yte = load_digits("test")
+    ref = _digits_report(tmp_path, "ref", "digits")
+    tr, te = TensorDataset(torch.from_numpy(xtr), torch.from_numpy(ytr)), \
+        TensorDataset(torch.from_numpy(xte), torch.from_numpy(yte))
+    for name, data in (("arrays", (xtr, ytr, xte, yte)),
+                       ("tensors", (torch.from_numpy(xtr), torch.from_numpy(ytr), torch.from_numpy(xte),
+                                    torch.from_numpy(yte))),
+                       ("dataset", Splits(train=tr, test=te, name="digits as Datasets")),
+                       ("loader", Splits(train=DataLoader(tr, batch_size=64), test=DataLoader(te, batch_size=50)))):
+        acc = _digits_report(tmp_path, name, data)
+        assert (acc["float"], acc["compiled"], acc["samples"]) == (ref["float"], ref["compiled"], ref["samples"]), name
+    assert "digits as Datasets" in _digits_report(tmp_path, "named", Splits(train=tr, test=te,
+                                                                            name="digits as Datasets"))["source"]
+    (tmp_path / "ds.py").write_text(
+        "import torch\nfrom torch.utils.data import TensorDataset\nfrom snnc.data import load_digits\n\n"
+        "def make():\n    xtr, ytr = load_digits('train')\n    xte, yte = load_digits('test')\n"
+        "    return (TensorDataset(torch.from_numpy(xtr), torch.from_numpy(ytr)),\n"
+        "            TensorDataset(torch.from_numpy(xte), torch.from_numpy(yte)))\n")
+    acc = _digits_report(tmp_path, "factory", f"{tmp_path}/ds.py:make")
+    assert (acc["float"], acc["compiled"]) == (ref["float"], ref["compiled"])
+    with pytest.raises(Exception, match="tuple \\(x_train, y_train, x_test, y_test\\)"):
+        _digits_report(tmp_path, "bad", [xtr, ytr])
+    (tmp_path / "bad.py").write_text("def make():\n    raise RuntimeError('no data here')\n")
+    code, err = run("compile", "fmnist_cnn", "-o", tmp_path / "x", "--data", f"{tmp_path}/bad.py:make", "--json")
+    assert code == 1 and "the factory failed (RuntimeError: no data here)" in err, err

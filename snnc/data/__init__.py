@@ -26,7 +26,9 @@ import numpy as np
 
 from snnc.data.checks import DataFormatError
 from snnc.data.imagefolder import is_image_folder, load_image_folder
+from snnc.data.factory import is_factory, load_factory_data
 from snnc.data.npz import load_npz
+from snnc.data.python import Splits, load_splits
 from snnc.errors import SnncError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -175,17 +177,26 @@ def load_digits(split: str = "test", limit: int | None = None, seed: int = 0):
 
 
 #: the forms ``--data`` takes (besides ``events:PATH`` for spike-input models, :mod:`snnc.data.events`)
-FORMS = "fashion-mnist, digits, PATH.npz (x_train, y_train, x_test, y_test), DIR (DIR/train/<class>/*.png, DIR/test/...)"
+FORMS = ("fashion-mnist, digits, PATH.npz (x_train, y_train, x_test, y_test), DIR (DIR/train/<class>/*.png, "
+         "DIR/test/...), file.py:factory (a trusted file returning the splits)")
 
 
-def form_of(spec: str) -> str:
-    """Which form dataset ``spec`` is: ``"builtin"``, ``"npz"`` or ``"imagefolder"``.
+def form_of(spec) -> str:
+    """Which form dataset ``spec`` is: ``"builtin"``, ``"npz"``, ``"imagefolder"``, ``"factory"`` or
+    ``"python"`` (:class:`~snnc.data.python.Splits`).
 
     Raises:
         SnncError: none of them (lists the forms).
     """
+    if isinstance(spec, Splits):
+        return "python"
+    if not isinstance(spec, str):
+        raise SnncError(f"data of type {type(spec).__name__}: give a dataset name or path ({FORMS}), a tuple "
+                        "(x_train, y_train, x_test, y_test) or snnc.data.Splits(train=..., test=...)")
     if spec in DATASETS:
         return "builtin"
+    if is_factory(spec):
+        return "factory"
     p = Path(spec)
     if p.suffix == ".npz" and p.is_file():
         return "npz"
@@ -208,6 +219,10 @@ def load(name: str, split: str = "test", data_dir=None, limit: int | None = None
         SnncError: an unknown name or form; DataNotFoundError, DataFormatError.
     """
     form = form_of(name)
+    if form == "python":
+        return load_splits(name, split, limit)
+    if form == "factory":
+        return load_splits(load_factory_data(name), split, limit)
     if form == "npz":
         return load_npz(name, split, limit)
     if form == "imagefolder":
@@ -229,6 +244,8 @@ def sample_shape(name: str, data_dir=None) -> tuple[int, ...]:
 def describe(name: str, split: str, n: int, data_dir=None) -> str:
     """One line naming a split's source and sample count, for reports."""
     form = form_of(name)
+    if form in ("python", "factory"):
+        return f"{name!r} ({'Python objects' if form == 'python' else 'factory'}) {split} split, first {n:,} samples"
     if form == "npz":
         return f"{name} (.npz) {split} split, first {n:,} samples"
     if form == "imagefolder":

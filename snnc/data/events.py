@@ -183,7 +183,7 @@ def load_data(spec: str, split: str, data_dir=None, limit: int | None = None, *,
             direct-input model, bad encoder; EventDataError; DataNotFoundError.
     """
 
-    if spec.startswith("events:"):
+    if isinstance(spec, str) and spec.startswith("events:"):
         if not spikes:
             raise SnncError(f"{spec}: event data needs a spike-input model (pass --input-encoding spikes)")
         if num_steps is None:

@@ -75,8 +75,8 @@ def save_npz(path, arrays: dict) -> None:
             zf.writestr(info, buf.getvalue())
 
 
-def _dataset_source(name: str, split: str, n: int, data_dir, encode: str | None = None) -> str:
-    if name.startswith("events:"):
+def _dataset_source(name, split: str, n: int, data_dir, encode: str | None = None) -> str:
+    if isinstance(name, str) and name.startswith("events:"):
         return f"event data {name[len('events:'):]}, first {n:,} samples"
     if encode:
         return _dataset_source(name, split, n, data_dir) + f", {encode}-coded spikes"
@@ -196,7 +196,7 @@ def load(model, opts: CompileOptions, inputs: list, say) -> Loaded:
     if opts.num_steps is not None:
         check_num_steps(opts.num_steps, "--num-steps")
     data_shape = None  # the data's sample shape, for a model that does not state its input shape
-    if opts.input_shape is None and opts.data and not opts.data.startswith("events:"):
+    if opts.input_shape is None and opts.data is not None and not str(opts.data).startswith("events:"):
         data_shape = D.sample_shape(opts.data, opts.data_dir)
     graph, module, info = load_model(model, trust_pickle=opts.trust_pickle, dt=opts.dt, input_shape=opts.input_shape,
                                      num_steps=opts.num_steps, reset=opts.reset, weights=opts.weights,
@@ -242,7 +242,7 @@ def prepare_data(loaded: Loaded, opts: CompileOptions) -> Data:
         DataNotFoundError, DataFormatError, EventDataError; SnncError when the samples' shape is not
         the model's input shape.
     """
-    if not opts.data:
+    if opts.data is None:
         return Data()
     T, spikes = loaded.T, loaded.spikes
     n_cal = int(opts.calibrate) if opts.calibrate is not None else CALIBRATION_SAMPLES

@@ -12,6 +12,7 @@ import numbers
 from dataclasses import dataclass, fields
 
 from snnc.backends.loihi.mapping import check_formats
+from snnc.data.python import Splits
 from snnc.errors import UsageError
 from snnc.passes import DEFAULT_PIPELINE
 
@@ -34,7 +35,9 @@ class CompileOptions:
         input_encoding: ``"direct"`` (analog input, injected by the host) or ``"spikes"``.
         reset: reset mode of a ``.nir`` file's spiking neurons (``"zero"``/``"subtract"``).
     Data:
-        data: ``"fashion-mnist"``, ``"digits"`` or ``"events:PATH"`` (calibration, accuracy, budget).
+        data: ``"fashion-mnist"``, ``"digits"``, ``PATH.npz``, an ImageFolder ``DIR``, ``file.py:factory``,
+            ``"events:PATH"``, a tuple ``(x_train, y_train, x_test, y_test)`` or :class:`snnc.data.Splits`
+            (calibration, accuracy, budget; :mod:`snnc.data`).
         data_dir: folder with the dataset's files.
         limit: test samples to evaluate (None: the whole test split).
         encode: ``"rate"``/``"latency"``: spike encoder for image data into a spike-input model.
@@ -63,7 +66,7 @@ class CompileOptions:
     input_encoding: str | None = None
     reset: str | None = None
     # data
-    data: str | None = None
+    data: object = None
     data_dir: str | None = None
     limit: int | None = None
     encode: str | None = None
@@ -122,6 +125,11 @@ class CompileOptions:
         if self.dt is not None and (isinstance(self.dt, bool) or not isinstance(self.dt, numbers.Real)
                                     or not math.isfinite(self.dt) or self.dt <= 0):
             raise UsageError(f"dt must be a positive time in s, got {self.dt!r}")
+        if isinstance(self.data, tuple):
+            self.data = Splits.of(self.data)
+        if self.data is not None and not isinstance(self.data, (str, Splits)):
+            raise UsageError(f"data of type {type(self.data).__name__}: give a dataset name or path, a tuple "
+                             "(x_train, y_train, x_test, y_test) or snnc.data.Splits(train=..., test=...)")
         if self.calibrate is not None and not self.data:
             raise UsageError("--calibrate needs --data: it calibrates the quantization on that dataset's training "
                              "images")
