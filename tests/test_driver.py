@@ -75,6 +75,8 @@ def test_prepare_data_splits_calibration_held_out_and_test(tiny):
     assert d.calib.shape == (40, 1, 8, 8) and d.x_test.shape == (30, 1, 8, 8) and len(d.y_test) == 30
     x_ho, y_ho = d.held_out
     assert len(x_ho) == C.HELD_OUT_SAMPLES and not np.array_equal(x_ho[0], d.calib[0])  # after the calibration ones
+    assert {k: (v["split"], v["samples"]) for k, v in d.splits.items()} == {
+        "calibration": ("train", 40), "held_out": ("train", C.HELD_OUT_SAMPLES), "test": ("test", 30)}
 
 
 def test_run_passes_budget_is_a_logged_pass(tiny):

@@ -127,7 +127,9 @@ def test_braille_fixture_on_spike_input_end_to_end(nir_fixtures, tmp_path):
     assert r2.exit_code == 0 and json.loads(r2.stdout)["accuracy"] == pytest.approx(rep["accuracy"]["compiled"])
     r3 = run("compile", braille, "-o", tmp_path / "s", "--num-steps", 20, "--reset", "subtract", "--data",
              f"events:{tmp_path}/ev.npz")
-    assert r3.exit_code == 1 and "agree on" in r3.stderr and "calibration samples" in r3.stderr
+    # one event file is the test split: never calibrated on, so the agreement is measured on random inputs
+    assert r3.exit_code == 1 and "agree on" in r3.stderr and "64 random spike inputs" in " ".join(r3.stderr.split())
+    assert [c for c in rep["checks"] if c["check"] == "NO_CALIBRATION"] and set(rep["data"]) == {"test"}
 
 
 def test_spike_model_with_image_data_needs_encoder(tmp_path):
@@ -199,3 +201,33 @@ def test_ge_threshold_exact_in_quantizer():
     node = [n for n in q.nodes.values() if isinstance(n, nir.IF)][0]
     qi = node.metadata["snnc.quant"]
     assert np.isclose(qi["scale"] * float(node.v_threshold.reshape(-1)[0]), qi["vth_mant"] * 64 + 1, rtol=1e-6)
+
+
+def test_event_data_never_calibrates_or_trains_on_test_samples(nir_fixtures, tmp_path):
+    """Issue 17: a single event set is the test split. Fine-tuning (the Braille-style adapt_semantics run)
+    and --budget are refused there; with train/ and test/ folders, calibration reads only train/."""
+    braille = nir_fixtures / "braille_noDelay_noBias_subtract.nir"
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "ev.npz", frames=(rng.random((16, 20, 12)) < 0.3).astype(np.float32),
+             labels=rng.integers(0, 7, 16))
+    r = run("compile", braille, "-o", tmp_path / "f", "--num-steps", 20, "--reset", "subtract",
+            "--allow-semantic-change", "--data", f"events:{tmp_path}/ev.npz",
+            "--passes", "adapt_semantics:finetune_epochs=1,fold_bn,quantize")
+    assert r.exit_code == 1 and "fine-tuning (adapt_semantics finetune_epochs) need(s) a training split" in \
+        " ".join(r.stderr.split()) and not (tmp_path / "f").exists()
+    split = tmp_path / "split"
+    (split / "train").mkdir(parents=True)
+    (split / "test").mkdir()
+    test_frames = np.ones((20, 12), np.float32)          # every test sample all ones; training samples sparse
+    for i in range(6):
+        np.savez(split / "train" / f"{i}.npz", frames=(rng.random((20, 12)) < 0.1).astype(np.float32), label=i % 7)
+        np.savez(split / "test" / f"{i}.npz", frames=test_frames, label=i % 7)
+    from snnc.data.events import load_data
+    xtr, _, _ = load_data(f"events:{split}", "train", spikes=True, num_steps=20)
+    xte, _, _ = load_data(f"events:{split}", "test", spikes=True, num_steps=20)
+    assert xtr.mean() < 0.2 and xte.min() == 1.0     # the splits are what the folders hold
+    r = run("compile", braille, "-o", tmp_path / "o", "--num-steps", 20, "--data", f"events:{split}", "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["data"]["calibration"]["split"] == "train" and rep["data"]["calibration"]["samples"] == 6
+    assert rep["data"]["test"]["samples"] == 6 and not [c for c in rep["checks"] if c["check"] == "NO_CALIBRATION"]

@@ -41,6 +41,25 @@ class EventDataError(SnncError):
     """An event file or folder that cannot be read (one line naming it and what is wrong)."""
 
 
+class NoSplitError(EventDataError):
+    """Event data without the split asked for (a single set is the test split: never calibrated or trained on)."""
+
+
+def event_splits(path: str | os.PathLike) -> dict:
+    """The splits of event data at ``path``: a folder with ``train`` and ``test`` (each a folder of per-sample
+    ``.npz`` files or one ``.npz``, optionally ``val`` too) gives those; anything else is one set, the test
+    split only (``{"test": path}``), so that no test sample is ever used for calibration or training."""
+    p = Path(path)
+    out = {}
+    if p.is_dir():
+        for split in ("train", "test", "val"):
+            for cand in (p / split, p / f"{split}.npz"):
+                if cand.exists():
+                    out[split] = cand
+                    break
+    return out if "train" in out and "test" in out else {"test": p}
+
+
 def encode_rate(x: np.ndarray, num_steps: int, seed: int = 0) -> np.ndarray:
     """``[N, *shape]`` values in [0, 1] -> ``[T, N, *shape]`` float32 0/1 spikes (Bernoulli(p) per step)."""
     rng = np.random.default_rng(seed)
@@ -188,7 +207,12 @@ def load_data(spec: str, split: str, data_dir=None, limit: int | None = None, *,
             raise SnncError(f"{spec}: event data needs a spike-input model (pass --input-encoding spikes)")
         if num_steps is None:
             raise SnncError("event data needs T: pass --num-steps")
-        x, y = load_events(spec[len("events:"):], num_steps, limit)
+        splits = event_splits(spec[len("events:"):])
+        if split not in splits:
+            raise NoSplitError(f"event data {spec[len('events:'):]} has no {split} split (a folder with train/ and "
+                               "test/ gives one); its samples are the test split, never used for calibration, "
+                               "fine-tuning or --budget")
+        x, y = load_events(splits[split], num_steps, limit)
         x, check = binarise(x)
         return x, y, [check] if check else []
     x, y = D.load(spec, split, data_dir, limit=limit)

@@ -30,6 +30,7 @@ import numpy as np
 from snnc.errors import SnncError, UsageError
 from snnc import data as D
 from snnc.data.checks import check_classes, fit_input
+from snnc.data.events import NoSplitError
 from snnc.data.events import load_data as read_split
 from snnc.driver.budget import chip_figures
 from snnc.driver.options import CompileOptions
@@ -110,7 +111,8 @@ class Loaded:
 @dataclass
 class Data:
     """The data stage's arrays (None without ``--data``): calibration samples and labels, held-out
-    samples for ``--budget``, test samples and labels, fine-tuning samples, and the data checks."""
+    samples for ``--budget``, test samples and labels, fine-tuning samples, the data checks, and
+    ``splits``: per use (calibration, held_out, test, finetune) its split, source and sample count."""
     calib: np.ndarray | None = None
     calib_labels: np.ndarray | None = None
     held_out: tuple | None = None
@@ -118,6 +120,7 @@ class Data:
     y_test: np.ndarray | None = None
     train: tuple | None = None
     checks: list = field(default_factory=list)
+    splits: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -234,41 +237,66 @@ def check(loaded: Loaded, opts: CompileOptions) -> None:
 
 
 def prepare_data(loaded: Loaded, opts: CompileOptions) -> Data:
-    """Stage 3: the calibration images (the first 256 training samples, or ``--calibrate N``), the
-    ``--budget`` held-out samples after them, the test split (``--limit``), fine-tuning samples for an
-    ``adapt_semantics`` pass that fine-tunes. Nothing without ``opts.data``.
+    """Stage 3: the calibration samples (the first 256 of the training split, or ``--calibrate N``), the
+    ``--budget`` held-out samples after them (training split too), the test split (``--limit``), fine-tuning
+    samples (training split) for an ``adapt_semantics`` pass that fine-tunes. No test sample is used for
+    anything but the accuracy. Event data without a training split is compiled without calibration
+    (a ``NO_CALIBRATION`` check says so); fine-tuning, ``--budget`` and ``--calibrate`` are refused there.
+    ``Data.splits`` names each split used with its source and sample count (report.json ``data``).
+    Nothing without ``opts.data``.
 
     Raises:
         DataNotFoundError, DataFormatError, EventDataError; SnncError when the samples' shape is not
-        the model's input shape.
+        the model's input shape or a training split is needed and missing.
     """
     if opts.data is None:
         return Data()
     T, spikes = loaded.T, loaded.spikes
     n_cal = int(opts.calibrate) if opts.calibrate is not None else CALIBRATION_SAMPLES
     n_train = n_cal + (HELD_OUT_SAMPLES if opts.budget else 0)
-    xtr, ytr, _ = read_split(opts.data, "train", opts.data_dir, n_train, spikes=spikes, num_steps=T,
-                             encode_method=opts.encode, seed=opts.seed)
-    d = Data(calib=xtr[:, :n_cal] if spikes else xtr[:n_cal], calib_labels=ytr[:n_cal])
-    if opts.budget:
-        d.held_out = (xtr[n_cal:], ytr[n_cal:])
-    d.x_test, d.y_test, d.checks = read_split(opts.data, "test", opts.data_dir, opts.limit, spikes=spikes,
-                                              num_steps=T, encode_method=opts.encode, seed=opts.seed + 1)
+    finetunes = any(n == "adapt_semantics" and o.get("finetune_epochs") for n, o in pipeline_of(loaded, opts).passes)
+    d = Data()
+    try:
+        xtr, ytr, _ = read_split(opts.data, "train", opts.data_dir, n_train, spikes=spikes, num_steps=T,
+                                 encode_method=opts.encode, seed=opts.seed)
+    except NoSplitError as e:
+        needs = [w for w, on in (("--budget", opts.budget), ("--calibrate", opts.calibrate is not None),
+                                 ("fine-tuning (adapt_semantics finetune_epochs)", finetunes)) if on]
+        if needs:
+            raise SnncError(f"{' and '.join(needs)} need(s) a training split: {e}") from None
+        xtr = ytr = None
+        d.checks.append({"check": "NO_CALIBRATION", "value": 0, "limit": 0,
+                         "message": f"{e}: compiled without calibration data (quantize uses worst-case bounds)"})
     want = next(n for n in loaded.graph.nodes.values() if isinstance(n, nir.Input)).input_type
     want = tuple(int(v) for v in next(iter(want.values())))
-    d.x_test, check = fit_input(d.x_test, want, spikes, opts.data)
-    d.calib = fit_input(d.calib, want, spikes, opts.data)[0]
-    if d.held_out is not None:
-        d.held_out = (fit_input(d.held_out[0], want, spikes, opts.data)[0], d.held_out[1])
+    classes = output_classes(loaded.graph)
+    name = opts.data
+    if xtr is not None:
+        xtr = fit_input(xtr, want, spikes, name)[0]
+        check_classes(ytr, classes, f"dataset {name!r} (train split)")
+        d.calib, d.calib_labels = (xtr[:, :n_cal] if spikes else xtr[:n_cal]), ytr[:n_cal]
+        n = len(d.calib_labels)
+        d.splits["calibration"] = {"split": "train", "samples": int(n), "first": 0,
+                                   "source": _dataset_source(name, "train", n, opts.data_dir, opts.encode)}
+        if opts.budget:
+            d.held_out = ((xtr[:, n_cal:] if spikes else xtr[n_cal:]), ytr[n_cal:])
+            d.splits["held_out"] = {"split": "train", "samples": int(len(ytr) - n), "first": int(n),
+                                    "source": _dataset_source(name, "train", len(ytr), opts.data_dir, opts.encode)}
+    d.x_test, d.y_test, checks = read_split(name, "test", opts.data_dir, opts.limit, spikes=spikes,
+                                            num_steps=T, encode_method=opts.encode, seed=opts.seed + 1)
+    d.checks += checks
+    d.x_test, check = fit_input(d.x_test, want, spikes, name)
     if check:
         d.checks.append(check)
-    classes = output_classes(loaded.graph)
-    check_classes(ytr, classes, f"dataset {opts.data!r} (train split)")
-    check_classes(d.y_test, classes, f"dataset {opts.data!r} (test split)")
-    if any(n == "adapt_semantics" and o.get("finetune_epochs") for n, o in pipeline_of(loaded, opts).passes):
-        xft, yft, _ = read_split(opts.data, "train", opts.data_dir, opts.finetune_samples, spikes=spikes,
+    check_classes(d.y_test, classes, f"dataset {name!r} (test split)")
+    d.splits["test"] = {"split": "test", "samples": int(len(d.y_test)), "first": 0,
+                        "source": _dataset_source(name, "test", len(d.y_test), opts.data_dir, opts.encode)}
+    if finetunes:
+        xft, yft, _ = read_split(name, "train", opts.data_dir, opts.finetune_samples, spikes=spikes,
                                  num_steps=T, encode_method=opts.encode, seed=opts.seed + 2)
-        d.train = (fit_input(xft, want, spikes, opts.data)[0], yft)
+        d.train = (fit_input(xft, want, spikes, name)[0], yft)
+        d.splits["finetune"] = {"split": "train", "samples": int(len(yft)), "first": 0,
+                                "source": _dataset_source(name, "train", len(yft), opts.data_dir, opts.encode)}
     return d
 
 
@@ -396,6 +424,8 @@ def make_report(model, loaded: Loaded, data: Data, passed: Passed, config, array
     report = dict(report, quantization=quantization_section(config, arrays, tgt, passed.ctx.log, metrics, n_cal))
     if passed.pruning is not None:
         report = dict(report, pruning=_plain(passed.pruning))
+    if data.splits:
+        report = dict(report, data=_plain(data.splits))
     return report
 
 
