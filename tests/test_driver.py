@@ -144,3 +144,9 @@ def test_write_is_atomic_and_compile_model_takes_options_or_names(tiny, tmp_path
     b = C.compile_model(tiny, tmp_path / "b", input_shape=(1, 8, 8), num_steps=4)
     assert (tmp_path / "a" / "report.json").read_bytes() == (tmp_path / "b" / "report.json").read_bytes()
     assert a == b
+
+
+def test_python_api_refuses_an_unknown_option_in_one_line(tiny, tmp_path):
+    import snnc
+    with pytest.raises(UsageError, match="unknown compile option\\(s\\) colour"):
+        snnc.compile(tiny, input_shape=(1, 8, 8), num_steps=4, out_dir=tmp_path / "o", colour="red")

@@ -93,13 +93,18 @@ class CompileOptions:
     @classmethod
     def from_kwargs(cls, **kwargs) -> "CompileOptions":
         """Options from keyword arguments (the Python API); unknown names are refused in one line."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(kwargs) - names)
-        if unknown:
-            raise UsageError(f"unknown compile option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        return cls(**kwargs).checked()
+        return cls().replace(**kwargs)
 
     def replace(self, **changes) -> "CompileOptions":
+        """These options with ``changes`` (field names), checked.
+
+        Raises:
+            UsageError: an unknown option name, or what :meth:`checked` refuses.
+        """
+        names = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise UsageError(f"unknown compile option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
         return dataclasses.replace(self, **changes).checked()
 
     def checked(self) -> "CompileOptions":
