@@ -70,12 +70,12 @@ def replace_maxpool(graph: nir.NIRGraph) -> list[str]:
     return notes
 
 
-def finetune(train, graph, x, y, num_steps, spikes, epochs, lr, batch_size, seed) -> None:
+def finetune(train, graph, x, y, num_steps, spikes, epochs, lr, batch_size, seed, say=None) -> None:
     """Fine-tune ``graph``'s weights and biases in place on ``(x, y)`` with ``train`` (the pass context's
     ``trainer``, which the compile driver fills with :func:`snnc.driver.finetune.finetune`: surrogate
     gradients through snnc's executor, cross-entropy on the readout rule's scores, Adam)."""
     model, _ = train(graph, x, y, num_steps, epochs=int(epochs), lr=lr, batch_size=batch_size, seed=seed,
-                     flip=False, spikes=spikes)
+                     flip=False, spikes=spikes, log=say)
     trained = model.to_nir()
     for name, node in trained.nodes.items():
         if isinstance(node, WEIGHTED_TYPES):
@@ -119,7 +119,7 @@ def adapt_semantics_pass(graph: nir.NIRGraph, ctx: PassContext, maxpool: str = "
            "accuracy_source": float((_predictions(source, xva, T, spikes) == yva).mean()),
            "accuracy_converted": float((_predictions(graph, xva, T, spikes) == yva).mean())}
     if finetune_epochs:
-        finetune(ctx.trainer, graph, xtr, ytr, T, spikes, finetune_epochs, lr, batch_size, ctx.seed)
+        finetune(ctx.trainer, graph, xtr, ytr, T, spikes, finetune_epochs, lr, batch_size, ctx.seed, ctx.say)
         acc["accuracy_finetuned"] = float((_predictions(graph, xva, T, spikes) == yva).mean())
         acc["finetune_samples"] = int(len(ytr))
     ctx.note(**acc)

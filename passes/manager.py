@@ -40,7 +40,7 @@ class PassContext:
         calibration_labels: ``[N]`` int labels of the calibration inputs, or None (passes may report
             accuracy on them, e.g. ``fold_timesteps``).
         trainer: surrogate-gradient training, filled by the driver (passes never import the driver):
-            ``trainer(graph, x, y, num_steps, *, epochs, lr, batch_size, seed, flip, spikes) ->
+            ``trainer(graph, x, y, num_steps, *, epochs, lr, batch_size, seed, flip, spikes, log) ->
             (module with to_nir(), history)``, i.e. :func:`snnc.driver.finetune.finetune`; or None.
         measure: figures of a graph compiled the rest of the way, filled by the driver for the ``budget``
             pass: ``measure(graph, x_sim) -> {"fits", "violations", "cores", "synapses", ...}`` (the

@@ -150,3 +150,11 @@ def test_python_api_refuses_an_unknown_option_in_one_line(tiny, tmp_path):
     import snnc
     with pytest.raises(UsageError, match="unknown compile option\\(s\\) colour"):
         snnc.compile(tiny, input_shape=(1, 8, 8), num_steps=4, out_dir=tmp_path / "o", colour="red")
+
+
+def test_progress_reports_each_long_stage(tiny, tmp_path):
+    """Issue 17 item 5: the float evaluation and the simulation report progress (stage, done, total)."""
+    seen = {}
+    C.compile_model(tiny, tmp_path / "o", opts(data="digits", limit=30),
+                    progress=lambda stage, done, total: seen.__setitem__(stage, (done, total)))
+    assert seen["float model"] == (30, 30) and seen["simulate"] == (30, 30)

@@ -169,7 +169,7 @@ def compile_model(model, out_dir: str | os.PathLike, options: CompileOptions | N
     data = prepare_data(loaded, opts)
     passed = run_passes(loaded, data, opts, tgt, say)
     config, arrays, program = map_model(passed.compiled, tgt, opts, loaded.spikes, say)
-    semantic = check_semantics(loaded, data, passed.pipe, program, opts, say)
+    semantic = check_semantics(loaded, data, passed.pipe, program, opts, say, progress)
     metrics, accuracy = measure_model(loaded, data, passed, program, opts, progress, say)
     report = make_report(model, loaded, data, passed, config, arrays, tgt, metrics, accuracy, semantic)
     extra = {}
@@ -390,7 +390,8 @@ def measure_model(loaded: Loaded, data: Data, passed: Passed, program, opts: Com
     xte, yte, T, spikes = data.x_test, data.y_test, loaded.T, loaded.spikes
     rule = R.readout_rule(loaded.graph)
     say(f"float model on {len(yte):,} test samples")
-    f_scores = R.scores(loaded.graph, xte, T, rule["rule"], spikes, opts.batch_size, module=loaded.module)
+    f_scores = R.scores(loaded.graph, xte, T, rule["rule"], spikes, opts.batch_size, module=loaded.module,
+                        progress=(lambda n: progress("float model", n, len(yte))) if progress else None)
     cb = (lambda n: progress("simulate", n, len(yte))) if progress else None
     say(f"bit-accurate simulation on {len(yte):,} test samples")
     sim = simulate(program, xte, yte, opts.batch_size, cb)
@@ -401,7 +402,8 @@ def measure_model(loaded: Loaded, data: Data, passed: Passed, program, opts: Com
                                     .argmax(1)).mean())}
     if passed.pruning is not None:
         say(f"float model after pruning on {len(yte):,} test samples")
-        pf = R.scores(passed.structural, xte, T, rule["rule"], spikes, opts.batch_size)
+        pf = R.scores(passed.structural, xte, T, rule["rule"], spikes, opts.batch_size,
+                      progress=(lambda n: progress("float model after pruning", n, len(yte))) if progress else None)
         accuracy["float_pruned"] = float((pf.argmax(1) == yte).mean())
     return sim["metrics"], accuracy
 
@@ -437,7 +439,8 @@ def write(out_dir, config, arrays, compiled, report, extra: dict, opts: CompileO
         say(line)
 
 
-def check_semantics(loaded: Loaded, data: Data, pipe: Pipeline, program, opts: CompileOptions, say) -> list:
+def check_semantics(loaded: Loaded, data: Data, pipe: Pipeline, program, opts: CompileOptions, say,
+                    progress=None) -> list:
     """Stage 6: SEMANTIC_CHANGE checks with the measured source-vs-compiled agreement
     (:mod:`snnc.ir.semantics`); refuses a change the target forces unless ``allow_semantic_change``.
 
@@ -458,7 +461,9 @@ def check_semantics(loaded: Loaded, data: Data, pipe: Pipeline, program, opts: C
         return checks
     x_ag, where = _agreement_inputs(data.calib, loaded.graph, T, spikes, opts.seed)
     say(f"measuring source vs compiled agreement on {where}")
-    agree = R.agreement(loaded.source_graph, program, x_ag, T, spikes)
+    n_ag = x_ag.shape[1] if spikes else x_ag.shape[0]
+    agree = R.agreement(loaded.source_graph, program, x_ag, T, spikes,
+                        progress=(lambda n: progress("agreement (source model)", n, n_ag)) if progress else None)
     for d in measured:
         checks.append({"check": "SEMANTIC_CHANGE", "node": d["node"], "what": d["what"], "source": d["source"],
                        "source_semantics": d["source_semantics"], "target_semantics": d["target_semantics"],

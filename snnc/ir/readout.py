@@ -71,10 +71,11 @@ def step_scores(model, x: torch.Tensor, num_steps: int, rule: str, spikes: bool 
 
 
 def scores(graph: nir.NIRGraph, x: np.ndarray, num_steps: int, rule: str | None = None, spikes: bool = False,
-           batch_size: int = 500, module=None, dtype=torch.float64) -> np.ndarray:
+           batch_size: int = 500, module=None, dtype=torch.float64, progress=None) -> np.ndarray:
     """Float class scores ``[N, classes]`` (float64) by the readout ``rule`` (default: the graph's): the
     torch ``module`` when one is given (an snnc step module; direct input only), else snnc's NIR
-    reference executor on ``graph`` (the source's semantics) in ``dtype``."""
+    reference executor on ``graph`` (the source's semantics) in ``dtype``. ``progress(done)`` is called
+    with the samples done after each batch."""
     rule = rule or readout_rule(graph)["rule"]
     n = x.shape[1] if spikes else x.shape[0]
     out = []
@@ -90,6 +91,8 @@ def scores(graph: nir.NIRGraph, x: np.ndarray, num_steps: int, rule: str | None 
             else:
                 seq = run_graph(graph, xb, None if spikes else num_steps, dtype=dtype)[0]
             out.append(reduce(seq.double(), rule).numpy())
+            if progress:
+                progress(min(i + batch_size, n))
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -100,9 +103,10 @@ def accuracy(graph: nir.NIRGraph, x: np.ndarray, y: np.ndarray, num_steps: int, 
     return float((s.argmax(1) == np.asarray(y)).mean()) if len(y) else float("nan")
 
 
-def agreement(source_graph: nir.NIRGraph, program, x: np.ndarray, num_steps: int, spikes: bool) -> float:
+def agreement(source_graph: nir.NIRGraph, program, x: np.ndarray, num_steps: int, spikes: bool,
+              progress=None) -> float:
     """Share of samples where the float graph (source semantics) and a compiled ``program`` (any object
     whose ``run(x).scores()`` gives ``[N, classes]``, e.g. loihi-sim's ``Program``) predict the same class."""
-    a = scores(source_graph, x, num_steps, spikes=spikes, dtype=torch.float32).argmax(1)
+    a = scores(source_graph, x, num_steps, spikes=spikes, dtype=torch.float32, progress=progress).argmax(1)
     b = program.run(x).scores().reshape(len(a), -1).argmax(1)
     return float((a == b).mean())
