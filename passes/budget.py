@@ -38,7 +38,7 @@ from snnc.errors import SnncError
 from snnc.ir import graph_figures
 from snnc.ir import readout as R
 from snnc.passes.manager import PassContext, register
-from snnc.passes.prune import channel_groups, group_scores, prune
+from snnc.passes.prune import CRITERIA, channel_groups, group_scores, prune
 
 RESOURCES = ("cores", "synapses", "synops", "memory_bits")
 
@@ -67,8 +67,8 @@ def parse_budget(text: str) -> tuple[str, float]:
 
 def _check_options(o: dict) -> None:
     parse_budget(f"{o['resource']}={o['value']}")
-    if o["criterion"] not in ("", "l1", "sca", "attention", "random"):
-        raise SnncError(f"pass 'budget', option criterion: {o['criterion']!r} is not one of l1, sca, attention, random")
+    if o["criterion"] and o["criterion"] not in CRITERIA:
+        raise SnncError(f"pass 'budget', option criterion: {o['criterion']!r} is not one of {', '.join(CRITERIA)}")
 
 
 @register("budget", "prune channels until the mapped model fits the target within a resource budget "

@@ -181,8 +181,9 @@ def main():
 @click.option("--data", type=DATA, default=None,
               help="calibrate on 256 training samples and evaluate float and compiled accuracy on the test split: "
                    "fashion-mnist, digits, PATH.npz (arrays x_train, y_train, x_test, y_test), DIR (ImageFolder: "
-                   "DIR/train/<class>/*.png, DIR/test/<class>/*.png); events:PATH = event frames/lists (.npz or a "
-                   "folder) for spike-input models")
+                   "DIR/train/<class>/*.png, DIR/test/<class>/*.png), file.py:factory (a trusted file returning the "
+                   "splits); events:PATH = event frames/lists (.npz, or a folder; train/ and test/ give both splits) "
+                   "for spike-input models")
 @click.option("--encode", type=click.Choice(["rate", "latency"]), default=None,
               help="spike encoder turning image data into spikes for a spike-input model")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -272,7 +273,8 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
 @main.command()
 @click.argument("out")
 @click.option("--data", type=DATA, required=True,
-              help="fashion-mnist, digits, PATH.npz, an ImageFolder DIR, or events:PATH (its test split)")
+              help="fashion-mnist, digits, PATH.npz, an ImageFolder DIR, file.py:factory, or events:PATH (its test "
+                   "split)")
 @click.option("--encode", type=click.Choice(["rate", "latency"]), default=None,
               help="spike encoder for image data and a spike-input folder")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
@@ -365,7 +367,8 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
 @click.argument("model")
 @click.option("-o", "--out", "out", required=True, type=click.Path(), help="checkpoint file to write (.pt)")
 @click.option("--data", type=DATA, default="fashion-mnist", show_default=True,
-              help="fashion-mnist, digits, PATH.npz (x_train, y_train, x_test, y_test) or an ImageFolder DIR")
+              help="fashion-mnist, digits, PATH.npz (x_train, y_train, x_test, y_test), an ImageFolder DIR or "
+                   "file.py:factory")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--passes", default=None, help="passes to run before fine-tuning, e.g. "

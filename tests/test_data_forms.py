@@ -224,4 +224,4 @@ def test_python_objects_and_a_factory_give_the_builtin_loaders_results(tmp_path)
         _digits_report(tmp_path, "bad", [xtr, ytr])
     (tmp_path / "bad.py").write_text("def make():\n    raise RuntimeError('no data here')\n")
     code, err = run("compile", "fmnist_cnn", "-o", tmp_path / "x", "--data", f"{tmp_path}/bad.py:make", "--json")
-    assert code == 1 and "the factory failed (RuntimeError: no data here)" in err, err
+    assert code == 1 and "calling make() failed (RuntimeError: no data here)" in err, err

@@ -8,12 +8,11 @@ datasets and anything else.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 from snnc.data.checks import DataFormatError
 from snnc.data.python import Splits
+from snnc.io.trusted import call_factory
 
 
 def is_factory(spec) -> bool:
@@ -31,25 +30,7 @@ def load_factory_data(spec: str) -> Splits:
         DataFormatError: the file cannot be imported, has no such function, the function fails or returns
             something else than the forms above (one line naming the file).
     """
-    path, _, fn = spec.rpartition(":")
-    p = Path(path)
-    name = f"snnc_data_factory_{abs(hash(str(p.resolve())))}"
-    try:
-        spec_obj = importlib.util.spec_from_file_location(name, p)
-        module = importlib.util.module_from_spec(spec_obj)
-        sys.modules[name] = module
-        spec_obj.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - the user's file: one line naming it
-        raise DataFormatError(f"{p}: cannot be imported ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") \
-            from None
-    factory = getattr(module, fn, None)
-    if not callable(factory):
-        raise DataFormatError(f"{p}: has no function {fn!r}")
-    try:
-        out = factory()
-    except Exception as e:  # noqa: BLE001 - the user's code: one line naming it
-        raise DataFormatError(f"{spec}: the factory failed ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    out, _ = call_factory(spec, DataFormatError)
     if isinstance(out, Splits):
         return out
     if isinstance(out, (tuple, list)) and len(out) in (2, 3):

@@ -157,7 +157,7 @@ def compile_model(model, out_dir: str | os.PathLike, options: CompileOptions | N
         BudgetError, SemanticChangeError (the target cannot keep the source's semantics; with the
         measured agreement), UsageError (options that do not go together).
     """
-    opts = (options or CompileOptions()).replace(**overrides) if overrides else (options or CompileOptions()).checked()
+    opts = (options or CompileOptions()).replace(**overrides)  # checked, unknown names refused
     say = log or (lambda s: None)
     export = opts.target if opts.target in EXPORT_TARGETS else None
     tgt = load_target("loihi-sim" if export else opts.target)

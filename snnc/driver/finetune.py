@@ -368,8 +368,7 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
             classes differ, bad passes (quantize is refused: fine-tune before quantizing),
             a spike-input model, an existing ``out_path`` without ``force``, data problems.
     """
-    opts = (options or CompileOptions(data="fashion-mnist"))
-    opts = opts.replace(**overrides) if overrides else opts.checked()
+    opts = (options or CompileOptions(data="fashion-mnist")).replace(**overrides)  # checked
     data, data_dir, seed, test_limit, force = opts.data or "fashion-mnist", opts.data_dir, opts.seed, opts.limit, opts.force
     trust_pickle, num_steps, input_shape = opts.trust_pickle, opts.num_steps, opts.input_shape
     weight_bits, per_channel, calibrate = opts.weight_bits or 8, opts.per_channel, opts.calibrate

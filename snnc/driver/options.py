@@ -12,14 +12,14 @@ import numbers
 from dataclasses import dataclass, fields
 
 from snnc.backends.loihi.mapping import check_formats
+from snnc.data.events import ENCODERS
 from snnc.data.python import Splits
+from snnc.ir.validate import INPUT_ENCODINGS
+from snnc.passes.prune import CRITERIA
 from snnc.errors import UsageError
 from snnc.passes import DEFAULT_PIPELINE
 
-INPUT_ENCODINGS = ("direct", "spikes")
-RESETS = ("zero", "subtract")
-ENCODERS = ("rate", "latency")
-CRITERIA = ("l1", "sca", "attention", "random")
+RESETS = ("zero", "subtract")  # what --reset can say of a .nir file's neurons
 
 
 @dataclass
@@ -119,7 +119,7 @@ class CompileOptions:
         one_of("input encoding", self.input_encoding, INPUT_ENCODINGS)
         one_of("reset", self.reset, RESETS)
         one_of("encode", self.encode, ENCODERS)
-        one_of("budget criterion", self.budget_criterion, CRITERIA)
+        one_of("budget criterion", self.budget_criterion, tuple(CRITERIA))
         check_formats(self.formats)
         for name in ("limit", "max_cores", "max_chips", "calibrate", "timesteps", "batch_size", "finetune_samples"):
             v = getattr(self, name)

@@ -25,10 +25,8 @@ threshold comparison, multi-spike, voltage floor) and writes them into the neuro
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
-import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -38,6 +36,7 @@ import torch
 from torch import nn
 
 from snnc import models
+from snnc.io.trusted import call_factory
 from snnc.frontends import norse, sinabs, snntorch, spikingjelly
 from snnc.frontends.checkpoint import build_checked, check_checkpoint_config, check_state_dict
 from snnc.frontends.base import ModelLoadError, TraceContext, reset_module_states
@@ -169,27 +168,8 @@ def load_factory(spec: str, weights: str | os.PathLike | None = None) -> tuple[n
         ModelLoadError: a missing file or factory, a factory that fails or returns no nn.Module,
             weights that cannot be read or do not match.
     """
-    file, _, func = str(spec).rpartition(":")
-    path = Path(file)
-    if not file or not func or path.suffix != ".py":
-        raise ModelLoadError(f"{spec}: expected path/to/file.py:factory")
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: no such file")
-    mod_name = f"snnc_user_{path.stem}_{abs(hash(str(path.resolve()))) % 10**8}"
-    try:
-        sp = importlib.util.spec_from_file_location(mod_name, path)
-        module = importlib.util.module_from_spec(sp)
-        sys.modules[mod_name] = module
-        sp.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - the user's file
-        raise ModelLoadError(f"{path}: importing it failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    factory = getattr(module, func, None)
-    if not callable(factory):
-        raise ModelLoadError(f"{path}: has no function {func!r}")
-    try:
-        model = factory()
-    except Exception as e:  # noqa: BLE001
-        raise ModelLoadError(f"{spec}: calling {func}() failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    model, factory = call_factory(spec, ModelLoadError)
+    func = factory.__name__
     if not isinstance(model, nn.Module):
         raise ModelLoadError(f"{spec}: {func}() returned a {type(model).__name__}, not a torch.nn.Module")
     info = {"kind": "factory", "factory": str(spec)}
