@@ -8,7 +8,8 @@ images and labels come from ``ctx.held_out``.
 
 :func:`search_budget` finds per-group channel counts for ``prune_channels`` that meet a budget
 (``cores``, ``synapses`` (mapped), ``synops`` or ``memory_bits``) at the least accuracy loss on
-held-out calibration images, in the spirit of Chen et al., "Resource Constrained Model
+held-out validation samples (``snnc compile`` passes the first 512 by the sampling rule of
+:mod:`snnc.data.sampling`; never test samples), in the spirit of Chen et al., "Resource Constrained Model
 Compression via Minimax Optimization for Spiking Neural Networks" (ACM MM 2023), whose
 minimax problem maximises accuracy subject to a resource constraint. snnc solves it greedily
 over *measured* sensitivities rather than by their gradient-based minimax, because the

@@ -375,9 +375,11 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
               "'fold_bn,prune_channels:criterion=sca;ratio=0.25' (no quantize) [default: fold_bn]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--train-limit", type=click.IntRange(min=2), default=None, help="use the first N training images")
-@click.option("--val-samples", type=click.IntRange(min=1), default=5000, show_default=True,
-              help="training images held out (the last ones) for the per-epoch accuracy")
+@click.option("--train-limit", type=click.IntRange(min=2), default=None,
+              help="train on N training samples (a class-stratified sample by snnc's sampling rule; default all)")
+@click.option("--val-samples", type=click.IntRange(min=1), default=None,
+              help="validation samples for the per-epoch accuracy, carved from the training split by the "
+                   "sampling rule [default: the dataset's val split, else 10% of the training split, at most 5000]")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="test images for the before/after accuracy")
 @click.option("--distill", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="knowledge-distillation weight (0 = labels only); the teacher is the model before the passes, "

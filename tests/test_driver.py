@@ -74,9 +74,13 @@ def test_prepare_data_splits_calibration_held_out_and_test(tiny):
     d = C.prepare_data(loaded, opts(data="digits", limit=30, calibrate=40, budget="cores=2"))
     assert d.calib.shape == (40, 1, 8, 8) and d.x_test.shape == (30, 1, 8, 8) and len(d.y_test) == 30
     x_ho, y_ho = d.held_out
-    assert len(x_ho) == C.HELD_OUT_SAMPLES and not np.array_equal(x_ho[0], d.calib[0])  # after the calibration ones
-    assert {k: (v["split"], v["samples"]) for k, v in d.splits.items()} == {
-        "calibration": ("train", 40), "held_out": ("train", C.HELD_OUT_SAMPLES), "test": ("test", 30)}
+    assert len(x_ho) == 150  # digits: 1,500 training images, 10% carved for validation
+    seen = {x.tobytes() for x in d.calib}
+    assert not any(x.tobytes() in seen for x in x_ho)  # validation and calibration samples are disjoint
+    assert np.bincount(d.calib_labels, minlength=10).min() >= 3  # class-stratified: 40 of 10 classes
+    assert {k: (v["split"], v["samples"]) for k, v in d.splits.items() if isinstance(v, dict) and "split" in v} \
+        == {"calibration": ("train", 40), "held_out": ("validation", 150), "test": ("test", 30)}
+    assert d.splits["splits"]["train"]["samples"] == 1350 and d.splits["splits"]["validation"]["samples"] == 150
 
 
 def test_run_passes_budget_is_a_logged_pass(tiny):

@@ -3,14 +3,16 @@
 Arrays (read with ``numpy.load(allow_pickle=False)``: an ``.npz`` never runs code):
 
 ===================  ==========================================================================
-``x_train, y_train``  training images and labels (calibration, ``--budget``'s held-out samples,
-                      fine-tuning)
+``x_train, y_train``  training images and labels (calibration, fine-tuning and, without a val
+                      split, the validation samples: :mod:`snnc.data.sampling`)
 ``x_test, y_test``    test images and labels (accuracy)
-``x_val, y_val``      optional validation split
+``x_val, y_val``      optional validation split (``--budget``'s held-out accuracy, fine-tuning's
+                      per-epoch accuracy)
 ===================  ==========================================================================
 
 Images are ``[N, C, H, W]`` or ``[N, H, W]`` (one channel), uint8 (divided by 255, as the built-in
-datasets) or float; labels ``[N]`` whole numbers 0..classes-1. Samples stay in the file's order.
+datasets) or float; labels ``[N]`` whole numbers 0..classes-1. Samples are read in the file's order (the training
+split is then ordered by content: :mod:`snnc.data.sampling`).
 """
 from __future__ import annotations
 

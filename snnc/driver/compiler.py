@@ -32,6 +32,8 @@ from snnc import data as D
 from snnc.data.checks import check_classes, fit_input
 from snnc.data.events import NoSplitError
 from snnc.data.events import load_data as read_split
+from snnc.data.sampling import RULE
+from snnc.data.training import load_training
 from snnc.driver.budget import chip_figures
 from snnc.driver.options import CompileOptions
 from snnc.driver.finetune import finetune
@@ -53,7 +55,7 @@ from snnc.targets import load_target
 from snnc.ir.validate import check_graph, check_num_steps
 
 CALIBRATION_SAMPLES = 256
-#: Training images after the calibration ones that ``--budget`` holds out to measure accuracy.
+#: Validation samples (:mod:`snnc.data.sampling`) on which ``--budget`` measures held-out accuracy.
 HELD_OUT_SAMPLES = 512
 #: ``--target`` names that compile for loihi-sim (same passes, fixed-point fields and report) and
 #: also write the artefacts another tool runs: lava -> network.net (lava-dl netx HDF5),
@@ -237,51 +239,70 @@ def check(loaded: Loaded, opts: CompileOptions) -> None:
 
 
 def prepare_data(loaded: Loaded, opts: CompileOptions) -> Data:
-    """Stage 3: the calibration samples (the first 256 of the training split, or ``--calibrate N``), the
-    ``--budget`` held-out samples after them (training split too), the test split (``--limit``), fine-tuning
-    samples (training split) for an ``adapt_semantics`` pass that fine-tunes. No test sample is used for
-    anything but the accuracy. Event data without a training split is compiled without calibration
-    (a ``NO_CALIBRATION`` check says so); fine-tuning, ``--budget`` and ``--calibrate`` are refused there.
-    ``Data.splits`` names each split used with its source and sample count (report.json ``data``).
+    """Stage 3: the data by the one sampling rule (:mod:`snnc.data.sampling`): the training split ordered by
+    content and class; calibration = the first 256 (or ``--calibrate N``) fitting samples, ``--budget``'s
+    held-out samples = the first 512 validation samples (the dataset's own ``val`` split, else carved from
+    the training split), fine-tuning for an ``adapt_semantics`` pass = the first ``finetune_samples``
+    fitting samples, the test split (its first ``--limit`` samples) only for the accuracy. Event data without
+    a training split is compiled without calibration (a ``NO_CALIBRATION`` check says so); fine-tuning,
+    ``--budget`` and ``--calibrate`` are refused there. ``Data.splits`` is report.json's ``data`` section:
+    the rule, the train/validation/test counts and each use's split, count and source.
     Nothing without ``opts.data``.
 
     Raises:
         DataNotFoundError, DataFormatError, EventDataError; SnncError when the samples' shape is not
-        the model's input shape or a training split is needed and missing.
+        the model's input shape, a class is outside the model's, or a training split is needed and missing.
     """
     if opts.data is None:
         return Data()
     T, spikes = loaded.T, loaded.spikes
     n_cal = int(opts.calibrate) if opts.calibrate is not None else CALIBRATION_SAMPLES
-    n_train = n_cal + (HELD_OUT_SAMPLES if opts.budget else 0)
     finetunes = any(n == "adapt_semantics" and o.get("finetune_epochs") for n, o in pipeline_of(loaded, opts).passes)
     d = Data()
+    name = opts.data
+    d.splits = {"rule": RULE}
     try:
-        xtr, ytr, _ = read_split(opts.data, "train", opts.data_dir, n_train, spikes=spikes, num_steps=T,
-                                 encode_method=opts.encode, seed=opts.seed)
+        td = load_training(name, opts.data_dir, spikes=spikes, num_steps=T, encode_method=opts.encode,
+                           seed=opts.seed)
     except NoSplitError as e:
         needs = [w for w, on in (("--budget", opts.budget), ("--calibrate", opts.calibrate is not None),
                                  ("fine-tuning (adapt_semantics finetune_epochs)", finetunes)) if on]
         if needs:
             raise SnncError(f"{' and '.join(needs)} need(s) a training split: {e}") from None
-        xtr = ytr = None
+        td = None
         d.checks.append({"check": "NO_CALIBRATION", "value": 0, "limit": 0,
                          "message": f"{e}: compiled without calibration data (quantize uses worst-case bounds)"})
     want = next(n for n in loaded.graph.nodes.values() if isinstance(n, nir.Input)).input_type
     want = tuple(int(v) for v in next(iter(want.values())))
     classes = output_classes(loaded.graph)
-    name = opts.data
-    if xtr is not None:
-        xtr = fit_input(xtr, want, spikes, name)[0]
-        check_classes(ytr, classes, f"dataset {name!r} (train split)")
-        d.calib, d.calib_labels = (xtr[:, :n_cal] if spikes else xtr[:n_cal]), ytr[:n_cal]
-        n = len(d.calib_labels)
-        d.splits["calibration"] = {"split": "train", "samples": int(n), "first": 0,
-                                   "source": _dataset_source(name, "train", n, opts.data_dir, opts.encode)}
+    if td is not None:
+        check_classes(td.y_fit, classes, f"dataset {name!r} (train split)")
+        if td.val_count:
+            check_classes(td.y_val, classes, f"dataset {name!r} ({'val' if td.val_source == 'val split' else 'train'}"
+                                             " split)")
+        d.splits["splits"] = {
+            "train": {"samples": td.fit_count, "of": td.train_count,
+                      "source": _dataset_source(name, "train", td.train_count, opts.data_dir, opts.encode)},
+            "validation": {"samples": td.val_count, "from": ("the dataset's val split" if td.val_source == "val split"
+                                                             else f"carved from the training split's {td.train_count:,}")}}
+        xc, d.calib_labels = td.fit(n_cal)
+        d.calib = fit_input(xc, want, spikes, name)[0]
+        d.splits["calibration"] = {"split": "train", "samples": int(len(d.calib_labels)),
+                                   "selection": f"the first {len(d.calib_labels):,} fitting samples by the rule"}
         if opts.budget:
-            d.held_out = ((xtr[:, n_cal:] if spikes else xtr[n_cal:]), ytr[n_cal:])
-            d.splits["held_out"] = {"split": "train", "samples": int(len(ytr) - n), "first": int(n),
-                                    "source": _dataset_source(name, "train", len(ytr), opts.data_dir, opts.encode)}
+            v = td.val(HELD_OUT_SAMPLES)
+            if v is None:
+                raise SnncError(f"--budget needs validation samples: {name}'s {td.train_count:,} training samples "
+                                "give none (fewer than 10; add a val split)")
+            d.held_out = (fit_input(v[0], want, spikes, name)[0], v[1])
+            d.splits["held_out"] = {"split": "validation", "samples": int(len(v[1])),
+                                    "selection": f"the first {len(v[1]):,} validation samples by the rule"}
+        if finetunes:
+            xft, yft = td.fit(opts.finetune_samples)
+            d.train = (fit_input(xft, want, spikes, name)[0], yft)
+            d.splits["finetune"] = {"split": "train", "samples": int(len(yft)),
+                                    "selection": f"the first {len(yft):,} fitting samples by the rule"}
+        d.checks += td.checks
     d.x_test, d.y_test, checks = read_split(name, "test", opts.data_dir, opts.limit, spikes=spikes,
                                             num_steps=T, encode_method=opts.encode, seed=opts.seed + 1)
     d.checks += checks
@@ -289,14 +310,10 @@ def prepare_data(loaded: Loaded, opts: CompileOptions) -> Data:
     if check:
         d.checks.append(check)
     check_classes(d.y_test, classes, f"dataset {name!r} (test split)")
-    d.splits["test"] = {"split": "test", "samples": int(len(d.y_test)), "first": 0,
-                        "source": _dataset_source(name, "test", len(d.y_test), opts.data_dir, opts.encode)}
-    if finetunes:
-        xft, yft, _ = read_split(name, "train", opts.data_dir, opts.finetune_samples, spikes=spikes,
-                                 num_steps=T, encode_method=opts.encode, seed=opts.seed + 2)
-        d.train = (fit_input(xft, want, spikes, name)[0], yft)
-        d.splits["finetune"] = {"split": "train", "samples": int(len(yft)), "first": 0,
-                                "source": _dataset_source(name, "train", len(yft), opts.data_dir, opts.encode)}
+    src = _dataset_source(name, "test", len(d.y_test), opts.data_dir, opts.encode)
+    d.splits.setdefault("splits", {})["test"] = {"samples": int(len(d.y_test)), "source": src}
+    d.splits["test"] = {"split": "test", "samples": int(len(d.y_test)), "source": src,
+                        "selection": "the first samples in file order" if opts.limit else "all"}
     return d
 
 

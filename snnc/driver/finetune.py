@@ -48,6 +48,8 @@ from snnc import data as D
 from snnc.driver.options import CompileOptions
 from snnc.frontends import load_model
 from snnc.data.checks import check_classes, fit_input
+from snnc.data.sampling import RULE
+from snnc.data.training import load_training
 from snnc.ir import node_shape, output_classes, set_types
 from snnc.ir import readout as R
 from snnc.ir.trainable import GraphSNN, checkpoint
@@ -339,12 +341,14 @@ def _load_teacher(teacher, graph, T: int, trust_pickle: bool, input_shape=None):
 
 def finetune_model(model, out_path, options: CompileOptions | None = None, *, epochs: int = 1,
                    passes: str | None = None, lr: float = 1e-3, batch_size: int = 128, train_limit: int | None = None,
-                   val_samples: int = 5000, distill: float = 0.0, teacher=None, regrow: bool = False, qat: bool = False,
+                   val_samples: int | None = None, distill: float = 0.0, teacher=None, regrow: bool = False, qat: bool = False,
                    progress=None, log=None, **overrides) -> dict:
     """``snnc finetune``: load MODEL (a model file or shipped name, or a compile output folder, whose
     ``graph.nir`` is used), run ``passes`` on it (e.g. ``"fold_bn,prune_channels:criterion=sca;ratio=0.25"``;
-    no quantize), fine-tune on the dataset's training split (the last ``val_samples`` images held out for
-    the per-epoch accuracy), and write an snnc checkpoint (arch ``nir_graph``) to ``out_path``.
+    no quantize), fine-tune on the dataset's training split split by the one sampling rule
+    (:mod:`snnc.data.sampling`): the validation samples (the dataset's val split, else the first 10%, at most
+    5,000, of the rule's order, or ``val_samples``) give the per-epoch accuracy, the first ``train_limit`` (default
+    all) fitting samples are trained on, and write an snnc checkpoint (arch ``nir_graph``) to ``out_path``.
 
     With ``distill`` > 0 the model before the passes is the teacher, or ``teacher`` (a model file or
     shipped name, loaded like ``model``; its input shape, T and number of classes must match), e.g. the
@@ -414,15 +418,18 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
     if any(n == "quantize" for n, _ in pipe.passes):
         raise SnncError("finetune: leave quantize out of --passes (fine-tune first, then compile quantizes)")
     want = node_shape(next(n for n in graph.nodes.values() if isinstance(n, nir.Input)), "input")
-    xall, yall = D.load(data, "train", data_dir, limit=train_limit)
-    xall = fit_input(xall, want, False, data)[0]
-    if len(yall) <= val_samples:
-        raise SnncError(f"finetune: {len(yall)} training images leave none after holding out {val_samples}")
-    xtr, ytr, xval, yval = xall[:-val_samples], yall[:-val_samples], xall[-val_samples:], yall[-val_samples:]
+    td = load_training(data, data_dir, seed=seed, val_samples=val_samples)
+    if not td.val_count:
+        raise SnncError(f"finetune: {data}'s {td.train_count:,} training samples give no validation samples "
+                        "(fewer than 10; add a val split or pass --val-samples)")
+    xtr, ytr = td.fit(train_limit)
+    xval, yval = td.val()
+    xtr, xval = fit_input(xtr, want, False, data)[0], fit_input(xval, want, False, data)[0]
     xte, yte = D.load(data, "test", data_dir, limit=test_limit)
     xte = fit_input(xte, want, False, data)[0]
     classes = output_classes(graph)
-    check_classes(yall, classes, f"dataset {data!r} (train split)")
+    check_classes(ytr, classes, f"dataset {data!r} (train split)")
+    check_classes(yval, classes, f"dataset {data!r} (validation samples)")
     check_classes(yte, classes, f"dataset {data!r} (test split)")
     ctx = PassContext(calibration=xtr[:256], num_steps=T, seed=seed)
     base = Pipeline("fold_bn").run(graph, PassContext(num_steps=T)) if "fold_bn" in spec else copy.deepcopy(graph)
@@ -466,6 +473,12 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
             "batch_size": int(batch_size), "seed": int(seed), "distill": float(distill),
             **({"teacher": str(teacher)} if teacher is not None else {}), "regrow": bool(regrow),
             "train_samples": int(len(ytr)), "val_samples": int(len(yval)), "num_steps": int(T),
+            "data": {"rule": RULE, "train": {"samples": int(len(ytr)), "of": td.train_count,
+                                             "selection": f"the first {len(ytr):,} fitting samples by the rule"},
+                     "validation": {"samples": int(len(yval)), "from": ("the dataset's val split"
+                                    if td.val_source == "val split" else "carved from the training split")},
+                     "test": {"samples": int(len(yte)), "selection": "the first samples in file order"
+                              if test_limit else "all"}},
             "float_test_accuracy_before": float(acc_before), "float_test_accuracy": float(acc_after),
             "test_samples": int(len(yte)), "history": history,
             **({"qat": dict(qopts, calibration_images=int(len(qcal)), method="straight-through estimator",
