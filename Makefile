@@ -6,7 +6,7 @@ OUT    ?= out/fmnist
 LIMIT  ?=
 DATA_LIMIT := $(if $(LIMIT),--limit $(LIMIT),)
 
-.PHONY: setup setup-lava setup-exports data run test lint-imports check-wheel bench bench-quant golden clean
+.PHONY: setup setup-lava setup-exports data run test lint-imports check-wheel bench bench-device bench-quant golden clean
 
 ## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt,
 ##        then the SNN frameworks the frontend tests compare against (Norse, SpikingJelly, Sinabs with
@@ -69,6 +69,12 @@ bench: setup setup-lava data
 	$(BIN)/python bench/bench_compile_sim.py
 	$(BIN)/python bench/bench_mapping.py
 	$(BIN)/python bench/bench_lava.py
+	$(BIN)/python bench/bench_device.py
+
+## bench-device: fine-tuning, loihi-sim and float throughput per device (CPU; CUDA where present, with a
+##               bit-equality check of loihi-sim against the CPU)
+bench-device: setup data
+	$(BIN)/python bench/bench_device.py
 
 ## bench-quant: weight bits x per-layer/per-channel x max/mse scales and T in {8, 4, 2} on all 10,000 test images
 ##              (about 20 minutes on 2 cores: 1,281 s measured; SAMPLES=N for fewer), with a PNG in out/bench_quant.png

@@ -235,12 +235,14 @@ def main():
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="replace OUT when it is a previous snnc output (never another folder)")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda",
+              help="where torch work runs: the float reference, adapt_semantics fine-tuning and loihi-sim (bit-identical on CUDA); auto = CUDA when available")
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
 @_guard
 def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_cores, max_chips, formats, budget,
                 budget_criterion, weight_bits, per_channel, calibrate, timesteps, trust_pickle, weights,
                 allow_semantic_change, dt, num_steps, input_shape, input_encoding, reset, batch_size, seed, force,
-                as_json):
+                device, as_json):
     """Compile MODEL into OUT for a target.
 
     MODEL: an snnc checkpoint (.pt), a .nir file, a shipped model's name (fmnist_cnn), or
@@ -256,7 +258,7 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
                           batch_size=batch_size, force=force, weights=weights, encode=encode,
                           allow_semantic_change=allow_semantic_change, budget=budget,
                           budget_criterion=budget_criterion, weight_bits=weight_bits, per_channel=per_channel,
-                          calibrate=calibrate, timesteps=timesteps, formats=formats,
+                          calibrate=calibrate, timesteps=timesteps, formats=formats, device=device,
                           **({"passes": passes} if passes else {})).checked()
     with _Progress() as prog:
         rep = compile_model(model, out, opts, progress=prog, log=None if as_json else prog.log)
@@ -284,9 +286,11 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
 @click.option("--engine", type=click.Choice(["loihi-sim", "lava"]), default="loihi-sim", show_default=True,
               help="loihi-sim: snnc's batched bit-accurate simulator; lava: run OUT in Lava (lava-nc fixed-point "
                    "models, CPU, much slower) and compare it with loihi-sim step by step")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda",
+              help="where torch work runs: loihi-sim (bit-identical on CUDA); auto = CUDA when available")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 @_guard
-def simulate(out, data, encode, data_dir, limit, batch_size, target, engine, as_json):
+def simulate(out, data, encode, data_dir, limit, batch_size, target, engine, device, as_json):
     """Simulate a compiled OUT folder bit-accurately on a dataset's test split."""
     from snnc.driver.compiler import simulate_output
     if not Path(out).is_dir():
@@ -295,7 +299,7 @@ def simulate(out, data, encode, data_dir, limit, batch_size, target, engine, as_
         batch_size = 16  # samples per Lava run
     with _Progress() as prog:
         res = simulate_output(out, data, data_dir, limit, batch_size, progress=prog, target=target, engine=engine,
-                              encode=encode)
+                              encode=encode, device=device)
     if as_json:
         click.echo(json.dumps(res, sort_keys=True))
     else:
@@ -400,9 +404,12 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="replace an existing checkpoint file")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda",
+              help="where torch work runs: training and evaluation; auto = CUDA when available")
 @_guard
 def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_limit, val_samples, limit, distill,
-             teacher, regrow, qat, weight_bits, per_channel, calibrate, num_steps, input_shape, trust_pickle, seed, force):
+             teacher, regrow, qat, weight_bits, per_channel, calibrate, num_steps, input_shape, trust_pickle, seed, force,
+             device):
     """Fine-tune MODEL (model file, shipped name, or a compile output folder) after passes such as
     pruning, with surrogate gradients on a dataset; write an snnc checkpoint that `snnc compile` takes."""
     from rich.console import Console
@@ -423,7 +430,8 @@ def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_l
     with bar:
         opts = CompileOptions(data=data, data_dir=data_dir, limit=limit, seed=seed, force=force,
                               trust_pickle=trust_pickle, num_steps=num_steps, input_shape=_shape(input_shape),
-                              weight_bits=weight_bits, per_channel=per_channel, calibrate=calibrate).checked()
+                              weight_bits=weight_bits, per_channel=per_channel, calibrate=calibrate,
+                              device=device).checked()
         meta = finetune_model(model, out, opts, epochs=epochs, passes=passes, lr=lr, batch_size=batch_size,
                               train_limit=train_limit, val_samples=val_samples, distill=distill, teacher=teacher,
                               regrow=regrow, qat=qat, progress=progress, log=lambda m: console.print(f"snnc: {m}"))

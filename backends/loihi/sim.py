@@ -37,6 +37,7 @@ import torch
 
 from snnc.errors import SnncError
 from snnc.backends.loihi import mapping as M
+from snnc.ir.device import exact_cuda
 from snnc.ir.ops import apply_ops, host_current, input_bound
 from snnc.backends.loihi.validate import check_program
 from snnc.targets import load_target
@@ -186,7 +187,18 @@ class Program:
         return biases, clipped
 
     # ------------------------------------------------------------------ run
-    def run(self, x, batch_size: int = 500, progress=None, record: bool = False) -> SimResult:
+    def _on(self, device: torch.device) -> dict:
+        """The group tensors the chip steps read, on ``device`` (cached): ``{group: (bias_const, vth,
+        [weight per projection])}``; host projections stay on the CPU (the host computes them)."""
+        cache = self.__dict__.setdefault("_device_cache", {})
+        if device not in cache:
+            cache[device] = {n: (g.bias_const.to(device),
+                                 g.vth.to(device) if isinstance(g.vth, torch.Tensor) else g.vth,
+                                 [p.weight if p.host else p.weight.to(device) for p in g.projections])
+                             for n, g in self.groups.items()}
+        return cache[device]
+
+    def run(self, x, batch_size: int = 500, progress=None, record: bool = False, device=None) -> SimResult:
         """Simulate every sample of ``x``.
 
         Args:
@@ -195,7 +207,19 @@ class Program:
             progress: callable(n_done) after each batch.
             record: keep every group's u, v and spikes at every step in ``SimResult.trace``
                 (memory: 17 bytes per neuron, step and sample; for step-by-step comparisons).
+            device: torch device for the chip's integer steps (default CPU; :func:`snnc.ir.device.resolve`
+                gives ``auto``). The host's first-layer currents are computed on the CPU either way; on
+                CUDA, TF32 is off while it runs, so every product and sum is exact (float32 only where every
+                partial sum stays below 2^24, else float64 rounded) and the results equal the CPU's bit
+                for bit. Results come back on the CPU.
         """
+        device = torch.device("cpu") if device is None else torch.device(device)
+        if device.type == "cuda":
+            with exact_cuda():
+                return self._run(x, batch_size, progress, record, device)
+        return self._run(x, batch_size, progress, record, device)
+
+    def _run(self, x, batch_size, progress, record, device) -> SimResult:
         x = torch.as_tensor(np.asarray(x))
         spikes_in = self.config["input"]["encoding"] == "spikes"
         shape = tuple(self.config["input"]["shape"])
@@ -221,13 +245,13 @@ class Program:
         for i in range(0, N, batch_size):
             xb = x[:, i:i + batch_size] if spikes_in else x[i:i + batch_size]
             rec = {name: {"u": [], "v": [], "spikes": []} for name in self.groups} if record else None
-            o = self._run_batch(xb.to(torch.float64), res, rec)
+            o = self._run_batch(xb.to(torch.float64), res, rec, device)
             if record:
                 for name, tr in rec.items():
                     for key, steps in tr.items():
-                        res.trace.setdefault(name, {}).setdefault(key, []).append(torch.stack(steps, 1))
+                        res.trace.setdefault(name, {}).setdefault(key, []).append(torch.stack(steps, 1).cpu())
             for k, v in o.items():
-                outs[k].append(v)
+                outs[k].append(v.cpu())
             if progress:
                 progress(min(i + batch_size, N))
         res.outputs = {k: torch.cat(v) for k, v in outs.items()}
@@ -238,8 +262,11 @@ class Program:
         res.active = {k: v.to(torch.float64) for k, v in res.active.items()}
         return res
 
-    def _run_batch(self, x: torch.Tensor, res: SimResult, rec: dict | None = None) -> dict:
+    def _run_batch(self, x_host: torch.Tensor, res: SimResult, rec: dict | None = None,
+                   device: torch.device = torch.device("cpu")) -> dict:
         fp = self.fp
+        on = self._on(device)
+        x = x_host.to(device)
         spikes_in = self.config["input"]["encoding"] == "spikes"
         B = x.shape[1] if spikes_in else x.shape[0]
         in_name = self.config["input"]["name"]
@@ -248,24 +275,26 @@ class Program:
         dbits = fp["decay_bits"]
         state, hist, host, n_spk, n_act = {}, {}, {}, {}, {}
         for name, g in self.groups.items():
-            z = torch.zeros((B,) + g.shape, dtype=torch.int64)
+            z = torch.zeros((B,) + g.shape, dtype=torch.int64, device=device)
             state[name] = [z, z.clone()]
             hist[name] = []
-            n_spk[name] = torch.zeros((B,) + g.shape, dtype=torch.int16)  # per-batch counters (<= L steps)
-            n_act[name] = torch.zeros((B,) + g.shape, dtype=torch.int16)
+            n_spk[name] = torch.zeros((B,) + g.shape, dtype=torch.int16, device=device)  # per-batch (<= L steps)
+            n_act[name] = torch.zeros((B,) + g.shape, dtype=torch.int16, device=device)
             if any(p.host for p in g.projections):
-                host[name], clipped = self.host_bias(g, x)
+                biases, clipped = self.host_bias(g, x_host)  # the host's work: on the CPU
+                host[name] = [b.to(device) for b in biases]
                 res.host_bias_clipped += clipped
                 res.overflow[name]["host_bias_clipped"] += clipped
-        zero = torch.zeros((), dtype=torch.int64)
+        zero = torch.zeros((), dtype=torch.int64, device=device)
         out_vals = {}
-        spike_window = {o["name"]: torch.zeros((B,) + self.groups[o["group"]].shape, dtype=torch.int64)
+        spike_window = {o["name"]: torch.zeros((B,) + self.groups[o["group"]].shape, dtype=torch.int64, device=device)
                         for o in self.config["outputs"] if self.groups[o["group"]].cfg["kind"] == "spiking"}
         for t in range(self.L):
             new_spikes = {}
             for name, g in self.groups.items():
                 a = None
-                for p in g.projections:
+                bias_const, vth, weights = on[name]
+                for p, w in zip(g.projections, weights):
                     if p.host:
                         continue
                     ts = t - 1 - p.delay
@@ -279,7 +308,7 @@ class Program:
                         if ts < 0 or back >= len(h):
                             continue
                         src = h[-1 - back]
-                    acc = apply_ops(src.to(p.weight.dtype), p.ops, p.weight)
+                    acc = apply_ops(src.to(w.dtype), p.ops, w)
                     if p.weight.dtype == torch.float64:
                         acc = torch.round(acc)
                     acc = acc.to(torch.int64).reshape((B,) + g.shape)
@@ -313,13 +342,13 @@ class Program:
                 elif name in host and t < off + self.T:
                     bias = host[name][t - off]
                 else:
-                    bias = g.bias_const
+                    bias = bias_const
                 v = (v.clone() if g.dv_eff == 0 else _decay(v, g.dv_eff, dbits)).add_(u).add_(bias)
                 lo, hi = torch.aminmax(v)
                 if hi > umax - 1 or lo < -umax + 1:
                     res.overflow[name]["v_saturated_24bit"] += int(((v > umax - 1) | (v < -umax + 1)).sum())
                     v.clamp_(-umax + 1, umax - 1)
-                s = v > g.vth
+                s = v > vth
                 v.masked_fill_(s, 0)
                 state[name] = [u, v]
                 new_spikes[name] = s
@@ -346,8 +375,8 @@ class Program:
                 elif t == o["read_step"]:
                     out_vals[o["name"]] = state[o["group"]][1].clone()
         for name in self.groups:
-            res.spikes[name] += n_spk[name].reshape(B, -1).sum(0)
-            res.active[name] += n_act[name].reshape(B, -1).sum(0)
+            res.spikes[name] += n_spk[name].reshape(B, -1).sum(0).cpu()
+            res.active[name] += n_act[name].reshape(B, -1).sum(0).cpu()
         return out_vals
 
 

@@ -19,7 +19,8 @@ from snnc.passes import PassContext
 
 
 def chip_figures(graph, post_passes, target, ctx, x_sim: np.ndarray | None = None, batch_size: int = 256,
-                 formats: str = "auto", max_cores: int | None = None, max_chips: int | None = None) -> dict:
+                 formats: str = "auto", max_cores: int | None = None, max_chips: int | None = None,
+                 device=None) -> dict:
     """Figures of ``graph`` compiled for ``target`` after ``post_passes`` (a Pipeline, e.g. quantize).
 
     ``formats``, ``max_cores`` and ``max_chips`` are those of
@@ -43,7 +44,7 @@ def chip_figures(graph, post_passes, target, ctx, x_sim: np.ndarray | None = Non
            "fits": not violations, "violations": sorted({v.rule for v in violations})}
     if x_sim is not None:
         prog = Program(config, arrays, target, core_limits=False)
-        res = prog.run(x_sim, batch_size=batch_size)
+        res = prog.run(x_sim, batch_size=batch_size, device=device)
         m = measure(prog, res, slice_counts_for(prog))
         out["synops"] = float(m["per_inference"]["synops"])
         out["energy_pJ"] = float(m["energy"]["per_inference_pJ"])

@@ -16,6 +16,7 @@ failed compile never leaves a half-written folder)::
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from snnc.ir.device import resolve as resolve_device
 from snnc.errors import SnncError, UsageError
 from snnc import data as D
 from snnc.data.checks import check_classes, fit_input
@@ -86,9 +88,11 @@ def _dataset_source(name, split: str, n: int, data_dir, encode: str | None = Non
     return D.describe(name, split, n, data_dir)
 
 
-def simulate(program: Program, x: np.ndarray, y: np.ndarray | None, batch_size: int = 500, progress=None) -> dict:
-    """Run the bit-accurate simulation; return accuracy (if labels), activity and energy figures."""
-    res = program.run(x, batch_size=batch_size, progress=progress)
+def simulate(program: Program, x: np.ndarray, y: np.ndarray | None, batch_size: int = 500, progress=None,
+             device=None) -> dict:
+    """Run the bit-accurate simulation (on ``device``, default CPU); return accuracy (if labels), activity and
+    energy figures."""
+    res = program.run(x, batch_size=batch_size, progress=progress, device=device)
     out = {"result": res, "metrics": measure(program, res, slice_counts_for(program))}
     if y is not None:
         out["accuracy"] = float((res.scores().reshape(len(y), -1).argmax(1) == y).mean())
@@ -349,15 +353,17 @@ def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say) -> Pa
     measured before and after it on the calibration images (:func:`snnc.driver.budget.chip_figures`).
     """
     pipe = pipeline_of(loaded, opts)
+    dev = resolve_device(opts.device)
     ctx = PassContext(target=tgt, calibration=data.calib, num_steps=int(loaded.T), seed=opts.seed,
-                      calibration_labels=data.calib_labels, trainer=finetune, held_out=data.held_out, say=say,
+                      calibration_labels=data.calib_labels, trainer=functools.partial(finetune, device=dev),
+                      held_out=data.held_out, say=say,
                       train_data=data.train)
     say(f"passes: {', '.join(n for n, _ in pipe.passes)}")
     names = [n for n, _ in pipe.passes]
     mapping = {"formats": opts.formats, "max_cores": opts.max_cores, "max_chips": opts.max_chips}
     q = names.index("quantize") if "quantize" in names else len(names)
     post = Pipeline(pipe.passes[q:])
-    ctx.measure = lambda g, x_sim: chip_figures(g, post, tgt, ctx, x_sim, **mapping)
+    ctx.measure = lambda g, x_sim: chip_figures(g, post, tgt, ctx, x_sim, device=dev, **mapping)
     cut = next((i for i, n in enumerate(names) if n in ("prune_channels", "budget")), None)
     if cut is None:
         return Passed(pipe.run(loaded.graph, ctx), None, None, pipe, ctx)
@@ -406,15 +412,16 @@ def measure_model(loaded: Loaded, data: Data, passed: Passed, program, opts: Com
         return None, None
     xte, yte, T, spikes = data.x_test, data.y_test, loaded.T, loaded.spikes
     rule = R.readout_rule(loaded.graph)
-    say(f"float model on {len(yte):,} test samples")
+    dev = resolve_device(opts.device)
+    say(f"float model on {len(yte):,} test samples ({dev.type})")
     f_scores = R.scores(loaded.graph, xte, T, rule["rule"], spikes, opts.batch_size, module=loaded.module,
-                        progress=(lambda n: progress("float model", n, len(yte))) if progress else None)
+                        progress=(lambda n: progress("float model", n, len(yte))) if progress else None, device=dev)
     cb = (lambda n: progress("simulate", n, len(yte))) if progress else None
-    say(f"bit-accurate simulation on {len(yte):,} test samples")
-    sim = simulate(program, xte, yte, opts.batch_size, cb)
+    say(f"bit-accurate simulation on {len(yte):,} test samples ({dev.type})")
+    sim = simulate(program, xte, yte, opts.batch_size, cb, device=dev)
     accuracy = {"source": _dataset_source(opts.data, "test", len(yte), opts.data_dir, opts.encode),
                 "samples": int(len(yte)), "float": float((f_scores.argmax(1) == yte).mean()),
-                "compiled": sim["accuracy"], "readout": rule["description"],
+                "compiled": sim["accuracy"], "readout": rule["description"], "device": dev.type,
                 "agreement": float((f_scores.argmax(1) == sim["result"].scores().reshape(len(yte), -1)
                                     .argmax(1)).mean())}
     if passed.pruning is not None:
@@ -480,7 +487,8 @@ def check_semantics(loaded: Loaded, data: Data, pipe: Pipeline, program, opts: C
     say(f"measuring source vs compiled agreement on {where}")
     n_ag = x_ag.shape[1] if spikes else x_ag.shape[0]
     agree = R.agreement(loaded.source_graph, program, x_ag, T, spikes,
-                        progress=(lambda n: progress("agreement (source model)", n, n_ag)) if progress else None)
+                        progress=(lambda n: progress("agreement (source model)", n, n_ag)) if progress else None,
+                        device=resolve_device(opts.device))
     for d in measured:
         checks.append({"check": "SEMANTIC_CHANGE", "node": d["node"], "what": d["what"], "source": d["source"],
                        "source_semantics": d["source_semantics"], "target_semantics": d["target_semantics"],
@@ -532,7 +540,7 @@ def output_files(config, arrays, graph, report) -> dict[str, bytes]:
 
 def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None, batch_size: int = 500,
                     progress=None, target: str | None = None, engine: str = "loihi-sim", encode: str | None = None,
-                    seed: int = 1) -> dict:
+                    seed: int = 1, device: str = "auto") -> dict:
     """Re-run the simulation of a compile output folder; returns the ``snnc simulate --json`` object.
 
     ``data`` as in :func:`compile_model` (``events:PATH`` or an image dataset with ``encode`` for
@@ -540,7 +548,9 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
     ``engine="lava"`` runs the configuration in Lava (:mod:`snnc.backends.lava.engine`) and
     compares it with loihi-sim on the same samples, step by step; the object then has
     ``engine`` and ``lava_vs_loihi_sim`` (see :func:`snnc.backends.lava.compare_with_loihi_sim`).
+    ``device`` (``auto``, ``cpu``, ``cuda``): where loihi-sim runs (:mod:`snnc.ir.device`).
     """
+    dev = resolve_device(device)
 
     if engine not in ("loihi-sim", "lava"):
         raise SnncError(f"unknown engine {engine!r}; known: loihi-sim, lava")
@@ -560,7 +570,7 @@ def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None,
                "accuracy": float((res.scores().reshape(len(y), -1).argmax(1) == y).mean())}
         extra = {"engine": "lava", "lava_vs_loihi_sim": cmp}
     else:
-        sim = simulate(program, x, y, batch_size, cb)
+        sim = simulate(program, x, y, batch_size, cb, device=dev)
     m = sim["metrics"]
     return {**extra, "accuracy": sim["accuracy"], "samples": int(len(y)),
             "source": _dataset_source(data, "test", len(y), data_dir, encode),

@@ -49,6 +49,7 @@ from snnc.driver.options import CompileOptions
 from snnc.frontends import load_model
 from snnc.data.checks import check_classes, fit_input
 from snnc.data.sampling import RULE
+from snnc.ir.device import resolve as resolve_device
 from snnc.data.training import load_training
 from snnc.ir import node_shape, output_classes, set_types
 from snnc.ir import readout as R
@@ -61,19 +62,26 @@ from snnc.passes.quantize import weight_grids
 from snnc.targets import load_target
 
 
-def _batch(x: np.ndarray, idx, spikes: bool) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x[:, idx] if spikes else x[idx]))
+def _batch(x: np.ndarray, idx, spikes: bool, device=None) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x[:, idx] if spikes else x[idx])).to(device)
+
+
+def _device_of(model) -> torch.device:
+    return next((t.device for t in model.parameters()), next((t.device for t in model.buffers()),
+                                                             torch.device("cpu")))
 
 
 def accuracy(model, x: np.ndarray, y: np.ndarray, num_steps: int, rule: str, batch_size: int = 500,
              spikes: bool = False) -> float:
+    """Share of ``x`` whose class by the readout ``rule`` is ``y``; runs where ``model``'s tensors are."""
     correct = 0
     was = model.training
     model.eval()
+    dev = _device_of(model)
     with torch.no_grad():
         for i in range(0, len(y), batch_size):
-            s = R.step_scores(model, _batch(x, slice(i, i + batch_size), spikes), num_steps, rule, spikes)
-            correct += int((s.argmax(1).numpy() == y[i:i + batch_size]).sum())
+            s = R.step_scores(model, _batch(x, slice(i, i + batch_size), spikes, dev), num_steps, rule, spikes)
+            correct += int((s.argmax(1).cpu().numpy() == y[i:i + batch_size]).sum())
     model.train(was)
     return correct / max(len(y), 1)
 
@@ -102,7 +110,8 @@ class _FakeQuant:
         q = Pipeline([("quantize", self.options)]).run(g, ctx)
         self.grids = {}
         for node, (unit, step, qmax) in weight_grids(g, q, self.target).items():
-            self.grids[node] = (torch.as_tensor(unit, dtype=torch.float32), step, qmax)
+            w = self.model.weights[f"{node.replace('.', '__')}::weight"]
+            self.grids[node] = (torch.as_tensor(unit, dtype=torch.float32, device=w.device), step, qmax)
         self.refreshes += 1
 
     def _float_graph(self):
@@ -124,14 +133,14 @@ class _FakeQuant:
 class _Gates:
     """0/1 channel gates on the producers of each prunable group (for prune-and-regrow)."""
 
-    def __init__(self, model: GraphSNN, groups, keep: dict):
+    def __init__(self, model: GraphSNN, groups, keep: dict, device=None):
         self.model, self.groups = model, [g for g in groups if g.name in keep]
         self.mask = {}
         self.grad = {}
         for g in self.groups:
             m = torch.zeros(g.channels)
             m[torch.as_tensor(keep[g.name])] = 1.0
-            self.mask[g.name] = m.requires_grad_(True)
+            self.mask[g.name] = m.to(device).requires_grad_(True)
             self.grad[g.name] = torch.zeros(g.channels)
 
     def apply(self):
@@ -148,14 +157,14 @@ class _Gates:
     def accumulate(self):
         for g in self.groups:
             if self.mask[g.name].grad is not None:
-                self.grad[g.name] += self.mask[g.name].grad.abs()
+                self.grad[g.name] += self.mask[g.name].grad.abs().cpu()
                 self.mask[g.name].grad = None
 
     def swap(self, activity, fraction: float) -> int:
         """Close the least active open channels, open the closed ones with the largest gate gradient."""
         swapped = 0
         for g in self.groups:
-            m = self.mask[g.name].detach()
+            m = self.mask[g.name].detach().cpu()
             closed = torch.nonzero(m == 0).reshape(-1)
             opened = torch.nonzero(m > 0).reshape(-1)
             k = int(round(fraction * len(closed)))
@@ -166,14 +175,14 @@ class _Gates:
             drop = opened[torch.argsort(act[opened], stable=True)[:k]]
             grow = closed[torch.argsort(-self.grad[g.name][closed], stable=True)[:k]]
             with torch.no_grad():
-                self.mask[g.name][drop] = 0.0
-                self.mask[g.name][grow] = 1.0
+                self.mask[g.name][drop.to(self.mask[g.name].device)] = 0.0
+                self.mask[g.name][grow.to(self.mask[g.name].device)] = 1.0
             self.grad[g.name].zero_()
             swapped += k
         return swapped
 
     def keep_sets(self) -> dict:
-        return {g.name: np.flatnonzero(self.mask[g.name].detach().numpy() > 0) for g in self.groups}
+        return {g.name: np.flatnonzero(self.mask[g.name].detach().cpu().numpy() > 0) for g in self.groups}
 
 
 def _activity(model: GraphSNN, x: torch.Tensor, num_steps: int, names, spikes: bool = False) -> dict:
@@ -184,8 +193,8 @@ def _activity(model: GraphSNN, x: torch.Tensor, num_steps: int, names, spikes: b
         for xt in (list(x) if spikes else [x] * num_steps):
             model(xt)
             for n in names:
-                rec[n]["s"].append(model.ex.values[n].float())
-                rec[n]["v"].append(model.ex.state[n]["vpre"].float())
+                rec[n]["s"].append(model.ex.values[n].float().cpu())
+                rec[n]["v"].append(model.ex.state[n]["vpre"].float().cpu())
     reset_states(model)
     return {n: {k: torch.stack(v) for k, v in d.items()} for n, d in rec.items()}
 
@@ -195,7 +204,7 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
              teacher=None, teacher_scores: np.ndarray | None = None, distill: float = 0.0, temperature: float = 4.0,
              flip: bool = True, regrow: dict | None = None, regrow_fraction: float = 0.2, regrow_per_epoch: int = 4,
              spikes: bool = False, progress=None, log=None, qat: dict | None = None,
-             qat_calibration: np.ndarray | None = None, qat_refresh: int = 100, target=None):
+             qat_calibration: np.ndarray | None = None, qat_refresh: int = 100, target=None, device=None):
     """Fine-tune ``graph``'s weights; returns ``(GraphSNN, history)``.
 
     Args:
@@ -212,6 +221,8 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
             training with the straight-through estimator (module docstring); ``qat_calibration`` the
             images its scales are calibrated on (default the first 256 of ``x``), ``qat_refresh`` the
             batches between grid refreshes; ``target`` the quantize target (default loihi-sim).
+        device: torch device to train on (default CPU; :func:`snnc.ir.device.resolve` gives ``auto``); the
+            returned model is on the CPU.
 
     Raises:
         ValueError: inconsistent arguments (sizes, distill range, teacher scores with flips).
@@ -233,15 +244,16 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
     rule = R.readout_rule(graph)["rule"]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = GraphSNN(graph)
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    model = GraphSNN(graph).to(dev)
     model.train()
     if teacher is not None and not isinstance(teacher, torch.nn.Module):
         teacher = GraphSNN(teacher)
     if teacher is not None:
-        teacher.eval()
+        teacher.to(dev).eval()
     gates = None
     if regrow:
-        gates = _Gates(model, [g for g in channel_groups(graph) if g.prunable], regrow)
+        gates = _Gates(model, [g for g in channel_groups(graph) if g.prunable], regrow, dev)
     fq = None
     if qat is not None:
         fq = _FakeQuant(model, qat, x[:256] if qat_calibration is None else qat_calibration, num_steps, target)
@@ -265,14 +277,14 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
             if flip:
                 fl = torch.from_numpy(rng.random(len(idx)) < 0.5)
                 xb[fl] = xb[fl].flip(-1)
-            yb = torch.from_numpy(y[idx])
+            xb, yb = xb.to(dev), torch.from_numpy(y[idx]).to(dev)
             if gates is not None:
                 gates.apply()
             s = R.step_scores(model, xb, num_steps, rule, spikes)
             t = None
             if distill > 0:
                 if teacher_scores is not None:
-                    t = torch.as_tensor(teacher_scores[idx], dtype=s.dtype)
+                    t = torch.as_tensor(teacher_scores[idx], dtype=s.dtype, device=dev)
                 else:
                     with torch.no_grad():
                         t = R.step_scores(teacher, xb, num_steps, R.readout_rule(teacher.graph if hasattr(teacher, "graph")
@@ -319,7 +331,9 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
     if fq is not None:  # keep the fake-quantized weights (on the last grids) as the model's weights
         fq.apply()
         model = GraphSNN(model.to_nir())
-    model.eval()
+    model.cpu().eval()
+    if teacher is not None:
+        teacher.cpu()
     return model, history
 
 
@@ -435,9 +449,12 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
     base = Pipeline("fold_bn").run(graph, PassContext(num_steps=T)) if "fold_bn" in spec else copy.deepcopy(graph)
     pruned = pipe.run(graph, ctx)
     rule = R.readout_rule(pruned)["rule"]
-    acc_before = accuracy(GraphSNN(pruned), xte, yte, T, rule)
+    dev = resolve_device(opts.device)
+    say_dev = f" ({dev.type})"
+    acc_before = accuracy(GraphSNN(pruned).to(dev), xte, yte, T, rule)
     say = log or (lambda s: None)
-    say(f"float test accuracy after the passes, before fine-tuning: {100 * acc_before:.2f}% on {len(yte):,} images")
+    say(f"float test accuracy after the passes, before fine-tuning: {100 * acc_before:.2f}% on {len(yte):,} images"
+        + say_dev)
     qopts = qcal = None
     if qat:
         qopts = {"weight_bits": int(weight_bits), "per_channel": bool(per_channel),
@@ -448,7 +465,7 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
 
         def quant_acc(g):
             qg = Pipeline([("quantize", qopts)]).run(g, PassContext(target=tgt, calibration=qcal, num_steps=T))
-            return accuracy(GraphSNN(qg), xte, yte, T, rule)
+            return accuracy(GraphSNN(qg).to(dev), xte, yte, T, rule)
         qacc_before = quant_acc(pruned)
         say(f"fake-quantized ({weight_bits}-bit) test accuracy before fine-tuning: {100 * qacc_before:.2f}%")
     start, keep = pruned, None
@@ -466,11 +483,12 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
         t_model = module if module is not None else base
     model_f, history = finetune(start, xtr, ytr, T, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                                 x_val=xval, y_val=yval, teacher=t_model, distill=distill, regrow=keep,
-                                progress=progress, log=say, qat=qopts, qat_calibration=qcal)
-    acc_after = accuracy(model_f, xte, yte, T, rule)
+                                progress=progress, log=say, qat=qopts, qat_calibration=qcal, device=dev)
+    acc_after = accuracy(model_f.to(dev), xte, yte, T, rule)
+    model_f.cpu()
     say(f"float test accuracy after fine-tuning: {100 * acc_after:.2f}% on {len(yte):,} images")
     meta = {"dataset": data, "source_model": str(model), "passes": spec, "epochs": int(epochs), "lr": float(lr),
-            "batch_size": int(batch_size), "seed": int(seed), "distill": float(distill),
+            "batch_size": int(batch_size), "seed": int(seed), "distill": float(distill), "device": dev.type,
             **({"teacher": str(teacher)} if teacher is not None else {}), "regrow": bool(regrow),
             "train_samples": int(len(ytr)), "val_samples": int(len(yval)), "num_steps": int(T),
             "data": {"rule": RULE, "train": {"samples": int(len(ytr)), "of": td.train_count,

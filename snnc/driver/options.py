@@ -11,6 +11,7 @@ import math
 import numbers
 from dataclasses import dataclass, fields
 
+from snnc.ir.device import resolve as resolve_device
 from snnc.backends.loihi.mapping import check_formats
 from snnc.data.events import ENCODERS
 from snnc.data.python import Splits
@@ -89,6 +90,7 @@ class CompileOptions:
     seed: int = 0
     batch_size: int = 500
     force: bool = False
+    device: str = "auto"
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "CompileOptions":
@@ -120,6 +122,7 @@ class CompileOptions:
         one_of("reset", self.reset, RESETS)
         one_of("encode", self.encode, ENCODERS)
         one_of("budget criterion", self.budget_criterion, tuple(CRITERIA))
+        resolve_device(self.device)
         check_formats(self.formats)
         for name in ("limit", "max_cores", "max_chips", "calibrate", "timesteps", "batch_size", "finetune_samples"):
             v = getattr(self, name)

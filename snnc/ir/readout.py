@@ -71,28 +71,38 @@ def step_scores(model, x: torch.Tensor, num_steps: int, rule: str, spikes: bool 
 
 
 def scores(graph: nir.NIRGraph, x: np.ndarray, num_steps: int, rule: str | None = None, spikes: bool = False,
-           batch_size: int = 500, module=None, dtype=torch.float64, progress=None) -> np.ndarray:
+           batch_size: int = 500, module=None, dtype=torch.float64, progress=None, device=None) -> np.ndarray:
     """Float class scores ``[N, classes]`` (float64) by the readout ``rule`` (default: the graph's): the
     torch ``module`` when one is given (an snnc step module; direct input only), else snnc's NIR
     reference executor on ``graph`` (the source's semantics) in ``dtype``. ``progress(done)`` is called
-    with the samples done after each batch."""
+    with the samples done after each batch. ``device``: torch device to run on (default CPU; the
+    ``module`` is moved there and back)."""
     rule = rule or readout_rule(graph)["rule"]
     n = x.shape[1] if spikes else x.shape[0]
     out = []
-    with torch.no_grad():
-        for i in range(0, n, batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[:, i:i + batch_size] if spikes else x[i:i + batch_size]))
-            if module is not None and not spikes:
-                reset_states(module)
-                try:
-                    seq = torch.stack([module(xb) for _ in range(num_steps)])
-                finally:
+    dev = torch.device("cpu") if device is None else torch.device(device)
+    use_module = module is not None and not spikes
+    if use_module and dev.type != "cpu":
+        module.to(dev)
+    try:
+        with torch.no_grad():
+            for i in range(0, n, batch_size):
+                xb = torch.from_numpy(np.ascontiguousarray(x[:, i:i + batch_size] if spikes else x[i:i + batch_size]))
+                if use_module:
+                    xb = xb.to(dev)
                     reset_states(module)
-            else:
-                seq = run_graph(graph, xb, None if spikes else num_steps, dtype=dtype)[0]
-            out.append(reduce(seq.double(), rule).numpy())
-            if progress:
-                progress(min(i + batch_size, n))
+                    try:
+                        seq = torch.stack([module(xb) for _ in range(num_steps)])
+                    finally:
+                        reset_states(module)
+                else:
+                    seq = run_graph(graph, xb, None if spikes else num_steps, dtype=dtype, device=dev)[0]
+                out.append(reduce(seq.double(), rule).cpu().numpy())
+                if progress:
+                    progress(min(i + batch_size, n))
+    finally:
+        if use_module and dev.type != "cpu":
+            module.cpu()
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -104,9 +114,11 @@ def accuracy(graph: nir.NIRGraph, x: np.ndarray, y: np.ndarray, num_steps: int, 
 
 
 def agreement(source_graph: nir.NIRGraph, program, x: np.ndarray, num_steps: int, spikes: bool,
-              progress=None) -> float:
+              progress=None, device=None) -> float:
     """Share of samples where the float graph (source semantics) and a compiled ``program`` (any object
-    whose ``run(x).scores()`` gives ``[N, classes]``, e.g. loihi-sim's ``Program``) predict the same class."""
-    a = scores(source_graph, x, num_steps, spikes=spikes, dtype=torch.float32, progress=progress).argmax(1)
-    b = program.run(x).scores().reshape(len(a), -1).argmax(1)
+    whose ``run(x).scores()`` gives ``[N, classes]``, e.g. loihi-sim's ``Program``) predict the same class.
+    ``device``: where both run (default CPU)."""
+    a = scores(source_graph, x, num_steps, spikes=spikes, dtype=torch.float32, progress=progress,
+               device=device).argmax(1)
+    b = (program.run(x, device=device) if device is not None else program.run(x)).scores().reshape(len(a), -1).argmax(1)
     return float((a == b).mean())

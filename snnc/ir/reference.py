@@ -49,8 +49,9 @@ class GraphExecutor:
         UnsupportedNodeError: at construction, for node types it cannot run.
     """
 
-    def __init__(self, graph: nir.NIRGraph, dtype=torch.float64, surrogate: bool = False):
+    def __init__(self, graph: nir.NIRGraph, dtype=torch.float64, surrogate: bool = False, device=None):
         self.graph = graph
+        self.device = None if device is None else torch.device(device)  # None: where tensors are made
         self.dtype = dtype
         self.surrogate = surrogate  # spikes with a surrogate gradient (fine-tuning); same forward values
         self.order = topological_order(graph)
@@ -78,7 +79,7 @@ class GraphExecutor:
         p = {}
         for k, v in vars(node).items():
             if isinstance(v, np.ndarray) and v.dtype.kind == "f":
-                p[k] = _t(v, d)
+                p[k] = _t(v, d) if self.device is None else _t(v, d).to(self.device)
         return p
 
     def reset(self):
@@ -123,7 +124,7 @@ class GraphExecutor:
         if isinstance(node, (nir.CubaLIF, nir.LIF, nir.IF)):
             thr = p["v_threshold"]
             reset = sem.reset
-            vr = p.get("v_reset", torch.zeros((), dtype=x.dtype))
+            vr = p.get("v_reset", torch.zeros((), dtype=x.dtype, device=x.device))
             vr = vr.expand_as(v) if vr.dim() else vr
             if sem.reset_timing == "next_step":
                 prev = st.get("s")
@@ -201,8 +202,8 @@ class GraphExecutor:
                     if s in self.prev:
                         xs.append(self.prev[s])
                     elif s in self._zero_in:  # step 0: a stateless node on the cycle sees zeros
-                        B = next(iter(vals.values())).shape[0]
-                        z = torch.zeros((B,) + self._zero_in[s], dtype=self.dtype)
+                        first = next(iter(vals.values()))
+                        z = torch.zeros((first.shape[0],) + self._zero_in[s], dtype=self.dtype, device=first.device)
                         xs.append(self._linear(s, self.graph.nodes[s], z))
                 else:
                     xs.append(vals[s])
@@ -221,12 +222,13 @@ class GraphExecutor:
 
 
 def run_graph(graph: nir.NIRGraph, x: torch.Tensor | np.ndarray, num_steps: int | None = None,
-              record: tuple[str, ...] = (), dtype=torch.float64):
+              record: tuple[str, ...] = (), dtype=torch.float64, device=None):
     """Run ``graph`` on a batch.
 
     Args:
         x: ``[B, *input_shape]`` direct input repeated for ``num_steps`` steps, or,
             with ``num_steps=None``, a time-major ``[T, B, *input_shape]`` sequence.
+        device: torch device to run on (default CPU); ``x`` is moved there, results stay there.
         record: node names whose per-step values to return as well; ``"name#i"``,
             ``"name#v"``, ``"name#vpre"``, ``"name#x"`` record a neuron node's current, voltage
             (after reset), voltage before the spike/reset, or summed input instead.
@@ -235,7 +237,9 @@ def run_graph(graph: nir.NIRGraph, x: torch.Tensor | np.ndarray, num_steps: int 
         ``(out [T, B, *output_shape] of the first Output node, {name: [T, B, ...]} for record)``.
     """
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    ex = GraphExecutor(graph, dtype)
+    ex = GraphExecutor(graph, dtype, device=device)
+    if device is not None:
+        x = x.to(device)
     steps = [x] * num_steps if num_steps is not None else list(x)
     outs, rec = [], {r: [] for r in record}
     with torch.no_grad():
