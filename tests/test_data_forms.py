@@ -74,7 +74,9 @@ def test_image_folder_of_pngs_in_another_order(fmnist_raw, bundled, tmp_path):
     a, n, b = accuracy(tmp_path / "a"), accuracy(tmp_path / "n"), accuracy(tmp_path / "b")
     assert (b["float"], b["compiled"]) == (n["float"], n["compiled"])
     assert b["samples"] == 200 and b["float"] == a["float"] and abs(b["compiled"] - a["compiled"]) <= 0.005
-    xi, yi = D.load(str(root), "test")
+    calls = []
+    xi, yi = D.load(str(root), "test", progress=lambda n, tot: calls.append((n, tot)))
+    assert calls[0] == (0, 200) and calls[-1] == (200, 200)  # progress while the images are read
     assert xi.shape == (200, 1, 28, 28) and sorted(yi.tolist()) == sorted(fmnist_raw["test"][1][:200].tolist())
 
 

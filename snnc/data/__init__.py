@@ -208,9 +208,10 @@ def form_of(spec) -> str:
                     f"{FORMS}")
 
 
-def load(name: str, split: str = "test", data_dir=None, limit: int | None = None):
+def load(name: str, split: str = "test", data_dir=None, limit: int | None = None, progress=None):
     """Load a split of dataset ``name``: a built-in name (:data:`DATASETS`), a ``.npz`` file
-    (:mod:`snnc.data.npz`) or an ImageFolder folder (:mod:`snnc.data.imagefolder`).
+    (:mod:`snnc.data.npz`) or an ImageFolder folder (:mod:`snnc.data.imagefolder`). ``progress(done,
+    total)`` is called while samples are read one by one (ImageFolder images, a Dataset's items).
 
     Returns:
         ``(images float32 [N, C, H, W], labels int64 [N])``, the first ``limit`` samples.
@@ -220,13 +221,13 @@ def load(name: str, split: str = "test", data_dir=None, limit: int | None = None
     """
     form = form_of(name)
     if form == "python":
-        return load_splits(name, split, limit)
+        return load_splits(name, split, limit, progress)
     if form == "factory":
-        return load_splits(load_factory_data(name), split, limit)
+        return load_splits(load_factory_data(name), split, limit, progress)
     if form == "npz":
         return load_npz(name, split, limit)
     if form == "imagefolder":
-        return load_image_folder(name, split, limit)
+        return load_image_folder(name, split, limit, progress)
     if name == "fashion-mnist":
         return load_fashion_mnist(split, data_dir, limit)
     return load_digits(split, limit)

@@ -119,7 +119,8 @@ def _one_file(path: Path, num_steps: int):
     return d
 
 
-def load_events(path: str | os.PathLike, num_steps: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_events(path: str | os.PathLike, num_steps: int, limit: int | None = None,
+                progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Read event data (see module docstring) -> ``(counts [T, N, *shape] float32, labels [N] int64)``.
 
     Raises:
@@ -133,7 +134,9 @@ def load_events(path: str | os.PathLike, num_steps: int, limit: int | None = Non
         if limit is not None:
             files = files[:limit]
         xs, ys = [], []
-        for f in files:
+        for i, f in enumerate(files):
+            if progress and i % 256 == 0:
+                progress(i, len(files))
             d = _one_file(f, num_steps)
             if "label" not in d and "labels" not in d:
                 raise EventDataError(f"{f}: no 'label'")
@@ -191,7 +194,7 @@ def binarise(x: np.ndarray) -> tuple[np.ndarray, dict | None]:
 
 
 def load_data(spec: str, split: str, data_dir=None, limit: int | None = None, *, spikes: bool = False,
-              num_steps: int | None = None, encode_method: str | None = None, seed: int = 0):
+              num_steps: int | None = None, encode_method: str | None = None, seed: int = 0, progress=None):
     """Load ``spec`` (``fashion-mnist``, ``digits`` or ``events:PATH``) for a model.
 
     Returns ``(x, y, checks)``: ``x`` ``[N, *shape]`` for direct input, ``[T, N, *shape]`` 0/1 for
@@ -212,10 +215,10 @@ def load_data(spec: str, split: str, data_dir=None, limit: int | None = None, *,
             raise NoSplitError(f"event data {spec[len('events:'):]} has no {split} split (a folder with train/ and "
                                "test/ gives one); its samples are the test split, never used for calibration, "
                                "fine-tuning or --budget")
-        x, y = load_events(splits[split], num_steps, limit)
+        x, y = load_events(splits[split], num_steps, limit, progress)
         x, check = binarise(x)
         return x, y, [check] if check else []
-    x, y = D.load(spec, split, data_dir, limit=limit)
+    x, y = D.load(spec, split, data_dir, limit=limit, progress=progress)
     if not spikes:
         if encode_method:
             raise SnncError(f"--encode {encode_method} is for spike-input models; this model takes direct input")

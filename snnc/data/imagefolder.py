@@ -53,9 +53,11 @@ def _read(f: Path) -> np.ndarray:
     return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
 
 
-def load_image_folder(root: str | os.PathLike, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_image_folder(root: str | os.PathLike, split: str, limit: int | None = None,
+                      progress=None) -> tuple[np.ndarray, np.ndarray]:
     """The ``split`` of an ImageFolder dataset (module docstring): ``(images float32 [N, C, H, W], labels int64
-    [N])``, the first ``limit`` samples in the module docstring's order.
+    [N])``, the first ``limit`` samples in the module docstring's order. ``progress(done, total)`` is called
+    every 256 images and at the end.
 
     Raises:
         DataFormatError: no such split, an unknown class folder, an unreadable image, images of different
@@ -76,7 +78,9 @@ def load_image_folder(root: str | os.PathLike, split: str, limit: int | None = N
     if not files:
         raise DataFormatError(f"{d}: no images")
     xs, first = [], None
-    for f, _ in files:
+    for i, (f, _) in enumerate(files):
+        if progress and (i % 256 == 0):
+            progress(i, len(files))
         a = _read(f)
         if first is None:
             first = (a.shape, f)
@@ -84,4 +88,6 @@ def load_image_folder(root: str | os.PathLike, split: str, limit: int | None = N
             raise DataFormatError(f"{f}: image of shape [C, H, W] = {list(a.shape)}; {first[1]} is "
                                   f"{list(first[0])} (every image must have the same size and channels)")
         xs.append(a)
+    if progress:
+        progress(len(files), len(files))
     return np.stack(xs).astype(np.float32) / 255.0, np.asarray([c for _, c in files], np.int64)

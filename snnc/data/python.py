@@ -55,7 +55,7 @@ def _numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def _pairs(obj, where: str, limit: int | None):
+def _pairs(obj, where: str, limit: int | None, progress=None):
     """The ``(x, y)`` arrays of one split object (module docstring), the first ``limit`` samples."""
     if isinstance(obj, tuple) and len(obj) == 2:
         x, y = _numpy(obj[0]), _numpy(obj[1])
@@ -78,6 +78,8 @@ def _pairs(obj, where: str, limit: int | None):
         n = len(obj) if limit is None else min(limit, len(obj))
         xs, ys = [], []
         for i in range(n):
+            if progress and i % 256 == 0:
+                progress(i, n)
             item = obj[i]
             if not isinstance(item, (tuple, list)) or len(item) < 2:
                 raise DataFormatError(f"{where}: item {i} must be (sample, label), got {type(item).__name__}")
@@ -85,6 +87,8 @@ def _pairs(obj, where: str, limit: int | None):
             ys.append(_numpy(item[1]).reshape(-1)[:1])
         if not xs:
             raise DataFormatError(f"{where}: the Dataset is empty")
+        if progress:
+            progress(n, n)
         shapes = {x.shape for x in xs}
         if len(shapes) != 1:
             raise DataFormatError(f"{where}: samples of different shapes {sorted(shapes)[:3]}")
@@ -93,8 +97,9 @@ def _pairs(obj, where: str, limit: int | None):
                           f"{type(obj).__name__}")
 
 
-def load_splits(data: Splits, split: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One split of Python data: ``(samples float32 [N, *shape], labels int64 [N])``.
+def load_splits(data: Splits, split: str, limit: int | None = None, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    """One split of Python data: ``(samples float32 [N, *shape], labels int64 [N])``; ``progress(done, total)``
+    while a Dataset's items are read.
 
     Raises:
         DataFormatError: a missing split, an object of another kind, arrays that break the checks.
@@ -103,7 +108,7 @@ def load_splits(data: Splits, split: str, limit: int | None = None) -> tuple[np.
     where = f"{data.name} ({split} split)"
     if obj is None:
         raise DataFormatError(f"{where}: not given")
-    x, y = _pairs(obj, where, limit)
+    x, y = _pairs(obj, where, limit, progress)
     y = check_labels(y, f"{where}: labels")
     if len(x) != len(y):
         raise DataFormatError(f"{where}: {len(x):,} samples but {len(y):,} labels")

@@ -74,7 +74,7 @@ class TrainingData:
         return 0 if self.y_val is None else int(len(self.y_val))
 
 
-def _raw(spec, split: str, data_dir, num_steps):
+def _raw(spec, split: str, data_dir, num_steps, progress=None):
     """One split, sample-major, before encoding: ``(x [N, *shape] or frames [N, T, *shape], y)``."""
     if isinstance(spec, str) and spec.startswith("events:"):
         path = spec[len("events:"):]
@@ -83,9 +83,9 @@ def _raw(spec, split: str, data_dir, num_steps):
             raise NoSplitError(f"event data {path} has no {split} split (a folder with train/ and test/ gives "
                                "one); its samples are the test split, never used for calibration, fine-tuning "
                                "or --budget")
-        x, y = load_events(splits[split], num_steps)
+        x, y = load_events(splits[split], num_steps, progress=progress)
         return np.swapaxes(x, 0, 1), y
-    return D.load(spec, split, data_dir)
+    return D.load(spec, split, data_dir, progress=progress)
 
 
 def has_split(spec, split: str) -> bool:
@@ -107,10 +107,12 @@ def has_split(spec, split: str) -> bool:
 
 
 def load_training(spec, data_dir=None, *, spikes: bool = False, num_steps: int | None = None,
-                  encode_method: str | None = None, seed: int = 0, val_samples: int | None = None) -> TrainingData:
+                  encode_method: str | None = None, seed: int = 0, val_samples: int | None = None,
+                  progress=None) -> TrainingData:
     """Read dataset ``spec``'s training split (and ``val`` split) and split it by the rule
     (:mod:`snnc.data.sampling`). ``val_samples`` overrides how many are carved for validation when the
     dataset has no ``val`` split (default :func:`~snnc.data.sampling.validation_size`), or caps the ``val`` split's samples.
+    ``progress(stage, done, total)`` is called while samples are read one by one.
 
     Raises:
         NoSplitError: event data without a training split; DataNotFoundError, DataFormatError,
@@ -128,11 +130,12 @@ def load_training(spec, data_dir=None, *, spikes: bool = False, num_steps: int |
     name = str(spec)
     if not events and D.form_of(spec) == "factory":  # call the trusted factory once
         spec = load_factory_data(spec)
-    x, y = _raw(spec, "train", data_dir, num_steps)
+    cb = (lambda stage: (lambda n, tot: progress(stage, n, tot))) if progress else (lambda stage: None)
+    x, y = _raw(spec, "train", data_dir, num_steps, cb("reading the training split"))
     order = stratified_order(x, y, seed)
     x, y = x[order], y[order]
     if has_split(spec, "val"):
-        xv, yv = _raw(spec, "val", data_dir, num_steps)
+        xv, yv = _raw(spec, "val", data_dir, num_steps, cb("reading the val split"))
         ov = stratified_order(xv, yv, seed)[:val_samples]
         xv, yv, source, xf, yf = xv[ov], yv[ov], "val split", x, y
     else:

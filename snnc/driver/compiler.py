@@ -172,7 +172,7 @@ def compile_model(model, out_dir: str | os.PathLike, options: CompileOptions | N
     loaded = load(model, opts, [opts.data_dir, tgt.path, opts.weights], say)
     out_dir = check_output_target(out_dir, opts.force, loaded.inputs)  # before any work: fail fast, lose nothing
     check(loaded, opts)
-    data = prepare_data(loaded, opts)
+    data = prepare_data(loaded, opts, progress)
     passed = run_passes(loaded, data, opts, tgt, say)
     config, arrays, program = map_model(passed.compiled, tgt, opts, loaded.spikes, say)
     semantic = check_semantics(loaded, data, passed.pipe, program, opts, say, progress)
@@ -242,7 +242,7 @@ def check(loaded: Loaded, opts: CompileOptions) -> None:
                          "pruning step on held-out images")
 
 
-def prepare_data(loaded: Loaded, opts: CompileOptions) -> Data:
+def prepare_data(loaded: Loaded, opts: CompileOptions, progress=None) -> Data:
     """Stage 3: the data by the one sampling rule (:mod:`snnc.data.sampling`): the training split ordered by
     content and class; calibration = the first 256 (or ``--calibrate N``) fitting samples, ``--budget``'s
     held-out samples = the first 512 validation samples (the dataset's own ``val`` split, else carved from
@@ -267,7 +267,7 @@ def prepare_data(loaded: Loaded, opts: CompileOptions) -> Data:
     d.splits = {"rule": RULE}
     try:
         td = load_training(name, opts.data_dir, spikes=spikes, num_steps=T, encode_method=opts.encode,
-                           seed=opts.seed)
+                           seed=opts.seed, progress=progress)
     except NoSplitError as e:
         needs = [w for w, on in (("--budget", opts.budget), ("--calibrate", opts.calibrate is not None),
                                  ("fine-tuning (adapt_semantics finetune_epochs)", finetunes)) if on]
@@ -308,7 +308,9 @@ def prepare_data(loaded: Loaded, opts: CompileOptions) -> Data:
                                     "selection": f"the first {len(yft):,} fitting samples by the rule"}
         d.checks += td.checks
     d.x_test, d.y_test, checks = read_split(name, "test", opts.data_dir, opts.limit, spikes=spikes,
-                                            num_steps=T, encode_method=opts.encode, seed=opts.seed + 1)
+                                            num_steps=T, encode_method=opts.encode, seed=opts.seed + 1,
+                                            progress=(lambda n, tot: progress("reading the test split", n, tot))
+                                            if progress else None)
     d.checks += checks
     d.x_test, check = fit_input(d.x_test, want, spikes, name)
     if check:

@@ -258,7 +258,7 @@ def nir_bytes(graph) -> bytes:
 def _nir_child(conn, data: bytes) -> None:  # pragma: no cover - runs in the forked child
     try:
         import nir
-        g = nir.read(io.BytesIO(data))
+        g = nir.read(io.BytesIO(data), type_check=False)  # read_nir's docstring says why
         conn.send(("ok", g))
     except BaseException as e:  # report every failure as text
         conn.send(("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
@@ -268,7 +268,10 @@ def _nir_child(conn, data: bytes) -> None:  # pragma: no cover - runs in the for
 
 def read_nir(path, timeout_s: float | None = None):
     """``nir.read`` of ``path`` in a forked child, killed after ``timeout_s`` seconds
-    (default: 30 s + 1 s per MB).
+    (default: 30 s + 1 s per MB). NIR's own type check is off: nir 1.0's ``Conv2d`` type ignores
+    ``groups``, so it refuses every grouped (depthwise) convolution, e.g. the OR-pool snnc writes for a
+    max-pool of spikes; the loaders check every edge's shape with :func:`snnc.ir.infer_shapes` instead,
+    which knows groups.
 
     Raises:
         ValueError: the file cannot be read, is not NIR, or reading did not finish in time.
@@ -304,4 +307,8 @@ def read_nir(path, timeout_s: float | None = None):
         recv.close()
     if status != "ok":
         raise SnncError(f"{path}: cannot be read as NIR ({payload})")
+    missing = sorted({n for e in payload.edges for n in e if n not in payload.nodes})
+    if missing:  # nir.read's type check used to catch these; they must not reach the loaders as KeyErrors
+        raise SnncError(f"{path}: cannot be read as NIR (edges name node(s) the file does not have: "
+                        f"{', '.join(map(repr, missing[:5]))})")
     return payload
