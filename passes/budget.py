@@ -36,10 +36,10 @@ import nir
 import numpy as np
 
 from snnc.errors import SnncError
-from snnc.ir import graph_figures
+from snnc.ir import graph_figures, set_types
 from snnc.ir import readout as R
 from snnc.passes.manager import PassContext, register
-from snnc.passes.prune import CRITERIA, channel_groups, group_scores, prune
+from snnc.passes.prune import CRITERIA, channel_groups, group_scores, plain_repair, prune, repair_cut
 
 RESOURCES = ("cores", "synapses", "synops", "memory_bits")
 
@@ -75,21 +75,32 @@ def _check_options(o: dict) -> None:
 @register("budget", "prune channels until the mapped model fits the target within a resource budget "
           "(resource=cores|synapses|synops|memory_bits, value; greedy over measured layer sensitivities, in the "
           "spirit of Chen et al., ACM MM 2023); needs the driver's measure and held-out data (snnc compile --budget)",
-          check=_check_options, resource="cores", value=0.0, criterion="")
+          check=_check_options, resource="cores", value=0.0, criterion="", repair=True)
 def budget_pass(graph: nir.NIRGraph, ctx: PassContext, resource: str = "cores", value: float = 0.0,
-                criterion: str = "") -> nir.NIRGraph:
+                criterion: str = "", repair: bool = True) -> nir.NIRGraph:
+    """The search (:func:`search_budget`) ranks unrepaired candidates; the keep set it returns is cut and
+    then repaired (``prune_channels``' closed-form refit, on by default) before the rest of the pipeline."""
     if ctx.measure is None or ctx.held_out is None:
         raise SnncError("pass 'budget' needs a measure of the mapped model and held-out images in the pass context "
                         "(snnc compile --budget RESOURCE=VALUE --data ... fills both)")
     crit = criterion or ("sca" if ctx.calibration is not None else "l1")
     keep, search = search_budget(graph, ctx, ctx.measure, (resource, float(value)), crit, *ctx.held_out,
                                  x_sim=ctx.calibration, log=ctx.say)
+    original = copy.deepcopy(graph)
     pruned, plog = prune(graph, ctx, crit, keep)
+    rlog = plain_repair(repair_cut(pruned, original, ctx) if repair else {"not_run": "repair=false"})
+    if "layers" in rlog:
+        set_types(pruned)
+        if ctx.say:
+            ctx.say(f"repaired the budget's cut on {rlog['samples']:,} {rlog['data']}: " + ", ".join(
+                f"{k} output error {v['output_error_before']:.2f} -> {v['output_error_after']:.2f}"
+                for k, v in rlog["layers"].items() if "output_error_after" in v))
     layers = {k: {"kept": v["kept"], "total": v["total"]} for k, v in plog["groups"].items()}
-    pruned.metadata = dict(pruned.metadata or {}, **{"snnc.pruning": {"criterion": crit, "layers": layers}})
+    pruned.metadata = dict(pruned.metadata or {}, **{"snnc.pruning": {"criterion": crit, "layers": layers,
+                                                                       "repair": rlog}})
     ctx.note(criterion=crit, budget=f"{resource}={float(value):g}",
              groups={k: f"{v['kept']}/{v['total']}" for k, v in plog["groups"].items()},
-             kept_whole=plog["kept_whole"], search=search)
+             kept_whole=plog["kept_whole"], search=search, repair=rlog)
     return pruned
 
 

@@ -47,6 +47,9 @@ class PassContext:
             driver's :func:`snnc.driver.budget.chip_figures`: remaining passes, mapper, simulator); or None.
         held_out: ``(x, y)`` labelled samples that no pass calibrates on (``budget`` measures the accuracy
             of each candidate on them), or None.
+        fit_samples: ``fit_samples(n) -> x``, the first ``n`` fitting samples of the training split by the
+            sampling rule (same layouts as ``calibration``; never validation or test samples), for passes
+            that fit on more data than the calibration samples (``prune_channels``' repair); or None.
         say: callable(str) for one-line progress messages of long passes, or None.
         log: filled by the pipeline, one dict per pass.
     """
@@ -59,6 +62,7 @@ class PassContext:
     trainer: Callable | None = None
     measure: Callable | None = None
     held_out: tuple | None = None
+    fit_samples: Callable | None = None
     say: Callable | None = None
     log: list = field(default_factory=list)
     _notes: dict = field(default_factory=dict)

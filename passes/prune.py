@@ -50,6 +50,7 @@ calibration samples for ``sca``/``attention``.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -62,6 +63,7 @@ from snnc.ir import NEURON_TYPES, SPIKING_TYPES, predecessors, topological_order
 from snnc.ir import set_types
 from snnc.ir.reference import run_graph
 from snnc.passes.manager import PassContext, graph_num_steps, register
+from snnc.passes.repair import repair as refit_consumers
 
 WEIGHTED = (nir.Conv2d, nir.Conv1d, nir.Affine, nir.Linear)
 CHANNEL_PRESERVING = NEURON_TYPES + (nir.AvgPool2d, nir.SumPool2d, nir.Scale)
@@ -391,6 +393,35 @@ def prune(graph: nir.NIRGraph, ctx: PassContext, criterion: str, keep: dict[str,
     return graph, log
 
 
+def repair_cut(pruned: nir.NIRGraph, original: nir.NIRGraph, ctx, samples: int = 8192) -> dict:
+    """Repair every consumer of the channels cut from ``original`` to give ``pruned`` (same node names),
+    on the first ``samples`` fitting samples of the training split (``ctx.fit_samples``), else on the
+    calibration samples (``ctx.calibration``). Returns the log: ``{"samples", "data", "layers": {...}}``
+    (:func:`repair`), or ``{"not_run": reason}`` when there is no data or nothing was cut."""
+    groups = [g for g in channel_groups(original) if g.prunable]
+    cut = [g for g in groups if any((pruned.nodes[p].metadata or {}).get("snnc.pruned") for p in g.producers)]
+    if not cut:
+        return {"not_run": "no channel was cut"}
+    spikes = (original.metadata or {}).get("snnc.input_encoding") == "spikes"
+    if ctx.fit_samples is not None:
+        x, where = np.asarray(ctx.fit_samples(samples), np.float32), "training split (fitting samples)"
+    elif ctx.calibration is not None:
+        x, where = np.asarray(ctx.calibration, np.float32), "calibration samples"
+    else:
+        return {"not_run": "no data (compile with --data, or PassContext(calibration=...))"}
+    T = graph_num_steps(original, ctx)
+    consumers = sorted({c for g in cut for c, _ in g.consumers})
+    out_rows = {}
+    for g in groups:
+        for p in g.producers:
+            md = (pruned.nodes[p].metadata or {}).get("snnc.pruned")
+            if md is not None and p in consumers:
+                out_rows[p] = np.asarray(md["indices"], np.int64)
+    layers = refit_consumers(pruned, original, consumers, x, int(T), spikes=spikes, seed=ctx.seed, out_rows=out_rows)
+    n = x.shape[1] if spikes else x.shape[0]
+    return {"samples": int(n), "data": where, "layers": layers}
+
+
 def _check_options(o: dict) -> None:
     if o["criterion"] not in CRITERIA:
         raise SnncError(f"pass 'prune_channels', option criterion: {o['criterion']!r} is not one of "
@@ -400,15 +431,18 @@ def _check_options(o: dict) -> None:
                          "channels to keep)")
     if o["ratios"]:
         parse_ratios(o["ratios"])
-    if o["min_channels"] < 1 or o["samples"] < 1:
-        raise SnncError("pass 'prune_channels': min_channels and samples must be >= 1")
+    if o["min_channels"] < 1 or o["samples"] < 1 or o["repair_samples"] < 1:
+        raise SnncError("pass 'prune_channels': min_channels, samples and repair_samples must be >= 1")
 
 
 @register("prune_channels", "remove whole output channels (conv) / features (dense) and everything tied to them; "
-          "criteria l1, sca (spiking channel activity), attention, random; ratio = fraction of channels kept",
-          check=_check_options, criterion="l1", ratio=0.5, ratios="", min_channels=1, samples=256)
+          "criteria l1, sca (spiking channel activity), attention, random; ratio = fraction of channels kept; "
+          "repair (default on): refit the layers that read cut channels in closed form",
+          check=_check_options, criterion="l1", ratio=0.5, ratios="", min_channels=1, samples=256, repair=True,
+          repair_samples=8192)
 def prune_channels_pass(graph: nir.NIRGraph, ctx: PassContext, criterion: str = "l1", ratio: float = 0.5,
-                        ratios: str = "", min_channels: int = 1, samples: int = 256) -> nir.NIRGraph:
+                        ratios: str = "", min_channels: int = 1, samples: int = 256, repair: bool = True,
+                        repair_samples: int = 8192) -> nir.NIRGraph:
     per = parse_ratios(ratios) if ratios else {}
     groups = {g.name: g for g in channel_groups(graph) if g.prunable}
     unknown = sorted(set(per) - set(groups))
@@ -417,9 +451,29 @@ def prune_channels_pass(graph: nir.NIRGraph, ctx: PassContext, criterion: str = 
                          f"{sorted(groups)}")
     keep = {name: int(np.clip(round(per.get(name, ratio) * g.channels), min(min_channels, g.channels), g.channels))
             for name, g in groups.items()}
+    original = copy.deepcopy(graph) if repair else None
     graph, log = prune(graph, ctx, criterion, keep, samples, min_channels)
+    rlog = repair_cut(graph, original, ctx, repair_samples) if repair else {"not_run": "repair=false"}
+    if "layers" in rlog:
+        set_types(graph)
+        if ctx.say:
+            ctx.say("repaired " + ", ".join(f"{k} (output error {v['error_before']:.2f} -> {v['error_after']:.2f})"
+                                            for k, v in rlog["layers"].items() if "error_after" in v)
+                    + f" on {rlog['samples']:,} {rlog['data']}")
     graph.metadata = dict(graph.metadata or {}, **{"snnc.pruning": {
-        "criterion": criterion, "layers": {k: {"kept": v["kept"], "total": v["total"]} for k, v in log["groups"].items()}}})
+        "criterion": criterion, "layers": {k: {"kept": v["kept"], "total": v["total"]} for k, v in log["groups"].items()},
+        "repair": plain_repair(rlog)}})
     ctx.note(criterion=criterion, groups={k: f"{v['kept']}/{v['total']}" for k, v in log["groups"].items()},
-             kept_whole=log["kept_whole"])
+             kept_whole=log["kept_whole"], repair=plain_repair(rlog))
     return graph
+
+
+def plain_repair(rlog: dict) -> dict:
+    """The repair log as plain data, errors rounded (report.json, graph metadata)."""
+    if "layers" not in rlog:
+        return dict(rlog)
+    return {"samples": rlog["samples"], "data": rlog["data"],
+            "layers": {k: ({"skipped": v["skipped"]} if "skipped" in v else
+                           {"output_error_before": round(v["error_before"], 4),
+                            "output_error_after": round(v["error_after"], 4), "rows": v["rows"], "fan_in": v["fan_in"]})
+                       for k, v in rlog["layers"].items()}}

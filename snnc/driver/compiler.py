@@ -125,6 +125,7 @@ class Data:
     x_test: np.ndarray | None = None
     y_test: np.ndarray | None = None
     train: tuple | None = None
+    fit_samples: object = None
     checks: list = field(default_factory=list)
     splits: dict = field(default_factory=dict)
 
@@ -289,6 +290,7 @@ def prepare_data(loaded: Loaded, opts: CompileOptions, progress=None) -> Data:
                       "source": _dataset_source(name, "train", td.train_count, opts.data_dir, opts.encode)},
             "validation": {"samples": td.val_count, "from": ("the dataset's val split" if td.val_source == "val split"
                                                              else f"carved from the training split's {td.train_count:,}")}}
+        d.fit_samples = lambda n, _td=td: fit_input(_td.fit(n)[0], want, spikes, name)[0]
         xc, d.calib_labels = td.fit(n_cal)
         d.calib = fit_input(xc, want, spikes, name)[0]
         d.splits["calibration"] = {"split": "train", "samples": int(len(d.calib_labels)),
@@ -359,7 +361,7 @@ def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say) -> Pa
     ctx = PassContext(target=tgt, calibration=data.calib, num_steps=int(loaded.T), seed=opts.seed,
                       calibration_labels=data.calib_labels, trainer=functools.partial(finetune, device=dev),
                       held_out=data.held_out, say=say,
-                      train_data=data.train)
+                      train_data=data.train, fit_samples=data.fit_samples)
     say(f"passes: {', '.join(n for n, _ in pipe.passes)}")
     names = [n for n, _ in pipe.passes]
     mapping = {"formats": opts.formats, "max_cores": opts.max_cores, "max_chips": opts.max_chips}
