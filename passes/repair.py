@@ -195,3 +195,58 @@ def repaired_copy(graph: nir.NIRGraph) -> nir.NIRGraph:
     """A deep copy (the unpruned reference must not change while the cut graph is repaired)."""
     return copy.deepcopy(graph)
 
+
+
+class ReadoutRefit:
+    """A quick repair for ranking candidates (``budget``'s search): only the layer that feeds the readout is
+    refitted, on the per-sample sums over T (module docstring), from targets computed once on the unpruned
+    ``original``. :meth:`apply` refits a cut copy in place (one run of it on the fit samples)."""
+
+    def __init__(self, original: nir.NIRGraph, x: np.ndarray, num_steps: int, spikes: bool = False,
+                 ridge: float = RIDGE, batch_size: int = 256):
+        self.x, self.T, self.spikes, self.ridge, self.batch = x, int(num_steps), spikes, ridge, batch_size
+        self.layer = next((c for c in reversed(topological_order(original))
+                           if isinstance(original.nodes[c], (nir.Affine, nir.Linear)) and _feeds_readout(original, c)),
+                          None)
+        self.targets = None if self.layer is None else self._sums(original, self.layer, target=True)
+
+    def _sums(self, graph, name, target: bool) -> torch.Tensor:
+        ex = GraphExecutor(graph, torch.float32)
+        n = self.x.shape[1] if self.spikes else self.x.shape[0]
+        out = []
+        with torch.no_grad():
+            for i in range(0, n, self.batch):
+                xb = torch.from_numpy(np.ascontiguousarray(self.x[:, i:i + self.batch] if self.spikes
+                                                          else self.x[i:i + self.batch]))
+                ex.reset()
+                acc = None
+                for xt in (list(xb) if self.spikes else [xb] * self.T):
+                    ex.step(xt)
+                    v = ex.values[name] if target else _input_of(ex, graph, name)
+                    v = v.reshape(v.shape[0], -1).double()
+                    acc = v if acc is None else acc + v
+                out.append(acc)
+        return torch.cat(out)
+
+    def apply(self, pruned: nir.NIRGraph) -> bool:
+        """Refit ``pruned``'s readout-feeding layer; False when there is none (nothing done)."""
+        if self.layer is None or self.layer not in pruned.nodes:
+            return False
+        xs = self._sums(pruned, self.layer, target=False)
+        xa = torch.cat([xs, torch.full((xs.shape[0], 1), float(self.T), dtype=torch.float64)], 1)
+        G, XY = xa.T @ xa, xa.T @ self.targets
+        d = G.shape[0]
+        reg = torch.eye(d, dtype=torch.float64) * (self.ridge * float(torch.diagonal(G)[:-1].mean()) if d > 1 else 0.0)
+        reg[-1, -1] = 0.0
+        sol = torch.linalg.solve(G + reg + torch.eye(d, dtype=torch.float64) * 1e-12, XY)
+        node = pruned.nodes[self.layer]
+        w = np.asarray(node.weight)
+        node.weight = sol[:-1].T.numpy().reshape(w.shape).astype(w.dtype)
+        bias = sol[-1].numpy().astype(w.dtype)
+        if isinstance(node, nir.Linear):
+            new = nir.Affine(weight=node.weight, bias=bias)
+            new.input_type, new.output_type, new.metadata = node.input_type, node.output_type, dict(node.metadata or {})
+            pruned.nodes[self.layer] = new
+        else:
+            node.bias = bias
+        return True

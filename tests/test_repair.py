@@ -17,6 +17,7 @@ from snnc.ir import readout as R
 from snnc.ir.reference import GraphExecutor
 from snnc.neurons import CubaLIF, Integrator
 from snnc.passes import PassContext, Pipeline
+from snnc.passes.prune import prune
 from snnc.passes.repair import repair
 
 from conftest import TinySNN, digits_batch
@@ -104,3 +105,38 @@ def test_without_data_the_cut_is_kept_and_the_log_says_why():
     off = Pipeline("prune_channels:criterion=l1;ratio=0.5;repair=false").run(copy.deepcopy(g), PassContext(num_steps=6))
     for name in ("conv2", "fc"):
         np.testing.assert_array_equal(out.nodes[name].weight, off.nodes[name].weight)
+
+
+def test_budget_search_ranks_refitted_candidates_by_the_measured_resource():
+    """search_budget with a stand-in mapper (cores = ceil(neurons / 100), bound unrounded): each candidate's
+    readout is refitted before its accuracy is measured; a step that leaves the core count unchanged is
+    costed by the bound; the step that meets the budget is shrunk to the largest count that meets it."""
+    from snnc.passes.budget import search_budget
+    from snnc.passes.repair import ReadoutRefit
+    g = folded(TinySNN(channels=8))
+    xtr, ytr = D.load("digits", "train")
+    ctx = PassContext(calibration=xtr[:64], num_steps=6)
+    seen = []
+
+    def measure(graph, x_sim):
+        n = sum(int(np.prod(np.asarray(next(iter(node.output_type.values()))))) for node in graph.nodes.values()
+                if type(node).__name__ in ("CubaLIF", "LIF"))
+        seen.append(n)
+        return {"cores": int(np.ceil(n / 100)), "cores_bound": n / 100, "fits": True, "violations": []}
+
+    class Counting(ReadoutRefit):
+        applied = 0
+
+        def apply(self, pruned):
+            Counting.applied += 1
+            return super().apply(pruned)
+
+    refit = Counting(g, xtr[:512], 6)
+    assert refit.layer == "fc"
+    full = measure(g, None)["cores"]
+    keep, log = search_budget(g, ctx, measure, ("cores", full - 2), "l1", xtr[1000:1200], ytr[1000:1200], refit=refit)
+    assert Counting.applied >= len(seen) - 2  # every candidate was refitted (not the two unpruned measures)
+    assert log["reached"] <= full - 2 and "readout refitted" in log["method"]
+    last = log["steps"][-1]["group"]  # shrunk: one more channel in the last step's group breaks the budget
+    more = prune(copy.deepcopy(g), ctx, "l1", dict(keep, **{last: keep[last] + 1}))[0]
+    assert measure(more, None)["cores"] > full - 2

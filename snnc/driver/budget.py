@@ -28,7 +28,8 @@ def chip_figures(graph, post_passes, target, ctx, x_sim: np.ndarray | None = Non
     neuron and a weight per synapse; needing more cores or chips than the limits is a violation).
 
     Returns ``neurons``, ``graph_synapses`` (as the pipeline log counts them), ``synapses`` (mapped),
-    ``memory_bits``, ``cores``, ``chips``, ``fits`` and ``violations`` (rule names), and with
+    ``memory_bits``, ``cores``, ``cores_bound`` (the mapper's lower bound on cores before rounding up),
+    ``chips``, ``fits`` and ``violations`` (rule names), and with
     ``x_sim`` (``[N, *input_shape]`` direct input) ``synops`` and ``energy_pJ`` per inference.
     """
 
@@ -42,6 +43,10 @@ def chip_figures(graph, post_passes, target, ctx, x_sim: np.ndarray | None = Non
            "memory_bits": int(sum(c["memory_bits"] for c in config["cores"])),
            "cores": len(config["cores"]), "chips": max(c["chip"] for c in config["cores"]) + 1,
            "fits": not violations, "violations": sorted({v.rule for v in violations})}
+    lb, lim = config["mapping"]["lower_bound"]["totals"], target["core"]
+    # the lower bound on cores before rounding up: it moves with every channel, the placed count in steps
+    out["cores_bound"] = max(lb["neurons"] / lim["neurons"], lb["memory_bits"] / lim["synapse_memory_bits"],
+                             lb["axons_in"] / lim["axons_in"], lb["axons_out_slots"] / lim["axons_out"])
     if x_sim is not None:
         prog = Program(config, arrays, target, core_limits=False)
         res = prog.run(x_sim, batch_size=batch_size, device=device)
