@@ -205,6 +205,10 @@ def main():
                    "(cores=K, synapses=N, synops=N or memory_bits=N); needs --data")
 @click.option("--budget-criterion", type=click.Choice(["l1", "sca", "attention", "random"]), default=None,
               help="how --budget ranks channels [default: sca]")
+@click.option("--train-epochs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="after the cut (--budget or a prune_channels pass) and its repair, fine-tune N epochs over the "
+                   "training split, distilled from the model before the cut, then quantize: one command to a "
+                   "deployable model")
 @click.option("--weight-bits", type=click.IntRange(2, 8), default=None,
               help="synaptic weight bits (quantize weight_bits; 8, 6, 4, 2...) [default: 8]")
 @click.option("--per-channel", is_flag=True,
@@ -240,7 +244,7 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
 @_guard
 def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_cores, max_chips, formats, budget,
-                budget_criterion, weight_bits, per_channel, calibrate, timesteps, trust_pickle, weights,
+                budget_criterion, train_epochs, weight_bits, per_channel, calibrate, timesteps, trust_pickle, weights,
                 allow_semantic_change, dt, num_steps, input_shape, input_encoding, reset, batch_size, seed, force,
                 device, as_json):
     """Compile MODEL into OUT for a target.
@@ -257,7 +261,8 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
                           input_shape=_shape(input_shape), input_encoding=input_encoding, reset=reset, seed=seed,
                           batch_size=batch_size, force=force, weights=weights, encode=encode,
                           allow_semantic_change=allow_semantic_change, budget=budget,
-                          budget_criterion=budget_criterion, weight_bits=weight_bits, per_channel=per_channel,
+                          budget_criterion=budget_criterion, train_epochs=train_epochs, weight_bits=weight_bits,
+                          per_channel=per_channel,
                           calibrate=calibrate, timesteps=timesteps, formats=formats, device=device,
                           **({"passes": passes} if passes else {})).checked()
     with _Progress() as prog:

@@ -140,3 +140,29 @@ def test_budget_search_ranks_refitted_candidates_by_the_measured_resource():
     last = log["steps"][-1]["group"]  # shrunk: one more channel in the last step's group breaks the budget
     more = prune(copy.deepcopy(g), ctx, "l1", dict(keep, **{last: keep[last] + 1}))[0]
     assert measure(more, None)["cores"] > full - 2
+
+
+def test_train_epochs_fine_tunes_the_cut_model_in_one_compile(tmp_path):
+    """snnc compile --budget ... --train-epochs 1: cut, repair, one epoch of distilled fine-tuning on the
+    fitting samples, quantize; the report says so and the compiled model is the trained one."""
+    import json
+    from click.testing import CliRunner
+    from snnc.cli import main
+    torch.save(TinySNN(channels=8), tmp_path / "t.pt")
+    base = ["compile", str(tmp_path / "t.pt"), "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", "4",
+            "--data", "digits", "--limit", "100", "--passes", "fold_bn,prune_channels:ratio=0.5,quantize", "--json"]
+    runner = CliRunner()
+    a = runner.invoke(main, base + ["-o", str(tmp_path / "a")])
+    b = runner.invoke(main, base + ["-o", str(tmp_path / "b"), "--train-epochs", "1"])
+    assert a.exit_code == 0 and b.exit_code == 0, b.output
+    ra, rb = json.loads(a.stdout), json.loads(b.stdout)
+    tr = rb["pruning"]["training"]
+    assert tr["epochs"] == 1 and tr["samples"] == 1350 and tr["val_samples"] == 150 and len(tr["history"]) == 1
+    assert [e["pass"] for e in rb["pipeline"]] == ["fold_bn", "prune_channels", "train", "quantize"]
+    assert "training" not in ra["pruning"] and tr["history"][0]["loss"] > 0
+    wa, wb = np.load(tmp_path / "a" / "weights.npz"), np.load(tmp_path / "b" / "weights.npz")
+    assert any(not np.array_equal(wa[k], wb[k]) for k in wa.files if k.endswith(".weight"))  # the trained model
+    c = runner.invoke(main, ["compile", str(tmp_path / "t.pt"), "--trust-pickle", "--input-shape", "1,8,8",
+                             "--num-steps", "4", "--data", "digits", "-o", str(tmp_path / "c"), "--train-epochs", "1"])
+    assert c.exit_code == 2 or c.exit_code == 1
+    assert "--train-epochs fine-tunes a cut model" in c.output

@@ -21,6 +21,7 @@ import io
 import json
 import os
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,8 @@ from snnc.ir.validate import check_graph, check_num_steps
 CALIBRATION_SAMPLES = 256
 #: Validation samples (:mod:`snnc.data.sampling`) on which ``--budget`` measures held-out accuracy.
 HELD_OUT_SAMPLES = 512
+#: Knowledge-distillation weight of ``--train-epochs`` (the loss is (1 - a) CE + a tau^2 KL; Hinton et al. 2015).
+TRAIN_DISTILL = 0.5
 #: ``--target`` names that compile for loihi-sim (same passes, fixed-point fields and report) and
 #: also write the artefacts another tool runs: lava -> network.net (lava-dl netx HDF5),
 #: nir -> portable.nir (snnTorch/Norse/Sinabs importers), onnx -> model.onnx (one stateful step).
@@ -126,6 +129,8 @@ class Data:
     y_test: np.ndarray | None = None
     train: tuple | None = None
     fit_samples: object = None
+    fit_labelled: object = None
+    validation: object = None
     checks: list = field(default_factory=list)
     splits: dict = field(default_factory=dict)
 
@@ -174,7 +179,7 @@ def compile_model(model, out_dir: str | os.PathLike, options: CompileOptions | N
     out_dir = check_output_target(out_dir, opts.force, loaded.inputs)  # before any work: fail fast, lose nothing
     check(loaded, opts)
     data = prepare_data(loaded, opts, progress)
-    passed = run_passes(loaded, data, opts, tgt, say)
+    passed = run_passes(loaded, data, opts, tgt, say, progress)
     config, arrays, program = map_model(passed.compiled, tgt, opts, loaded.spikes, say)
     semantic = check_semantics(loaded, data, passed.pipe, program, opts, say, progress)
     metrics, accuracy = measure_model(loaded, data, passed, program, opts, progress, say)
@@ -291,6 +296,9 @@ def prepare_data(loaded: Loaded, opts: CompileOptions, progress=None) -> Data:
             "validation": {"samples": td.val_count, "from": ("the dataset's val split" if td.val_source == "val split"
                                                              else f"carved from the training split's {td.train_count:,}")}}
         d.fit_samples = lambda n, _td=td: fit_input(_td.fit(n)[0], want, spikes, name)[0]
+        d.fit_labelled = lambda n=None, _td=td: (lambda xy: (fit_input(xy[0], want, spikes, name)[0], xy[1]))(_td.fit(n))
+        d.validation = lambda n=None, _td=td: (lambda v: None if v is None else
+                                               (fit_input(v[0], want, spikes, name)[0], v[1]))(_td.val(n))
         xc, d.calib_labels = td.fit(n_cal)
         d.calib = fit_input(xc, want, spikes, name)[0]
         d.splits["calibration"] = {"split": "train", "samples": int(len(d.calib_labels)),
@@ -350,11 +358,12 @@ def pipeline_of(loaded: Loaded, opts: CompileOptions) -> Pipeline:
     return Pipeline(passes)
 
 
-def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say) -> Passed:
+def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say, progress=None) -> Passed:
     """Stage 4: run the pipeline (:func:`pipeline_of`) with a pass context that carries what passes may not
     import: the target, calibration data, training (``trainer``), and for ``budget`` the mapper and
     simulator (``measure``) and held-out data. With pruning (``prune_channels`` or ``budget``) the model is
     measured before and after it on the calibration images (:func:`snnc.driver.budget.chip_figures`).
+    With ``--train-epochs N`` the cut (and repaired) model is fine-tuned before quantize (:func:`train_cut`).
     """
     pipe = pipeline_of(loaded, opts)
     dev = resolve_device(opts.device)
@@ -373,9 +382,18 @@ def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say) -> Pa
         return Passed(pipe.run(loaded.graph, ctx), None, None, pipe, ctx)
     g_pre = Pipeline(pipe.passes[:cut]).run(loaded.graph, ctx)
     g_struct = Pipeline(pipe.passes[cut:q]).run(g_pre, ctx)
+    training = None
+    if opts.train_epochs:
+        g_struct, training = train_cut(g_struct, g_pre, data, opts, int(loaded.T), dev, say, progress)
+        ctx.log.append({"pass": "train", "options": {"epochs": opts.train_epochs, "distill": TRAIN_DISTILL},
+                        "time_s": training["time_s"], "notes": {k: v for k, v in training.items() if k != "history"}})
     compiled = post.run(g_struct, ctx)
     pr = g_struct.metadata["snnc.pruning"]
     pruning = {"criterion": pr["criterion"], "layers": pr["layers"]}
+    if "repair" in pr:
+        pruning["repair"] = pr["repair"]
+    if training is not None:
+        pruning["training"] = training
     entry = next((e for e in ctx.log if e["pass"] == "budget"), None)
     if entry is not None:  # the search's steps go to report.json "pruning"; the pipeline log keeps the summary
         search = entry["notes"].pop("search")
@@ -388,6 +406,36 @@ def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say) -> Pa
     pruning["measured_on"] = ("the calibration images (SynOps and energy per inference)" if x_sim is not None
                               else "the mapping only (no data: no SynOps or energy)")
     return Passed(compiled, g_struct, pruning, pipe, ctx)
+
+
+def train_cut(graph, teacher, data: Data, opts: CompileOptions, T: int, dev, say, progress=None):
+    """``--train-epochs N``: fine-tune the cut model ``graph`` N epochs over all fitting samples of the training
+    split (the sampling rule), distilled (weight :data:`TRAIN_DISTILL`, Hinton et al. 2015) from ``teacher``, the
+    model before the cut, with :func:`snnc.driver.finetune.finetune` (surrogate gradients, Adam lr 1e-3 with a
+    cosine schedule); the per-epoch accuracy is on the ``--budget`` held-out validation samples, or the first
+    512 validation samples. Returns ``(trained graph, log)``.
+
+    Raises:
+        SnncError: spike-input models (finetune trains on direct input).
+    """
+    if data.fit_labelled is None:
+        raise SnncError("--train-epochs needs a training split")
+    if (graph.metadata or {}).get("snnc.input_encoding") == "spikes":
+        raise SnncError("--train-epochs trains direct-input models; this model takes spike input")
+    x, y = data.fit_labelled()
+    v = data.held_out if data.held_out is not None else data.validation(HELD_OUT_SAMPLES)
+    xv, yv = v if v is not None else (None, None)
+    say(f"training the cut model: {opts.train_epochs} epoch(s) over {len(y):,} fitting samples, distilled from the "
+        f"model before the cut ({dev.type})")
+    t0 = time.perf_counter()
+    cb = ((lambda e, s, n, loss: progress(f"training epoch {e + 1}/{opts.train_epochs}", s, n)) if progress else None)
+    model, history = finetune(graph, x, y, T, epochs=int(opts.train_epochs), seed=opts.seed, x_val=xv, y_val=yv,
+                              teacher=teacher, distill=TRAIN_DISTILL, device=dev, progress=cb, log=say)
+    trained = model.to_nir()
+    trained.metadata = dict(graph.metadata or {})
+    return trained, {"epochs": int(opts.train_epochs), "samples": int(len(y)), "distill": TRAIN_DISTILL,
+                     "teacher": "the model before the cut", "val_samples": 0 if yv is None else int(len(yv)),
+                     "time_s": round(time.perf_counter() - t0, 1), "history": history}
 
 
 def map_model(compiled: nir.NIRGraph, tgt, opts: CompileOptions, spikes: bool, say):

@@ -50,6 +50,9 @@ class CompileOptions:
         budget_criterion: how ``budget`` ranks channels (default ``sca`` with data).
         allow_semantic_change: compile although the target cannot keep the neuron semantics.
         finetune_samples: training samples for a fine-tuning ``adapt_semantics`` pass.
+        train_epochs: ``--train-epochs N``: after a cut (``--budget`` or ``prune_channels``) and its repair,
+            fine-tune the pruned model N epochs over the training split's fitting samples, distilled from the
+            model before the cut, before quantizing.
     Mapping:
         target: target name or TOML path; ``lava``/``nir``/``onnx`` also write that export.
         formats: ``"auto"`` or ``"discrete"`` synapse formats.
@@ -81,6 +84,7 @@ class CompileOptions:
     budget_criterion: str | None = None
     allow_semantic_change: bool = False
     finetune_samples: int = 2048
+    train_epochs: int | None = None
     # mapping
     target: str = "loihi-sim"
     formats: str = "auto"
@@ -124,7 +128,8 @@ class CompileOptions:
         one_of("budget criterion", self.budget_criterion, tuple(CRITERIA))
         resolve_device(self.device)
         check_formats(self.formats)
-        for name in ("limit", "max_cores", "max_chips", "calibrate", "timesteps", "batch_size", "finetune_samples"):
+        for name in ("limit", "max_cores", "max_chips", "calibrate", "timesteps", "batch_size", "finetune_samples",
+                     "train_epochs"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
                 raise UsageError(f"{name} must be a whole number >= 1, got {v!r}")
@@ -141,6 +146,13 @@ class CompileOptions:
         if self.calibrate is not None and not self.data:
             raise UsageError("--calibrate needs --data: it calibrates the quantization on that dataset's training "
                              "images")
+        if self.train_epochs is not None:
+            passes = self.passes if isinstance(self.passes, str) else ",".join(n for n, _ in self.passes)
+            if not self.data:
+                raise UsageError("--train-epochs needs --data: it fine-tunes on that dataset's training split")
+            if self.budget is None and "prune_channels" not in passes:
+                raise UsageError("--train-epochs fine-tunes a cut model: give --budget RESOURCE=VALUE or a "
+                                 "prune_channels pass in --passes")
         if self.budget is not None and not self.data:
             raise UsageError("--budget needs --data with direct (image) input: it measures the accuracy of each "
                              "pruning step on held-out images")
