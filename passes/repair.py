@@ -81,6 +81,31 @@ def _targets(node, y: torch.Tensor) -> torch.Tensor:
     return y.double().reshape(y.shape[0], y.shape[1], -1).transpose(1, 2).reshape(-1, y.shape[1])
 
 
+def _ridge_solve(G: torch.Tensor, XY: torch.Tensor, ridge: float) -> torch.Tensor:
+    """``[W' b']^T`` ``[d, C_out]`` from the Gram matrix ``G`` of the rows with a last bias column and ``XY``:
+    ``(G + lam I') s = XY``, ``lam = ridge * mean diagonal`` on the weights only (the bias is not shrunk)."""
+    d = G.shape[0]
+    reg = torch.eye(d, dtype=torch.float64) * (ridge * float(torch.diagonal(G)[:-1].mean()) if d > 1 else 0.0)
+    reg[-1, -1] = 0.0
+    return torch.linalg.solve(G + reg + torch.eye(d, dtype=torch.float64) * 1e-12, XY)
+
+
+def _set_weights(graph: nir.NIRGraph, name: str, sol: torch.Tensor):
+    """Write a solution of :func:`_ridge_solve` into node ``name`` (a ``Linear`` becomes an ``Affine``: it gains
+    the fitted bias); returns the node."""
+    node = graph.nodes[name]
+    w = np.asarray(node.weight)
+    node.weight = sol[:-1].T.numpy().reshape(w.shape).astype(w.dtype)
+    bias = sol[-1].numpy().astype(w.dtype)
+    if isinstance(node, nir.Linear):
+        new = nir.Affine(weight=node.weight, bias=bias)
+        new.input_type, new.output_type, new.metadata = node.input_type, node.output_type, dict(node.metadata or {})
+        graph.nodes[name] = node = new
+    else:
+        node.bias = bias
+    return node
+
+
 def _feeds_readout(graph, name: str) -> bool:
     """Whether ``name``'s output reaches only non-spiking neurons (an integrator/LI readout), through
     channel-preserving nodes: their voltage integrates the input over the T steps."""
@@ -169,21 +194,10 @@ def repair(pruned: nir.NIRGraph, original: nir.NIRGraph, consumers: list[str], x
                     add(xr, yr, 1.0)
                 if summed:
                     add(acc_x, acc_y, float(len(steps)))
-        lam = ridge * float(torch.diagonal(G)[:-1].mean()) if d > 1 else 0.0
-        reg = torch.eye(d, dtype=torch.float64) * lam
-        reg[-1, -1] = 0.0
-        sol = torch.linalg.solve(G + reg + torch.eye(d, dtype=torch.float64) * 1e-12, XY)  # [d, C_out]
-        w_new, b_new = sol[:-1].T, sol[-1]
+        sol = _ridge_solve(G, XY, ridge)
         # residual of the fit from the Gram matrix: ||X_a s - Y||^2 = s^T G s - 2 s^T XY + ||Y||^2
         err_after = float((sol * (G @ sol)).sum() - 2 * (sol * XY).sum()) + yy
-        node.weight = w_new.numpy().reshape(w.shape).astype(np.asarray(node.weight).dtype)
-        if isinstance(node, nir.Linear):  # a Linear has no bias: it becomes an Affine with the fitted bias
-            new = nir.Affine(weight=node.weight, bias=b_new.numpy().astype(node.weight.dtype))
-            new.input_type, new.output_type = node.input_type, node.output_type
-            new.metadata = dict(node.metadata or {})
-            pruned.nodes[c] = node = new
-        else:
-            node.bias = b_new.numpy().astype(np.asarray(node.weight).dtype)
+        node = _set_weights(pruned, c, sol)
         node.metadata = dict(node.metadata or {}, **{"snnc.repaired": {
             "rows": int(m_rows), "error_before": float(np.sqrt(err_before / max(yy, 1e-300))),
             "error_after": float(np.sqrt(max(err_after, 0.0) / max(yy, 1e-300)))}})
@@ -234,19 +248,5 @@ class ReadoutRefit:
             return False
         xs = self._sums(pruned, self.layer, target=False)
         xa = torch.cat([xs, torch.full((xs.shape[0], 1), float(self.T), dtype=torch.float64)], 1)
-        G, XY = xa.T @ xa, xa.T @ self.targets
-        d = G.shape[0]
-        reg = torch.eye(d, dtype=torch.float64) * (self.ridge * float(torch.diagonal(G)[:-1].mean()) if d > 1 else 0.0)
-        reg[-1, -1] = 0.0
-        sol = torch.linalg.solve(G + reg + torch.eye(d, dtype=torch.float64) * 1e-12, XY)
-        node = pruned.nodes[self.layer]
-        w = np.asarray(node.weight)
-        node.weight = sol[:-1].T.numpy().reshape(w.shape).astype(w.dtype)
-        bias = sol[-1].numpy().astype(w.dtype)
-        if isinstance(node, nir.Linear):
-            new = nir.Affine(weight=node.weight, bias=bias)
-            new.input_type, new.output_type, new.metadata = node.input_type, node.output_type, dict(node.metadata or {})
-            pruned.nodes[self.layer] = new
-        else:
-            node.bias = bias
+        _set_weights(pruned, self.layer, _ridge_solve(xa.T @ xa, xa.T @ self.targets, self.ridge))
         return True
