@@ -60,6 +60,19 @@ def event_splits(path: str | os.PathLike) -> dict:
     return out if "train" in out and "test" in out else {"test": p}
 
 
+def split_path(path: str | os.PathLike, split: str) -> Path:
+    """The file or folder of ``split`` of the event data at ``path`` (:func:`event_splits`).
+
+    Raises:
+        NoSplitError: no such split (a single set is the test split only).
+    """
+    splits = event_splits(path)
+    if split not in splits:
+        raise NoSplitError(f"event data {path} has no {split} split (a folder with train/ and test/ gives one); its "
+                           "samples are the test split, never used for calibration, fine-tuning or --budget")
+    return splits[split]
+
+
 def encode_rate(x: np.ndarray, num_steps: int, seed: int = 0) -> np.ndarray:
     """``[N, *shape]`` values in [0, 1] -> ``[T, N, *shape]`` float32 0/1 spikes (Bernoulli(p) per step)."""
     rng = np.random.default_rng(seed)
@@ -210,12 +223,7 @@ def load_data(spec: str, split: str, data_dir=None, limit: int | None = None, *,
             raise SnncError(f"{spec}: event data needs a spike-input model (pass --input-encoding spikes)")
         if num_steps is None:
             raise SnncError("event data needs T: pass --num-steps")
-        splits = event_splits(spec[len("events:"):])
-        if split not in splits:
-            raise NoSplitError(f"event data {spec[len('events:'):]} has no {split} split (a folder with train/ and "
-                               "test/ gives one); its samples are the test split, never used for calibration, "
-                               "fine-tuning or --budget")
-        x, y = load_events(splits[split], num_steps, limit, progress)
+        x, y = load_events(split_path(spec[len("events:"):], split), num_steps, limit, progress)
         x, check = binarise(x)
         return x, y, [check] if check else []
     x, y = D.load(spec, split, data_dir, limit=limit, progress=progress)

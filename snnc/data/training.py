@@ -15,7 +15,7 @@ import numpy as np
 
 from snnc import data as D
 from snnc.data.factory import load_factory_data
-from snnc.data.events import NoSplitError, binarise, encode, event_splits, load_events
+from snnc.data.events import binarise, encode, event_splits, load_events, split_path
 from snnc.data.sampling import stratified_order, validation_size
 from snnc.errors import SnncError
 
@@ -77,13 +77,7 @@ class TrainingData:
 def _raw(spec, split: str, data_dir, num_steps, progress=None):
     """One split, sample-major, before encoding: ``(x [N, *shape] or frames [N, T, *shape], y)``."""
     if isinstance(spec, str) and spec.startswith("events:"):
-        path = spec[len("events:"):]
-        splits = event_splits(path)
-        if split not in splits:
-            raise NoSplitError(f"event data {path} has no {split} split (a folder with train/ and test/ gives "
-                               "one); its samples are the test split, never used for calibration, fine-tuning "
-                               "or --budget")
-        x, y = load_events(splits[split], num_steps, progress=progress)
+        x, y = load_events(split_path(spec[len("events:"):], split), num_steps, progress=progress)
         return np.swapaxes(x, 0, 1), y
     return D.load(spec, split, data_dir, progress=progress)
 

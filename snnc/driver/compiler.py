@@ -295,8 +295,8 @@ def prepare_data(loaded: Loaded, opts: CompileOptions, progress=None) -> Data:
                       "source": _dataset_source(name, "train", td.train_count, opts.data_dir, opts.encode)},
             "validation": {"samples": td.val_count, "from": ("the dataset's val split" if td.val_source == "val split"
                                                              else f"carved from the training split's {td.train_count:,}")}}
-        d.fit_samples = lambda n, _td=td: fit_input(_td.fit(n)[0], want, spikes, name)[0]
         d.fit_labelled = lambda n=None, _td=td: (lambda xy: (fit_input(xy[0], want, spikes, name)[0], xy[1]))(_td.fit(n))
+        d.fit_samples = lambda n, _fl=d.fit_labelled: _fl(n)[0]
         d.validation = lambda n=None, _td=td: (lambda v: None if v is None else
                                                (fit_input(v[0], want, spikes, name)[0], v[1]))(_td.val(n))
         xc, d.calib_labels = td.fit(n_cal)
