@@ -1,7 +1,7 @@
 """Structured channel pruning on real data: keep ratios x criteria, with and without fine-tuning.
 
 For each model (the bundled fmnist_cnn and the wide fmnist_wide by default) and each keep ratio
-in {1.0, 0.5, 0.25, 0.1} x criterion in {l1, sca, attention, random}: prune every prunable layer
+in {1.0, 0.5, 0.25, 0.1} x criterion in {l1, activity, attention, random}: prune every prunable layer
 to that fraction of its channels (``prune_channels``), then measure
 
 - float accuracy (snnc's NIR reference executor) and loihi-sim accuracy (quantized, mapped,
@@ -51,7 +51,7 @@ from snnc.passes.prune import channel_groups, group_scores, prune  # noqa: E402
 from snnc.targets import load_target  # noqa: E402
 
 RATIOS = (1.0, 0.5, 0.25, 0.1)
-CRITERIA = ("l1", "sca", "attention", "random")
+CRITERIA = ("l1", "activity", "attention", "random")
 
 
 def evaluate(graph, ctx, target, xte, yte, T, rule, batch_size):
@@ -193,7 +193,7 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
-    colors = {"l1": "C0", "sca": "C1", "attention": "C2", "random": "C3", "none": "k"}
+    colors = {"l1": "C0", "activity": "C1", "attention": "C2", "random": "C3", "none": "k"}
     for ax, (name, rows) in zip(axes[0], results.items()):
         for r in rows.values():
             ax.scatter(r["graph_synapses"], 100 * r["loihi_accuracy"], color=colors.get(r["criterion"], "C4"),

@@ -45,11 +45,11 @@ from snnc.errors import SnncError
 from snnc.ir import set_types
 from snnc.ir import readout as R
 from snnc.passes.manager import PassContext, graph_num_steps, register
+from snnc.passes.prune import channel_groups, check_criterion, group_scores, plain_repair, prune, repair_cut
 from snnc.passes.repair import ReadoutRefit
 
 #: Fitting samples the quick readout refit of each candidate reads (the final keep set gets the full repair).
 RANK_SAMPLES = 2048
-from snnc.passes.prune import CRITERIA, channel_groups, group_scores, plain_repair, prune, repair_cut
 
 RESOURCES = ("cores", "synapses", "synops", "memory_bits")
 
@@ -78,8 +78,8 @@ def parse_budget(text: str) -> tuple[str, float]:
 
 def _check_options(o: dict) -> None:
     parse_budget(f"{o['resource']}={o['value']}")
-    if o["criterion"] and o["criterion"] not in CRITERIA:
-        raise SnncError(f"pass 'budget', option criterion: {o['criterion']!r} is not one of {', '.join(CRITERIA)}")
+    if o["criterion"]:
+        check_criterion(o["criterion"], "pass 'budget', option criterion")
 
 
 @register("budget", "prune channels until the mapped model fits the target within a resource budget "
@@ -93,7 +93,7 @@ def budget_pass(graph: nir.NIRGraph, ctx: PassContext, resource: str = "cores", 
     if ctx.measure is None or ctx.held_out is None:
         raise SnncError("pass 'budget' needs a measure of the mapped model and held-out images in the pass context "
                         "(snnc compile --budget RESOURCE=VALUE --data ... fills both)")
-    crit = criterion or ("sca" if ctx.calibration is not None else "l1")
+    crit = criterion or ("activity" if ctx.calibration is not None else "l1")
     refit = None
     if repair:
         x_fit = ctx.fit_samples(RANK_SAMPLES) if ctx.fit_samples is not None else ctx.calibration

@@ -26,27 +26,32 @@ channel``, higher = more important, ties broken by the lower channel index):
 ``l1``
     weight magnitude: ``s_c = sum_p ||W_p[c]||_1 / mean_c' ||W_p[c']||_1`` over the group's
     producers p (each producer normalised, so residual branches count alike).
-``sca``
-    spiking channel activity on calibration data, after Li et al., "Towards Efficient Deep
-    Spiking Neural Networks Construction with Spiking Activity based Pruning", ICML 2024:
-    ``s_c = mean_{n,t,x} |V_c| / v_th + mean_{n,t,x} S_c`` over samples n, time steps t and
-    positions x of the group's neuron nodes, with V the membrane potential before the
-    spike/reset and S the spikes (firing rate per neuron and step).
+``activity``
+    spiking channel activity on calibration data, a one-shot score *inspired by* Li et al.,
+    "Towards Efficient Deep Spiking Neural Networks Construction with Spiking Activity based
+    Pruning", ICML 2024: ``s_c = mean_{n,t,x} |V_c| / v_th + mean_{n,t,x} S_c`` over samples n,
+    time steps t and positions x of the group's neuron nodes, with V the membrane potential
+    before the spike/reset and S the spikes (firing rate per neuron and step). The difference:
+    Li et al. prune *during training* toward a sparsity schedule and regenerate channels; that
+    method is ``snnc finetune --method sca`` (:mod:`snnc.driver.methods`). The name ``sca`` is
+    kept for it and refused here with that pointer.
 ``attention``
-    activation-attention on calibration data, after Kundu et al., "Spike-Thrift: Towards
+    activation-attention on calibration data, a one-shot score *inspired by* Kundu et al., "Spike-Thrift: Towards
     Energy-Efficient Deep Spiking Neural Networks by Limiting Spiking Activity via
     Attention-Guided Compression", WACV 2021, whose attention maps are those of Zagoruyko &
     Komodakis (ICLR 2017): with spike counts ``a_{n,c}(x)`` over the T steps,
     ``A_n(x) = sum_c a_{n,c}(x)^2`` normalised to unit L2 norm per sample, the channel's
     score is its share of the attended activity ``s_c = mean_n sum_x A_n(x) a_{n,c}(x)^2``
-    (a fully connected layer has one position: ``s_c = mean_n a_{n,c}^2``).
+    (a fully connected layer has one position: ``s_c = mean_n a_{n,c}^2``). The difference:
+    Spike-Thrift uses these maps to distil the uncompressed model into the compressed one during
+    training (``snnc finetune --method spike-thrift``), not to rank channels.
 ``random``
     a seeded random permutation (the control).
 
 Options: ``criterion``; ``ratio`` — the fraction of each prunable group's channels to KEEP
 (1.0 prunes nothing); ``ratios`` — per-group keep fractions ``"lif1=0.5 lif2=0.25"`` (groups are
 named after their first neuron node; overrides ``ratio``); ``min_channels``; ``samples`` —
-calibration samples for ``sca``/``attention``.
+calibration samples for ``activity``/``attention``.
 """
 from __future__ import annotations
 
@@ -252,7 +257,7 @@ def record_activity(graph: nir.NIRGraph, groups: list[ChannelGroup], ctx: PassCo
     each ``[T, N, *shape]`` float32, from a reference run on up to ``samples`` calibration inputs."""
 
     if ctx.calibration is None:
-        raise SnncError("prune_channels: criteria 'sca' and 'attention' need calibration data "
+        raise SnncError("prune_channels: criteria 'activity' and 'attention' need calibration data "
                          "(compile with --data, or pass PassContext(calibration=...))")
     names = sorted({n for g in groups for n in g.neurons})
     record = tuple(names) + tuple(f"{n}#vpre" for n in names)
@@ -281,7 +286,7 @@ def score_l1(group, graph, activity, rng) -> np.ndarray:
     return s
 
 
-def score_sca(group, graph, activity, rng) -> np.ndarray:
+def score_activity(group, graph, activity, rng) -> np.ndarray:
     s = np.zeros(group.channels)
     for n in group.neurons:
         node = graph.nodes[n]
@@ -310,8 +315,24 @@ def score_random(group, graph, activity, rng) -> np.ndarray:
     return rng.permutation(group.channels).astype(np.float64)
 
 
-CRITERIA = {"l1": score_l1, "sca": score_sca, "attention": score_attention, "random": score_random}
-NEEDS_DATA = ("sca", "attention")
+CRITERIA = {"l1": score_l1, "activity": score_activity, "attention": score_attention, "random": score_random}
+NEEDS_DATA = ("activity", "attention")
+#: Criterion names that belong to a during-training method, with where that method is.
+TRAINING_ONLY = {"sca": "Li et al.'s spiking-channel-activity pruning prunes and regenerates channels during "
+                        "training: snnc finetune --method sca (or snnc compile --train-epochs N --train-method sca); "
+                        "the one-shot activity score is criterion 'activity'"}
+
+
+def check_criterion(criterion: str, where: str) -> None:
+    """Refuse an unknown criterion in one line, pointing ``sca`` to its during-training method.
+
+    Raises:
+        ValueError: ``criterion`` is not in :data:`CRITERIA`.
+    """
+    if criterion in TRAINING_ONLY:
+        raise SnncError(f"{where}: criterion {criterion!r} is not a one-shot score. {TRAINING_ONLY[criterion]}")
+    if criterion not in CRITERIA:
+        raise SnncError(f"{where}: {criterion!r} is not one of {', '.join(CRITERIA)}")
 
 
 def choose_keep(scores: np.ndarray, n_keep: int) -> np.ndarray:
@@ -345,10 +366,9 @@ def group_scores(graph: nir.NIRGraph, ctx: PassContext, criterion: str, groups: 
     """``{group name: score per channel}`` by ``criterion`` for ``groups`` of ``graph``.
 
     Raises:
-        ValueError: unknown criterion; sca/attention without calibration data.
+        ValueError: unknown criterion; activity/attention without calibration data.
     """
-    if criterion not in CRITERIA:
-        raise SnncError(f"pass 'prune_channels': unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
+    check_criterion(criterion, "pass 'prune_channels', option criterion")
     activity = record_activity(graph, groups, ctx, samples) if groups and criterion in NEEDS_DATA else {}
     rng = np.random.default_rng(ctx.seed)
     return {g.name: CRITERIA[criterion](g, graph, activity, rng) for g in groups}
@@ -361,12 +381,11 @@ def prune(graph: nir.NIRGraph, ctx: PassContext, criterion: str, keep: dict[str,
     Returns ``(graph, log)`` with per-group kept/total and the reasons groups were kept whole.
 
     Raises:
-        ValueError: unknown criterion, a quantized graph, missing calibration data for sca/attention,
+        ValueError: unknown criterion, a quantized graph, missing calibration data for activity/attention,
             unknown group names.
     """
 
-    if criterion not in CRITERIA:
-        raise SnncError(f"pass 'prune_channels': unknown criterion {criterion!r}; known: {', '.join(CRITERIA)}")
+    check_criterion(criterion, "pass 'prune_channels', option criterion")
     if (graph.metadata or {}).get("snnc.quantized"):
         raise SnncError("prune_channels must run before quantize (the graph is already quantized)")
     groups = channel_groups(graph)
@@ -423,9 +442,7 @@ def repair_cut(pruned: nir.NIRGraph, original: nir.NIRGraph, ctx, samples: int =
 
 
 def _check_options(o: dict) -> None:
-    if o["criterion"] not in CRITERIA:
-        raise SnncError(f"pass 'prune_channels', option criterion: {o['criterion']!r} is not one of "
-                         f"{', '.join(CRITERIA)}")
+    check_criterion(o["criterion"], "pass 'prune_channels', option criterion")
     if not 0 < o["ratio"] <= 1:
         raise SnncError(f"pass 'prune_channels', option ratio: {o['ratio']} is outside (0, 1] (the fraction of "
                          "channels to keep)")
@@ -436,7 +453,7 @@ def _check_options(o: dict) -> None:
 
 
 @register("prune_channels", "remove whole output channels (conv) / features (dense) and everything tied to them; "
-          "criteria l1, sca (spiking channel activity), attention, random; ratio = fraction of channels kept; "
+          "criteria l1, activity (spiking channel activity, one-shot), attention, random; ratio = fraction of channels kept; "
           "repair (default on): refit the layers that read cut channels in closed form",
           check=_check_options, criterion="l1", ratio=0.5, ratios="", min_channels=1, samples=256, repair=True,
           repair_samples=8192)

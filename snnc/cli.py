@@ -203,12 +203,17 @@ def main():
 @click.option("--budget", default=None, metavar="RESOURCE=VALUE",
               help="compress to fit: prune channels until the mapped model fits the target within the budget "
                    "(cores=K, synapses=N, synops=N or memory_bits=N); needs --data")
-@click.option("--budget-criterion", type=click.Choice(["l1", "sca", "attention", "random"]), default=None,
-              help="how --budget ranks channels [default: sca]")
+@click.option("--budget-criterion", type=click.Choice(["l1", "activity", "attention", "random"]), default=None,
+              help="how --budget ranks channels [default: activity]")
 @click.option("--train-epochs", type=click.IntRange(min=1), default=None, metavar="N",
               help="after the cut (--budget or a prune_channels pass) and its repair, fine-tune N epochs over the "
                    "training split, distilled from the model before the cut, then quantize: one command to a "
-                   "deployable model")
+                   "deployable model; with --timesteps T' alone it trains the folded model at T'")
+@click.option("--train-method", type=click.Choice(["plain", "spike-thrift"]), default="plain", show_default=True,
+              help="with --train-epochs: plain distilled fine-tuning, or spike-thrift (attention transfer from the "
+                   "model before the cut + thresholds and leaks trained on the target's du/dv grid)")
+@click.option("--train-synops", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="LAMBDA",
+              help="with --train-epochs: SynOps regulariser weight (LAMBDA x SynOps / SynOps at the start)")
 @click.option("--weight-bits", type=click.IntRange(2, 8), default=None,
               help="synaptic weight bits (quantize weight_bits; 8, 6, 4, 2...) [default: 8]")
 @click.option("--per-channel", is_flag=True,
@@ -244,8 +249,8 @@ def main():
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
 @_guard
 def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_cores, max_chips, formats, budget,
-                budget_criterion, train_epochs, weight_bits, per_channel, calibrate, timesteps, trust_pickle, weights,
-                allow_semantic_change, dt, num_steps, input_shape, input_encoding, reset, batch_size, seed, force,
+                budget_criterion, train_epochs, train_method, train_synops, weight_bits, per_channel, calibrate,
+                timesteps, trust_pickle, weights, allow_semantic_change, dt, num_steps, input_shape, input_encoding, reset, batch_size, seed, force,
                 device, as_json):
     """Compile MODEL into OUT for a target.
 
@@ -261,7 +266,8 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
                           input_shape=_shape(input_shape), input_encoding=input_encoding, reset=reset, seed=seed,
                           batch_size=batch_size, force=force, weights=weights, encode=encode,
                           allow_semantic_change=allow_semantic_change, budget=budget,
-                          budget_criterion=budget_criterion, train_epochs=train_epochs, weight_bits=weight_bits,
+                          budget_criterion=budget_criterion, train_epochs=train_epochs,
+                          train_method=train_method, train_synops=train_synops, weight_bits=weight_bits,
                           per_channel=per_channel,
                           calibrate=calibrate, timesteps=timesteps, formats=formats, device=device,
                           **({"passes": passes} if passes else {})).checked()
@@ -381,7 +387,7 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--passes", default=None, help="passes to run before fine-tuning, e.g. "
-              "'fold_bn,prune_channels:criterion=sca;ratio=0.25' (no quantize) [default: fold_bn]")
+              "'fold_bn,prune_channels:criterion=activity;ratio=0.25' (no quantize) [default: fold_bn]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--train-limit", type=click.IntRange(min=2), default=None,
@@ -396,7 +402,22 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
 @click.option("--teacher", default=None, metavar="MODEL",
               help="with --distill: distil from this model (file or shipped name), e.g. the unpruned model when "
               "MODEL is already pruned (a --budget output or an earlier fine-tuned checkpoint)")
-@click.option("--regrow", is_flag=True, help="SCA-style prune-and-regrow during fine-tuning (needs prune_channels)")
+@click.option("--method", type=click.Choice(["plain", "sca", "minimax", "spike-thrift"]), default="plain",
+              show_default=True,
+              help="training method: plain fine-tuning; sca = Li et al.'s spiking-channel-activity pruning with "
+              "regeneration during training (needs --keep); minimax = resource-constrained primal-dual pruning "
+              "adapted from Chen et al. to channels and synapses (needs --keep); spike-thrift = attention transfer "
+              "from the uncompressed model + thresholds and leaks trained on the target's grid (Kundu et al.)")
+@click.option("--keep", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="F",
+              help="with --method sca or minimax: the fraction of each layer's channels to keep (minimax: the "
+              "synapses of a uniform cut to F, distributed over the layers by the method)")
+@click.option("--attention", type=click.FloatRange(min=0), default=None, metavar="BETA",
+              help="attention-transfer weight (Zagoruyko & Komodakis' beta; spike-thrift: 1000; 0 = off)")
+@click.option("--synops", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="LAMBDA",
+              help="spike-rate regulariser: LAMBDA x SynOps per sample / SynOps at the start")
+@click.option("--train-thresholds/--no-train-thresholds", default=None,
+              help="train one threshold and one leak per layer, the leak on the target's du/dv grid "
+              "[default: on for spike-thrift]")
 @click.option("--qat", is_flag=True, help="quantization-aware training: straight-through fake quantization of the "
               "weights with the quantize pass's formats (--weight-bits, --per-channel, --calibrate)")
 @click.option("--weight-bits", type=click.IntRange(2, 8), default=8, show_default=True,
@@ -413,14 +434,16 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
               help="where torch work runs: training and evaluation; auto = CUDA when available")
 @_guard
 def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_limit, val_samples, limit, distill,
-             teacher, regrow, qat, weight_bits, per_channel, calibrate, num_steps, input_shape, trust_pickle, seed, force,
+             teacher, method, keep, attention, synops, train_thresholds, qat, weight_bits, per_channel, calibrate, num_steps, input_shape, trust_pickle, seed, force,
              device):
     """Fine-tune MODEL (model file, shipped name, or a compile output folder) after passes such as
-    pruning, with surrogate gradients on a dataset; write an snnc checkpoint that `snnc compile` takes."""
+    pruning, with surrogate gradients on a dataset, or compress it while training (--method); write an snnc
+    checkpoint that `snnc compile` takes. With fold_timesteps in --passes the model trains at the folded T'."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from snnc.driver.finetune import finetune_model
+    from snnc.driver.methods import Recipe
     from snnc.driver.options import CompileOptions
     console = Console(stderr=True)
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
@@ -432,6 +455,7 @@ def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_l
             tasks[epoch] = bar.add_task(f"epoch {epoch + 1}/{epochs}", total=steps, loss=loss)
         bar.update(tasks[epoch], completed=step, loss=loss)
 
+    recipe = Recipe(method=method, keep=keep, attention=attention, synops=synops, thresholds=train_thresholds)
     with bar:
         opts = CompileOptions(data=data, data_dir=data_dir, limit=limit, seed=seed, force=force,
                               trust_pickle=trust_pickle, num_steps=num_steps, input_shape=_shape(input_shape),
@@ -439,10 +463,13 @@ def finetune(model, out, data, data_dir, epochs, passes, lr, batch_size, train_l
                               device=device).checked()
         meta = finetune_model(model, out, opts, epochs=epochs, passes=passes, lr=lr, batch_size=batch_size,
                               train_limit=train_limit, val_samples=val_samples, distill=distill, teacher=teacher,
-                              regrow=regrow, qat=qat, progress=progress, log=lambda m: console.print(f"snnc: {m}"))
+                              recipe=recipe, qat=qat, progress=progress, log=lambda m: console.print(f"snnc: {m}"))
     click.echo(f"wrote {out}: float test accuracy {100 * meta['float_test_accuracy_before']:.2f}% -> "
                f"{100 * meta['float_test_accuracy']:.2f}% on {meta['test_samples']:,} images "
-               f"({meta['epochs']} epoch(s), passes {meta['passes']})")
+               f"({meta['epochs']} epoch(s) at T = {meta['num_steps']}, passes {meta['passes']}, "
+               f"method {meta['method']['method']})")
+    if meta["method"].get("pruning"):
+        click.echo(f"kept channels: {meta['method']['pruning']['kept']}")
     if "qat" in meta:
         qm = meta["qat"]
         click.echo(f"quantization-aware ({qm['weight_bits']}-bit, {qm['scales']} scales"

@@ -20,7 +20,7 @@ from snnc.ir.reference import run_graph
 
 from conftest import TinySNN, digits_batch
 
-CRITERIA = ("l1", "sca", "attention", "random")
+CRITERIA = ("l1", "activity", "attention", "random")
 
 
 def folded(model, shape=(1, 8, 8), T=4):
@@ -101,7 +101,7 @@ def test_residual_sums_are_pruned_together(tmp_path):
     assert sorted(groups["lif3"].producers) == ["conv3", "short"] and groups["lif3"].consumers == [("fc", 16)]
     assert sorted(c for c, _ in groups["lif1"].consumers) == ["conv2", "short"]
     assert not groups["ro"].prunable and "never pruned" in groups["ro"].reason
-    g2 = Pipeline("prune_channels:criterion=sca;ratio=0.4").run(g, PassContext(calibration=digits_batch(16),
+    g2 = Pipeline("prune_channels:criterion=activity;ratio=0.4").run(g, PassContext(calibration=digits_batch(16),
                                                                                num_steps=4))
     assert g2.nodes["conv3"].weight.shape[0] == g2.nodes["short"].weight.shape[0] == 2
     assert g2.nodes["short"].weight.shape[1] == g2.nodes["conv2"].weight.shape[1] == 2
@@ -139,7 +139,8 @@ def test_channels_that_cannot_be_removed_are_kept_with_a_reason():
 
 
 @pytest.mark.parametrize("spec,needle", [
-    ("prune_channels:criterion=magic", "is not one of l1, sca, attention, random"),
+    ("prune_channels:criterion=magic", "is not one of l1, activity, attention, random"),
+    ("prune_channels:criterion=sca", "snnc finetune --method sca"),
     ("prune_channels:ratio=0", "outside (0, 1]"),
     ("prune_channels:ratio=1.5", "outside (0, 1]"),
     ("prune_channels:ratios=lif1", "is not NAME=FRACTION"),
@@ -156,7 +157,7 @@ def test_unknown_group_and_data_needed():
     with pytest.raises(ValueError, match="no prunable group"):
         Pipeline("prune_channels:ratios=nope=0.5").run(g, PassContext(num_steps=4))
     with pytest.raises(ValueError, match="need calibration data"):
-        Pipeline("prune_channels:criterion=sca").run(g, PassContext(num_steps=4))
+        Pipeline("prune_channels:criterion=activity").run(g, PassContext(num_steps=4))
     q = Pipeline("quantize").run(g, PassContext(num_steps=4))
     with pytest.raises(ValueError, match="before quantize"):
         prune(q, PassContext(num_steps=4), "l1", 0.5)
@@ -184,11 +185,11 @@ def tiny_pickle(tmp_path_factory):
 def test_report_pruning_section(tiny_pickle, tmp_path):
     code, err, _ = run("compile", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4, "-o",
                        tmp_path / "o", "--data", "digits", "--limit", 60,
-                       "--passes", "fold_bn,prune_channels:criterion=sca;ratio=0.5,quantize")
+                       "--passes", "fold_bn,prune_channels:criterion=activity;ratio=0.5,quantize")
     assert code == 0, err
     rep = json.loads((tmp_path / "o" / "report.json").read_text())
     pr = rep["pruning"]
-    assert pr["criterion"] == "sca" and pr["layers"] == {"lif1": {"kept": 4, "total": 8},
+    assert pr["criterion"] == "activity" and pr["layers"] == {"lif1": {"kept": 4, "total": 8},
                                                          "lif2": {"kept": 3, "total": 6}}
     for key in ("neurons", "synapses", "graph_synapses", "synops", "cores", "memory_bits", "energy_pJ"):
         assert pr["after"][key] <= pr["before"][key], key
@@ -325,13 +326,80 @@ def test_finetune_from_a_compile_output_folder_writes_a_safe_checkpoint(tiny_pic
     assert code == 1 and "give --distill" in err
 
 
-def test_finetune_regrow_keeps_the_channel_count(tiny_pickle, tmp_path):
+def test_training_methods_prune_while_training(tiny_pickle, tmp_path):
+    # sca and minimax start from the unpruned graph and end with the target: the model comes back pruned
     from snnc.driver.finetune import finetune
+    from snnc.driver.methods import Recipe, SynapseCount, minimax_budget
     from snnc.data import load_digits
     g = folded(TinySNN(channels=8))  # the module tiny_pickle holds
     x, y = load_digits("train")
-    keep = {gr.name: np.arange(gr.channels // 2) for gr in channel_groups(g) if gr.prunable}
-    model, hist = finetune(g, x[:600], y[:600], 4, epochs=2, batch_size=64, regrow=keep, regrow_fraction=0.5)
+    model, hist = finetune(g, x[:640], y[:640], 4, epochs=2, batch_size=64, recipe=Recipe("sca", keep=0.5))
     out = model.to_nir()
-    assert out.nodes["conv1"].weight.shape[0] == 4 and out.nodes["conv2"].weight.shape[0] == 3
-    assert sum(h["channels_swapped"] for h in hist) > 0
+    rep = model.method_report["pruning"]
+    # one global ranking: 7 of the 14 channels kept, split over the layers by activity (at least one each)
+    kept = out.nodes["conv1"].weight.shape[0] + out.nodes["conv2"].weight.shape[0]
+    assert kept == 7 and min(rep["kept"].values()) >= 1 and rep["updates"][-1]["kept_fraction_target"] == 0.5
+    assert rep["updates"][0]["kept_fraction_target"] > 0.5 and sum(u["regrown"] for u in rep["updates"]) > 0
+    assert len(hist) == 2 and all("kept" in h for h in hist)
+    # minimax: the synapse budget of a uniform cut to 0.5, met (or forced) by the end, and exact synapse counts
+    budget = minimax_budget(g, 0.5)
+    assert 0.2 < budget < 0.6
+    model, _ = finetune(g, x[:640], y[:640], 4, epochs=2, batch_size=64, recipe=Recipe("minimax", keep=0.5))
+    out = model.to_nir()
+    rep = model.method_report["pruning"]
+    assert rep["reached_at_batch"] is not None and rep["trace"]
+    assert graph_figures(out)["synapses"] <= budget * graph_figures(g)["synapses"] + 1
+    groups = [gr for gr in channel_groups(g) if gr.prunable]
+    count = SynapseCount(g, groups)
+    assert count.total == graph_figures(g)["synapses"]
+    half = {gr.name: torch.tensor([1.0] * (gr.channels // 2) + [0.0] * (gr.channels - gr.channels // 2))
+            for gr in groups}
+    cut, _ = prune(copy.deepcopy(g), PassContext(), "l1", {gr.name: gr.channels // 2 for gr in groups})
+    # any masks: the count equals the synapses of the graph cut to those channels (here the l1 cut's sizes)
+    assert count(half) == graph_figures(cut)["synapses"]
+
+
+def test_spike_thrift_trains_thresholds_and_leaks_on_the_grid(tiny_pickle):
+    from snnc.driver.finetune import finetune
+    from snnc.driver.methods import Recipe, attention_map
+    from snnc.data import load_digits
+    g = folded(TinySNN(channels=8))
+    cut, _ = prune(copy.deepcopy(g), PassContext(), "l1", 0.5)
+    x, y = load_digits("train")
+    model, hist = finetune(cut, x[:384], y[:384], 4, epochs=1, batch_size=64, teacher=g,
+                           recipe=Recipe("spike-thrift", synops=0.1))
+    rep = model.method_report
+    assert rep["attention_layers"] == ["lif1", "lif2"] and rep["thresholds"] and rep["attention"] == 1000.0
+    out = model.to_nir()
+    for name in ("lif1", "lif2"):
+        gain = rep["neurons"][name]["threshold_gain"]
+        assert gain != 1.0
+        np.testing.assert_allclose(out.nodes[name].v_threshold, cut.nodes[name].v_threshold * gain, rtol=1e-5)
+        # the leak sits on the 12-bit du/dv grid: dt/tau_mem = (dv + 0) / 4096 exactly
+        c = float(out.nodes[name].metadata["snnc.dt"]) / out.nodes[name].tau_mem
+        np.testing.assert_allclose(c * 4096, np.round(c * 4096), atol=1e-3)
+    assert "synops_per_sample" in hist[0] and hist[0]["synop_energy_uJ"] > 0
+    # attention maps: unit norm per sample, invariant to the number of channels summed
+    a = torch.rand(3, 4, 5, 5)
+    q = attention_map(a)
+    np.testing.assert_allclose(q.norm(dim=1).numpy(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(attention_map(torch.cat([a, a], 1)).numpy(), q.numpy(), rtol=1e-5)
+
+
+def test_finetune_trains_at_the_folded_t(tiny_pickle, tmp_path):
+    ck = tmp_path / "ft.pt"
+    code, err, out = run("finetune", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4,
+                         "--data", "digits", "--val-samples", 300, "--epochs", 1, "--limit", 40,
+                         "--passes", "fold_bn,fold_timesteps:steps=2", "--distill", 0.5, "-o", ck)
+    assert code == 0, err
+    assert "at T = 2" in out
+    loaded = torch.load(ck, weights_only=True)
+    assert loaded["config"]["metadata"]["snnc.num_steps"] == 2 and loaded["meta"]["num_steps_before_folding"] == 4
+    code, err, out = run("finetune", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4,
+                         "--data", "digits", "--method", "sca", "-o", tmp_path / "x.pt")
+    assert code == 1 and "give the keep target" in err
+    code, err, out = run("finetune", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4,
+                         "--data", "digits", "--method", "sca", "--keep", 0.5, "--passes",
+                         "fold_bn,prune_channels:ratio=0.5", "-o", tmp_path / "x.pt")
+    assert code == 1 and "leave prune_channels out" in err and not (tmp_path / "x.pt").exists()
+

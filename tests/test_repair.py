@@ -165,4 +165,28 @@ def test_train_epochs_fine_tunes_the_cut_model_in_one_compile(tmp_path):
     c = runner.invoke(main, ["compile", str(tmp_path / "t.pt"), "--trust-pickle", "--input-shape", "1,8,8",
                              "--num-steps", "4", "--data", "digits", "-o", str(tmp_path / "c"), "--train-epochs", "1"])
     assert c.exit_code == 2 or c.exit_code == 1
-    assert "--train-epochs fine-tunes a cut model" in c.output
+    assert "--train-epochs trains a cut or folded model" in c.output
+    # spike-thrift on the cut model: thresholds and leaks trained, attention maps matched, reported
+    d = runner.invoke(main, base + ["-o", str(tmp_path / "d"), "--train-epochs", "1", "--train-method", "spike-thrift"])
+    assert d.exit_code == 0, d.output
+    md = json.loads(d.stdout)["pruning"]["training"]["method"]
+    assert md["method"] == "spike-thrift" and md["attention_layers"] == ["lif1", "lif2"]
+    assert md["neurons"]["lif1"]["threshold_gain"] != 1.0
+
+
+def test_train_epochs_with_timesteps_trains_at_the_folded_t(tmp_path):
+    import json
+    from click.testing import CliRunner
+    from snnc.cli import main
+    torch.save(TinySNN(channels=8), tmp_path / "t.pt")
+    base = ["compile", str(tmp_path / "t.pt"), "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", "4",
+            "--data", "digits", "--limit", "100", "--timesteps", "2", "--json"]
+    runner = CliRunner()
+    a = runner.invoke(main, base + ["-o", str(tmp_path / "a"), "--train-epochs", "1"])
+    assert a.exit_code == 0, a.output
+    ra = json.loads(a.stdout)
+    train = next(e for e in ra["pipeline"] if e["pass"] == "train")
+    assert train["notes"]["num_steps"] == 2 and [e["pass"] for e in ra["pipeline"]] == [
+        "fold_bn", "fold_timesteps", "train", "quantize"]
+    c = runner.invoke(main, base + ["-o", str(tmp_path / "c"), "--train-method", "spike-thrift"])
+    assert c.exit_code in (1, 2) and "--train-method and --train-synops shape the training" in c.output

@@ -40,6 +40,7 @@ from snnc.data.training import load_training
 from snnc.driver.budget import chip_figures
 from snnc.driver.options import CompileOptions
 from snnc.driver.finetune import finetune
+from snnc.driver.methods import Recipe
 from snnc.backends.loihi.compile import compile_graph
 from snnc.backends.loihi.energy import measure
 from snnc.backends.loihi.rules import DesignRuleError
@@ -378,6 +379,8 @@ def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say, progr
     post = Pipeline(pipe.passes[q:])
     ctx.measure = lambda g, x_sim: chip_figures(g, post, tgt, ctx, x_sim, device=dev, **mapping)
     cut = next((i for i, n in enumerate(names) if n in ("prune_channels", "budget")), None)
+    if cut is None and opts.train_epochs and "fold_timesteps" in names[:q]:  # training at the folded T'
+        cut = names.index("fold_timesteps")
     if cut is None:
         return Passed(pipe.run(loaded.graph, ctx), None, None, pipe, ctx)
     g_pre = Pipeline(pipe.passes[:cut]).run(loaded.graph, ctx)
@@ -385,10 +388,13 @@ def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say, progr
     training = None
     if opts.train_epochs:
         g_struct, training = train_cut(g_struct, g_pre, data, opts, int(loaded.T), dev, say, progress)
-        ctx.log.append({"pass": "train", "options": {"epochs": opts.train_epochs, "distill": TRAIN_DISTILL},
+        ctx.log.append({"pass": "train", "options": {"epochs": opts.train_epochs, "distill": TRAIN_DISTILL,
+                                                     "method": opts.train_method, "synops": opts.train_synops},
                         "time_s": training["time_s"], "notes": {k: v for k, v in training.items() if k != "history"}})
     compiled = post.run(g_struct, ctx)
-    pr = g_struct.metadata["snnc.pruning"]
+    pr = (g_struct.metadata or {}).get("snnc.pruning")
+    if pr is None:  # trained at T' without a cut: the training log goes to the pipeline entry only
+        return Passed(compiled, None, None, pipe, ctx)
     pruning = {"criterion": pr["criterion"], "layers": pr["layers"]}
     if "repair" in pr:
         pruning["repair"] = pr["repair"]
@@ -409,11 +415,13 @@ def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say, progr
 
 
 def train_cut(graph, teacher, data: Data, opts: CompileOptions, T: int, dev, say, progress=None):
-    """``--train-epochs N``: fine-tune the cut model ``graph`` N epochs over all fitting samples of the training
-    split (the sampling rule), distilled (weight :data:`TRAIN_DISTILL`, Hinton et al. 2015) from ``teacher``, the
-    model before the cut, with :func:`snnc.driver.finetune.finetune` (surrogate gradients, Adam lr 1e-3 with a
-    cosine schedule); the per-epoch accuracy is on the ``--budget`` held-out validation samples, or the first
-    512 validation samples. Returns ``(trained graph, log)``.
+    """``--train-epochs N``: train the cut (or folded) model ``graph`` N epochs over all fitting samples of the
+    training split (the sampling rule), distilled (weight :data:`TRAIN_DISTILL`, Hinton et al. 2015) from
+    ``teacher``, the model before the cut (at its own T ``T``; ``graph`` trains at its own, T' after
+    ``fold_timesteps``), with :func:`snnc.driver.finetune.finetune` (surrogate gradients, Adam lr 1e-3 with a
+    cosine schedule) and the recipe ``--train-method``/``--train-synops`` (:class:`snnc.driver.methods.Recipe`);
+    the per-epoch accuracy is on the ``--budget`` held-out validation samples, or the first 512 validation
+    samples. Returns ``(trained graph, log)``.
 
     Raises:
         SnncError: spike-input models (finetune trains on direct input).
@@ -429,11 +437,15 @@ def train_cut(graph, teacher, data: Data, opts: CompileOptions, T: int, dev, say
         f"model before the cut ({dev.type})")
     t0 = time.perf_counter()
     cb = ((lambda e, s, n, loss: progress(f"training epoch {e + 1}/{opts.train_epochs}", s, n)) if progress else None)
-    model, history = finetune(graph, x, y, T, epochs=int(opts.train_epochs), seed=opts.seed, x_val=xv, y_val=yv,
-                              teacher=teacher, distill=TRAIN_DISTILL, device=dev, progress=cb, log=say)
+    T_train = int((graph.metadata or {}).get("snnc.num_steps") or T)
+    recipe = Recipe(method=opts.train_method, synops=float(opts.train_synops))
+    model, history = finetune(graph, x, y, T_train, epochs=int(opts.train_epochs), seed=opts.seed, x_val=xv,
+                              y_val=yv, teacher=teacher, teacher_steps=T, distill=TRAIN_DISTILL, recipe=recipe,
+                              device=dev, progress=cb, log=say)
     trained = model.to_nir()
     trained.metadata = dict(graph.metadata or {})
     return trained, {"epochs": int(opts.train_epochs), "samples": int(len(y)), "distill": TRAIN_DISTILL,
+                     "num_steps": T_train, "method": model.method_report,
                      "teacher": "the model before the cut", "val_samples": 0 if yv is None else int(len(yv)),
                      "time_s": round(time.perf_counter() - t0, 1), "history": history}
 

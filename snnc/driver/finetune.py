@@ -9,14 +9,10 @@ model) — ``loss = (1 - a) CE(s, y) + a tau^2 KL(softmax(t / tau) || softmax(s 
 (Hinton et al., "Distilling the Knowledge in a Neural Network", 2015) — and random horizontal
 flips as in the zoo's training recipe.
 
-With ``regrow`` (SCA-style prune-and-regrow, after Li et al., ICML 2024), the graph is trained
-*unpruned* with a 0/1 gate on each prunable group's output channels that starts from the
-pruned keep set; a few times per epoch the ``k`` open channels with the lowest spiking
-channel activity (:func:`snnc.passes.prune.score_sca`, on the current batch) are closed and the
-``k`` closed channels with the largest accumulated gradient magnitude of their gate are
-reopened (``k`` = ``regrow_fraction`` of the closed channels, annealed to 0 by a cosine), so
-the number of channels stays fixed. At the end the closed channels are removed
-(:func:`snnc.passes.prune.apply_keep`).
+A :class:`snnc.driver.methods.Recipe` adds the compression methods that train: ``sca`` (Li et al.'s
+spiking-channel-activity pruning with regeneration), ``minimax`` (adapted from Chen et al.'s primal-dual
+resource-constrained compression), ``spike-thrift`` (Kundu et al.'s attention transfer with trained thresholds
+and leaks), and a SynOps regulariser; see that module.
 
 With ``qat`` (quantization-aware training), the forward pass uses fake-quantized weights of every
 on-chip projection: ``W_q = W + (Q(W) - W).detach()`` (the straight-through estimator: the gradient
@@ -32,7 +28,6 @@ Tensors: ``x`` ``[N, *input_shape]`` float32 images, ``y`` ``[N]`` int64 labels.
 from __future__ import annotations
 
 import copy
-import math
 import shlex
 import sys
 import time
@@ -55,9 +50,10 @@ from snnc.ir import node_shape, output_classes, set_types
 from snnc.ir import readout as R
 from snnc.ir.trainable import GraphSNN, checkpoint
 from snnc.ir.validate import check_graph, check_num_steps
-from snnc.neurons import reset_states
 from snnc.passes import PassContext, Pipeline
-from snnc.passes.prune import apply_keep, channel_groups, score_sca
+from snnc.passes.prune import apply_keep, channel_groups
+from snnc.driver.methods import (Minimax, NeuronTraining, Recipe, SCAPruning, SynOpsPenalty, attention_layers,
+                                 attention_loss, forward_counts, minimax_budget)
 from snnc.passes.quantize import weight_grids
 from snnc.targets import load_target
 
@@ -130,107 +126,45 @@ class _FakeQuant:
             self.model.ex._p[node]["weight"] = w + (wq - w.detach())
 
 
-class _Gates:
-    """0/1 channel gates on the producers of each prunable group (for prune-and-regrow)."""
-
-    def __init__(self, model: GraphSNN, groups, keep: dict, device=None):
-        self.model, self.groups = model, [g for g in groups if g.name in keep]
-        self.mask = {}
-        self.grad = {}
-        for g in self.groups:
-            m = torch.zeros(g.channels)
-            m[torch.as_tensor(keep[g.name])] = 1.0
-            self.mask[g.name] = m.to(device).requires_grad_(True)
-            self.grad[g.name] = torch.zeros(g.channels)
-
-    def apply(self):
-        """Point the executor at gated weights (recomputed each batch, so gradients reach the gates)."""
-        for g in self.groups:
-            m = self.mask[g.name]
-            for p in g.producers:
-                for attr in ("weight", "bias"):
-                    key = f"{p.replace('.', '__')}::{attr}"
-                    if key in self.model.weights:
-                        w = self.model.weights[key]
-                        self.model.ex._p[p][attr] = w * m.reshape((-1,) + (1,) * (w.dim() - 1))
-
-    def accumulate(self):
-        for g in self.groups:
-            if self.mask[g.name].grad is not None:
-                self.grad[g.name] += self.mask[g.name].grad.abs().cpu()
-                self.mask[g.name].grad = None
-
-    def swap(self, activity, fraction: float) -> int:
-        """Close the least active open channels, open the closed ones with the largest gate gradient."""
-        swapped = 0
-        for g in self.groups:
-            m = self.mask[g.name].detach().cpu()
-            closed = torch.nonzero(m == 0).reshape(-1)
-            opened = torch.nonzero(m > 0).reshape(-1)
-            k = int(round(fraction * len(closed)))
-            k = min(k, len(closed), len(opened) - 1)
-            if k <= 0:
-                continue
-            act = torch.as_tensor(score_sca(g, self.model.graph, activity, None))
-            drop = opened[torch.argsort(act[opened], stable=True)[:k]]
-            grow = closed[torch.argsort(-self.grad[g.name][closed], stable=True)[:k]]
-            with torch.no_grad():
-                self.mask[g.name][drop.to(self.mask[g.name].device)] = 0.0
-                self.mask[g.name][grow.to(self.mask[g.name].device)] = 1.0
-            self.grad[g.name].zero_()
-            swapped += k
-        return swapped
-
-    def keep_sets(self) -> dict:
-        return {g.name: np.flatnonzero(self.mask[g.name].detach().cpu().numpy() > 0) for g in self.groups}
-
-
-def _activity(model: GraphSNN, x: torch.Tensor, num_steps: int, names, spikes: bool = False) -> dict:
-    """Spikes and pre-reset voltages ``[T, B, *shape]`` of neuron nodes on a batch (no gradient)."""
-    rec = {n: {"s": [], "v": []} for n in names}
-    reset_states(model)
-    with torch.no_grad():
-        for xt in (list(x) if spikes else [x] * num_steps):
-            model(xt)
-            for n in names:
-                rec[n]["s"].append(model.ex.values[n].float().cpu())
-                rec[n]["v"].append(model.ex.state[n]["vpre"].float().cpu())
-    reset_states(model)
-    return {n: {k: torch.stack(v) for k, v in d.items()} for n, d in rec.items()}
-
-
 def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 1, lr: float = 1e-3,
              batch_size: int = 128, seed: int = 0, x_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
              teacher=None, teacher_scores: np.ndarray | None = None, distill: float = 0.0, temperature: float = 4.0,
-             flip: bool = True, regrow: dict | None = None, regrow_fraction: float = 0.2, regrow_per_epoch: int = 4,
+             flip: bool = True, recipe: Recipe | None = None, teacher_steps: int | None = None,
              spikes: bool = False, progress=None, log=None, qat: dict | None = None,
              qat_calibration: np.ndarray | None = None, qat_refresh: int = 100, target=None, device=None):
-    """Fine-tune ``graph``'s weights; returns ``(GraphSNN, history)``.
+    """Train ``graph``'s weights (and, by the ``recipe``, thresholds, leaks and channel masks); returns
+    ``(GraphSNN, history)`` (one entry per epoch); with a pruning recipe the returned model has the closed channels
+    removed; the model's ``method_report`` says what the recipe did (kept channels, trained thresholds, ...).
 
     Args:
-        graph: the NIR graph to train (for ``regrow``: the UNPRUNED graph).
+        graph: the NIR graph to train (for a pruning recipe, ``sca`` or ``minimax``: the UNPRUNED graph).
         x, y: training images ``[N, *input_shape]`` (with ``spikes``: time-major spike input
             ``[T, N, *input_shape]``; no flips) and labels ``[N]``.
         x_val, y_val: held-out images for the per-epoch accuracy (optional).
         teacher: a single-step module (or a NIR graph) whose scores the student distils;
             ``teacher_scores`` ``[N, classes]`` precomputed on ``x`` instead (then ``flip`` must be off).
+            Attention transfer needs the teacher as a NIR graph (or :class:`GraphSNN`) with the same layer names.
+        teacher_steps: the teacher's T when it differs from ``num_steps`` (training at a folded T'); its
+            spike-count scores are then scaled by ``num_steps / teacher_steps``.
         distill: the KD weight ``a`` in [0, 1); 0 trains on the labels alone.
-        regrow: ``{group name: kept channel indices}`` to run prune-and-regrow from (see module docstring).
+        recipe: the training method and its options (:class:`snnc.driver.methods.Recipe`; default plain).
         progress: callable(epoch, step, steps, loss) after each batch; log: callable(str) per epoch.
         qat: quantize pass options (e.g. ``{"weight_bits": 4, "scales": "mse"}``) for quantization-aware
             training with the straight-through estimator (module docstring); ``qat_calibration`` the
             images its scales are calibrated on (default the first 256 of ``x``), ``qat_refresh`` the
-            batches between grid refreshes; ``target`` the quantize target (default loihi-sim).
+            batches between grid refreshes; ``target`` the target whose grids are used (default loihi-sim).
         device: torch device to train on (default CPU; :func:`snnc.ir.device.resolve` gives ``auto``); the
             returned model is on the CPU.
 
     Raises:
-        ValueError: inconsistent arguments (sizes, distill range, teacher scores with flips).
+        ValueError: inconsistent arguments (sizes, distill range, teacher scores with flips, attention transfer
+            without a graph teacher, quantization-aware training with a pruning recipe).
     """
 
     n_x = x.shape[1] if spikes else len(x)
     if n_x != len(y) or len(y) == 0:
         raise SnncError(f"finetune: {n_x} samples and {len(y)} labels")
+    recipe = recipe or Recipe()
     flip = flip and not spikes
     if not 0 <= distill < 1:
         raise SnncError(f"finetune: distill must be in [0, 1), got {distill}")
@@ -238,35 +172,56 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
         raise SnncError("finetune: precomputed teacher scores need flip=False and one row per training image")
     if distill > 0 and teacher is None and teacher_scores is None:
         raise SnncError("finetune: distill > 0 needs a teacher")
-    if qat is not None and regrow:
-        raise SnncError("finetune: quantization-aware training and prune-and-regrow are separate runs "
-                         "(regrow first, then fine-tune the pruned model with qat)")
+    if qat is not None and recipe.prunes:
+        raise SnncError(f"finetune: quantization-aware training and {recipe.method} pruning are separate runs "
+                         "(prune first, then fine-tune the pruned model with qat)")
     rule = R.readout_rule(graph)["rule"]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dev = torch.device("cpu") if device is None else torch.device(device)
+    tgt = target if target is not None else load_target("loihi-sim")
     model = GraphSNN(graph).to(dev)
     model.train()
     if teacher is not None and not isinstance(teacher, torch.nn.Module):
         teacher = GraphSNN(teacher)
     if teacher is not None:
         teacher.to(dev).eval()
-    gates = None
-    if regrow:
-        gates = _Gates(model, [g for g in channel_groups(graph) if g.prunable], regrow, dev)
+    t_steps = int(teacher_steps or num_steps)
+    t_rule = R.readout_rule(teacher.graph if hasattr(teacher, "graph") else graph)["rule"] if teacher is not None \
+        else rule
+    steps = (len(y) + batch_size - 1) // batch_size
+    batches = max(epochs * steps, 1)
+    groups = [g for g in channel_groups(graph) if g.prunable]
+    pruner = None
+    if recipe.method == "sca":
+        pruner = SCAPruning(model, groups, recipe.keep, batches, steps_per_epoch=steps, device=dev,
+                            **recipe.extra)
+    elif recipe.method == "minimax":
+        pruner = Minimax(model, groups, minimax_budget(graph, recipe.keep), batches, device=dev)
+    if pruner is not None and not pruner.groups:
+        raise SnncError(f"finetune: training method {recipe.method!r} found no prunable channel group in the graph")
+    neurons = NeuronTraining(model, tgt, dev) if recipe.thresholds else None
+    at_layers = []
+    if recipe.attention > 0:
+        if not hasattr(teacher, "graph"):
+            raise SnncError("finetune: attention transfer needs the uncompressed model as a NIR-graph teacher")
+        at_layers = attention_layers(model, teacher)
+        if not at_layers:
+            raise SnncError("finetune: attention transfer found no spiking layer with positions (C x H x W) in both "
+                             "the model and the teacher")
+    penalty = SynOpsPenalty(graph, recipe.synops, dev) if recipe.synops > 0 else None
+    record = sorted(set(at_layers) | set(penalty.layers if penalty else []))
     fq = None
     if qat is not None:
-        fq = _FakeQuant(model, qat, x[:256] if qat_calibration is None else qat_calibration, num_steps, target)
-    params = list(model.weights.values())
+        fq = _FakeQuant(model, qat, x[:256] if qat_calibration is None else qat_calibration, num_steps, tgt)
+    params = list(model.weights.values()) + (neurons.parameters() if neurons else [])
     opt = torch.optim.Adam(params, lr=lr)
-    steps = (len(y) + batch_size - 1) // batch_size
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(epochs * steps, 1))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=batches)
     history = []
-    swap_every = max(steps // max(regrow_per_epoch, 1), 1)
     t0 = time.time()
     for epoch in range(epochs):
         perm = rng.permutation(len(y))
-        tot, n, correct, swapped = 0.0, 0, 0, 0
+        tot, n, correct, syn_sum = 0.0, 0, 0, 0.0
         for b in range(steps):
             if fq is not None and b % max(qat_refresh, 1) == 0:
                 fq.refresh()
@@ -278,31 +233,41 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
                 fl = torch.from_numpy(rng.random(len(idx)) < 0.5)
                 xb[fl] = xb[fl].flip(-1)
             xb, yb = xb.to(dev), torch.from_numpy(y[idx]).to(dev)
-            if gates is not None:
-                gates.apply()
-            s = R.step_scores(model, xb, num_steps, rule, spikes)
-            t = None
-            if distill > 0:
+            if pruner is not None:
+                pruner.masks.apply()
+            if neurons is not None:
+                neurons.apply()
+            s, counts = forward_counts(model, xb, num_steps, rule, record, spikes,
+                                       on_step=pruner.observe if isinstance(pruner, SCAPruning) else None)
+            t = t_counts = None
+            if distill > 0 or at_layers:
                 if teacher_scores is not None:
                     t = torch.as_tensor(teacher_scores[idx], dtype=s.dtype, device=dev)
                 else:
                     with torch.no_grad():
-                        t = R.step_scores(teacher, xb, num_steps, R.readout_rule(teacher.graph if hasattr(teacher, "graph")
-                                                                           else graph)["rule"], spikes).to(s.dtype)
+                        if hasattr(teacher, "ex"):
+                            t, t_counts = forward_counts(teacher, xb, t_steps, t_rule, at_layers, spikes)
+                        else:
+                            t = R.step_scores(teacher, xb, t_steps, t_rule, spikes)
+                        t = t.to(s.dtype)
+                    if t_rule == R.SPIKE_COUNT and t_steps != num_steps:
+                        t = t * (num_steps / t_steps)
             loss = _kd(s, t, yb, distill, temperature)
+            if at_layers:
+                loss = loss + attention_loss(counts, t_counts, at_layers, recipe.attention)
+            if penalty is not None:
+                reg, syn = penalty(counts)
+                loss = loss + reg
+                syn_sum += syn * len(idx)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            if gates is not None:
-                gates.accumulate()
-                done = (epoch * steps + b + 1) / (epochs * steps)
-                if (b + 1) % swap_every == 0 and done < 1:
-                    frac = regrow_fraction * 0.5 * (1 + math.cos(math.pi * done))
-                    gates.apply()
-                    act = _activity(model, xb, num_steps, sorted({nn for g in gates.groups for nn in g.neurons}),
-                                    spikes)
-                    swapped += gates.swap(act, frac)
+            done_b = epoch * steps + b
+            if isinstance(pruner, SCAPruning):
+                pruner.after_batch(done_b, num_steps)
+            elif pruner is not None:
+                pruner.step(opt.param_groups[0]["lr"], done_b)
             tot += float(loss.detach()) * len(idx)
             n += len(idx)
             correct += int((s.argmax(1) == yb).sum())
@@ -310,9 +275,16 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
                 progress(epoch, b + 1, steps, tot / n)
         entry = {"epoch": epoch + 1, "loss": tot / n, "train_accuracy": correct / n,
                  "elapsed_s": round(time.time() - t0, 1)}
-        if gates is not None:
-            entry["channels_swapped"] = swapped
-            gates.apply()
+        if pruner is not None:
+            pruner.masks.apply()
+            entry["kept"] = pruner.masks.kept()
+        if neurons is not None:
+            neurons.apply()
+            entry["neurons"] = neurons.state()
+        if penalty is not None:
+            entry["synops_per_sample"] = round(syn_sum / n, 1)
+            entry["synop_energy_uJ"] = round(syn_sum / n * float(tgt.data.get("energy_pJ", {}).get("synop", 0.0))
+                                             * 1e-6, 4)
         if fq is not None:
             fq.apply()
             entry["qat_grid_refreshes"] = fq.refreshes
@@ -320,24 +292,42 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
             entry["val_accuracy"] = accuracy(model, x_val, y_val, num_steps, rule, spikes=spikes)
         history.append(entry)
         if log:
-            log(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()))
-    if gates is not None:  # the gated weights are what was trained; then remove the closed channels
-        gates.apply()
+            log(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()
+                         if not isinstance(v, dict)))
+    if neurons is not None:  # the trained thresholds and leaks into the graph (to_nir reads the executor's values)
+        neurons.apply()
+    if pruner is not None:  # the masked weights are what was trained; then remove the closed channels
+        pruner.masks.apply()
         trained = model.to_nir()
-        for g in gates.groups:
-            apply_keep(trained, g, gates.keep_sets()[g.name], "sca-regrow")
+        for g in pruner.groups:
+            keep = pruner.masks.keep_sets()[g.name]
+            if len(keep) < g.channels:
+                apply_keep(trained, g, keep, recipe.method)
         set_types(trained)
+        trained.metadata = dict(trained.metadata or {}, **{"snnc.pruning": {
+            "criterion": recipe.method, "layers": {g.name: {"kept": int(len(pruner.masks.keep_sets()[g.name])),
+                                                            "total": g.channels} for g in pruner.groups}}})
         model = GraphSNN(trained)
+    elif neurons is not None:
+        model = GraphSNN(model.to_nir())
+    report = recipe.describe()
+    if pruner is not None:
+        report["pruning"] = pruner.report()
+    if neurons is not None:
+        report["neurons"] = dict(neurons.state(), **({"skipped": neurons.skipped} if neurons.skipped else {}))
+    if at_layers:
+        report["attention_layers"] = at_layers
     if fq is not None:  # keep the fake-quantized weights (on the last grids) as the model's weights
         fq.apply()
         model = GraphSNN(model.to_nir())
     model.cpu().eval()
+    model.method_report = report  # what the recipe did (read by finetune_model and the compile driver)
     if teacher is not None:
         teacher.cpu()
     return model, history
 
 
-def _load_teacher(teacher, graph, T: int, trust_pickle: bool, input_shape=None):
+def _load_teacher(teacher, graph, T: int, trust_pickle: bool, input_shape=None, as_graph: bool = False):
     """The distillation teacher ``teacher`` (model file or shipped name) as a single-step module, or
     its graph after ``fold_bn``; refused when its input shape, T or number of classes differ from
     ``graph``'s (NIR shapes, no batch/time dims)."""
@@ -350,13 +340,13 @@ def _load_teacher(teacher, graph, T: int, trust_pickle: bool, input_shape=None):
     if io(tg) != io(graph) or tT != T:
         raise SnncError(f"finetune: teacher {teacher} takes input {io(tg)[0]} -> {io(tg)[1]} over T = {tT}; "
                          f"the model {io(graph)[0]} -> {io(graph)[1]} over T = {T}")
-    return tmod if tmod is not None else Pipeline("fold_bn").run(tg, PassContext(num_steps=T))
+    return tmod if tmod is not None and not as_graph else Pipeline("fold_bn").run(tg, PassContext(num_steps=T))
 
 
 def finetune_model(model, out_path, options: CompileOptions | None = None, *, epochs: int = 1,
                    passes: str | None = None, lr: float = 1e-3, batch_size: int = 128, train_limit: int | None = None,
-                   val_samples: int | None = None, distill: float = 0.0, teacher=None, regrow: bool = False, qat: bool = False,
-                   progress=None, log=None, **overrides) -> dict:
+                   val_samples: int | None = None, distill: float = 0.0, teacher=None, recipe: Recipe | None = None,
+                   qat: bool = False, progress=None, log=None, **overrides) -> dict:
     """``snnc finetune``: load MODEL (a model file or shipped name, or a compile output folder, whose
     ``graph.nir`` is used), run ``passes`` on it (e.g. ``"fold_bn,prune_channels:criterion=sca;ratio=0.25"``;
     no quantize), fine-tune on the dataset's training split split by the one sampling rule
@@ -366,8 +356,11 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
 
     With ``distill`` > 0 the model before the passes is the teacher, or ``teacher`` (a model file or
     shipped name, loaded like ``model``; its input shape, T and number of classes must match), e.g. the
-    unpruned model when ``model`` is already pruned. With ``regrow`` the pruning
-    found by the passes is the starting keep set of SCA-style prune-and-regrow. With ``qat``,
+    unpruned model when ``model`` is already pruned. ``recipe`` (:class:`snnc.driver.methods.Recipe`) picks the
+    training method: ``sca`` and ``minimax`` prune the graph after the passes while training (leave
+    ``prune_channels`` out of the passes), ``spike-thrift`` distils attention maps from the model before the passes
+    and trains thresholds and leaks. With ``fold_timesteps`` among the passes the model trains and is evaluated at
+    the folded T' (the checkpoint records T'); the teacher runs at its own T. With ``qat``,
     quantization-aware training (straight-through estimator) for the quantize options ``weight_bits``,
     ``per_channel`` and, with ``calibrate`` = N, MSE-calibrated scales on the first N training images
     (else 256 images bound the ranges); ``meta["qat"]`` then also holds the test accuracy of the
@@ -383,7 +376,8 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
 
     Raises:
         ValueError: unreadable model or teacher, a teacher without ``distill`` or whose input shape, T or
-            classes differ, bad passes (quantize is refused: fine-tune before quantizing),
+            classes differ, bad passes (quantize is refused: fine-tune before quantizing; prune_channels with a
+            pruning method),
             a spike-input model, an existing ``out_path`` without ``force``, data problems.
     """
     opts = (options or CompileOptions(data="fashion-mnist")).replace(**overrides)  # checked
@@ -421,9 +415,11 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
     check_graph(graph)
     t_model = None
     if teacher is not None:
-        if not distill > 0:
-            raise SnncError("finetune: --teacher is the knowledge-distillation teacher; give --distill A > 0 too")
-        t_model = _load_teacher(teacher, graph, T, trust_pickle, input_shape)
+        if not distill > 0 and not (recipe is not None and recipe.attention > 0):
+            raise SnncError("finetune: --teacher is the distillation teacher; give --distill A > 0 (or attention "
+                             "transfer) too")
+        t_model = _load_teacher(teacher, graph, T, trust_pickle, input_shape,
+                                as_graph=recipe is not None and recipe.attention > 0)
     if not qat and (per_channel or calibrate is not None or weight_bits != 8):
         raise SnncError("finetune: --weight-bits, --per-channel and --calibrate set up --qat (quantization-aware "
                          "training); add --qat")
@@ -465,32 +461,33 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
 
         def quant_acc(g):
             qg = Pipeline([("quantize", qopts)]).run(g, PassContext(target=tgt, calibration=qcal, num_steps=T))
-            return accuracy(GraphSNN(qg).to(dev), xte, yte, T, rule)
+            return accuracy(GraphSNN(qg).to(dev), xte, yte, int((g.metadata or {}).get("snnc.num_steps") or T), rule)
         qacc_before = quant_acc(pruned)
         say(f"fake-quantized ({weight_bits}-bit) test accuracy before fine-tuning: {100 * qacc_before:.2f}%")
-    start, keep = pruned, None
-    if regrow:
-        pr = (pruned.metadata or {}).get("snnc.pruning")
-        if not pr:
-            raise SnncError("finetune --regrow needs a prune_channels pass in --passes")
-        keep = {}
-        for g in channel_groups(base):
-            if g.prunable and g.name in pr["layers"]:
-                md = pruned.nodes[g.producers[0]].metadata.get("snnc.pruned")
-                keep[g.name] = np.asarray(md["indices"]) if md else np.arange(g.channels)
-        start = base
-    if distill > 0 and t_model is None:  # the model before the passes
-        t_model = module if module is not None else base
-    model_f, history = finetune(start, xtr, ytr, T, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                                x_val=xval, y_val=yval, teacher=t_model, distill=distill, regrow=keep,
-                                progress=progress, log=say, qat=qopts, qat_calibration=qcal, device=dev)
-    acc_after = accuracy(model_f.to(dev), xte, yte, T, rule)
+    recipe = recipe or Recipe()
+    if recipe.prunes and any(n in ("prune_channels", "budget") for n, _ in pipe.passes):
+        raise SnncError(f"finetune --method {recipe.method} prunes while training; leave prune_channels out of "
+                         "--passes (use --keep F for the target)")
+    T_train = int((pruned.metadata or {}).get("snnc.num_steps") or T)
+    if T_train != T:
+        say(f"training at the folded T' = {T_train} (the model before the passes runs T = {T})")
+        acc_before = accuracy(GraphSNN(pruned).to(dev), xte, yte, T_train, rule)
+        say(f"float test accuracy at T' = {T_train} before fine-tuning: {100 * acc_before:.2f}%")
+    t_steps = T
+    if (distill > 0 or recipe.attention > 0) and t_model is None:  # the model before the passes
+        t_model = base if recipe.attention > 0 or module is None else module
+    model_f, history = finetune(pruned, xtr, ytr, T_train, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                                x_val=xval, y_val=yval, teacher=t_model, distill=distill, recipe=recipe,
+                                teacher_steps=t_steps, progress=progress, log=say, qat=qopts, qat_calibration=qcal,
+                                device=dev)
+    acc_after = accuracy(model_f.to(dev), xte, yte, T_train, rule)
     model_f.cpu()
     say(f"float test accuracy after fine-tuning: {100 * acc_after:.2f}% on {len(yte):,} images")
     meta = {"dataset": data, "source_model": str(model), "passes": spec, "epochs": int(epochs), "lr": float(lr),
             "batch_size": int(batch_size), "seed": int(seed), "distill": float(distill), "device": dev.type,
-            **({"teacher": str(teacher)} if teacher is not None else {}), "regrow": bool(regrow),
-            "train_samples": int(len(ytr)), "val_samples": int(len(yval)), "num_steps": int(T),
+            **({"teacher": str(teacher)} if teacher is not None else {}), "method": model_f.method_report,
+            "train_samples": int(len(ytr)), "val_samples": int(len(yval)), "num_steps": int(T_train),
+            **({"num_steps_before_folding": int(T)} if T_train != T else {}),
             "data": {"rule": RULE, "train": {"samples": int(len(ytr)), "of": td.train_count,
                                              "selection": f"the first {len(ytr):,} fitting samples by the rule"},
                      "validation": {"samples": int(len(yval)), "from": ("the dataset's val split"
@@ -504,7 +501,7 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
                             fake_quant_test_accuracy=float(quant_acc(model_f.to_nir())))} if qat else {}),
             "command": "snnc finetune " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["finetune"] else "python API"}
     ck = checkpoint(model_f, meta)
-    ck["config"]["metadata"]["snnc.num_steps"] = T
+    ck["config"]["metadata"]["snnc.num_steps"] = T_train
     tmp = out_path.with_name(f".{out_path.name}.tmp")
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,9 @@ from snnc.errors import UsageError
 from snnc.passes import DEFAULT_PIPELINE
 
 RESETS = ("zero", "subtract")  # what --reset can say of a .nir file's neurons
+#: ``--train-method`` of ``snnc compile``: the methods that train a graph as it is (sca and minimax prune while
+#: training, toward a keep target: ``snnc finetune --method``).
+TRAIN_METHODS = ("plain", "spike-thrift")
 
 
 @dataclass
@@ -47,12 +50,14 @@ class CompileOptions:
         weight_bits, per_channel, calibrate, timesteps: ``--weight-bits``, ``--per-channel``,
             ``--calibrate N`` (MSE scales on N training images; needs data), ``--timesteps T'``.
         budget: ``"cores=K"`` (or ``synapses=N``, ``synops=N``, ``memory_bits=N``): prune to fit.
-        budget_criterion: how ``budget`` ranks channels (default ``sca`` with data).
+        budget_criterion: how ``budget`` ranks channels (default ``activity`` with data).
         allow_semantic_change: compile although the target cannot keep the neuron semantics.
         finetune_samples: training samples for a fine-tuning ``adapt_semantics`` pass.
-        train_epochs: ``--train-epochs N``: after a cut (``--budget`` or ``prune_channels``) and its repair,
-            fine-tune the pruned model N epochs over the training split's fitting samples, distilled from the
-            model before the cut, before quantizing.
+        train_epochs: ``--train-epochs N``: after a cut (``--budget`` or ``prune_channels``) and its repair, or
+            after ``fold_timesteps`` (training at T'), train the model N epochs over the training split's fitting
+            samples, distilled from the model before the cut, before quantizing.
+        train_method: ``--train-method``: ``plain`` or ``spike-thrift`` (attention transfer, trained thresholds
+            and leaks; :mod:`snnc.driver.methods`); ``train_synops``: the SynOps regulariser's weight.
     Mapping:
         target: target name or TOML path; ``lava``/``nir``/``onnx`` also write that export.
         formats: ``"auto"`` or ``"discrete"`` synapse formats.
@@ -85,6 +90,8 @@ class CompileOptions:
     allow_semantic_change: bool = False
     finetune_samples: int = 2048
     train_epochs: int | None = None
+    train_method: str = "plain"
+    train_synops: float = 0.0
     # mapping
     target: str = "loihi-sim"
     formats: str = "auto"
@@ -126,6 +133,12 @@ class CompileOptions:
         one_of("reset", self.reset, RESETS)
         one_of("encode", self.encode, ENCODERS)
         one_of("budget criterion", self.budget_criterion, tuple(CRITERIA))
+        one_of("training method", self.train_method, TRAIN_METHODS)
+        if isinstance(self.train_synops, bool) or not isinstance(self.train_synops, numbers.Real) or \
+                not self.train_synops >= 0:
+            raise UsageError(f"the SynOps regulariser weight must be >= 0, got {self.train_synops!r}")
+        if (self.train_method != "plain" or self.train_synops) and not self.train_epochs:
+            raise UsageError("--train-method and --train-synops shape the training of --train-epochs N; give it")
         resolve_device(self.device)
         check_formats(self.formats)
         for name in ("limit", "max_cores", "max_chips", "calibrate", "timesteps", "batch_size", "finetune_samples",
@@ -150,9 +163,10 @@ class CompileOptions:
             passes = self.passes if isinstance(self.passes, str) else ",".join(n for n, _ in self.passes)
             if not self.data:
                 raise UsageError("--train-epochs needs --data: it fine-tunes on that dataset's training split")
-            if self.budget is None and "prune_channels" not in passes:
-                raise UsageError("--train-epochs fine-tunes a cut model: give --budget RESOURCE=VALUE or a "
-                                 "prune_channels pass in --passes")
+            if self.budget is None and "prune_channels" not in passes and "fold_timesteps" not in passes and \
+                    self.timesteps is None:
+                raise UsageError("--train-epochs trains a cut or folded model: give --budget RESOURCE=VALUE, a "
+                                 "prune_channels pass in --passes, or --timesteps T'")
         if self.budget is not None and not self.data:
             raise UsageError("--budget needs --data with direct (image) input: it measures the accuracy of each "
                              "pruning step on held-out images")
