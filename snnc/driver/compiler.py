@@ -433,11 +433,14 @@ def train_cut(graph, teacher, data: Data, opts: CompileOptions, T: int, dev, say
     x, y = data.fit_labelled()
     v = data.held_out if data.held_out is not None else data.validation(HELD_OUT_SAMPLES)
     xv, yv = v if v is not None else (None, None)
-    say(f"training the cut model: {opts.train_epochs} epoch(s) over {len(y):,} fitting samples, distilled from the "
-        f"model before the cut ({dev.type})")
+    what = "cut" if (graph.metadata or {}).get("snnc.pruning") else "folded"
+    T_now = int((graph.metadata or {}).get("snnc.num_steps") or T)
+    say(f"training the {what} model at T = {T_now}: {opts.train_epochs} epoch(s) over {len(y):,} fitting samples, "
+        f"distilled from the model before the {'cut' if what == 'cut' else 'fold'} ({dev.type}, method "
+        f"{opts.train_method})")
     t0 = time.perf_counter()
     cb = ((lambda e, s, n, loss: progress(f"training epoch {e + 1}/{opts.train_epochs}", s, n)) if progress else None)
-    T_train = int((graph.metadata or {}).get("snnc.num_steps") or T)
+    T_train = T_now
     recipe = Recipe(method=opts.train_method, synops=float(opts.train_synops))
     model, history = finetune(graph, x, y, T_train, epochs=int(opts.train_epochs), seed=opts.seed, x_val=xv,
                               y_val=yv, teacher=teacher, teacher_steps=T, distill=TRAIN_DISTILL, recipe=recipe,
