@@ -123,8 +123,8 @@ class Masks:
     """0/1 masks on the output channels of prunable channel groups (:func:`snnc.passes.prune.channel_groups`):
     each batch the producers' weights and biases are multiplied by the mask, so a closed channel neither
     spikes (its current is zero) nor drives the next layer, and the mask's gradient
-    ``dL/dm_c = sum_{b,t,x} dL/dy_c * y_c`` is the gradient of a per-channel scale of the producer's output
-    (for a traced BatchNorm producer: of its scale gamma / sqrt(var + eps))."""
+    ``dL/dm_c = sum_{b,t,x} dL/dy_c * y_c`` is the gradient of a per-channel scale of the producer's output (with
+    BatchNorm folded into the conv: a scale on the normalised output, what :class:`SCAPruning` uses for gamma)."""
 
     def __init__(self, model, groups, device=None):
         self.model, self.groups = model, list(groups)
