@@ -422,9 +422,11 @@ class Minimax:
     kept fraction of the graph's **synapses**, so ``dR/ds`` is the synapse share of the next channel in the ranking; at least one
     channel per group stays. Their step sizes (weights: Adam 1e-4; s: SGD 0.5; y: 1e3; z: 1e10 against a
     ``1/N`` resource gradient) assume 36.7 M single weights and hundreds of epochs; here ``s`` counts channels
-    (tens to hundreds) and training is a few epochs, so ``lr_z`` is set from the run's length: ``z`` grows by
-    ``(R - budget) / (0.3 * batches)`` per batch, bringing the resource to the budget in about the first third
-    of the batches, and ``lr_y`` scales the same way. Once ``R <= budget`` the mask is frozen and the rest of
+    (tens to hundreds) and training is a few epochs, so the step sizes are set from the run's length ``B`` and
+    the number of channels ``U``: ``z`` grows by ``(R - budget) / (1 - budget) / (0.3 B)`` per batch and ``s``
+    steps with ``lr_s = U / (0.3 B)``, so the z-driven growth of ``s`` reaches half the channels at about 0.3 B;
+    ``lr_y = 10^-3 lr_z``, keeping their ratio (in their units the resource price ``z/N`` outgrows the sparsity
+    price ``y w^2_(s+1)`` by about three orders of magnitude per batch). Once ``R <= budget`` the mask is frozen and the rest of
     the batches fine-tune (their schedule also ends each target with mask-frozen fine-tuning). If the budget
     is not reached by 60% of the batches the ranking's lowest channels are closed to meet it, and the log
     says so.
@@ -441,7 +443,8 @@ class Minimax:
         self.y, self.z = 0.0, 0.0
         self.batches = max(int(batches), 1)
         self.lr_z = 1.0 / (0.3 * self.batches)
-        self.lr_s = 1.0
+        self.lr_y = 1e-3 * self.lr_z
+        self.lr_s = self.units / (0.3 * self.batches)
         self.frozen = False
         self.forced = False
         self.done_at = None
@@ -493,7 +496,7 @@ class Minimax:
             d_r = (r - self.resource(nxt)) * self.units
             grad_s = self.y * nxt[-1][0] - self.z * d_r
             self.s = float(np.clip(self.s - self.lr_s * grad_s, 0.0, self.units - len(self.groups)))
-        self.y = max(0.0, self.y + self.lr_z * sum(t[0] for t in closed))
+        self.y = max(0.0, self.y + self.lr_y * sum(t[0] for t in closed))
         self.z = max(0.0, self.z + self.lr_z * (r - self.budget) / max(1 - self.budget, 1e-6))
         closed = self._closed(ranking, int(math.ceil(self.s)))
         r = self.resource(closed)
