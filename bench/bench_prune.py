@@ -42,9 +42,9 @@ from snnc import data as D  # noqa: E402
 from snnc.backends.loihi.compile import compile_graph  # noqa: E402
 from snnc.backends.loihi.energy import measure  # noqa: E402
 from snnc.backends.loihi.sim import Program, slice_counts_for  # noqa: E402
-from snnc.driver.compiler import float_scores, readout_rule  # noqa: E402
-from snnc.driver.finetune import finetune, scores_of  # noqa: E402
-from snnc.frontend import load_model, resolve_model_path  # noqa: E402
+from snnc.driver.finetune import finetune  # noqa: E402
+from snnc.ir import readout as R  # noqa: E402
+from snnc.frontends import load_model, resolve_model_path  # noqa: E402
 from snnc.ir import graph_figures  # noqa: E402
 from snnc.passes import PassContext, Pipeline  # noqa: E402
 from snnc.passes.prune import channel_groups, group_scores, prune  # noqa: E402
@@ -57,7 +57,7 @@ CRITERIA = ("l1", "activity", "attention", "random")
 def evaluate(graph, ctx, target, xte, yte, T, rule, batch_size):
     """Float and loihi-sim accuracy and chip figures of a (pruned) graph on the test images."""
     t0 = time.time()
-    f_acc = float((float_scores(None, graph, xte, T, rule, batch_size).argmax(1) == yte).mean())
+    f_acc = float((R.scores(graph, xte, T, rule, batch_size=batch_size, dtype=torch.float32).argmax(1) == yte).mean())
     q = Pipeline("quantize").run(graph, PassContext(target=target, calibration=ctx.calibration, num_steps=T))
     config, arrays, violations = compile_graph(q, target, raise_on_violation=False)
     prog = Program(config, arrays, target, core_limits=False)
@@ -80,7 +80,7 @@ def teacher_scores(module, x, T, rule, batch_size=500):
     module.eval()
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            out.append(scores_of(module, torch.from_numpy(x[i:i + batch_size]), T, rule).numpy())
+            out.append(R.step_scores(module, torch.from_numpy(x[i:i + batch_size]), T, rule).numpy())
     return np.concatenate(out)
 
 
@@ -132,7 +132,7 @@ def main(argv=None):
         graph, module, info = load_model(path)
         T = int(info["num_steps"])
         base = Pipeline("fold_bn").run(graph, PassContext(num_steps=T))
-        rule = readout_rule(base)["rule"]
+        rule = R.readout_rule(base)["rule"]
         ctx = PassContext(target=target, calibration=calib, num_steps=T, seed=args.seed)
         groups = [g for g in channel_groups(base) if g.prunable]
         scores = {c: group_scores(base, ctx, c, groups) for c in criteria}
