@@ -39,8 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 from snnc import data as D  # noqa: E402
 from snnc.backends.loihi.compile import compile_graph  # noqa: E402
 from snnc.backends.loihi.sim import Program  # noqa: E402
-from snnc.driver.compiler import float_scores, readout_rule, simulate  # noqa: E402
-from snnc.frontend import load_model  # noqa: E402
+from snnc.driver.compiler import simulate  # noqa: E402
+from snnc.ir import readout as R  # noqa: E402
+from snnc.frontends import load_model  # noqa: E402
 from snnc.passes import PassContext, Pipeline  # noqa: E402
 from snnc.targets import load_target  # noqa: E402
 
@@ -153,7 +154,7 @@ def main(argv=None) -> dict:
           f"{len(y):,} test images; {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, load average {load0:.2f}", flush=True)
     t0 = time.perf_counter()
-    fs = float_scores(module, graph, x, T, readout_rule(graph)["rule"])
+    fs = R.scores(graph, x, T, R.readout_rule(graph)["rule"], module=module)
     float_acc = float((fs.argmax(1) == y).mean())
     print(f"float (PyTorch, T = {T}): {100 * float_acc:.2f}%  ({time.perf_counter() - t0:.1f} s)", flush=True)
     res = {"samples": int(len(y)), "calibration_images": int(len(y_cal)), "float_accuracy": float_acc, "bits": [],
