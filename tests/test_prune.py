@@ -403,3 +403,20 @@ def test_finetune_trains_at_the_folded_t(tiny_pickle, tmp_path):
                          "fold_bn,prune_channels:ratio=0.5", "-o", tmp_path / "x.pt")
     assert code == 1 and "leave prune_channels out" in err and not (tmp_path / "x.pt").exists()
 
+
+
+def test_finetune_method_minimax_from_the_cli(tiny_pickle, tmp_path):
+    ck = tmp_path / "mm.pt"
+    code, err, out = run("finetune", tiny_pickle, "--trust-pickle", "--input-shape", "1,8,8", "--num-steps", 4,
+                         "--data", "digits", "--val-samples", 300, "--epochs", 1, "--limit", 40,
+                         "--method", "minimax", "--keep", 0.5, "--distill", 0.5, "--synops", 0.05, "-o", ck)
+    assert code == 0, err
+    assert "method minimax" in out and "kept channels" in out
+    meta = torch.load(ck, weights_only=True)["meta"]
+    assert meta["method"]["method"] == "minimax" and meta["method"]["synops"] == 0.05
+    assert "synops_per_sample" in meta["history"][0]
+    code, err, _ = run("compile", ck, "-o", tmp_path / "o", "--data", "digits", "--limit", 40)
+    assert code == 0, err
+    cfg = json.loads((tmp_path / "o" / "config.json").read_text())
+    kept = meta["method"]["pruning"]["kept"]
+    assert [g["shape"][0] for g in cfg["groups"]][:2] == [kept["lif1"], kept["lif2"]]
