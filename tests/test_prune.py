@@ -415,6 +415,8 @@ def test_finetune_method_minimax_from_the_cli(tiny_pickle, tmp_path):
     meta = torch.load(ck, weights_only=True)["meta"]
     assert meta["method"]["method"] == "minimax" and meta["method"]["synops"] == 0.05
     assert "synops_per_sample" in meta["history"][0]
+    reg = meta["method"]["synops_regulariser"]
+    assert reg["weight"] == 0.05 and reg["synops_first_batch"] > 0 and "energy_saved_uJ" in reg
     code, err, _ = run("compile", ck, "-o", tmp_path / "o", "--data", "digits", "--limit", 40)
     assert code == 0, err
     cfg = json.loads((tmp_path / "o" / "config.json").read_text())

@@ -317,6 +317,13 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
         report["neurons"] = dict(neurons.state(), **({"skipped": neurons.skipped} if neurons.skipped else {}))
     if at_layers:
         report["attention_layers"] = at_layers
+    if penalty is not None and history:  # the regulariser's effect, in the energy report's units
+        e_syn = float(tgt.data.get("energy_pJ", {}).get("synop", 0.0))
+        end = history[-1]["synops_per_sample"]
+        report["synops_regulariser"] = {
+            "weight": recipe.synops, "synops_first_batch": round(penalty.ref, 1), "synops_last_epoch": end,
+            "energy_saved_uJ": round((penalty.ref - end) * e_syn * 1e-6, 4),
+            "energy_per_synop_pJ": e_syn, "measured_on": "the training batches (augmented), per sample"}
     if fq is not None:  # keep the fake-quantized weights (on the last grids) as the model's weights
         fq.apply()
         model = GraphSNN(model.to_nir())
