@@ -60,7 +60,7 @@ from snnc.backends.loihi.energy import measure  # noqa: E402
 from snnc.backends.loihi.sim import Program, slice_counts_for  # noqa: E402
 from snnc.data.training import load_training  # noqa: E402
 from snnc.driver.finetune import finetune  # noqa: E402
-from snnc.driver.methods import Recipe  # noqa: E402
+from snnc.driver.methods import Recipe, batchnorm_affines  # noqa: E402
 from snnc.frontends import load_model, trace_module  # noqa: E402
 from snnc.ir import graph_figures  # noqa: E402
 from snnc.ir import readout as R  # noqa: E402
@@ -143,8 +143,9 @@ def torch_pruning_cut(module, graph, ratio, input_shape, T):
     return Pipeline("fold_bn").run(g, PassContext(num_steps=T))
 
 
-def run_method(method, graph, module, ratio, seed, data, T, epochs, device, log):
-    """Compress ``graph`` (BatchNorm folded) by ``method``; returns ``(compressed graph, notes)``."""
+def run_method(method, graph, module, ratio, seed, data, T, epochs, device, log, unfolded=None):
+    """Compress ``graph`` (BatchNorm folded; ``unfolded``: the graph before ``fold_bn``, whose BatchNorm scales give
+    SCA's regeneration score) by ``method``; returns ``(compressed graph, notes)``."""
     x_fit, y_fit, x_val, y_val, input_shape = data
     ctx = PassContext(calibration=x_fit[:256], num_steps=T, seed=seed,
                       fit_samples=lambda n: x_fit[:n])
@@ -162,7 +163,8 @@ def run_method(method, graph, module, ratio, seed, data, T, epochs, device, log)
         recipe = Recipe("spike-thrift") if method == "spike-thrift" else Recipe()
         model, hist = finetune(cut, x_fit, y_fit, T, recipe=recipe, **train)
     elif method in ("sca", "minimax"):
-        model, hist = finetune(graph, x_fit, y_fit, T, recipe=Recipe(method, keep=ratio), **train)
+        extra = {"bn": batchnorm_affines(unfolded)} if method == "sca" and unfolded is not None else {}
+        model, hist = finetune(graph, x_fit, y_fit, T, recipe=Recipe(method, keep=ratio, extra=extra), **train)
     elif method == "torch-pruning":
         cut = torch_pruning_cut(module, graph, ratio, input_shape, T)
         model, hist = finetune(cut, x_fit, y_fit, T, **train)
@@ -294,7 +296,8 @@ def main(argv=None):
                         t0 = time.time()
                         say = (lambda m, _k=key: print(f"  [{_k}] {m}", flush=True))
                         g, notes = run_method(method, folded, module, ratio, seed,
-                                              (x_fit, y_fit, x_val, y_val, input_shape), T, a.epochs, dev, say)
+                                              (x_fit, y_fit, x_val, y_val, input_shape), T, a.epochs, dev, say,
+                                              unfolded=graph)
                         took = time.time() - t0
                         row = dict(evaluate(g, target, calib, xte, yte, T, device=dev), method=method, ratio=ratio,
                                    seed=seed, method_s=round(took, 1), train_images=int(len(y_fit)),

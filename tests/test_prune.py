@@ -422,3 +422,35 @@ def test_finetune_method_minimax_from_the_cli(tiny_pickle, tmp_path):
     cfg = json.loads((tmp_path / "o" / "config.json").read_text())
     kept = meta["method"]["pruning"]["kept"]
     assert [g["shape"][0] for g in cfg["groups"]][:2] == [kept["lif1"], kept["lif2"]]
+
+
+def test_sca_regrowth_score_is_the_batchnorm_scale_gradient():
+    # the probe on the folded conv gives dL/ds of the BatchNorm's eval scale s, as the unfolded graph's own gradient
+    from snnc.driver.methods import ProbedMasks, batchnorm_affines
+    from snnc.ir import readout as R
+    from snnc.ir.trainable import GraphSNN
+    m = TinySNN(channels=8)
+    g = trace(m, (1, 8, 8), num_steps=4)
+    f = Pipeline("fold_bn").run(g, PassContext(num_steps=4))
+    x = torch.as_tensor(digits_batch(16, seed=2))
+    y = torch.arange(16) % 10
+    bn = batchnorm_affines(g)
+    assert set(bn) == {"conv1"}
+    unf = GraphSNN(g)
+    loss = torch.nn.functional.cross_entropy(R.step_scores(unf, x, 4, R.readout_rule(g)["rule"]), y)
+    loss.backward()
+    want = torch.diagonal(unf.weights["bn1::weight"].grad[:, :, 0, 0]).detach()
+    model = GraphSNN(f)
+    group = next(gr for gr in channel_groups(f) if gr.name == "lif1")
+    masks = ProbedMasks(model, [group], bn)
+    masks.apply()
+    loss = torch.nn.functional.cross_entropy(R.step_scores(model, x, 4, R.readout_rule(f)["rule"]), y)
+    loss.backward()
+    got = masks.grads()["lif1"]
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=2e-3, atol=1e-6)
+    # a closed channel keeps a score (its conv output still exists): the gate is shut, the probe is not
+    masks.set("lif1", np.arange(4))
+    masks.apply()
+    loss = torch.nn.functional.cross_entropy(R.step_scores(model, x, 4, R.readout_rule(f)["rule"]), y)
+    loss.backward()
+    assert masks.grads()["lif1"][4:].abs().sum() > 0

@@ -53,7 +53,7 @@ from snnc.ir.validate import check_graph, check_num_steps
 from snnc.passes import PassContext, Pipeline
 from snnc.passes.prune import apply_keep, channel_groups
 from snnc.driver.methods import (Minimax, NeuronTraining, Recipe, SCAPruning, SynOpsPenalty, attention_layers,
-                                 attention_loss, forward_counts, minimax_budget)
+                                 attention_loss, batchnorm_affines, forward_counts, minimax_budget)
 from snnc.passes.quantize import weight_grids
 from snnc.targets import load_target
 
@@ -475,6 +475,8 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
     if recipe.prunes and any(n in ("prune_channels", "budget") for n, _ in pipe.passes):
         raise SnncError(f"finetune --method {recipe.method} prunes while training; leave prune_channels out of "
                          "--passes (use --keep F for the target)")
+    if recipe.method == "sca":  # the BatchNorm scales folded by the passes give SCA's regeneration score
+        recipe.extra.setdefault("bn", batchnorm_affines(graph))
     T_train = int((pruned.metadata or {}).get("snnc.num_steps") or T)
     if T_train != T:
         say(f"training at the folded T' = {T_train} (the model before the passes runs T = {T})")

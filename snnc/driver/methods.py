@@ -161,6 +161,63 @@ class Masks:
         return {k: int(len(v)) for k, v in self.keep_sets().items()}
 
 
+class ProbedMasks(Masks):
+    """:class:`Masks` with a zero probe ``q_c`` per channel whose gradient is the regeneration score of
+    :class:`SCAPruning`: for a producer with a BatchNorm folded into it (``bn[producer] = (s, t)``, the traced
+    BatchNorm's eval scale ``s = gamma / sqrt(var + eps)`` and shift ``t``, read from the graph before
+    ``fold_bn``) the producer computes ``W' (m + q/s) x + m b' + (q/s)(b' - t)``: at ``q = 0`` that is the masked
+    output, and ``dL/dq_c = sum dL/dy_c (y_c - t_c) / s_c = dL/ds_c``, the gradient of the BatchNorm scale as if
+    the channel were open (its input ``(y - t)/s`` is the conv's own output, so it does not vanish on a closed
+    channel); for a producer without BatchNorm the probe is a per-channel gate, ``dL/dq_c = sum dL/dy_c y_c``."""
+
+    def __init__(self, model, groups, bn: dict | None = None, device=None):
+        super().__init__(model, groups, device)
+        self.bn = {}
+        for g in self.groups:
+            for p in g.producers:
+                if bn and p in bn:
+                    sc, sh = (torch.as_tensor(np.asarray(v, np.float32), device=device) for v in bn[p])
+                    self.bn[p] = (1.0 / torch.where(sc.abs() > 1e-12, sc, torch.full_like(sc, 1e-12)), sh)
+        self.probe = {g.name: torch.zeros(g.channels, device=device, requires_grad=True) for g in self.groups}
+
+    def apply(self) -> None:
+        for g in self.groups:
+            m, q = self.mask[g.name].detach(), self.probe[g.name]
+            for p in g.producers:
+                wk, bk = f"{p.replace('.', '__')}::weight", f"{p.replace('.', '__')}::bias"
+                w = self.model.weights[wk]
+                shape = (-1,) + (1,) * (w.dim() - 1)
+                inv, shift = self.bn.get(p, (None, None))
+                qs = q * inv if inv is not None else q
+                self.model.ex._p[p]["weight"] = w * (m + qs).reshape(shape)
+                if bk in self.model.weights:
+                    b = self.model.weights[bk]
+                    self.model.ex._p[p]["bias"] = m * b + qs * ((b - shift) if shift is not None else b)
+
+    def grads(self) -> dict[str, torch.Tensor]:
+        out = {}
+        for g in self.groups:
+            gr = self.probe[g.name].grad
+            out[g.name] = torch.zeros(g.channels) if gr is None else gr.detach().cpu().clone()
+            self.probe[g.name].grad = None
+        return out
+
+
+def batchnorm_affines(unfolded: nir.NIRGraph) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{conv or affine node: (scale s, shift t)}`` of the BatchNorm that ``fold_bn`` folds into it (the traced
+    eval form ``y = s x + t`` per channel, a diagonal 1x1 ``nir.Conv2d`` tagged ``snnc.op = batchnorm2d``), read
+    from the graph before ``fold_bn`` (node names are kept by the fold)."""
+    from snnc.ir import predecessors, successors
+    out = {}
+    for name, node in unfolded.nodes.items():
+        if isinstance(node, nir.Conv2d) and (node.metadata or {}).get("snnc.op") == "batchnorm2d":
+            preds = predecessors(unfolded, name)
+            if len(preds) == 1 and successors(unfolded, preds[0]) == [name]:
+                out[preds[0]] = (np.diagonal(np.asarray(node.weight)[:, :, 0, 0]).copy(),
+                                 np.asarray(node.bias).copy())
+    return out
+
+
 def channel_norms(model, group) -> torch.Tensor:
     """``||W_c||^2`` per output channel of ``group`` (sum over its producers, weights and biases), float64 CPU."""
     s = torch.zeros(group.channels, dtype=torch.float64)
@@ -555,18 +612,25 @@ class SCAPruning:
       epochs; a few epochs need several updates per epoch: ``updates`` per epoch, default 4);
     - ``|V|`` is divided by the layer's threshold before averaging (the code's layers all have ``v_th = 1``;
       snnc's do not, and the ranking is global);
-    - snnc trains BatchNorm folded into the conv (the chip's form, with the traced eval statistics), so a
-      per-channel output scale ``m_c`` (the mask, 1 open, 0 closed: :class:`Masks`) stands in for gamma; its
-      gradient ``sum dL/dy_c * y_c`` (accumulated since the last update) does not vanish on a closed channel,
-      which the code's zeroed gamma would (its gradient there is 0 but for the drifting shift);
+    - snnc trains BatchNorm folded into the conv (the chip's form); the regeneration score is the gradient of
+      the folded BatchNorm's eval scale ``s = gamma / sqrt(var + eps)`` taken by a probe as if the channel were
+      open (:class:`ProbedMasks`; ``bn`` from :func:`batchnorm_affines` of the graph before ``fold_bn``), which
+      differs from ``dL/dgamma`` by ``mu sum dL/dy`` and the factor ``1/sigma`` (traced BatchNorm keeps only
+      ``s`` and ``t``); the code's zeroed gamma has no gradient on a closed channel but for the drifting shift.
+      Without BatchNorm a per-channel gate's gradient stands in. Accumulated since the last update (the code
+      reads the last batch's);
     - at least one channel per layer is kept (the code has no floor), and a closed channel's weights are kept
       (masked, not zeroed) so a regenerated channel resumes where it was.
     """
 
     def __init__(self, model, groups, keep: float, batches: int, regrow: float = 0.2, updates: int = 4,
-                 steps_per_epoch: int | None = None, device=None):
+                 steps_per_epoch: int | None = None, bn: dict | None = None, device=None):
         self.model, self.groups = model, [g for g in groups if g.channels > 1]
-        self.masks = Masks(model, self.groups, device)
+        self.masks = ProbedMasks(model, self.groups, bn, device)
+        self.regrowth_score = ("BatchNorm scale gradient" if self.masks.bn and
+                               all(p in self.masks.bn for g in self.groups for p in g.producers)
+                               else "per-channel gate gradient" if not self.masks.bn else
+                               "BatchNorm scale gradient where a BatchNorm was folded, else the gate gradient")
         self.keep, self.regrow = float(keep), float(regrow)
         self.batches = max(int(batches), 1)
         self.ramp = max(int(0.5 * self.batches), 1)
@@ -633,5 +697,6 @@ class SCAPruning:
 
     def report(self) -> dict:
         return {"after": "Li et al., ICML 2024 (supplementary code, github lyn888/sca)", "keep": self.keep,
+                "regrowth_score": self.regrowth_score,
                 "regrow": self.regrow, "updates": self.history, "kept": self.masks.kept(),
                 "schedule": "cubic from dense over the first half of the batches (Zhu & Gupta 2017)"}
