@@ -184,8 +184,8 @@ def print_table(name, rows):
     print(f"\n{name}: accuracy (float / loihi-sim, %) vs graph synapses, cores, energy per inference; method time")
     print(f"{'keep':>5} {'method':<14} {'seed':>4} {'float':>7} {'loihi':>7} {'synapses':>11} {'x fewer':>8} "
           f"{'cores':>5} {'uJ':>8} {'time s':>8}")
-    base = rows.get("dense")
-    for key in sorted((k for k in rows if k != "dense"),
+    base = rows.get("dense") or rows.get("dense/quick")
+    for key in sorted((k for k in rows if not k.startswith("dense")),
                       key=lambda k: (-rows[k]["ratio"], METHODS.index(rows[k]["method"]), rows[k]["seed"])):
         r = rows[key]
         fewer = base["graph_synapses"] / max(r["graph_synapses"], 1) if base else float("nan")
@@ -208,6 +208,7 @@ def print_table(name, rows):
 
 def plot(results, path_syn, path_energy):
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     for path, key, label in ((path_syn, "graph_synapses", "graph synapses"), (path_energy, "energy_uJ",
@@ -218,9 +219,11 @@ def plot(results, path_syn, path_energy):
                 pts = sorted((r[key], r["loihi_accuracy"]) for r in rows.values() if r.get("method") == method)
                 if pts:
                     ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", color=f"C{i}", label=method)
-            if "dense" in rows:
-                ax.plot([rows["dense"][key]], [100 * rows["dense"]["loihi_accuracy"]], "k*", ms=12, label="dense")
+            dense = rows.get("dense") or rows.get("dense/quick")
+            if dense:
+                ax.plot([dense[key]], [100 * dense["loihi_accuracy"]], "k*", ms=12, label="dense")
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel(label)
             ax.set_ylabel("loihi-sim test accuracy (%)")
             ax.set_title(name)
@@ -283,9 +286,16 @@ def main(argv=None):
             input_shape = tuple(x_fit.shape[1:])
             rows = results.setdefault(name, {})
             calib = x_fit[:256]
-            if "dense" not in rows:
-                rows["dense"] = dict(evaluate(folded, target, calib, xte, yte, T, device=dev), ratio=1.0,
-                                     test_images=int(len(yte)))
+            for key, r in rows.items():  # a file holds one budget: resuming must not mix runs measured otherwise
+                want = {"test_images": int(len(yte))} if key.startswith("dense") else {
+                    "test_images": int(len(yte)), "train_images": int(len(y_fit)), "epochs": a.epochs}
+                if (key.endswith("/quick") == a.quick) and any(r.get(k) != v for k, v in want.items()):
+                    p.error(f"{out}: row {name} {key} was measured with {({k: r.get(k) for k in want})}, this run "
+                            f"with {want}; give another --json")
+            dense_key = "dense/quick" if a.quick else "dense"
+            if dense_key not in rows:
+                rows[dense_key] = dict(evaluate(folded, target, calib, xte, yte, T, device=dev), ratio=1.0,
+                                       test_images=int(len(yte)))
                 out.write_text(json.dumps(results, indent=1, sort_keys=True))
             for ratio in [float(r) for r in a.ratios.split(",")]:
                 for seed in [int(s) for s in a.seeds.split(",")]:

@@ -33,7 +33,7 @@ channel``, higher = more important, ties broken by the lower channel index):
     time steps t and positions x of the group's neuron nodes, with V the membrane potential
     before the spike/reset and S the spikes (firing rate per neuron and step). The difference:
     Li et al. prune *during training* toward a sparsity schedule and regenerate channels; that
-    method is ``snnc finetune --method sca`` (:mod:`snnc.driver.methods`). The name ``sca`` is
+    method is ``snnc finetune --method sca --keep F`` (:mod:`snnc.driver.methods`). The name ``sca`` is
     kept for it and refused here with that pointer.
 ``attention``
     activation-attention on calibration data, a one-shot score *inspired by* Kundu et al., "Spike-Thrift: Towards
@@ -319,8 +319,8 @@ CRITERIA = {"l1": score_l1, "activity": score_activity, "attention": score_atten
 NEEDS_DATA = ("activity", "attention")
 #: Criterion names that belong to a during-training method, with where that method is.
 TRAINING_ONLY = {"sca": "Li et al.'s spiking-channel-activity pruning prunes and regenerates channels during "
-                        "training: snnc finetune --method sca (or snnc compile --train-epochs N --train-method sca); "
-                        "the one-shot activity score is criterion 'activity'"}
+                        "training: snnc finetune --method sca --keep F; the one-shot activity score is criterion "
+                        "'activity'"}
 
 
 def check_criterion(criterion: str, where: str) -> None:

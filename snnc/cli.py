@@ -409,8 +409,9 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
               "adapted from Chen et al. to channels and synapses (needs --keep); spike-thrift = attention transfer "
               "from the uncompressed model + thresholds and leaks trained on the target's grid (Kundu et al.)")
 @click.option("--keep", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="F",
-              help="with --method sca or minimax: the fraction of each layer's channels to keep (minimax: the "
-              "synapses of a uniform cut to F, distributed over the layers by the method)")
+              help="with --method sca or minimax: the fraction of the prunable channels to keep (sca: of all "
+              "layers' channels together, ranked globally, at least one per layer; minimax: the graph synapses a "
+              "uniform cut to F keeps, distributed over the layers by the method)")
 @click.option("--attention", type=click.FloatRange(min=0), default=None, metavar="BETA",
               help="attention-transfer weight (Zagoruyko & Komodakis' beta; spike-thrift: 1000; 0 = off)")
 @click.option("--synops", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="LAMBDA",

@@ -19,9 +19,9 @@ def test_quick_run_measures_every_method(fmnist, tmp_path, capsys):
                 "--png-energy", str(tmp_path / "e.png")])
     rows = json.loads(out.read_text())["fmnist_cnn"]
     assert set(bench.METHODS) <= {r.get("method") for r in rows.values()}
-    dense = rows["dense"]
+    dense = rows["dense/quick"]
     for key, r in rows.items():
-        if key == "dense":
+        if key.startswith("dense"):
             continue
         assert r["graph_synapses"] < dense["graph_synapses"] and 0 <= r["loihi_accuracy"] <= 1, key
         assert r["test_images"] == 60 and r["train_images"] == 256
@@ -33,3 +33,7 @@ def test_quick_run_measures_every_method(fmnist, tmp_path, capsys):
     bench.main(["--quick", "--limit", "60", "--device", "cpu", "--json", str(out), "--png", str(tmp_path / "s.png"),
                 "--png-energy", str(tmp_path / "e.png")])
     assert "seed 0:" not in capsys.readouterr().out
+    # another test size in the same file is refused, not mixed in
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--limit", "50", "--device", "cpu", "--json", str(out), "--png", str(tmp_path / "s.png"),
+                    "--png-energy", str(tmp_path / "e.png")])

@@ -188,5 +188,12 @@ def test_train_epochs_with_timesteps_trains_at_the_folded_t(tmp_path):
     train = next(e for e in ra["pipeline"] if e["pass"] == "train")
     assert train["notes"]["num_steps"] == 2 and [e["pass"] for e in ra["pipeline"]] == [
         "fold_bn", "fold_timesteps", "train", "quantize"]
+    # folded, then cut: the teacher (the model before the cut) is already at T' = 2, and runs at it
+    b = runner.invoke(main, base + ["-o", str(tmp_path / "b"), "--train-epochs", "1", "--passes",
+                                    "fold_bn,prune_channels:ratio=0.5,quantize"])
+    assert b.exit_code == 0, b.output
+    rb = json.loads(b.stdout)
+    assert [e["pass"] for e in rb["pipeline"]] == ["fold_bn", "fold_timesteps", "prune_channels", "train", "quantize"]
+    assert rb["pruning"]["training"]["num_steps"] == 2
     c = runner.invoke(main, base + ["-o", str(tmp_path / "c"), "--train-method", "spike-thrift"])
     assert c.exit_code in (1, 2) and "--train-method and --train-synops shape the training" in c.output

@@ -387,7 +387,7 @@ def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say, progr
     g_struct = Pipeline(pipe.passes[cut:q]).run(g_pre, ctx)
     training = None
     if opts.train_epochs:
-        g_struct, training = train_cut(g_struct, g_pre, data, opts, int(loaded.T), dev, say, progress)
+        g_struct, training = train_cut(g_struct, g_pre, data, opts, int(loaded.T), dev, say, progress, target=tgt)
         ctx.log.append({"pass": "train", "options": {"epochs": opts.train_epochs, "distill": TRAIN_DISTILL,
                                                      "method": opts.train_method, "synops": opts.train_synops},
                         "time_s": training["time_s"], "notes": {k: v for k, v in training.items() if k != "history"}})
@@ -414,11 +414,11 @@ def run_passes(loaded: Loaded, data: Data, opts: CompileOptions, tgt, say, progr
     return Passed(compiled, g_struct, pruning, pipe, ctx)
 
 
-def train_cut(graph, teacher, data: Data, opts: CompileOptions, T: int, dev, say, progress=None):
+def train_cut(graph, teacher, data: Data, opts: CompileOptions, T: int, dev, say, progress=None, target=None):
     """``--train-epochs N``: train the cut (or folded) model ``graph`` N epochs over all fitting samples of the
     training split (the sampling rule), distilled (weight :data:`TRAIN_DISTILL`, Hinton et al. 2015) from
-    ``teacher``, the model before the cut (at its own T ``T``; ``graph`` trains at its own, T' after
-    ``fold_timesteps``), with :func:`snnc.driver.finetune.finetune` (surrogate gradients, Adam lr 1e-3 with a
+    ``teacher``, the model before the cut (at its own T: ``T``, or T' when ``fold_timesteps`` ran before the cut;
+    ``graph`` trains at its own, T' after ``fold_timesteps``), with :func:`snnc.driver.finetune.finetune` (surrogate gradients, Adam lr 1e-3 with a
     cosine schedule) and the recipe ``--train-method``/``--train-synops`` (:class:`snnc.driver.methods.Recipe`);
     the per-epoch accuracy is on the ``--budget`` held-out validation samples, or the first 512 validation
     samples. Returns ``(trained graph, log)``.
@@ -443,8 +443,9 @@ def train_cut(graph, teacher, data: Data, opts: CompileOptions, T: int, dev, say
     T_train = T_now
     recipe = Recipe(method=opts.train_method, synops=float(opts.train_synops))
     model, history = finetune(graph, x, y, T_train, epochs=int(opts.train_epochs), seed=opts.seed, x_val=xv,
-                              y_val=yv, teacher=teacher, teacher_steps=T, distill=TRAIN_DISTILL, recipe=recipe,
-                              device=dev, progress=cb, log=say)
+                              y_val=yv, teacher=teacher, distill=TRAIN_DISTILL, recipe=recipe, device=dev, progress=cb,
+                              log=say, target=target,
+                              teacher_steps=int((teacher.metadata or {}).get("snnc.num_steps") or T))
     trained = model.to_nir()
     trained.metadata = dict(graph.metadata or {})
     return trained, {"epochs": int(opts.train_epochs), "samples": int(len(y)), "distill": TRAIN_DISTILL,

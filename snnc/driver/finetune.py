@@ -28,6 +28,7 @@ Tensors: ``x`` ``[N, *input_shape]`` float32 images, ``y`` ``[N]`` int64 labels.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import shlex
 import sys
 import time
@@ -261,13 +262,14 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
                 syn_sum += syn * len(idx)
             opt.zero_grad()
             loss.backward()
+            lr_now = opt.param_groups[0]["lr"]  # the step's learning rate (the prox step of minimax uses it)
             opt.step()
             sched.step()
             done_b = epoch * steps + b
             if isinstance(pruner, SCAPruning):
                 pruner.after_batch(done_b, num_steps)
             elif pruner is not None:
-                pruner.step(opt.param_groups[0]["lr"], done_b)
+                pruner.step(lr_now, done_b)
             tot += float(loss.detach()) * len(idx)
             n += len(idx)
             correct += int((s.argmax(1) == yb).sum())
@@ -355,7 +357,7 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
                    val_samples: int | None = None, distill: float = 0.0, teacher=None, recipe: Recipe | None = None,
                    qat: bool = False, progress=None, log=None, **overrides) -> dict:
     """``snnc finetune``: load MODEL (a model file or shipped name, or a compile output folder, whose
-    ``graph.nir`` is used), run ``passes`` on it (e.g. ``"fold_bn,prune_channels:criterion=sca;ratio=0.25"``;
+    ``graph.nir`` is used), run ``passes`` on it (e.g. ``"fold_bn,prune_channels:criterion=activity;ratio=0.25"``;
     no quantize), fine-tune on the dataset's training split split by the one sampling rule
     (:mod:`snnc.data.sampling`): the validation samples (the dataset's val split, else the first 10%, at most
     5,000, of the rule's order, or ``val_samples``) give the per-epoch accuracy, the first ``train_limit`` (default
@@ -454,9 +456,11 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
     rule = R.readout_rule(pruned)["rule"]
     dev = resolve_device(opts.device)
     say_dev = f" ({dev.type})"
-    acc_before = accuracy(GraphSNN(pruned).to(dev), xte, yte, T, rule)
+    T_train = int((pruned.metadata or {}).get("snnc.num_steps") or T)  # T' after fold_timesteps
+    acc_before = accuracy(GraphSNN(pruned).to(dev), xte, yte, T_train, rule)
     say = log or (lambda s: None)
-    say(f"float test accuracy after the passes, before fine-tuning: {100 * acc_before:.2f}% on {len(yte):,} images"
+    say(f"float test accuracy after the passes, before fine-tuning (T = {T_train}): {100 * acc_before:.2f}% on "
+        f"{len(yte):,} images"
         + say_dev)
     qopts = qcal = None
     if qat:
@@ -476,12 +480,10 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
         raise SnncError(f"finetune --method {recipe.method} prunes while training; leave prune_channels out of "
                          "--passes (use --keep F for the target)")
     if recipe.method == "sca":  # the BatchNorm scales folded by the passes give SCA's regeneration score
-        recipe.extra.setdefault("bn", batchnorm_affines(graph))
-    T_train = int((pruned.metadata or {}).get("snnc.num_steps") or T)
+        recipe = dataclasses.replace(recipe, extra=dict(recipe.extra, bn=recipe.extra.get("bn",
+                                                                                           batchnorm_affines(graph))))
     if T_train != T:
         say(f"training at the folded T' = {T_train} (the model before the passes runs T = {T})")
-        acc_before = accuracy(GraphSNN(pruned).to(dev), xte, yte, T_train, rule)
-        say(f"float test accuracy at T' = {T_train} before fine-tuning: {100 * acc_before:.2f}%")
     t_steps = T
     if (distill > 0 or recipe.attention > 0) and t_model is None:  # the model before the passes
         t_model = base if recipe.attention > 0 or module is None else module

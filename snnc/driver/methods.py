@@ -51,8 +51,10 @@ AT_BETA = 1000.0
 class Recipe:
     """What the training loop does besides fitting the labels.
 
-    ``method`` (:data:`METHODS`); ``keep`` the keep target for ``sca``/``minimax``: the fraction of each prunable
-    group's channels (``sca``), or of the graph's synapses (``minimax``); ``attention`` the attention-transfer
+    ``method`` (:data:`METHODS`); ``keep`` the keep target for ``sca``/``minimax``: the fraction of all prunable
+    channels, ranked together (``sca``), or the graph synapses a uniform cut to that fraction keeps
+    (``minimax``); ``extra``: keyword arguments of the method's class (e.g. ``bn`` for :class:`SCAPruning`);
+    ``attention`` the attention-transfer
     weight beta (0: off; ``spike-thrift`` defaults to :data:`AT_BETA`); ``synops`` the SynOps regulariser weight
     (0: off); ``thresholds`` train thresholds and leaks (``spike-thrift``: on).
 
@@ -122,13 +124,11 @@ def forward_counts(model, x: torch.Tensor, num_steps: int, rule: str, names, spi
 class Masks:
     """0/1 masks on the output channels of prunable channel groups (:func:`snnc.passes.prune.channel_groups`):
     each batch the producers' weights and biases are multiplied by the mask, so a closed channel neither
-    spikes (its current is zero) nor drives the next layer, and the mask's gradient
-    ``dL/dm_c = sum_{b,t,x} dL/dy_c * y_c`` is the gradient of a per-channel scale of the producer's output (with
-    BatchNorm folded into the conv: a scale on the normalised output, what :class:`SCAPruning` uses for gamma)."""
+    spikes (its current is zero) nor drives the next layer, and its weights get no gradient."""
 
     def __init__(self, model, groups, device=None):
         self.model, self.groups = model, list(groups)
-        self.mask = {g.name: torch.ones(g.channels, device=device, requires_grad=True) for g in self.groups}
+        self.mask = {g.name: torch.ones(g.channels, device=device) for g in self.groups}
 
     def apply(self) -> None:
         for g in self.groups:
@@ -139,14 +139,6 @@ class Masks:
                     if key in self.model.weights:
                         w = self.model.weights[key]
                         self.model.ex._p[p][attr] = w * m.reshape((-1,) + (1,) * (w.dim() - 1))
-
-    def grads(self) -> dict[str, torch.Tensor]:
-        out = {}
-        for g in self.groups:
-            gr = self.mask[g.name].grad
-            out[g.name] = torch.zeros(g.channels) if gr is None else gr.detach().cpu().clone()
-            self.mask[g.name].grad = None
-        return out
 
     def set(self, name: str, keep: np.ndarray) -> None:
         with torch.no_grad():
@@ -651,7 +643,10 @@ class SCAPruning:
         self.seen = 0
 
     def observe(self, model) -> None:
-        """After each step of a training batch: add the step's ``S + |V|/v_th`` per channel (no gradient)."""
+        """After each step of a training batch: add the step's ``S + |V|/v_th`` per channel (no gradient); nothing
+        once the final keep set is fixed."""
+        if self.final:
+            return
         with torch.no_grad():
             for g in self.groups:
                 for n in g.neurons:
