@@ -49,7 +49,7 @@ from snnc.ir.device import resolve as resolve_device
 from snnc.data.training import load_training
 from snnc.ir import node_shape, output_classes, set_types
 from snnc.ir import readout as R
-from snnc.ir.trainable import GraphSNN, checkpoint
+from snnc.ir.trainable import GraphSNN, checkpoint, param_key
 from snnc.ir.validate import check_graph, check_num_steps
 from snnc.passes import PassContext, Pipeline
 from snnc.passes.prune import apply_keep, channel_groups
@@ -107,21 +107,21 @@ class _FakeQuant:
         q = Pipeline([("quantize", self.options)]).run(g, ctx)
         self.grids = {}
         for node, (unit, step, qmax) in weight_grids(g, q, self.target).items():
-            w = self.model.weights[f"{node.replace('.', '__')}::weight"]
+            w = self.model.weights[param_key(node, "weight")]
             self.grids[node] = (torch.as_tensor(unit, dtype=torch.float32, device=w.device), step, qmax)
         self.refreshes += 1
 
     def _float_graph(self):
         g = self.model.to_nir()
         for node in self.grids:  # to_nir reads the executor's (fake-quantized) weights: take the trained ones
-            k = f"{node.replace('.', '__')}::weight"
+            k = param_key(node, "weight")
             g.nodes[node].weight = self.model.weights[k].detach().cpu().numpy().astype(np.float32).copy()
         return g
 
     def apply(self) -> None:
         """Point the executor at fake-quantized weights (recomputed each batch, straight-through)."""
         for node, (unit, step, qmax) in self.grids.items():
-            w = self.model.weights[f"{node.replace('.', '__')}::weight"]
+            w = self.model.weights[param_key(node, "weight")]
             u = unit.reshape((-1,) + (1,) * (w.dim() - 1)) * step
             wq = torch.clamp(torch.round(w.detach() / u), -256 // step, qmax // step) * u
             self.model.ex._p[node]["weight"] = w + (wq - w.detach())

@@ -38,6 +38,7 @@ from snnc.errors import SnncError
 from snnc.ir import NEURON_TYPES, SPIKING_TYPES, neuron_shape
 from snnc.ir import readout as R
 from snnc.ir.ops import synapse_counts
+from snnc.ir.trainable import param_key
 from snnc.neurons import reset_states
 from snnc.passes import PassContext, Pipeline
 
@@ -135,7 +136,7 @@ class Masks:
             m = self.mask[g.name]
             for p in g.producers:
                 for attr in ("weight", "bias"):
-                    key = f"{p.replace('.', '__')}::{attr}"
+                    key = param_key(p, attr)
                     if key in self.model.weights:
                         w = self.model.weights[key]
                         self.model.ex._p[p][attr] = w * m.reshape((-1,) + (1,) * (w.dim() - 1))
@@ -176,7 +177,7 @@ class ProbedMasks(Masks):
         for g in self.groups:
             m, q = self.mask[g.name].detach(), self.probe[g.name]
             for p in g.producers:
-                wk, bk = f"{p.replace('.', '__')}::weight", f"{p.replace('.', '__')}::bias"
+                wk, bk = param_key(p, "weight"), param_key(p, "bias")
                 w = self.model.weights[wk]
                 shape = (-1,) + (1,) * (w.dim() - 1)
                 inv, shift = self.bn.get(p, (None, None))
@@ -215,7 +216,7 @@ def channel_norms(model, group) -> torch.Tensor:
     s = torch.zeros(group.channels, dtype=torch.float64)
     for p in group.producers:
         for attr in ("weight", "bias"):
-            key = f"{p.replace('.', '__')}::{attr}"
+            key = param_key(p, attr)
             if key in model.weights:
                 w = model.weights[key].detach().double().cpu()
                 s += (w.reshape(group.channels, -1) ** 2).sum(1)
@@ -536,7 +537,7 @@ class Minimax:
             for _, name, c in closed:
                 for p in self.by_name[name].producers:
                     for attr in ("weight", "bias"):
-                        key = f"{p.replace('.', '__')}::{attr}"
+                        key = param_key(p, attr)
                         if key in self.model.weights:
                             self.model.weights[key][c].mul_(f)
         r = self.resource(closed)

@@ -59,6 +59,11 @@ def _key(node: str, attr: str) -> str:
     return f"{node.replace('.', '__')}.{attr}"
 
 
+def param_key(node: str, attr: str) -> str:
+    """The key of node ``node``'s array ``attr`` in :attr:`GraphSNN.weights` (trained) or its buffers."""
+    return _key(node, attr).replace(".", "::")
+
+
 def _arrays(node) -> dict[str, np.ndarray]:
     out = {}
     for k, v in vars(node).items():
