@@ -400,7 +400,8 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
               help="knowledge-distillation weight (0 = labels only); the teacher is the model before the passes, "
               "or --teacher")
 @click.option("--teacher", default=None, metavar="MODEL",
-              help="with --distill: distil from this model (file or shipped name), e.g. the unpruned model when "
+              help="with --distill or attention transfer: distil from this model (file or shipped name), e.g. the "
+              "unpruned model when "
               "MODEL is already pruned (a --budget output or an earlier fine-tuned checkpoint)")
 @click.option("--method", type=click.Choice(["plain", "sca", "minimax", "spike-thrift"]), default="plain",
               show_default=True,
