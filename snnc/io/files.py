@@ -49,6 +49,15 @@ class OutputExistsError(OutputError, FileExistsError):
     """OUT exists, is not empty, and may not be replaced."""
 
 
+class WrittenThenInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) arrived after the new output was in place: OUT holds the complete new output
+    (the previous one is removed); the command line says so instead of "nothing was changed"."""
+
+    def __init__(self, out_dir, interrupt: BaseException | None = None):
+        super().__init__(f"{out_dir} was written completely before the interrupt")
+        self.out_dir, self.interrupt = out_dir, interrupt
+
+
 # --------------------------------------------------------------------------- stale siblings
 
 def _pid_alive(pid: int) -> bool:
@@ -232,16 +241,36 @@ def _swap_into_place(tmp: Path, out_dir: Path, parent: Path, tag: str, force: bo
             raise OutputExistsError(f"{out_dir} appeared (not empty) while compiling; nothing was written")
         old = parent / f".{out_dir.name}.old-{tag}"
         os.mkdir(old)
-        os.replace(out_dir, old / "x")
         try:
-            os.replace(tmp, out_dir)
-        except BaseException:
-            os.replace(old / "x", out_dir)  # put the previous output back
+            os.replace(out_dir, old / "x")
+        except BaseException:  # OUT not moved (read-only, another device, Ctrl-C): no empty sibling left
+            if (old / "x").exists():  # moved after all (interrupted right after the rename): put it back
+                os.replace(old / "x", out_dir)
             shutil.rmtree(old, ignore_errors=True)
             raise
-        shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, out_dir)
+        except BaseException as e:
+            if tmp.exists():  # the new output is not in place: put the previous output back
+                os.replace(old / "x", out_dir)
+                shutil.rmtree(old, ignore_errors=True)
+                raise
+            shutil.rmtree(old, ignore_errors=True)  # the rename completed before the interrupt
+            if isinstance(e, KeyboardInterrupt):
+                raise WrittenThenInterrupted(out_dir, e) from None
+            raise
+        try:
+            shutil.rmtree(old, ignore_errors=True)
+        except KeyboardInterrupt as e:
+            shutil.rmtree(old, ignore_errors=True)
+            raise WrittenThenInterrupted(out_dir, e) from None
     else:
-        os.replace(tmp, out_dir)
+        try:
+            os.replace(tmp, out_dir)
+        except KeyboardInterrupt as e:
+            if tmp.exists():
+                raise
+            raise WrittenThenInterrupted(out_dir, e) from None
 
 
 def nir_bytes(graph) -> bytes:
