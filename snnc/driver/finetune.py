@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
+import os
 import shlex
 import sys
 import time
@@ -169,6 +171,8 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
     flip = flip and not spikes
     if not 0 <= distill < 1:
         raise SnncError(f"finetune: distill must be in [0, 1), got {distill}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise SnncError(f"finetune: the learning rate must be a finite number > 0, got {lr}")
     if teacher_scores is not None and (flip or len(teacher_scores) != len(y)):
         raise SnncError("finetune: precomputed teacher scores need flip=False and one row per training image")
     if distill > 0 and teacher is None and teacher_scores is None:
@@ -263,14 +267,25 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
             opt.zero_grad()
             loss.backward()
             lr_now = opt.param_groups[0]["lr"]  # the step's learning rate (the prox step of minimax uses it)
-            opt.step()
+            try:
+                opt.step()
+            except RuntimeError as e:  # a learning rate too large for float32 (torch: "... without overflow")
+                if "overflow" not in str(e):
+                    raise
+                raise SnncError(f"finetune: the optimiser step overflowed at epoch {epoch + 1}, batch {b + 1} "
+                                 f"(learning rate {lr:g}); nothing was written: lower the learning rate (--lr)") \
+                    from None
             sched.step()
             done_b = epoch * steps + b
             if isinstance(pruner, SCAPruning):
                 pruner.after_batch(done_b, num_steps)
             elif pruner is not None:
                 pruner.step(lr_now, done_b)
-            tot += float(loss.detach()) * len(idx)
+            loss_now = float(loss.detach())
+            if not math.isfinite(loss_now):  # diverged: stop before NaN weights reach a checkpoint
+                raise SnncError(f"finetune: the training loss became {loss_now} at epoch {epoch + 1}, batch {b + 1} "
+                                 f"(learning rate {lr:g}); nothing was written: lower the learning rate (--lr)")
+            tot += loss_now * len(idx)
             n += len(idx)
             correct += int((s.argmax(1) == yb).sum())
             if progress:
@@ -296,6 +311,10 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
         if log:
             log(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in entry.items()
                          if not isinstance(v, dict)))
+    bad = sorted(k for k, v in model.weights.items() if not bool(torch.isfinite(v.detach()).all()))
+    if bad:  # e.g. a learning rate so large that the last step overflowed
+        raise SnncError(f"finetune: training left non-finite weights in {', '.join(bad[:3])} (learning rate {lr:g}); "
+                         "nothing was written: lower the learning rate (--lr)")
     if neurons is not None:  # the trained thresholds and leaks into the graph (to_nir reads the executor's values)
         neurons.apply()
     if pruner is not None:  # the masked weights are what was trained; then remove the closed channels
@@ -344,7 +363,8 @@ def _load_teacher(teacher, graph, T: int, trust_pickle: bool, input_shape=None, 
     def io(g):  # (input shape, output shape)
         return tuple(next(list(node_shape(n, port)) for n in g.nodes.values() if isinstance(n, cls))
                      for cls, port in ((nir.Input, "input"), (nir.Output, "output")))
-    tg, tmod, tinfo = load_model(teacher, trust_pickle=trust_pickle, num_steps=T, input_shape=input_shape)
+    tg, tmod, tinfo = load_model(teacher, trust_pickle=trust_pickle, input_shape=input_shape)
+    # the teacher's own T (a checkpoint's, a module's attribute); only a teacher that states none runs at the model's
     tT = check_num_steps(tinfo.get("num_steps") or (tg.metadata or {}).get("snnc.num_steps") or T, "teacher T")
     if io(tg) != io(graph) or tT != T:
         raise SnncError(f"finetune: teacher {teacher} takes input {io(tg)[0]} -> {io(tg)[1]} over T = {tT}; "
@@ -396,9 +416,8 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
 
 
     out_path = Path(out_path)
-    if out_path.exists() and (out_path.is_dir() or not force):
-        raise SnncError(f"{out_path} exists; pass --force to replace the file" if not out_path.is_dir()
-                         else f"{out_path} is a folder; give a checkpoint file name")
+    check_checkpoint_target(out_path, force, [model, teacher, data if isinstance(data, (str, Path)) else None,
+                                              data_dir])
     src = Path(str(model))
     if src.is_dir():
         g_path = src / "graph.nir"
@@ -414,6 +433,9 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
                                          input_shape=input_shape,
                                          data_shape=None if input_shape else D.sample_shape(data, data_dir),
                                          data_name=f"dataset {data!r}")
+    if info.get("factory_weights") == "random" and log:
+        log(f"note: {model} returns different weights on every call: training starts from its random initial "
+            "weights (to start from trained ones, load them inside the factory)")
     T = num_steps or info.get("num_steps") or (graph.metadata or {}).get("snnc.num_steps")
     if T is None:
         raise SnncError("the number of time steps T is unknown for this model; pass --num-steps")
@@ -513,12 +535,84 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
             "command": "snnc finetune " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["finetune"] else "python API"}
     ck = checkpoint(model_f, meta)
     ck["config"]["metadata"]["snnc.num_steps"] = T_train
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    check_checkpoint_target(out_path, force, [model, teacher, data if isinstance(data, (str, Path)) else None,
+                                              data_dir])  # again: it may have appeared while training
+    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    made = [p for p in reversed(out_path.absolute().parents) if not p.exists()]
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(ck, tmp)
         tmp.replace(out_path)
-    except OSError as e:
+    except (OSError, RuntimeError) as e:  # torch.save reports an unwritable place as a RuntimeError
         tmp.unlink(missing_ok=True)
-        raise SnncError(f"{out_path}: cannot be written ({e.strerror or e})") from None
+        for p in reversed(made):  # folders this run created, now empty again
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else _one_line_reason(e)
+        raise SnncError(f"{out_path}: cannot be written ({reason}); nothing was written") from None
     return meta
+
+
+def _one_line_reason(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:200] or type(e).__name__
+
+
+def is_snnc_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a file snnc wrote as a checkpoint (``format: snnc-checkpoint``; read with
+    ``weights_only=True``, so nothing is unpickled)."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - anything unreadable is not an snnc checkpoint
+        return False
+    return isinstance(ck, dict) and ck.get("format") == "snnc-checkpoint"
+
+
+def check_checkpoint_target(out_path: Path, force: bool, inputs=()) -> None:
+    """Refuse to write the checkpoint ``out_path`` where it would destroy something snnc did not write: a
+    folder, an existing file without ``force``, with ``force`` any file that is not an snnc checkpoint or
+    that is one of ``inputs`` (the model, the teacher, the data), a place that cannot be written (checked
+    by creating and removing a temporary file next to it, before any training).
+
+    Raises:
+        SnncError: the reason, naming the path.
+    """
+    if out_path.is_dir():
+        raise SnncError(f"{out_path} is a folder; give a checkpoint file name (.pt)")
+    if out_path.exists() or out_path.is_symlink():
+        if not force:
+            raise SnncError(f"{out_path} exists; pass --force to replace it (only an snnc checkpoint is replaced)")
+        for src in inputs:
+            if src is None:
+                continue
+            sp = Path(str(src))
+            try:
+                same = sp.exists() and (os.path.samefile(sp, out_path) or (sp.is_dir() and out_path.resolve()
+                                                                            .is_relative_to(sp.resolve())))
+            except OSError:
+                same = False
+            if same:
+                raise SnncError(f"{out_path} is one of this run's inputs ({src}); --force replaces only an earlier "
+                                 "checkpoint, give another -o")
+        if out_path.is_symlink() or not is_snnc_checkpoint(out_path):
+            raise SnncError(f"{out_path} exists and is not an snnc checkpoint; --force replaces only a checkpoint "
+                             "snnc wrote, give another -o")
+    parent = out_path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SnncError(f"{out_path}: {parent} is a file, not a folder")
+    probe = parent / f".snnc-write-probe-{os.getpid()}"
+    try:
+        with open(probe, "wb"):
+            pass
+    except OSError as e:
+        raise SnncError(f"{out_path}: cannot be written in {parent} ({e.strerror or e}); nothing was trained") \
+            from None
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
