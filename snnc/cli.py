@@ -50,6 +50,19 @@ def _internal(e: BaseException) -> None:
     sys.exit(EXIT_INTERNAL)
 
 
+class Finite(click.FloatRange):
+    """A float range that also refuses ``nan`` and ``inf`` (click's range lets ``nan`` through: every
+    comparison with it is false), as a usage error (exit 2)."""
+
+    name = "finite float range"
+
+    def convert(self, value, param, ctx):
+        rv = click.types.FloatParamType.convert(self, value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(rv, param, ctx)
+
+
 def _one_line(e: BaseException) -> str:
     from snnc.backends.loihi.rules import DesignRuleError
     text = str(e) or type(e).__name__
@@ -71,12 +84,13 @@ def _guard(fn):
             previous = None
         try:
             return fn(*args, **kwargs)
-        except Terminated:
-            click.echo("snnc: terminated", err=True)
-            sys.exit(EXIT_TERMINATED)
-        except KeyboardInterrupt:
-            click.echo("snnc: interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated); maybe after the output was in place
+            cause = getattr(e, "interrupt", None) or e
+            what = "terminated" if isinstance(cause, Terminated) else "interrupted"
+            written = getattr(e, "out_dir", None)
+            click.echo(f"snnc: {what}" + (f" after the output was complete: {written} holds the new output"
+                                           if written is not None else ""), err=True)
+            sys.exit(EXIT_TERMINATED if what == "terminated" else EXIT_INTERRUPTED)
         except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
         except SnncError as e:  # input snnc refuses (every user-facing error derives from it)
@@ -160,7 +174,40 @@ def _positive_time(ctx, param, value):
     return value
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OnceCommand(click.Command):
+    """A command whose single-value options may be given once: ``--budget cores=1 --budget cores=200``
+    is a usage error (exit 2) naming the option, not a silent pick of the last value."""
+
+    def parse_args(self, ctx, args):
+        takes = {}  # option string -> values it takes (single-value options only)
+        for p in self.params:
+            if isinstance(p, click.Option) and not p.multiple and not p.count and not p.is_flag:
+                for name in p.opts + p.secondary_opts:
+                    takes[name] = (p, p.nargs)
+        seen, i = {}, 0
+        while i < len(args):
+            tok = args[i]
+            if tok == "--":
+                break
+            name = tok.split("=", 1)[0] if tok.startswith("--") else tok
+            if name in takes:
+                p, nargs = takes[name]
+                seen.setdefault(p.name, []).append(tok if "=" in tok else " ".join(args[i:i + 1 + nargs]))
+                i += 1 if "=" in tok else 1 + nargs
+                continue
+            i += 1
+        for pname, given in seen.items():
+            if len(given) > 1:
+                raise click.UsageError(f"option {given[0].split('=')[0].split()[0]} given {len(given)} times "
+                                       f"({'; '.join(given)}); give it once", ctx=ctx)
+        return super().parse_args(ctx, args)
+
+
+class _Group(click.Group):
+    command_class = _OnceCommand
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="snnc")
 def main():
     """snnc: compile trained spiking neural networks for neuromorphic targets.
@@ -212,7 +259,7 @@ def main():
 @click.option("--train-method", type=click.Choice(["plain", "spike-thrift"]), default="plain", show_default=True,
               help="with --train-epochs: plain distilled fine-tuning, or spike-thrift (attention transfer from the "
                    "model before the cut + thresholds and leaks trained on the target's du/dv grid)")
-@click.option("--train-synops", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="LAMBDA",
+@click.option("--train-synops", type=Finite(min=0), default=0.0, show_default=True, metavar="LAMBDA",
               help="with --train-epochs: SynOps regulariser weight (LAMBDA x SynOps / SynOps at the start)")
 @click.option("--weight-bits", type=click.IntRange(2, 8), default=None,
               help="synaptic weight bits (quantize weight_bits; 8, 6, 4, 2...) [default: 8]")
@@ -388,7 +435,7 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--passes", default=None, help="passes to run before fine-tuning, e.g. "
               "'fold_bn,prune_channels:criterion=activity;ratio=0.25' (no quantize) [default: fold_bn]")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--lr", type=Finite(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--train-limit", type=click.IntRange(min=2), default=None,
               help="train on N training samples (a class-stratified sample by snnc's sampling rule; default all)")
@@ -396,7 +443,7 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
               help="validation samples for the per-epoch accuracy, carved from the training split by the "
                    "sampling rule [default: the dataset's val split, else 10% of the training split, at most 5000]")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="test images for the before/after accuracy")
-@click.option("--distill", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--distill", type=Finite(0, 1, max_open=True), default=0.0, show_default=True,
               help="knowledge-distillation weight (0 = labels only); the teacher is the model before the passes, "
               "or --teacher")
 @click.option("--teacher", default=None, metavar="MODEL",
@@ -409,13 +456,13 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
               "regeneration during training (needs --keep); minimax = resource-constrained primal-dual pruning "
               "adapted from Chen et al. to channels and synapses (needs --keep); spike-thrift = attention transfer "
               "from the uncompressed model + thresholds and leaks trained on the target's grid (Kundu et al.)")
-@click.option("--keep", type=click.FloatRange(0, 1, min_open=True), default=None, metavar="F",
+@click.option("--keep", type=Finite(0, 1, min_open=True), default=None, metavar="F",
               help="with --method sca or minimax: the fraction of the prunable channels to keep (sca: of all "
               "layers' channels together, ranked globally, at least one per layer; minimax: the graph synapses a "
               "uniform cut to F keeps, distributed over the layers by the method)")
-@click.option("--attention", type=click.FloatRange(min=0), default=None, metavar="BETA",
+@click.option("--attention", type=Finite(min=0), default=None, metavar="BETA",
               help="attention-transfer weight (Zagoruyko & Komodakis' beta; spike-thrift: 1000; 0 = off)")
-@click.option("--synops", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="LAMBDA",
+@click.option("--synops", type=Finite(min=0), default=0.0, show_default=True, metavar="LAMBDA",
               help="spike-rate regulariser: LAMBDA x SynOps per sample / SynOps at the start")
 @click.option("--train-thresholds/--no-train-thresholds", default=None,
               help="train one threshold and one leak per layer, the leak on the target's du/dv grid "
@@ -431,7 +478,9 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
 @click.option("--input-shape", default=None, help="input shape C,H,W (pickled modules without one)")
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--force", is_flag=True, help="replace an existing checkpoint file")
+@click.option("--force", is_flag=True,
+              help="replace OUT when it is an earlier snnc checkpoint (never another file, nor the model, teacher or "
+                   "data)")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda",
               help="where torch work runs: training and evaluation; auto = CUDA when available")
 @_guard

@@ -171,6 +171,8 @@ def load_events(path: str | os.PathLike, num_steps: int, limit: int | None = Non
             raise EventDataError(f"{p}: no 'labels' array")
         y = check_labels(np.asarray(d["labels"]).reshape(-1), f"{p}: labels")
         n = len(y) if limit is None else min(limit, len(y))
+        if n == 0:
+            raise EventDataError(f"{p}: holds no samples (its 'labels' array is empty)")
         if "frames" in d:
             fr = check_samples(d["frames"], f"{p}: frames").astype(np.float32)
             if fr.shape[0] != len(y):

@@ -218,6 +218,10 @@ def load(model, opts: CompileOptions, inputs: list, say) -> Loaded:
                                      num_steps=opts.num_steps, reset=opts.reset, weights=opts.weights,
                                      input_encoding=opts.input_encoding, data_shape=data_shape,
                                      data_name=f"dataset {opts.data!r}")
+    if info.get("factory_weights") == "random":
+        raise SnncError(f"{model}: the factory returns different weights on every call (its random initial "
+                         "weights: an untrained model); give the trained weights with --weights FILE (a state dict), "
+                         "or load them inside the factory")
     for note in info.get("notes", []):
         say(note)
     if info.get("kind") != "snnc-checkpoint":
@@ -500,6 +504,29 @@ def measure_model(loaded: Loaded, data: Data, passed: Passed, program, opts: Com
     return sim["metrics"], accuracy
 
 
+#: compiled accuracy this far below the source model's float accuracy (fraction) gets ACCURACY_DROP (issue 19)
+ACCURACY_DROP_LIMIT = 0.10
+
+
+def accuracy_drop(accuracy: dict | None, passed) -> dict | None:
+    """The ``ACCURACY_DROP`` check when the compiled accuracy is more than :data:`ACCURACY_DROP_LIMIT` below the
+    float accuracy of the source model (before any pass), else None; the message says which passes ran and
+    what usually recovers accuracy (fine-tuning after a cut, a looser budget, more weight bits)."""
+    if not accuracy or accuracy.get("float") is None:
+        return None
+    f, c = float(accuracy["float"]), float(accuracy["compiled"])
+    if f - c <= ACCURACY_DROP_LIMIT:
+        return None
+    hints = ["a looser --budget or a higher keep ratio", "--train-epochs N (fine-tune after the cut)"] \
+        if passed.pruning is not None else []
+    hints.append("more weight bits (--weight-bits)")
+    return {"check": "ACCURACY_DROP", "value": round(c, 6), "limit": round(f - ACCURACY_DROP_LIMIT, 6),
+            "message": f"compiled accuracy {100 * c:.2f}% is {100 * (f - c):.1f} pp below the source model's float "
+                       f"accuracy {100 * f:.2f}% (more than {100 * ACCURACY_DROP_LIMIT:.0f} pp) after passes "
+                       f"{', '.join(n for n, _ in passed.pipe.passes)}; try "
+                       + ", or ".join(hints)}
+
+
 def make_report(model, loaded: Loaded, data: Data, passed: Passed, config, arrays, tgt, metrics, accuracy,
                 semantic_checks: list) -> dict:
     """Stage 8: report.json (README "Contract"): cores, totals, energy, accuracy, checks, quantization,
@@ -513,6 +540,9 @@ def make_report(model, loaded: Loaded, data: Data, passed: Passed, config, array
     report = build_report(config, tgt, metrics, accuracy, passed.ctx.log, model_info)
     if semantic_checks or data.checks:
         report["checks"] = list(report.get("checks", [])) + _plain(semantic_checks + data.checks)
+    drop = accuracy_drop(accuracy, passed)
+    if drop:
+        report["checks"] = list(report.get("checks", [])) + [drop]
     calib = data.calib
     n_cal = 0 if calib is None else (calib.shape[1] if loaded.spikes else len(calib))
     report = dict(report, quantization=quantization_section(config, arrays, tgt, passed.ctx.log, metrics, n_cal))

@@ -156,6 +156,11 @@ class CompileOptions:
         if self.data is not None and not isinstance(self.data, (str, Splits)):
             raise UsageError(f"data of type {type(self.data).__name__}: give a dataset name or path, a tuple "
                              "(x_train, y_train, x_test, y_test) or snnc.data.Splits(train=..., test=...)")
+        if self.encode is not None and isinstance(self.data, str) and self.data.startswith("events:"):
+            raise UsageError("--encode turns images into spikes; event data (--data events:...) is spikes already: "
+                             "leave --encode out")
+        if self.encode is not None and not self.data:
+            raise UsageError("--encode turns the images of --data into spikes; give --data")
         if self.calibrate is not None and not self.data:
             raise UsageError("--calibrate needs --data: it calibrates the quantization on that dataset's training "
                              "images")

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from snnc import models
-from snnc.io.trusted import call_factory
+from snnc.io.trusted import call_again, call_factory
 from snnc.frontends import norse, sinabs, snntorch, spikingjelly
 from snnc.frontends.checkpoint import build_checked, check_checkpoint_config, check_state_dict
 from snnc.frontends.base import ModelLoadError, TraceContext, reset_module_states
@@ -186,14 +186,37 @@ def load_factory(spec: str, weights: str | os.PathLike | None = None) -> tuple[n
         try:
             model.load_state_dict(state)
         except Exception as e:  # noqa: BLE001
-            raise ModelLoadError(f"{weights}: does not match {func}()'s model: {str(e).splitlines()[0]}") from None
+            text = " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())  # every key, not the heading
+            raise ModelLoadError(f"{weights}: does not match {func}()'s model: "
+                                 f"{text if len(text) <= 600 else text[:600] + ' ...'}") from None
         info["weights"] = str(weights)
+    else:
+        info["factory_weights"] = _factory_weights(factory, spec)
     model.eval()
     for key in ("input_shape", "num_steps"):
         val = getattr(model, key, getattr(factory, key, None))
         if val is not None:
             info[key] = val
     return model, info
+
+
+def _factory_weights(factory, spec: str) -> str:
+    """Whether ``factory()`` returns the same weights on every call (``"fixed"``: it loads trained weights,
+    or seeds its own initialisation) or different ones (``"random"``: its random initial weights, i.e. an
+    untrained model), told by two further calls under different torch seeds (the global RNG state is kept)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        a = call_again(factory, spec, ModelLoadError)
+        torch.manual_seed(2)
+        b = call_again(factory, spec, ModelLoadError)
+    if not (isinstance(a, nn.Module) and isinstance(b, nn.Module)):
+        return "fixed"
+    sa, sb = a.state_dict(), b.state_dict()
+    for k, v in sa.items():
+        w = sb.get(k)
+        if torch.is_tensor(v) and v.is_floating_point() and (w is None or w.shape != v.shape or not torch.equal(v, w)):
+            return "random"
+    return "fixed"
 
 
 def _unpickle(path: Path) -> nn.Module:

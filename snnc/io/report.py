@@ -244,8 +244,10 @@ def print_report(report: dict, console=None) -> None:
         if pr.get("budget"):
             b = pr["budget"]
             console.print(f"  budget {b['budget']['resource']}={b['budget']['value']:g}: reached {b['reached']:,.0f}")
+    last = [c for c in report.get("checks", []) if c["check"] in LAST_CHECKS]
     for c in report.get("checks", []):
-        console.print(f"[yellow]warning[/yellow] [{c['check']}] {c['message']}")
+        if c["check"] not in LAST_CHECKS:
+            console.print(f"[yellow]warning[/yellow] [{c['check']}] {c['message']}")
     qz = report.get("quantization")
     if qz:
         console.print(quantization_line(qz))
@@ -261,6 +263,12 @@ def print_report(report: dict, console=None) -> None:
             console.print(f"readout (float and compiled alike): {acc['readout']}"
                           + (f"; predictions agree on {100 * acc['agreement']:.2f}% of samples"
                              if acc.get("agreement") is not None else ""))
+    for c in last:  # the verdict on the whole result: the report's last line
+        console.print(f"[yellow]warning[/yellow] [{c['check']}] {c['message']}")
+
+
+#: checks printed after the accuracy line, as the report's last lines (they judge the whole result)
+LAST_CHECKS = ("ACCURACY_DROP",)
 
 
 def quantization_line(qz: dict) -> str:

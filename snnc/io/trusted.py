@@ -30,15 +30,24 @@ def call_factory(spec: str, error: type[Exception]):
         module = importlib.util.module_from_spec(sp)
         sys.modules[mod_name] = module
         sp.loader.exec_module(module)
+    except SystemExit as e:  # sys.exit() at import: refused like any failure, not snnc's exit
+        raise error(f"{path}: importing it called sys.exit({e.code!r})") from None
     except Exception as e:  # noqa: BLE001 - the user's file fails: one line naming it
         raise error(f"{path}: importing it failed ({_first_line(e)})") from None
     fn = getattr(module, func, None)
     if not callable(fn):
         raise error(f"{path}: has no function {func!r}")
+    return call_again(fn, spec, error), fn
+
+
+def call_again(fn, spec: str, error: type[Exception]):
+    """``fn()`` of :func:`call_factory` (again): its failure, or a ``sys.exit()`` inside it, becomes ``error``."""
     try:
-        return fn(), fn
+        return fn()
+    except SystemExit as e:
+        raise error(f"{spec}: calling {fn.__name__}() called sys.exit({e.code!r})") from None
     except Exception as e:  # noqa: BLE001 - the user's function fails: one line naming it
-        raise error(f"{spec}: calling {func}() failed ({_first_line(e)})") from None
+        raise error(f"{spec}: calling {fn.__name__}() failed ({_first_line(e)})") from None
 
 
 def _first_line(e: BaseException) -> str:
