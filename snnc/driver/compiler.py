@@ -534,6 +534,8 @@ def make_report(model, loaded: Loaded, data: Data, passed: Passed, config, array
     info = loaded.info
     model_info = {"path": info["path"], "kind": info.get("kind"), "num_steps": loaded.T,
                   "framework": info.get("framework"), "notes": list(info.get("notes", []))}
+    if info.get("dt_source"):  # a NIR file: where its dt came from
+        model_info["dt_source"] = info["dt_source"]
     if info.get("meta"):
         model_info["card"] = {k: info["meta"][k] for k in sorted(info["meta"]) if k in (
             "float_test_accuracy", "seed", "epochs", "dt", "command")}
@@ -597,8 +599,8 @@ def check_semantics(loaded: Loaded, data: Data, pipe: Pipeline, program, opts: C
         raise S.SemanticChangeError(
             f"{program.target.name} cannot keep the model's neuron semantics ({S.describe(diffs)}); compiled with "
             f"them converted, source and compiled predictions agree on {100 * agree:.1f}% of {where}; pass "
-            "--allow-semantic-change to accept, or fine-tune with --passes "
-            "'adapt_semantics:finetune_epochs=2,fold_bn,quantize'")
+            "--allow-semantic-change to accept, or fine-tune the converted model with --allow-semantic-change "
+            "--passes 'adapt_semantics:finetune_epochs=2,fold_bn,quantize' (both are needed)")
     return checks
 
 

@@ -280,9 +280,10 @@ def load_model(model, trust_pickle: bool = False, dt: float | None = None, input
         return _trace_loaded(module, shape, T, dt, input_encoding, info, notes, spec, data_shape, data_name)
     path = resolve_model_path(model)
     if path.suffix == ".nir":
-        graph = load_nir(path, dt=dt, reset=reset, notes=notes, input_shape=input_shape)
+        nir_info = {}
+        graph = load_nir(path, dt=dt, reset=reset, notes=notes, input_shape=input_shape, info=nir_info)
         info = {"kind": "nir", "num_steps": (graph.metadata or {}).get("snnc.num_steps", num_steps),
-                "framework": "nir", "notes": notes}
+                "framework": "nir", "notes": notes, **nir_info}
         return graph, None, info
     if weights is not None:
         raise ModelLoadError(f"--weights goes with a model given as file.py:factory, not with {path}")

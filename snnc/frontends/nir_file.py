@@ -178,8 +178,24 @@ def normalize_nir(graph: nir.NIRGraph, dt: float | None = None, reset: str | Non
 
 
 def load_nir(path: str | os.PathLike, dt: float | None = None, reset: str | None = None,
-             notes: list | None = None, input_shape=None) -> nir.NIRGraph:
-    """Read, repair and normalize a ``.nir`` file."""
+             notes: list | None = None, input_shape=None, info: dict | None = None) -> nir.NIRGraph:
+    """Read, repair and normalize a ``.nir`` file; ``info["dt_source"]`` says where dt came from (``--dt``,
+    the file's ``snnc.dt``, or the stated default), and a default dt adds a line to ``notes``."""
     graph = read_nir(path)
     graph = repair_graph(graph, dt, notes, where=str(Path(path).name), input_shape=input_shape)
-    return normalize_nir(graph, dt=dt, reset=reset)
+    missing = [n for n, node in graph.nodes.items() if isinstance(node, NEURON_TYPES)
+               and "snnc.dt" not in (node.metadata or {})]
+    if dt is not None:
+        source = "--dt"
+    elif missing:  # NIR itself has no dt: a decision, stated
+        source = f"assumed {DEFAULT_DT:g} s (NIR files carry no dt; the snnTorch export convention)"
+        if notes is not None:
+            notes.append(f"{Path(path).name}: dt = {DEFAULT_DT:g} s assumed for {len(missing)} neuron node(s) "
+                         "(NIR files carry no dt; the snnTorch export convention): pass --dt if the file was made "
+                         "for another")
+    else:
+        source = "the file (snnc.dt metadata)"
+    graph = normalize_nir(graph, dt=dt, reset=reset)
+    if info is not None:
+        info["dt_source"] = source
+    return graph
