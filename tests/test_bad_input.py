@@ -308,3 +308,38 @@ def test_the_interrupt_message_tells_the_truth(small, tmp_path, monkeypatch):
     r = CliRunner().invoke(main, ["compile", str(small["ckpt"]), "-o", str(out), "--force"])
     assert r.exit_code == 130, r.output
     assert f"interrupted after the output was complete: {out} holds the new output" in " ".join(r.stderr.split())
+
+
+def test_a_nir_file_without_dt_says_which_dt_was_assumed(tmp_path):
+    import json
+
+    import nir
+
+    from conftest import TinySNN
+    from snnc.frontend import trace
+    g = trace(TinySNN(), (1, 8, 8), num_steps=4)
+    for node in g.nodes.values():
+        (node.metadata or {}).pop("snnc.dt", None)
+    nir.write(tmp_path / "t.nir", g)
+    code, err, _ = cli("compile", tmp_path / "t.nir", "-o", tmp_path / "o", "--num-steps", "4",
+                       "--input-encoding", "direct")
+    assert code == 0, err
+    assert "dt = 0.0001 s assumed" in " ".join(err.split())
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["model"]["dt_source"].startswith("assumed 0.0001 s")
+    code, err, _ = cli("compile", tmp_path / "t.nir", "-o", tmp_path / "o2", "--num-steps", "4",
+                       "--input-encoding", "direct", "--dt", "0.001")
+    assert code == 0, err
+    assert json.loads((tmp_path / "o2" / "report.json").read_text())["model"]["dt_source"] == "--dt"
+
+
+def test_semantic_change_warnings_of_one_kind_are_one_line():
+    from snnc.io.report import check_lines
+    checks = [{"check": "SEMANTIC_CHANGE", "node": f"layer{i}", "source": "sinabs.IAFSqueeze",
+               "source_semantics": "subtract reset", "target_semantics": "reset to 0", "agreement": 0.9,
+               "agreement_samples": "256 calibration samples", "message": f"layer{i} ..."} for i in range(15)]
+    checks.append({"check": "HOST_BIAS_CLIPPED", "message": "3 biases clipped"})
+    lines = check_lines(checks)
+    assert len(lines) == 2
+    assert lines[0].startswith("[SEMANTIC_CHANGE] 15 nodes (layer0, layer1") and "(15 in all)" in lines[0]
+    assert "90.0% on 256 calibration samples" in lines[0] and lines[1] == "[HOST_BIAS_CLIPPED] 3 biases clipped"

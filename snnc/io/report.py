@@ -245,9 +245,8 @@ def print_report(report: dict, console=None) -> None:
             b = pr["budget"]
             console.print(f"  budget {b['budget']['resource']}={b['budget']['value']:g}: reached {b['reached']:,.0f}")
     last = [c for c in report.get("checks", []) if c["check"] in LAST_CHECKS]
-    for c in report.get("checks", []):
-        if c["check"] not in LAST_CHECKS:
-            console.print(f"[yellow]warning[/yellow] [{c['check']}] {c['message']}")
+    for line in check_lines([c for c in report.get("checks", []) if c["check"] not in LAST_CHECKS]):
+        console.print(f"[yellow]warning[/yellow] {line}")
     qz = report.get("quantization")
     if qz:
         console.print(quantization_line(qz))
@@ -265,6 +264,39 @@ def print_report(report: dict, console=None) -> None:
                              if acc.get("agreement") is not None else ""))
     for c in last:  # the verdict on the whole result: the report's last line
         console.print(f"[yellow]warning[/yellow] [{c['check']}] {c['message']}")
+
+
+def check_lines(checks: list) -> list[str]:
+    """The terminal lines of report.json ``checks``: ``[CHECK] message``, with ``SEMANTIC_CHANGE`` checks that
+    differ only in the node grouped into one line naming the nodes (a model with 15 converted neurons of one
+    kind gives one line, not 15)."""
+    lines, groups = [], {}
+    for c in checks:
+        if c["check"] == "SEMANTIC_CHANGE" and "node" in c:
+            key = (c.get("source"), c.get("source_semantics"), c.get("target_semantics"), c.get("agreement"),
+                   c.get("agreement_samples"))
+            if key not in groups:
+                groups[key] = []
+                lines.append(key)
+            groups[key].append(c)
+        else:
+            lines.append(f"[{c['check']}] {c['message']}")
+    out = []
+    for item in lines:
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        cs = groups[item]
+        if len(cs) == 1:
+            out.append(f"[SEMANTIC_CHANGE] {cs[0]['message']}")
+            continue
+        nodes = [c["node"] for c in cs]
+        shown = ", ".join(nodes[:6]) + (f", ... ({len(nodes)} in all)" if len(nodes) > 6 else "")
+        src, ssem, tsem, agree, where = item
+        out.append(f"[SEMANTIC_CHANGE] {len(nodes)} nodes ({shown}; {src}): {ssem} -> {tsem}"
+                   + (f"; prediction agreement source vs compiled {100 * agree:.1f}% on {where}"
+                      if agree is not None else ""))
+    return out
 
 
 #: checks printed after the accuracy line, as the report's last lines (they judge the whole result)
@@ -293,8 +325,9 @@ def quantization_line(qz: dict) -> str:
 
 
 def plot_utilisation(report: dict, path: str | Path) -> None:
-    """Bar chart of per-core utilisation (neurons, input axons, output axons, memory) as a PNG; chips are
-    separated by vertical lines and labelled."""
+    """Bar chart of per-core utilisation (neurons, input axons, output axons, memory) as a PNG: whole-number
+    core ticks, the neuron groups above each run of cores holding the same groups; chips are separated by
+    vertical lines and labelled."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -315,8 +348,22 @@ def plot_utilisation(report: dict, path: str | Path) -> None:
         for ch in sorted(set(chips)):
             idx = [i for i, c in enumerate(chips) if c == ch]
             ax.text((idx[0] + idx[-1]) / 2, 104, f"chip {ch}", ha="center", va="bottom", fontsize=8)
-    ax.set_ylim(0, 115)
-    ax.set_xlabel("core")
+    runs = []  # consecutive cores holding the same neuron groups: one label each, along the top
+    for i, c in enumerate(cores):
+        g = ", ".join(c.get("groups", []))
+        if runs and runs[-1][2] == g:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i, g])
+    for a, b, g in runs:
+        if g:
+            ax.text((a + b) / 2, 101, g, ha="center", va="bottom", fontsize=7, rotation=90 if b - a < 3 else 0,
+                    color="0.25", clip_on=True)
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # core numbers are whole
+    ax.set_xlim(-0.6, len(cores) - 0.4)
+    ax.set_ylim(0, 135 if any(b - a < 3 for a, b, g in runs if g) else 115)
+    ax.set_xlabel("core (labels above the bars: the neuron groups each run of cores holds)")
     ax.set_ylabel("utilisation (%)")
     n_chips = len(set(chips))
     ax.set_title(f"{report['target']}: per-core utilisation ({len(cores)} cores on {n_chips} chip(s))")
