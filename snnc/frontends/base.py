@@ -10,6 +10,11 @@ writes these keys)::
                        "next_step"  (snnTorch's reset_delay=True: the spike of step t resets the
                                      membrane of step t+1 *after* its update: subtract removes
                                      v_th, zero multiplies the updated membrane by 0)
+                       "immediate_recheck" (snnTorch's reset_delay=False with subtract reset:
+                                     v_th is subtracted right after each spike, and in a step
+                                     after one that ended with v > v_th the spike needs
+                                     v > 2 v_th; snntorch/_neurons/leaky.py, synaptic.py:
+                                     do_reset = spk - reset)
     snnc.threshold_op  ">" (default; NIR, Loihi, snnTorch, Norse) | ">=" (SpikingJelly, Sinabs)
     snnc.spikes        "single" (default) | "multi" (Sinabs MultiSpike: floor(v / v_th) spikes
                                      per step where v >= v_th, each one subtracting v_th)

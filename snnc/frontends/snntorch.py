@@ -29,7 +29,15 @@ In NIR terms (forward Euler with dt, see :mod:`snnc.ir.reference`):
   spikes; on loihi-sim a recurrent projection with its one-step synaptic delay).
 - dt: 1e-4 s unless given (snnTorch's own NIR export convention); the discrete update does not
   depend on it.
-- ``reset_delay=False`` (the reset applied in the same step as the spike): ``"immediate"`` timing.
+- ``reset_delay=False`` (the reset applied in the same step as the spike), read in snnTorch 1.0's
+  ``forward``: ``do_reset = spk - reset`` with ``reset = H(mem[t-1] - v_th)`` from the previous step's
+  final membrane. Reset "zero": ``"immediate"`` timing (a zeroed membrane never leaves reset = 1, so
+  this is the plain immediate reset). Reset "subtract": ``"immediate_recheck"``: v_th is subtracted
+  right after each spike, but a membrane that ended a step above v_th has v_th subtracted again
+  before the next comparison (and given back when no spike follows), so that spike needs
+  ``v > 2 v_th`` (:mod:`snnc.ir.reference`). ``RSynaptic``'s ``reset_delay=False`` branch assigns a
+  local ``mem`` and never ``self.mem``, so it runs as ``reset_delay=True`` (``"next_step"``), which
+  snnc follows.
 - Not mapped (a one-line error names the layer): ``reset_mechanism="none"`` with ``beta = 1``
   mixed in, ``inhibition=True``, ``state_quant``, ``graded_spikes_factor != 1``.
 
@@ -94,6 +102,10 @@ def node_maps(tc: TraceContext, base_maps: dict) -> dict:
     dt = tc.dt or DEFAULT_DT
 
     def timing(mech, delayed, kind):
+        if not delayed and kind == "RSynaptic":
+            return "next_step"  # its reset_delay=False branch writes a local, never self.mem (module docstring)
+        if not delayed and mech == "subtract":
+            return "immediate_recheck"
         if not delayed or mech == "none":
             return "immediate"
         if kind == "Leaky" and mech == "zero":

@@ -19,6 +19,9 @@ and for spiking nodes, with the node's ``snnc.*`` metadata (:mod:`snnc.frontends
                  spikes "multi": s = floor(v / v_th) where v > 0  (Sinabs MultiSpike, counts)
     reset_timing "immediate" (default):  v <- v_reset where s ("zero", "to_v_reset"),
                                v <- v - v_th s ("subtract"), nothing ("none")
+    reset_timing "immediate_recheck" (snnTorch reset_delay=False, subtract): r = H(v[t-1] - v_th) on
+                 the previous step's final v;  v' = v - r v_th;  s = H(v' - v_th);  v <- v' - (s - r) v_th
+                 (snnTorch's own order: do_reset = spk - reset)
     v_min        v <- max(v, v_min)
 
 Edges that close a cycle carry the previous step's output; at step 0 a stateless node on such
@@ -136,6 +139,10 @@ class GraphExecutor:
                     elif reset == "to_v_reset":
                         v = torch.where(prev > 0, vr, v)
                 immediate = "none"
+            elif sem.reset_timing == "immediate_recheck" and reset == "subtract":
+                r = (st["v"] > thr).to(x.dtype).detach()  # the previous step's final v (0 at the first)
+                v = v - r * thr
+                immediate = "recheck"
             else:
                 immediate = reset
             if sem.spikes == "multi":
@@ -150,6 +157,8 @@ class GraphExecutor:
                 s = (v > thr).to(x.dtype)
             if immediate == "subtract":
                 v = v - thr * s
+            elif immediate == "recheck":
+                v = v - (s - r) * thr
             elif immediate in ("zero", "to_v_reset"):
                 v = torch.where(s > 0, vr, v)
             if sem.v_min is not None:

@@ -38,7 +38,7 @@ from snnc.ir import SPIKING_TYPES, topological_order
 
 #: reset modes, reset timings, threshold comparisons and spike modes snnc's reference executor runs
 RESET_MODES = ("zero", "subtract", "to_v_reset", "none")
-RESET_TIMINGS = ("immediate", "next_step")
+RESET_TIMINGS = ("immediate", "next_step", "immediate_recheck")
 THRESHOLD_OPS = (">", ">=")
 SPIKE_MODES = ("single", "multi")
 
@@ -55,8 +55,10 @@ class NeuronSemantics:
     ``dt``              ``snnc.dt``                     time step in s (None: not recorded)
     ``reset``           ``snnc.reset``                  ``"zero"`` (default), ``"subtract"``,
                                                         ``"to_v_reset"``, ``"none"``
-    ``reset_timing``    ``snnc.reset_timing``           ``"immediate"`` (default; NIR, Loihi) or
-                                                        ``"next_step"`` (snnTorch ``reset_delay``)
+    ``reset_timing``    ``snnc.reset_timing``           ``"immediate"`` (default; NIR, Loihi),
+                                                        ``"next_step"`` (snnTorch ``reset_delay``) or
+                                                        ``"immediate_recheck"`` (snnTorch
+                                                        ``reset_delay=False`` with subtract reset)
     ``threshold_op``    ``snnc.threshold_op``           ``">"`` (default; NIR, Loihi, snnTorch, Norse)
                                                         or ``">="`` (SpikingJelly, Sinabs)
     ``spikes``          ``snnc.spikes``                 ``"single"`` (default) or ``"multi"``
@@ -170,8 +172,10 @@ def differences(graph: nir.NIRGraph) -> list[dict]:
         if reset == "to_v_reset" and not np.any(np.asarray(getattr(node, "v_reset", 0.0))):
             reset = "zero"
         if reset != "zero":
-            add("reset", f"reset {reset!r}" + (" after the next update" if timing == "next_step" else ""),
-                "reset to 0 right after the spike")
+            add("reset", f"reset {reset!r}" + {"next_step": " after the next update",
+                                                "immediate_recheck": " right after the spike, the threshold doubled in "
+                                                "a step after one that ended above it (snnTorch reset_delay=False)"}
+                .get(timing, ""), "reset to 0 right after the spike")
         elif timing == "next_step":
             add("reset", "reset to 0 of the next step's updated membrane (held at 0 one step)",
                 "reset to 0 right after the spike")
