@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from snnc.frontends import run_steps, trace_module
+from snnc.frontends import load_model, run_steps, trace_module
 from snnc.ir.reference import run_graph
 
 from frontend_helpers import digits_inputs, own_run, train_digits
@@ -159,6 +159,27 @@ def test_sinabs_squeeze_conv_equals():
     assert ref.sum() > 0 and torch.equal(out, ref)
 
 
+def test_sinabs_from_model_network_gets_in_as_written():
+    """Issue 19: Sinabs' tutorial converts an ANN with ``from_model(ann)``; the Network it returns is traced
+    through its spiking_model (with a note) and equals Sinabs' own run of it."""
+    from sinabs.from_torch import from_model
+    torch.manual_seed(3)
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(36, 5), nn.ReLU())
+    with torch.no_grad():
+        ann[0].weight.mul_(3)
+        ann[4].weight.mul_(3)
+    net = from_model(ann, input_shape=(1, 8, 8), batch_size=8)
+    notes = []
+    g = trace_module(net, (1, 8, 8), num_steps=T, notes=notes)
+    assert any("from_model" in n and "spiking_model" in n for n in notes)
+    xi = (torch.rand(T, 8, 1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    net.reset_states()
+    with torch.no_grad():
+        ref = net.spiking_model(xi.transpose(0, 1).reshape(8 * T, 1, 8, 8)).reshape(8, T, 5).transpose(0, 1)
+    out, _ = run_graph(g, xi, None)
+    assert ref.sum() > 0 and torch.equal(out, ref.double())
+
+
 def test_sinabs_default_neurons_refused_then_measured_and_single_spike_agrees(tmp_path):
     from sinabs.activation import MembraneReset, SingleSpike
     from snnc.ir.semantics import SemanticChangeError
@@ -180,3 +201,43 @@ def test_sinabs_default_neurons_refused_then_measured_and_single_spike_agrees(tm
     m2 = train_digits(m2, T, kind="sinabs-squeeze", flatten=False, epochs=5, lr=3e-3)
     agree2, rep2 = _agreement(m2, "sinabs-squeeze", tmp_path / "c")
     assert rep2["accuracy"]["float"] > 0.6 and agree2 >= 0.97
+
+
+SINABS_FACTORY = """
+import torch.nn as nn
+import sinabs.layers as sl
+
+def make_model():
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 12), sl.IAFSqueeze(batch_size=16), nn.Linear(12, 10),
+                         sl.IAFSqueeze(batch_size=16))
+make_model.input_shape = (1, 8, 8)
+make_model.num_steps = 5
+"""
+
+
+def test_sinabs_state_dict_with_batch_shaped_states_loads_with_a_note(tmp_path):
+    """Issue 19: an IAFSqueeze model trained with BPTT saves v_mem of its last batch's shape; the weights load
+    (the states are not weights), the note says so, and the traced model equals Sinabs' own run."""
+    (tmp_path / "net.py").write_text(SINABS_FACTORY)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("sinabs_net", tmp_path / "net.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(4)
+    m = mod.make_model()
+    with torch.no_grad():
+        m[1].weight.mul_(4)
+        m[3].weight.mul_(4)
+        m(torch.rand(16 * 5, 1, 8, 8))  # a training-like run leaves v_mem [16, 12] and [16, 10] in the state dict
+    assert tuple(m.state_dict()["2.v_mem"].shape) == (16, 12)
+    torch.save(m.state_dict(), tmp_path / "w.pt")
+    g, module, info = load_model(f"{tmp_path}/net.py:make_model", weights=tmp_path / "w.pt")
+    assert any("2 Sinabs neuron state buffer(s) (2.v_mem, 4.v_mem)" in n for n in info["notes"])
+    xi = (torch.rand(5, 16, 1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    for layer_ in m:
+        if hasattr(layer_, "reset_states"):
+            layer_.reset_states()
+    with torch.no_grad():
+        ref = m(xi.transpose(0, 1).reshape(16 * 5, 1, 8, 8)).reshape(16, 5, 10).transpose(0, 1).double()
+    out, _ = run_graph(g, xi, None)
+    assert ref.sum() > 0 and torch.equal(out, ref)

@@ -183,8 +183,18 @@ def load_factory(spec: str, weights: str | os.PathLike | None = None) -> tuple[n
             state = state["state_dict"]
         if not isinstance(state, dict):
             raise ModelLoadError(f"{weights}: holds a {type(state).__name__}, not a state dict")
+        skipped = sorted(k for k in sinabs.state_keys(model) if k in state)
+        if skipped:  # e.g. IAFSqueeze trained with BPTT saves v_mem of the last batch's shape
+            state = {k: v for k, v in state.items() if k not in skipped}
+            info.setdefault("notes", []).append(
+                f"{weights}: {len(skipped)} Sinabs neuron state buffer(s) ({', '.join(skipped[:3])}"
+                f"{', ...' if len(skipped) > 3 else ''}) not loaded: they hold the state after the last batch the "
+                "model ran, not weights; snnc starts every sample at rest")
         try:
-            model.load_state_dict(state)
+            if skipped:
+                _load_without(model, state, skipped)
+            else:
+                model.load_state_dict(state)
         except Exception as e:  # noqa: BLE001
             text = " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())  # every key, not the heading
             raise ModelLoadError(f"{weights}: does not match {func}()'s model: "
@@ -198,6 +208,15 @@ def load_factory(spec: str, weights: str | os.PathLike | None = None) -> tuple[n
         if val is not None:
             info[key] = val
     return model, info
+
+
+def _load_without(model: nn.Module, state: dict, skipped: list) -> None:
+    """``load_state_dict`` that lets only the ``skipped`` keys be missing (every other mismatch still raises)."""
+    res = model.load_state_dict(state, strict=False)
+    missing = [k for k in res.missing_keys if k not in skipped]
+    if missing or res.unexpected_keys:
+        raise RuntimeError(f"Error(s) in loading state_dict: missing keys {missing}, unexpected keys "
+                           f"{list(res.unexpected_keys)}")
 
 
 def _factory_weights(factory, spec: str) -> str:
@@ -275,6 +294,7 @@ def load_model(model, trust_pickle: bool = False, dt: float | None = None, input
     spec = str(model)
     if spec.rpartition(":")[0].endswith(".py"):
         module, info = load_factory(spec, weights)
+        notes.extend(info.pop("notes", []))
         shape = input_shape or info.get("input_shape")
         T = num_steps or info.get("num_steps")
         return _trace_loaded(module, shape, T, dt, input_encoding, info, notes, spec, data_shape, data_name)

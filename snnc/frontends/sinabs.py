@@ -48,6 +48,33 @@ def available() -> bool:
     return _lib() is not None
 
 
+def prepare(model, tc: TraceContext):
+    """The spiking half of a ``sinabs.from_torch.from_model`` network (a ``sinabs.network.Network`` holding the
+    ANN as ``analog_model`` and its converted copy as ``spiking_model``), with a note; else the model itself."""
+    lib = _lib()
+    if lib is None:
+        return model
+    try:
+        from sinabs.network import Network
+    except Exception:  # noqa: BLE001 - another sinabs layout: nothing to prepare
+        return model
+    if isinstance(model, Network) and getattr(model, "spiking_model", None) is not None:
+        tc.notes.append("Sinabs Network (from_model): traced its spiking_model (its analog_model is the ANN it "
+                        "was converted from)")
+        return model.spiking_model
+    return model
+
+
+def state_keys(model) -> set:
+    """State-dict keys of Sinabs neuron states (every buffer of a ``StatefulLayer``: ``v_mem``, ``i_syn``, ...):
+    the state after the last batch a model ran, batch-shaped, not weights (snnc starts every sample at rest)."""
+    keys = set()
+    for name, mod in model.named_modules():
+        if any(c.__name__ == "StatefulLayer" and c.__module__.startswith("sinabs") for c in type(mod).__mro__):
+            keys |= {f"{name}.{b}" if name else b for b, _ in mod.named_buffers(recurse=False)}
+    return keys
+
+
 def stateful_types() -> set:
     return set()
 
