@@ -108,6 +108,45 @@ def test_spikingjelly_multistep_conv_equals():
     assert ref.sum() > 0 and torch.equal(out, ref) and "multi-step" in notes[0]
 
 
+class _TutorialCSNN(nn.Module):
+    """SpikingJelly's conv tutorial network as written there: multi-step, forward() repeats the image T times
+    and returns the firing rate (mean over T)."""
+
+    def __init__(self, T=6, c=4):
+        from spikingjelly.activation_based import functional, layer, neuron, surrogate
+        super().__init__()
+        self.T = T
+        self.conv_fc = nn.Sequential(
+            layer.Conv2d(1, c, 3, padding=1, bias=False), layer.BatchNorm2d(c),
+            neuron.IFNode(surrogate_function=surrogate.ATan()), layer.MaxPool2d(2, 2),
+            layer.Flatten(), layer.Linear(c * 4 * 4, 10, bias=False), neuron.IFNode(surrogate_function=surrogate.ATan()))
+        functional.set_step_mode(self, step_mode="m")
+
+    def forward(self, x):
+        x_seq = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
+        return self.conv_fc(x_seq).mean(0)
+
+
+def test_spikingjelly_tutorial_csnn_gets_in_as_written():
+    """Issue 19: the tutorial CSNN (time dimension built inside forward) is traced through its layers, with a
+    note, and its firing rates equal snnc's spike counts / T."""
+    from spikingjelly.activation_based import functional
+    torch.manual_seed(5)
+    m = _TutorialCSNN().eval()
+    with torch.no_grad():
+        m.conv_fc[0].weight.mul_(3)
+        m.conv_fc[5].weight.mul_(3)
+    notes = []
+    g = trace_module(m, (1, 8, 8), num_steps=6, notes=notes)
+    assert any("traced its submodule 'conv_fc'" in n for n in notes)
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    functional.reset_net(m)
+    with torch.no_grad():
+        fr = m(x).double()
+    out, _ = run_graph(g, x.unsqueeze(0).repeat(6, 1, 1, 1, 1), None)
+    assert fr.sum() > 0 and torch.equal(out.sum(0), torch.round(fr * 6))  # the rate is a float32 mean of counts
+
+
 def test_spikingjelly_compiled_agreement_ge_threshold(tmp_path):
     from spikingjelly.activation_based import functional, layer, neuron
     m = nn.Sequential(layer.Flatten(), layer.Linear(64, 48), neuron.IFNode(), layer.Linear(48, 10), neuron.IFNode())

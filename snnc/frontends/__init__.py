@@ -67,10 +67,26 @@ def trace_module(model: nn.Module, input_shape, dt: float | None = None, num_ste
                  input_encoding: str | None = None, notes: list | None = None) -> nir.NIRGraph:
     """:func:`trace` after the framework's own preparation (SpikingJelly multi-step -> single-step)."""
     tc = TraceContext(dt=dt)
+    multi = spikingjelly.available() and spikingjelly.is_multi_step(model)
     for fw in FRAMEWORKS.values():
         if hasattr(fw, "prepare") and fw.available():
             model = fw.prepare(model, tc)
-    g = trace(model, input_shape, dt=dt, num_steps=num_steps, input_encoding=input_encoding, notes=notes)
+    try:
+        g = trace(model, input_shape, dt=dt, num_steps=num_steps, input_encoding=input_encoding, notes=notes)
+    except ModelLoadError as e:
+        inner = spikingjelly.layers_module(model) if multi else None
+        if inner is None:
+            raise
+        name, sub = inner
+        try:
+            g = trace(sub, input_shape, dt=dt, num_steps=num_steps, input_encoding=input_encoding, notes=notes)
+        except ModelLoadError:
+            raise ModelLoadError(f"{e}; the model is a SpikingJelly multi-step module whose forward() builds the "
+                                 f"time dimension itself: give snnc its layers (model.{name}), which run one step "
+                                 "at a time") from None
+        tc.notes.append(f"SpikingJelly multi-step model whose forward() builds the time dimension itself (e.g. "
+                        f"x.repeat(T)): traced its submodule {name!r}, which holds every layer, one step at a time "
+                        "on the same input each step (a firing-rate output has the spike counts' argmax)")
     if notes is not None:
         notes[:0] = tc.notes
     return g

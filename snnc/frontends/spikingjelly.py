@@ -53,6 +53,26 @@ def stateful_types() -> set:
     return set()
 
 
+def is_multi_step(model: nn.Module) -> bool:
+    """Whether any submodule of ``model`` runs in SpikingJelly's multi-step mode (``step_mode == 'm'``)."""
+    return any(getattr(m, "step_mode", "s") == "m" for m in model.modules())
+
+
+def layers_module(model: nn.Module):
+    """``(name, submodule)``: the smallest proper submodule of ``model`` that holds every one of its layers with
+    parameters or neuron state (e.g. the tutorial CSNN's ``conv_fc``), or None when ``model`` itself is that."""
+    leaves = {id(m) for m in model.modules()
+              if not list(m.children()) and (list(m.parameters(recurse=False)) or hasattr(m, "v_threshold"))}
+    best = None
+    for name, sub in model.named_modules():
+        if not name:
+            continue
+        held = {id(m) for m in sub.modules()}
+        if leaves <= held and (best is None or len(held) < len({id(m) for m in best[1].modules()})):
+            best = (name, sub)
+    return best
+
+
 def prepare(model: nn.Module, tc: TraceContext) -> nn.Module:
     """A single-step copy of a multi-step model (step_mode 'm'), else the model itself."""
     if _lib() is None or not any(getattr(m, "step_mode", "s") == "m" for m in model.modules()):
