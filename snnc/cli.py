@@ -411,7 +411,8 @@ def inspect(path, as_json, trust_pickle, weights, dt, input_shape):
         click.echo(dumps_canonical(summ), nl=False)
         return
     shapes = infer_shapes(graph)
-    click.echo(f"{path} ({info.get('kind')}), T = {info.get('num_steps')}")
+    click.echo(f"{path} ({info.get('kind')}), T = "
+               f"{info.get('num_steps') or (graph.metadata or {}).get('snnc.num_steps') or 'not stated'}")
     for name, node in summ["nodes"].items():
         extra = ""
         if isinstance(graph.nodes[name], SPIKING_TYPES):

@@ -273,3 +273,41 @@ def test_rsynaptic_reset_delay_false_runs_as_snntorch_does():
     g = trace_module(m, (6,), num_steps=T)
     assert {n.metadata.get("snnc.reset_timing") for n in g.nodes.values()
             if "snnc.reset" in (n.metadata or {})} == {"next_step"}
+
+
+class _BrailleStyle(nn.Module):
+    """The Braille notebook's pattern: a time loop with explicit RSynaptic/Synaptic state (init_hidden=False)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(6)
+        self.fc1 = nn.Linear(12, 16)
+        self.lif1 = snn.RSynaptic(alpha=0.6, beta=0.8, linear_features=16, reset_mechanism="zero")
+        self.fc2 = nn.Linear(16, 4)
+        self.lif2 = snn.Synaptic(alpha=0.6, beta=0.8, reset_mechanism="zero")
+        with torch.no_grad():
+            self.fc1.weight.mul_(2)
+            self.fc2.weight.mul_(3)
+
+    def forward(self, x):
+        spk1, syn1, mem1 = self.lif1.init_rsynaptic()
+        syn2, mem2 = self.lif2.init_synaptic()
+        out = []
+        for _ in range(T):
+            spk1, syn1, mem1 = self.lif1(self.fc1(x), spk1, syn1, mem1)
+            spk2, syn2, mem2 = self.lif2(self.fc2(spk1), syn2, mem2)
+            out.append(spk2)
+        return torch.stack(out)
+
+
+def test_explicit_state_recurrent_time_loop_is_traced_and_equal():
+    """Issue 19: was 'internal error (KeyError: lif1)' (the recurrent neuron is a nested graph lif1.lif)."""
+    m = _BrailleStyle().eval()
+    x = torch.rand(32, 12, generator=torch.Generator().manual_seed(0))
+    notes = []
+    g = trace_module(m, (12,), notes=notes)
+    assert g.metadata["snnc.num_steps"] == T and any("fc1 -> lif1 -> fc2 -> lif2" in n for n in notes)
+    with torch.no_grad():
+        ref = m(x).double()
+    out, _ = run_graph(g, x.unsqueeze(0).repeat(T, 1, 1), None)
+    assert ref.sum() > 0 and torch.equal(out, ref)

@@ -388,6 +388,14 @@ def _chain_error(graph, chain, steps, in_idx: int, in_shape, probe: int) -> tupl
     output, over all steps (float32 framework vs float64 executor), and where it is."""
     ex = GraphExecutor(graph)
     worst, where = 0.0, ""
+    # a layer mapped to a nested graph (a recurrent neuron: '<name>.lif' with '<name>.w_rec') gives its output
+    # from the neuron node inside
+    out_node = {}
+    for name, *_ in chain:
+        if name not in graph.nodes:
+            inner = [k for k, node in graph.nodes.items() if k.startswith(name + ".") and isinstance(node, NEURON_TYPES)]
+            if len(inner) == 1:
+                out_node[name] = inner[0]
     for t, step in enumerate(steps):
         if len(step) != len(chain) or [n for n, *_ in step] != [n for n, *_ in chain]:
             got = " -> ".join(n for n, *_ in step)
@@ -398,8 +406,9 @@ def _chain_error(graph, chain, steps, in_idx: int, in_shape, probe: int) -> tupl
         ex.step(x0.reshape((x0.shape[0],) + tuple(in_shape)).double())
         for name, _, _, y in step:
             yd = y.double()
-            diff = float(((ex.values[name] - yd).abs() / (1.0 + yd.abs())).max()) \
-                if ex.values[name].shape == y.shape else np.inf
+            got = ex.values.get(out_node.get(name, name))
+            diff = float(((got - yd).abs() / (1.0 + yd.abs())).max()) \
+                if got is not None and got.shape == y.shape else np.inf
             if diff > worst:
                 worst, where = diff, f"{name!r} at step {t}"
     return worst, where
