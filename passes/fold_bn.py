@@ -1,4 +1,5 @@
-"""``fold_bn``: fold BatchNorm into the preceding weights; make thresholds uniform (exact).
+"""``fold_bn``: fold BatchNorm into the preceding weights; two weighted nodes in a row into one; make
+thresholds uniform (exact).
 
 BatchNorm (traced as a diagonal 1x1 ``nir.Conv2d`` with ``snnc.op =
 "batchnorm2d"``, eval statistics) computes ``y = scale * x + shift`` per
@@ -19,7 +20,7 @@ from __future__ import annotations
 import nir
 import numpy as np
 
-from snnc.ir import SPIKING_TYPES, predecessors, successors, topological_order
+from snnc.ir import SPIKING_TYPES, back_edges, predecessors, set_types, successors, topological_order
 from snnc.passes.manager import PassContext, register
 
 
@@ -51,6 +52,43 @@ def fold_batchnorm(graph: nir.NIRGraph) -> nir.NIRGraph:
         del graph.nodes[name]
         folded.append(name)
     return graph, folded, kept
+
+
+def fold_linear_chains(graph: nir.NIRGraph) -> list[str]:
+    """Fold every Affine/Linear that feeds only another Affine/Linear into it, in place: ``W = W2 W1``,
+    ``b = W2 b1 + b2`` (in float64, one rounding to float32) — the same map, which the target can hold as one
+    projection (two weighted nodes in a row cannot be lowered). Not across a recurrent (back) edge. Returns
+    ``["a1+a2", ...]`` (the folded node keeps the second name)."""
+    folded = []
+    cyclic = {n for e in back_edges(graph) for n in e}
+    for name in topological_order(graph):
+        node = graph.nodes.get(name)
+        if not isinstance(node, (nir.Affine, nir.Linear)) or name in cyclic:
+            continue
+        preds = predecessors(graph, name)
+        if len(preds) != 1 or preds[0] in cyclic:
+            continue
+        p = preds[0]
+        prev = graph.nodes[p]
+        if not isinstance(prev, (nir.Affine, nir.Linear)) or successors(graph, p) != [name]:
+            continue
+        w1, w2 = np.asarray(prev.weight, np.float64), np.asarray(node.weight, np.float64)
+        if w1.ndim != 2 or w2.ndim != 2 or w2.shape[1] != w1.shape[0]:
+            continue
+        b1 = np.asarray(prev.bias, np.float64) if isinstance(prev, nir.Affine) else np.zeros(w1.shape[0])
+        b2 = np.asarray(node.bias, np.float64) if isinstance(node, nir.Affine) else np.zeros(w2.shape[0])
+        md = dict(node.metadata or {}, **{"snnc.folded_affine": p})
+        if isinstance(prev, nir.Affine) or isinstance(node, nir.Affine):
+            graph.nodes[name] = nir.Affine(weight=(w2 @ w1).astype(np.float32), bias=(w2 @ b1 + b2).astype(np.float32),
+                                           metadata=md)
+        else:
+            graph.nodes[name] = nir.Linear(weight=(w2 @ w1).astype(np.float32), metadata=md)
+        graph.edges = [e for e in graph.edges if p not in e] + [(q, name) for q in predecessors(graph, p)]
+        del graph.nodes[p]
+        folded.append(f"{p}+{name}")
+    if folded:
+        set_types(graph)
+    return folded
 
 
 def fold_thresholds(graph: nir.NIRGraph) -> tuple[list[str], list[str]]:
@@ -89,11 +127,15 @@ def fold_thresholds(graph: nir.NIRGraph) -> tuple[list[str], list[str]]:
     return folded, skipped
 
 
-@register("fold_bn", "fold BatchNorm into conv/affine weights and bias; fold per-neuron thresholds into "
-          "the incoming weights so each neuron group has one threshold (exact)", thresholds=True)
+@register("fold_bn", "fold BatchNorm into conv/affine weights and bias; fold Affine/Linear -> Affine/Linear into "
+          "one product; fold per-neuron thresholds into the incoming weights so each neuron group has one "
+          "threshold (exact)", thresholds=True)
 def fold_bn_pass(graph: nir.NIRGraph, ctx: PassContext, thresholds: bool = True) -> nir.NIRGraph:
     graph, folded, kept = fold_batchnorm(graph)
     ctx.note(batchnorm_folded=folded, batchnorm_not_foldable=kept)
+    chains = fold_linear_chains(graph)
+    if chains:
+        ctx.note(affine_chains_folded=chains)
     if thresholds:
         tf, ts = fold_thresholds(graph)
         ctx.note(thresholds_folded=tf, thresholds_not_foldable=ts)

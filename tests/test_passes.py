@@ -111,3 +111,33 @@ def test_lower_weight_bits_coarser_grid():
     e = q.nodes[p.weighted].metadata["snnc.quant"]["weight_exp"]
     ints = np.rint(p.weight * s / 2 ** (6 + e))
     assert np.all(ints % 32 == 0)  # 4-bit mixed sign: step 2^(8-4+1)
+
+
+def test_two_weighted_nodes_in_a_row_fold_into_one_exact_product():
+    """Issue 19 (NIR's test architectures): Affine -> Affine (and Linear -> Affine) is one map; fold_bn makes it
+    one node, the float reference gives the same output (to float32 rounding), and loihi-sim compiles it."""
+    import nir
+
+    from snnc.ir.reference import run_graph
+    from snnc.passes import PassContext, Pipeline
+    rng = np.random.default_rng(0)
+    for first in ("Affine", "Linear"):
+        n1 = (nir.Affine(weight=rng.normal(size=(8, 6)).astype(np.float32), bias=rng.normal(size=8).astype(np.float32))
+              if first == "Affine" else nir.Linear(weight=rng.normal(size=(8, 6)).astype(np.float32)))
+        g = nir.NIRGraph(nodes={
+            "input": nir.Input(input_type={"input": np.array([6])}), "a1": n1,
+            "a2": nir.Affine(weight=rng.normal(size=(5, 8)).astype(np.float32), bias=rng.normal(size=5).astype(np.float32)),
+            "lif": nir.LIF(tau=np.full(5, 0.02, np.float32), r=np.full(5, 20.0, np.float32),
+                           v_leak=np.zeros(5, np.float32), v_threshold=np.ones(5, np.float32),
+                           metadata={"snnc.dt": 1e-3}),
+            "output": nir.Output(output_type={"output": np.array([5])})},
+            edges=[("input", "a1"), ("a1", "a2"), ("a2", "lif"), ("lif", "output")])
+        g.metadata = {"snnc.num_steps": 6, "snnc.input_encoding": "direct"}
+        x = torch.rand(6, 16, 6, generator=torch.Generator().manual_seed(1)) * 2
+        before, _ = run_graph(g, x, None)
+        ctx = PassContext(num_steps=6)
+        folded = Pipeline("fold_bn").run(g, ctx)
+        assert set(folded.nodes) == {"input", "a2", "lif", "output"}
+        assert isinstance(folded.nodes["a2"], nir.Affine) and folded.nodes["a2"].metadata["snnc.folded_affine"] == "a1"
+        after, _ = run_graph(folded, x, None)
+        assert before.sum() > 0 and (before != after).float().mean() < 0.01  # same map; float32 rounding only
