@@ -11,10 +11,13 @@ What it changes (each change is a note in the pipeline log; see :mod:`snnc.ir.se
 With ``finetune_epochs > 0`` and labelled training data (``ctx.train_data``: the compiler loads
 ``finetune_samples`` training samples of ``--data``), the converted graph's weights and biases
 are fine-tuned with surrogate gradients (snnc's reference executor made differentiable: spikes
-``v > v_th`` forward, fast-sigmoid derivative backward, Zenke & Ganguli 2018), cross-entropy on
-the summed output spikes (or the readout's last voltage), Adam. The last quarter of the samples
-is held out: the notes give the accuracy of the source model, of the converted model and of the
-fine-tuned model on it (``accuracy_source``, ``accuracy_converted``, ``accuracy_finetuned``).
+``v > v_th`` forward, fast-sigmoid derivative backward, Zenke & Ganguli 2018), Adam, toward the
+*source model* (the user's model, not a new one): the labels are the source's own predictions and
+its scores are distilled (:data:`AGREEMENT_DISTILL`), so what rises is the converted model's
+agreement with the source. The last quarter of the samples is held out: the notes give the accuracy
+of the source, converted and fine-tuned models on it (``accuracy_source``, ``accuracy_converted``,
+``accuracy_finetuned``) and the prediction agreement with the source (``agreement_converted``,
+``agreement_finetuned``).
 """
 from __future__ import annotations
 
@@ -70,12 +73,24 @@ def replace_maxpool(graph: nir.NIRGraph) -> list[str]:
     return notes
 
 
-def finetune(train, graph, x, y, num_steps, spikes, epochs, lr, batch_size, seed, say=None) -> None:
-    """Fine-tune ``graph``'s weights and biases in place on ``(x, y)`` with ``train`` (the pass context's
+#: weight of the soft (KL) term when fine-tuning toward the source model; the rest is cross-entropy on the
+#: source's own predictions (Hinton et al. 2015's mix, with the source as the only teacher)
+AGREEMENT_DISTILL = 0.5
+
+
+def finetune(train, graph, x, y, num_steps, spikes, epochs, lr, batch_size, seed, say=None, source=None) -> None:
+    """Fine-tune ``graph``'s weights and biases in place on ``x`` with ``train`` (the pass context's
     ``trainer``, which the compile driver fills with :func:`snnc.driver.finetune.finetune`: surrogate
-    gradients through snnc's executor, cross-entropy on the readout rule's scores, Adam)."""
+    gradients through snnc's executor, Adam). With ``source`` (the graph before the conversion, run with its
+    own semantics) the objective is agreement with the source, not accuracy: the labels are the source's own
+    predictions on ``x`` and its scores are distilled (:data:`AGREEMENT_DISTILL`); ``y`` is then unused.
+    Without ``source``: cross-entropy on ``y``."""
+    kw = {}
+    if source is not None:
+        y = _predictions(source, x, num_steps, spikes)
+        kw = dict(teacher=source, distill=AGREEMENT_DISTILL)
     model, _ = train(graph, x, y, num_steps, epochs=int(epochs), lr=lr, batch_size=batch_size, seed=seed,
-                     flip=False, spikes=spikes, log=say)
+                     flip=False, spikes=spikes, log=say, **kw)
     trained = model.to_nir()
     for name, node in trained.nodes.items():
         if isinstance(node, WEIGHTED_TYPES):
@@ -115,12 +130,20 @@ def adapt_semantics_pass(graph: nir.NIRGraph, ctx: PassContext, maxpool: str = "
     cut = max(1, (3 * n) // 4)
     xtr, ytr = (x[:, :cut], y[:cut]) if spikes else (x[:cut], y[:cut])
     xva, yva = (x[:, cut:], y[cut:]) if spikes else (x[cut:], y[cut:])
+    src_pred = _predictions(source, xva, T, spikes)
+    conv_pred = _predictions(graph, xva, T, spikes)
     acc = {"samples_held_out": int(len(yva)),
-           "accuracy_source": float((_predictions(source, xva, T, spikes) == yva).mean()),
-           "accuracy_converted": float((_predictions(graph, xva, T, spikes) == yva).mean())}
+           "accuracy_source": float((src_pred == yva).mean()),
+           "accuracy_converted": float((conv_pred == yva).mean()),
+           "agreement_converted": float((conv_pred == src_pred).mean())}
     if finetune_epochs:
-        finetune(ctx.trainer, graph, xtr, ytr, T, spikes, finetune_epochs, lr, batch_size, ctx.seed, ctx.say)
-        acc["accuracy_finetuned"] = float((_predictions(graph, xva, T, spikes) == yva).mean())
+        finetune(ctx.trainer, graph, xtr, ytr, T, spikes, finetune_epochs, lr, batch_size, ctx.seed, ctx.say,
+                 source=source)
+        ft_pred = _predictions(graph, xva, T, spikes)
+        acc["accuracy_finetuned"] = float((ft_pred == yva).mean())
+        acc["agreement_finetuned"] = float((ft_pred == src_pred).mean())
         acc["finetune_samples"] = int(len(ytr))
+        acc["finetune_objective"] = ("agreement with the source model (its predictions as labels, its scores "
+                                     f"distilled with weight {AGREEMENT_DISTILL})")
     ctx.note(**acc)
     return graph

@@ -141,3 +141,30 @@ def test_two_weighted_nodes_in_a_row_fold_into_one_exact_product():
         assert isinstance(folded.nodes["a2"], nir.Affine) and folded.nodes["a2"].metadata["snnc.folded_affine"] == "a1"
         after, _ = run_graph(folded, x, None)
         assert before.sum() > 0 and (before != after).float().mean() < 0.01  # same map; float32 rounding only
+
+
+def test_adapt_semantics_fine_tunes_toward_the_source_model():
+    """Issue 19: the fine-tune after a semantic conversion optimises agreement with the source (its predictions
+    as labels, its scores distilled), not accuracy on the labels; the notes give both agreements."""
+    from conftest import TinySNN
+    from snnc.driver.finetune import finetune
+    from snnc.frontend import trace
+    from snnc.passes import PassContext, Pipeline
+    g = trace(TinySNN(reset="subtract"), (1, 8, 8), num_steps=4)
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 1, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 64)  # random labels: a label-driven fine-tune would chase them
+    seen = {}
+
+    def trainer(graph, xs, ys, T, **kw):
+        seen.update(labels=np.asarray(ys).copy(), teacher=kw.get("teacher"), distill=kw.get("distill"))
+        return finetune(graph, xs, ys, T, **kw)
+
+    ctx = PassContext(num_steps=4, seed=0, trainer=trainer)
+    ctx.train_data = (x, y)
+    Pipeline("adapt_semantics:finetune_epochs=1;batch_size=16").run(g, ctx)
+    note = [e for e in ctx.log if e.get("pass") == "adapt_semantics"][0]
+    assert seen["teacher"] is not None and 0 < seen["distill"] < 1
+    assert not np.array_equal(seen["labels"], y[:48])  # the source's predictions, not the dataset's labels
+    for k in ("agreement_converted", "agreement_finetuned", "finetune_objective"):
+        assert k in str(note), note
