@@ -17,18 +17,22 @@ from snnc.ir import SPIKING_TYPES, NEURON_TYPES
 from snnc.ir.semantics import NeuronSemantics
 
 SNNTORCH = """import snntorch as snn
+import torch
 from torch import nn
 
-def make_model():
+def make_model():  # seeded: compile refuses a factory whose weights change on every call (random init)
+    torch.manual_seed(0)
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), snn.Leaky(beta=0.9, init_hidden=True),
                          nn.Linear(32, 10), snn.Leaky(beta=0.9, init_hidden=True))
 make_model.input_shape = (1, 8, 8)
 make_model.num_steps = 6
 """
 SPIKINGJELLY = """from spikingjelly.activation_based import layer, neuron
+import torch
 from torch import nn
 
 def make_model():
+    torch.manual_seed(0)
     return nn.Sequential(layer.Flatten(), layer.Linear(64, 32), neuron.LIFNode(tau=2.0),
                          layer.Linear(32, 10), neuron.LIFNode(tau=2.0))
 make_model.input_shape = (1, 8, 8)
