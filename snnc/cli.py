@@ -179,27 +179,18 @@ class _OnceCommand(click.Command):
     is a usage error (exit 2) naming the option, not a silent pick of the last value."""
 
     def parse_args(self, ctx, args):
-        takes = {}  # option string -> values it takes (single-value options only)
+        if not args or any(a in ctx.help_option_names for a in args):
+            return super().parse_args(ctx, args)
+        try:  # click's own parser gives the order in which options were given (short forms and -oVALUE too)
+            _, _, order = self.make_parser(ctx).parse_args(list(args))
+        except click.UsageError:
+            return super().parse_args(ctx, args)  # the real parse reports it
         for p in self.params:
             if isinstance(p, click.Option) and not p.multiple and not p.count and not p.is_flag:
-                for name in p.opts + p.secondary_opts:
-                    takes[name] = (p, p.nargs)
-        seen, i = {}, 0
-        while i < len(args):
-            tok = args[i]
-            if tok == "--":
-                break
-            name = tok.split("=", 1)[0] if tok.startswith("--") else tok
-            if name in takes:
-                p, nargs = takes[name]
-                seen.setdefault(p.name, []).append(tok if "=" in tok else " ".join(args[i:i + 1 + nargs]))
-                i += 1 if "=" in tok else 1 + nargs
-                continue
-            i += 1
-        for pname, given in seen.items():
-            if len(given) > 1:
-                raise click.UsageError(f"option {given[0].split('=')[0].split()[0]} given {len(given)} times "
-                                       f"({'; '.join(given)}); give it once", ctx=ctx)
+                n = sum(1 for q in order if q is p)
+                if n > 1:
+                    raise click.UsageError(f"option {p.opts[-1] if p.opts else p.name} given {n} times; give it once",
+                                           ctx=ctx)
         return super().parse_args(ctx, args)
 
 
@@ -380,7 +371,8 @@ def simulate(out, data, encode, data_dir, limit, batch_size, target, engine, dev
 @click.option("--trust-pickle", is_flag=True, help="allow a fully pickled nn.Module (runs code from the file!)")
 @click.option("--weights", type=click.Path(dir_okay=False, exists=True), default=None,
               help="state dict for a PATH given as file.py:factory")
-@click.option("--dt", type=float, default=None, help="time step in s for models that do not record one")
+@click.option("--dt", type=Finite(min=0, min_open=True), default=None,
+              help="time step in s for models that do not record one")
 @click.option("--input-shape", default=None, help="input shape C,H,W (pickled modules without one)")
 @_guard
 def inspect(path, as_json, trust_pickle, weights, dt, input_shape):

@@ -82,16 +82,12 @@ def test_finetune_into_a_read_only_folder_fails_before_training(small, tmp_path)
 
 def test_an_unwritable_place_is_refused_before_training(small, tmp_path, monkeypatch):
     """The write probe (the same check as the real read-only folder above, which root cannot run)."""
-    import builtins
-
     import snnc.driver.finetune as FT
 
-    def refuse(path, *a, **k):
-        if ".snnc-write-probe-" in str(path):
-            raise PermissionError(errno.EROFS, "Read-only file system", str(path))
-        return builtins.open(path, *a, **k)
+    def refuse(prefix="", dir=None, **k):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(dir))
 
-    monkeypatch.setattr(FT, "open", refuse, raising=False)
+    monkeypatch.setattr(FT.tempfile, "mkstemp", refuse)
     trained = []
     monkeypatch.setattr(FT, "finetune", lambda *a, **k: trained.append(1))
     code, err, _ = cli("finetune", small["ckpt"], "-o", tmp_path / "ft.pt", *TINY)
@@ -150,8 +146,28 @@ def test_a_teacher_with_another_T_is_refused(small, tmp_path):
 
 def test_budget_given_twice_is_a_usage_error(small, tmp_path):
     code, err, _ = cli("compile", small["ckpt"], "-o", tmp_path / "o", "--budget", "cores=1", "--budget=cores=200")
-    assert code == 2 and "--budget given 2 times" in err and "cores=1" in err and "cores=200" in err, err
+    assert code == 2 and "--budget given 2 times" in err, err
     assert not (tmp_path / "o").exists()
+    code, err, _ = cli("compile", small["ckpt"], "-o", tmp_path / "a", f"-o{tmp_path / 'b'}")  # short, attached
+    assert code == 2 and "--out given 2 times" in err, err
+    code, _, out = cli("compile", "--help", "-o", "a", "-o", "b")
+    assert code == 0 and "Usage" in out
+
+
+def test_finetune_force_never_replaces_a_shipped_model_named_as_input(small, tmp_path, monkeypatch):
+    """The model given by its shipped name (fmnist_cnn) is its file: -o on that file is refused."""
+    from snnc.driver.finetune import check_checkpoint_target
+    from snnc.errors import SnncError
+    from snnc.frontends import resolve_model_path
+    shipped = resolve_model_path("fmnist_cnn")
+    with pytest.raises(SnncError, match="one of this run's inputs"):
+        check_checkpoint_target(shipped, True, ["fmnist_cnn", None])
+
+
+def test_inspect_dt_must_be_a_positive_finite_time(small):
+    for bad in ("nan", "inf", "-1"):
+        code, err, _ = cli("inspect", small["ckpt"], "--dt", bad)
+        assert code == 2 and "--dt" in err, (bad, err)
 
 
 def test_empty_event_data_is_refused(small, tmp_path):
@@ -343,3 +359,25 @@ def test_semantic_change_warnings_of_one_kind_are_one_line():
     assert len(lines) == 2
     assert lines[0].startswith("[SEMANTIC_CHANGE] 15 nodes (layer0, layer1") and "(15 in all)" in lines[0]
     assert "90.0% on 256 calibration samples" in lines[0] and lines[1] == "[HOST_BIAS_CLIPPED] 3 biases clipped"
+
+
+def test_a_missing_temporary_at_the_second_rename_restores_the_previous_output(tmp_path, monkeypatch):
+    """If the second rename fails with the new output not in place (its folder gone), the previous output is put
+    back, never deleted."""
+    import shutil as sh
+
+    import snnc.io.files as F
+    out = _first_output(tmp_path)
+    before = snapshot(out)
+    real = os.replace
+
+    def vanish(a, b):
+        if ".tmp-" in str(a):
+            sh.rmtree(a)
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(a))
+        return real(a, b)
+
+    monkeypatch.setattr(F.os, "replace", vanish)
+    with pytest.raises(F.OutputError, match="nothing was changed"):
+        F.write_output_folder(out, {"config.json": b"{\"new\": 1}"}, force=True)
+    assert snapshot(out) == before

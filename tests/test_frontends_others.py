@@ -280,3 +280,17 @@ def test_sinabs_state_dict_with_batch_shaped_states_loads_with_a_note(tmp_path):
         ref = m(xi.transpose(0, 1).reshape(16 * 5, 1, 8, 8)).reshape(16, 5, 10).transpose(0, 1).double()
     out, _ = run_graph(g, xi, None)
     assert ref.sum() > 0 and torch.equal(out, ref)
+
+
+def test_spikingjelly_layers_module_never_drops_a_layer():
+    """The submodule that stands for a multi-step model must hold every neuron (neurons have a surrogate child)."""
+    from spikingjelly.activation_based import neuron
+    from snnc.frontends.spikingjelly import layers_module
+    m = nn.Module()
+    m.body = nn.Sequential(nn.Linear(4, 4), neuron.IFNode(), nn.Linear(4, 2))
+    m.out = neuron.IFNode()
+    assert layers_module(m) is None
+    m2 = nn.Module()
+    m2.body = nn.Sequential(nn.Linear(4, 4), neuron.IFNode())
+    assert layers_module(m2)[0] == "body"
+    assert layers_module(nn.Sequential(nn.ReLU())) is None

@@ -32,6 +32,7 @@ import dataclasses
 import math
 import os
 import shlex
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -44,7 +45,7 @@ import torch.nn.functional as F
 from snnc.errors import SnncError
 from snnc import data as D
 from snnc.driver.options import CompileOptions
-from snnc.frontends import load_model
+from snnc.frontends import load_model, resolve_model_path
 from snnc.data.checks import check_classes, fit_input
 from snnc.data.sampling import RULE
 from snnc.ir.device import resolve as resolve_device
@@ -543,13 +544,15 @@ def finetune_model(model, out_path, options: CompileOptions | None = None, *, ep
         out_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(ck, tmp)
         tmp.replace(out_path)
-    except (OSError, RuntimeError) as e:  # torch.save reports an unwritable place as a RuntimeError
+    except BaseException as e:  # torch.save reports an unwritable place as a RuntimeError; Ctrl-C cleans up too
         tmp.unlink(missing_ok=True)
         for p in reversed(made):  # folders this run created, now empty again
             try:
                 p.rmdir()
             except OSError:
                 break
+        if not isinstance(e, (OSError, RuntimeError)):
+            raise
         reason = e.strerror if isinstance(e, OSError) and e.strerror else _one_line_reason(e)
         raise SnncError(f"{out_path}: cannot be written ({reason}); nothing was written") from None
     return meta
@@ -588,6 +591,11 @@ def check_checkpoint_target(out_path: Path, force: bool, inputs=()) -> None:
             if src is None:
                 continue
             sp = Path(str(src))
+            if not sp.exists():  # a shipped model's name (fmnist_cnn) stands for its file
+                try:
+                    sp = resolve_model_path(src)
+                except SnncError:
+                    continue
             try:
                 same = sp.exists() and (os.path.samefile(sp, out_path) or (sp.is_dir() and out_path.resolve()
                                                                             .is_relative_to(sp.resolve())))
@@ -604,15 +612,10 @@ def check_checkpoint_target(out_path: Path, force: bool, inputs=()) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise SnncError(f"{out_path}: {parent} is a file, not a folder")
-    probe = parent / f".snnc-write-probe-{os.getpid()}"
     try:
-        with open(probe, "wb"):
-            pass
+        fd, probe = tempfile.mkstemp(prefix=".snnc-write-probe-", dir=parent)
     except OSError as e:
         raise SnncError(f"{out_path}: cannot be written in {parent} ({e.strerror or e}); nothing was trained") \
             from None
-    finally:
-        try:
-            probe.unlink()
-        except OSError:
-            pass
+    os.close(fd)
+    os.unlink(probe)

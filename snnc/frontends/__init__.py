@@ -217,7 +217,7 @@ def load_factory(spec: str, weights: str | os.PathLike | None = None) -> tuple[n
                                  f"{text if len(text) <= 600 else text[:600] + ' ...'}") from None
         info["weights"] = str(weights)
     else:
-        info["factory_weights"] = _factory_weights(factory, spec)
+        info["factory_weights"] = _factory_weights(factory, spec, model)
     model.eval()
     for key in ("input_shape", "num_steps"):
         val = getattr(model, key, getattr(factory, key, None))
@@ -235,21 +235,20 @@ def _load_without(model: nn.Module, state: dict, skipped: list) -> None:
                            f"{list(res.unexpected_keys)}")
 
 
-def _factory_weights(factory, spec: str) -> str:
-    """Whether ``factory()`` returns the same weights on every call (``"fixed"``: it loads trained weights,
-    or seeds its own initialisation) or different ones (``"random"``: its random initial weights, i.e. an
-    untrained model), told by two further calls under different torch seeds (the global RNG state is kept)."""
+def _factory_weights(factory, spec: str, model: nn.Module) -> str:
+    """Whether ``factory()`` returns the same weights as ``model`` (its first result) when called again under
+    another torch seed: ``"fixed"`` (it loads trained weights, or seeds its own initialisation) or ``"random"``
+    (its random initial weights: an untrained model). The global RNG state is kept."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        a = call_again(factory, spec, ModelLoadError)
-        torch.manual_seed(2)
-        b = call_again(factory, spec, ModelLoadError)
-    if not (isinstance(a, nn.Module) and isinstance(b, nn.Module)):
+        torch.manual_seed(torch.initial_seed() + 1)
+        again = call_again(factory, spec, ModelLoadError)
+    if not isinstance(again, nn.Module):
         return "fixed"
-    sa, sb = a.state_dict(), b.state_dict()
+    sa, sb = model.state_dict(), again.state_dict()
     for k, v in sa.items():
         w = sb.get(k)
-        if torch.is_tensor(v) and v.is_floating_point() and (w is None or w.shape != v.shape or not torch.equal(v, w)):
+        if torch.is_tensor(v) and v.is_floating_point() and (
+                w is None or w.shape != v.shape or not torch.allclose(v, w, rtol=0, atol=0, equal_nan=True)):
             return "random"
     return "fixed"
 

@@ -56,7 +56,7 @@ def prepare(model, tc: TraceContext):
         return model
     try:
         from sinabs.network import Network
-    except Exception:  # noqa: BLE001 - another sinabs layout: nothing to prepare
+    except ImportError:  # another sinabs layout: nothing to prepare
         return model
     if isinstance(model, Network) and getattr(model, "spiking_model", None) is not None:
         tc.notes.append("Sinabs Network (from_model): traced its spiking_model (its analog_model is the ANN it "

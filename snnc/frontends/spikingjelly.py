@@ -61,8 +61,10 @@ def is_multi_step(model: nn.Module) -> bool:
 def layers_module(model: nn.Module):
     """``(name, submodule)``: the smallest proper submodule of ``model`` that holds every one of its layers with
     parameters or neuron state (e.g. the tutorial CSNN's ``conv_fc``), or None when ``model`` itself is that."""
-    leaves = {id(m) for m in model.modules()
-              if not list(m.children()) and (list(m.parameters(recurse=False)) or hasattr(m, "v_threshold"))}
+    leaves = {id(m) for m in model.modules()  # neurons have a surrogate child: not "no children"
+              if list(m.parameters(recurse=False)) or hasattr(m, "v_threshold")}
+    if not leaves:
+        return None
     best = None
     for name, sub in model.named_modules():
         if not name:

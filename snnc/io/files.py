@@ -251,7 +251,7 @@ def _swap_into_place(tmp: Path, out_dir: Path, parent: Path, tag: str, force: bo
         try:
             os.replace(tmp, out_dir)
         except BaseException as e:
-            if tmp.exists():  # the new output is not in place: put the previous output back
+            if tmp.exists() or not out_dir.exists():  # the new output is not in place: put the previous one back
                 os.replace(old / "x", out_dir)
                 shutil.rmtree(old, ignore_errors=True)
                 raise
