@@ -116,10 +116,10 @@ def test_lower_weight_bits_coarser_grid():
 def test_two_weighted_nodes_in_a_row_fold_into_one_exact_product():
     """Issue 19 (NIR's test architectures): Affine -> Affine (and Linear -> Affine) is one map; fold_bn makes it
     one node, the float reference gives the same output (to float32 rounding), and loihi-sim compiles it."""
-    import nir
-
+    from snnc.backends.loihi.compile import compile_graph
     from snnc.ir.reference import run_graph
     from snnc.passes import PassContext, Pipeline
+    from snnc.targets import load_target
     rng = np.random.default_rng(0)
     for first in ("Affine", "Linear"):
         n1 = (nir.Affine(weight=rng.normal(size=(8, 6)).astype(np.float32), bias=rng.normal(size=8).astype(np.float32))
@@ -141,6 +141,10 @@ def test_two_weighted_nodes_in_a_row_fold_into_one_exact_product():
         assert isinstance(folded.nodes["a2"], nir.Affine) and folded.nodes["a2"].metadata["snnc.folded_affine"] == "a1"
         after, _ = run_graph(folded, x, None)
         assert before.sum() > 0 and (before != after).float().mean() < 0.01  # same map; float32 rounding only
+        tgt = load_target("loihi-sim")
+        q = Pipeline("quantize").run(folded, PassContext(target=tgt, calibration=x[0].numpy(), num_steps=6))
+        config, _, _ = compile_graph(q, tgt)
+        assert [g["name"] for g in config["groups"]] == ["lif"]
 
 
 def test_adapt_semantics_fine_tunes_toward_the_source_model():
