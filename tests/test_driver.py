@@ -162,3 +162,35 @@ def test_progress_reports_each_long_stage(tiny, tmp_path):
     C.compile_model(tiny, tmp_path / "o", opts(data="digits", limit=30),
                     progress=lambda stage, done, total: seen.__setitem__(stage, (done, total)))
     assert seen["float model"] == (30, 30) and seen["simulate"] == (30, 30)
+
+
+def test_teacher_scores_cached_once_equal_the_per_batch_forward():
+    """From TEACHER_CACHE_EPOCHS epochs on, finetune computes the teacher's scores once per image and its mirror;
+    they equal the per-batch forward it replaces, and a distilled run with the cache trains like one without."""
+    import snnc.driver.finetune as FT
+    from conftest import TinySNN
+    from snnc.frontend import trace
+    from snnc.ir import readout as R
+    from snnc.ir.trainable import GraphSNN
+    g = trace(TinySNN(), (1, 8, 8), num_steps=4)
+    teacher = GraphSNN(g).eval()
+    rule = R.readout_rule(g)["rule"]
+    x = np.random.default_rng(0).random((40, 1, 8, 8)).astype(np.float32)
+    plain, mirrored = FT._teacher_cache(teacher, x, 4, rule, True, torch.device("cpu"), 16)
+    with torch.no_grad():
+        for idx in (np.arange(0, 7), np.arange(13, 40, 3)):
+            xb = torch.from_numpy(x[idx])
+            t, _ = FT.forward_counts(teacher, xb, 4, rule, [], False)
+            tm, _ = FT.forward_counts(teacher, xb.flip(-1), 4, rule, [], False)
+            assert torch.allclose(plain[idx], t.float(), rtol=1e-5, atol=1e-5)
+            assert torch.allclose(mirrored[idx], tm.float(), rtol=1e-5, atol=1e-5)
+    y = np.arange(40) % 10
+    runs = []
+    for limit in (FT.TEACHER_CACHE_EPOCHS, 10 ** 6):
+        old, FT.TEACHER_CACHE_EPOCHS = FT.TEACHER_CACHE_EPOCHS, limit
+        try:
+            m, hist = FT.finetune(g, x, y, 4, epochs=3, batch_size=16, teacher=g, distill=0.5)
+        finally:
+            FT.TEACHER_CACHE_EPOCHS = old
+        runs.append([h["loss"] for h in hist])
+    np.testing.assert_allclose(runs[0], runs[1], rtol=1e-4)

@@ -86,6 +86,30 @@ def accuracy(model, x: np.ndarray, y: np.ndarray, num_steps: int, rule: str, bat
     return correct / max(len(y), 1)
 
 
+#: from this many epochs on, the (frozen, eval-mode) teacher's scores are computed once per training image and its
+#: mirror image before training instead of on every batch: 2 teacher passes instead of one per epoch
+TEACHER_CACHE_EPOCHS = 3
+
+
+def _teacher_cache(teacher, x: np.ndarray, steps: int, rule: str, flip: bool, dev, chunk: int):
+    """The teacher's class scores ``[N, classes]`` (CPU, float32) for every training image ``x``, and for its
+    horizontal mirror when ``flip`` (else None): what the training loop would compute batch by batch."""
+    def run(mirror):
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(x), chunk):
+                xb = torch.from_numpy(np.ascontiguousarray(x[i:i + chunk])).to(dev)
+                if mirror:
+                    xb = xb.flip(-1)
+                if hasattr(teacher, "ex"):
+                    t, _ = forward_counts(teacher, xb, steps, rule, [], False)
+                else:
+                    t = R.step_scores(teacher, xb, steps, rule, False)
+                out.append(t.float().cpu())
+        return torch.cat(out)
+    return run(False), (run(True) if flip else None)
+
+
 def _kd(student, teacher, y, alpha, tau):
     ce = F.cross_entropy(student, y)
     if teacher is None or alpha <= 0:
@@ -148,6 +172,8 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
         teacher: a single-step module (or a NIR graph) whose scores the student distils;
             ``teacher_scores`` ``[N, classes]`` precomputed on ``x`` instead (then ``flip`` must be off).
             Attention transfer needs the teacher as a NIR graph (or :class:`GraphSNN`) with the same layer names.
+            From :data:`TEACHER_CACHE_EPOCHS` epochs on (distillation without attention transfer, direct input) the
+            teacher's scores are computed once per image and its mirror before training, not on every batch.
         teacher_steps: the teacher's T when it differs from ``num_steps`` (training at a folded T'); its
             spike-count scores are then scaled by ``num_steps / teacher_steps``.
         distill: the KD weight ``a`` in [0, 1); 0 trains on the labels alone.
@@ -220,6 +246,10 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
     fq = None
     if qat is not None:
         fq = _FakeQuant(model, qat, x[:256] if qat_calibration is None else qat_calibration, num_steps, tgt)
+    cache = None
+    if (teacher is not None and teacher_scores is None and distill > 0 and not at_layers and not spikes
+            and epochs >= TEACHER_CACHE_EPOCHS):
+        cache = _teacher_cache(teacher, x, t_steps, t_rule, flip, dev, batch_size)
     params = list(model.weights.values()) + (neurons.parameters() if neurons else [])
     opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=batches)
@@ -247,7 +277,11 @@ def finetune(graph, x: np.ndarray, y: np.ndarray, num_steps: int, epochs: int = 
                                        on_step=pruner.observe if isinstance(pruner, SCAPruning) else None)
             t = t_counts = None
             if distill > 0 or at_layers:
-                if teacher_scores is not None:
+                if cache is not None:  # the same teacher forward, done once per image (and its mirror image)
+                    plain, mirrored = cache
+                    t = plain[idx] if mirrored is None else torch.where(fl[:, None], mirrored[idx], plain[idx])
+                    t = t.to(device=dev, dtype=s.dtype)
+                elif teacher_scores is not None:
                     t = torch.as_tensor(teacher_scores[idx], dtype=s.dtype, device=dev)
                 else:
                     with torch.no_grad():
