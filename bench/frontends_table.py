@@ -144,10 +144,10 @@ def builds():
                      route="snnc.compile(module)", kind="state", lr=5e-3, build=lambda: nt.SequentialState(
                          nn.Flatten(), nn.Linear(64, 48), nt.LIFCell(pc), nn.Linear(48, 10), nt.LIFCell(pc))))
     rows.append(dict(framework="Norse", pattern="SequentialState, LIFCell, exported with norse to_nir",
-                     route="norse.to_nir -> snnc (tau repaired)", kind="state", lr=5e-3,
+                     route="norse.to_nir -> snnc --semantics norse", kind="state", lr=5e-3,
                      build=lambda: nt.SequentialState(nn.Flatten(), nn.Linear(64, 48), nt.LIFCell(pc),
                                                       nn.Linear(48, 10), nt.LIFCell(pc)),
-                     source=lambda m: _input_direct(nt.to_nir(m, torch.zeros(1, 1, 8, 8)))))
+                     source=lambda m: _input_direct(nt.to_nir(m, torch.zeros(1, 1, 8, 8)), semantics="norse")))
 
     from spikingjelly.activation_based import layer, neuron
     from spikingjelly.activation_based.nir_exchange import export_to_nir
@@ -159,8 +159,8 @@ def builds():
     rows.append(dict(framework="SpikingJelly", pattern="LIFNode soft reset (v_reset=None)",
                      route="snnc.compile(module)", build=sjb(lambda: neuron.LIFNode(tau=2.0, v_reset=None))))
     rows.append(dict(framework="SpikingJelly", pattern="IFNode, exported with export_to_nir",
-                     route="export_to_nir(dt=1e-4) -> snnc", build=sjb(neuron.IFNode),
-                     source=lambda m: _input_direct(export_to_nir(m, torch.zeros(1, 1, 8, 8)))))
+                     route="export_to_nir(dt=1e-4) -> snnc --semantics spikingjelly", build=sjb(neuron.IFNode),
+                     source=lambda m: _input_direct(export_to_nir(m, torch.zeros(1, 1, 8, 8)), semantics="spikingjelly")))
 
     import sinabs
     import sinabs.layers as sl
@@ -173,19 +173,16 @@ def builds():
                      route="snnc.compile(module)", kind="sinabs-squeeze",
                      build=sq(spike_fn=SingleSpike, reset_fn=MembraneReset())))
     rows.append(dict(framework="Sinabs", pattern="IAFSqueeze default, exported with sinabs.to_nir",
-                     route="sinabs.to_nir -> snnc (IF r=1 read per step)", kind="sinabs-squeeze", build=sq(),
-                     source=lambda m: _input_direct(sinabs.to_nir(m, torch.zeros(T, 1, 8, 8)), reset="subtract")))
+                     route="sinabs.to_nir -> snnc --semantics sinabs", kind="sinabs-squeeze", build=sq(),
+                     source=lambda m: _input_direct(sinabs.to_nir(m, torch.zeros(T, 1, 8, 8)), semantics="sinabs")))
     return rows
 
 
-def _input_direct(graph, reset=None):
-    """A foreign NIR graph for direct (analog) input, as the framework model was trained."""
-    g, _, _ = load_model(graph, dt=None, reset=reset)
+def _input_direct(graph, semantics=None):
+    """A foreign NIR graph for direct (analog) input, as the framework model was trained, read with the declared
+    exporter's conventions (``--semantics``)."""
+    g, _, _ = load_model(graph, dt=None, semantics=semantics)
     g.metadata["snnc.input_encoding"] = "direct"
-    if reset == "subtract":  # Sinabs' default neurons: multi-spike and >=, which NIR cannot say either
-        for n in g.nodes.values():
-            if hasattr(n, "v_threshold"):
-                n.metadata.update({"snnc.spikes": "multi", "snnc.threshold_op": ">=", "snnc.source": "sinabs.to_nir"})
     return g
 
 

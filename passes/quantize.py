@@ -536,6 +536,11 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         qinfo = {"target": tgt.name, "scale": s, "scale_limited_by": limiter, "vth_mant": vth_mant,
                  "du": du, "dv": dv, "bias_exp": int(b_exp), "readout": g.kind != "spiking",
                  "host_bias_exp": host_exp, "weight_bits": int(weight_bits), "exact_bias": bool(g.exact_bias)}
+        if not g.exact_bias and np.min(du) < 4095 and (any(p.bias is not None and np.any(p.bias) for p in chip)
+                                                       or any(p.host for p in g.projections)):
+            # a constant input (a projection's bias, or the host's direct input) reaching a neuron with current
+            # memory (tau_syn > dt) is applied as its steady-state voltage bias: INEXACT_BIAS (the key only then)
+            qinfo["bias_through_current"] = True
         qinfo.update({k: v for k, v in extra.items() if not k.startswith("_")})
         # ---- fake-quant write-back: weights
         n_weights = n_clipped = 0

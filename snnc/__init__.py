@@ -25,7 +25,7 @@ def compile(module, input_shape=None, num_steps=None, out_dir="out", data=None, 
             a ``nir.NIRGraph``, or anything :func:`snnc.driver.compiler.compile_model` takes (a path).
         input_shape: input shape without batch/time dims, e.g. ``(1, 28, 28)``.
         num_steps: T, time steps per sample.
-        out_dir: output folder (config.json, weights.npz, graph.nir, report.json, cores.png).
+        out_dir: output folder (config.json, weights.npz, graph.nir, report.json, cores.png, floorplan.png).
         data: ``"fashion-mnist"``, ``"digits"`` or ``"events:PATH"`` (calibration and accuracy).
         kwargs: the other fields of :class:`snnc.driver.options.CompileOptions` (``passes``, ``encode``,
             ``input_encoding``, ``allow_semantic_change``, ``limit``, ``force``, ``dt``, ``budget``, ...), and

@@ -279,6 +279,11 @@ def main():
 @click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None,
               help="reset mode of a .nir file's spiking neurons (NIR cannot say subtractive reset) "
                    "[default: zero when v_reset = 0]")
+@click.option("--semantics", type=click.Choice(["nir", "snntorch", "spikingjelly", "norse", "sinabs"]), default=None,
+              help="whose conventions a .nir file's neurons follow, read as that framework's own NIR importer "
+                   "does (sinabs: subtract reset, several spikes per step, v >= v_th, taus in steps; "
+                   "spikingjelly: v >= v_th; norse: its to_nir taus, dt 1e-3 s) [default: NIR's specification, "
+                   "with an UNDECLARED_SEMANTICS check measuring what the other readings change]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="replace OUT when it is a previous snnc output (never another folder)")
@@ -288,8 +293,8 @@ def main():
 @_guard
 def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_cores, max_chips, formats, budget,
                 budget_criterion, train_epochs, train_method, train_synops, weight_bits, per_channel, calibrate,
-                timesteps, trust_pickle, weights, allow_semantic_change, dt, num_steps, input_shape, input_encoding, reset, batch_size, seed, force,
-                device, as_json):
+                timesteps, trust_pickle, weights, allow_semantic_change, dt, num_steps, input_shape, input_encoding, reset,
+                semantics, batch_size, seed, force, device, as_json):
     """Compile MODEL into OUT for a target.
 
     MODEL: an snnc checkpoint (.pt), a .nir file, a shipped model's name (fmnist_cnn), or
@@ -301,7 +306,8 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
     from snnc.io.report import dumps, print_report
     opts = CompileOptions(target=target, data=data, data_dir=data_dir, limit=limit, max_cores=max_cores,
                           max_chips=max_chips, trust_pickle=trust_pickle, dt=dt, num_steps=num_steps,
-                          input_shape=_shape(input_shape), input_encoding=input_encoding, reset=reset, seed=seed,
+                          input_shape=_shape(input_shape), input_encoding=input_encoding, reset=reset,
+                          semantics=semantics, seed=seed,
                           batch_size=batch_size, force=force, weights=weights, encode=encode,
                           allow_semantic_change=allow_semantic_change, budget=budget,
                           budget_criterion=budget_criterion, train_epochs=train_epochs,
@@ -318,7 +324,7 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
         extra = {"lava": ", network.net", "nir": ", portable.nir", "onnx": ", model.onnx"}.get(target, "")
         if target == "lava" and not rep.get("export", {}).get("netx", {}).get("written", True):
             extra = f"; no network.net: {rep['export']['netx']['reason']}"
-        click.echo(f"wrote {out}/ (config.json, weights.npz, graph.nir, report.json, cores.png{extra})")
+        click.echo(f"wrote {out}/ (config.json, weights.npz, graph.nir, report.json, cores.png, floorplan.png{extra})")
 
 
 @main.command()

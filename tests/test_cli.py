@@ -98,7 +98,7 @@ def test_compile_is_byte_deterministic(compiled, bundled, tmp_path):
     out, _ = compiled
     again = tmp_path / "again"
     assert run("compile", bundled, "-o", again, "--data", "fashion-mnist", "--limit", 200).exit_code == 0
-    for f in ("config.json", "weights.npz", "graph.nir", "report.json", "cores.png"):
+    for f in ("config.json", "weights.npz", "graph.nir", "report.json", "cores.png", "floorplan.png"):
         assert (out / f).read_bytes() == (again / f).read_bytes(), f
 
 

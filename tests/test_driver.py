@@ -142,7 +142,7 @@ def test_write_is_atomic_and_compile_model_takes_options_or_names(tiny, tmp_path
     report = C.make_report(tiny, loaded, data, passed, config, arrays, TARGET, None, None, [])
     C.write(tmp_path / "w", config, arrays, passed.compiled, report, {}, o, [], say)
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [
-        ".snnc-output", "config.json", "cores.png", "graph.nir", "report.json", "weights.npz"]
+        ".snnc-output", "config.json", "cores.png", "floorplan.png", "graph.nir", "report.json", "weights.npz"]
     assert nir.read(tmp_path / "w" / "graph.nir").metadata["snnc.num_steps"] == 4
     a = C.compile_model(tiny, tmp_path / "a", o)
     b = C.compile_model(tiny, tmp_path / "b", input_shape=(1, 8, 8), num_steps=4)

@@ -55,6 +55,75 @@ def test_sinabs_and_spikingjelly_exports_load(tmp_path):
     assert {type(n).__name__ for n in g2.nodes.values()} >= {"Conv2d", "LIF", "IF"}
 
 
+def _sinabs_net(B):
+    import sinabs.layers as sl
+    torch.manual_seed(0)
+    ms = nn.Sequential(nn.Conv2d(1, 4, 3), sl.IAFSqueeze(batch_size=B), sl.SumPool2d(2), nn.Flatten(),
+                       nn.Linear(36, 16), sl.LIFSqueeze(tau_mem=8.0, batch_size=B), nn.Linear(16, 5),
+                       sl.ExpLeakSqueeze(tau_mem=6.0, batch_size=B))
+    with torch.no_grad():
+        for p in ms.parameters():
+            p.mul_(2).add_(0.3)
+    return ms
+
+
+def test_semantics_sinabs_equals_sinabs_simulation():
+    """--semantics sinabs: snnc's float reference of Sinabs' to_nir file equals the Sinabs model's own run (IAF and
+    LIF spike counts equal step by step, ExpLeak readout within 1e-5 relative, every prediction equal) on 100
+    inputs; NIR's own reading of the same file does not."""
+    sinabs = pytest.importorskip("sinabs")
+    import copy
+    B, T = 100, 12
+    ms = _sinabs_net(B)
+    g = sinabs.to_nir(ms, torch.randn(B, 1, 8, 8))
+    for i in (1, 5, 7):
+        ms[i].reset_states()  # to_nir ran the model once
+    outs = {}
+    for i in (1, 5, 7):
+        ms[i].register_forward_hook(lambda m, a, o, i=i: outs.__setitem__(str(i), o.detach()))
+    x = (torch.rand(T, B, 1, 8, 8, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    with torch.no_grad():
+        ms(x.transpose(0, 1).reshape(B * T, 1, 8, 8))
+    ref = {k: v.reshape(B, T, *v.shape[1:]).transpose(0, 1).double() for k, v in outs.items()}
+    gs, _, info = load_model(copy.deepcopy(g), semantics="sinabs")
+    assert info["semantics_declared"] and "Sinabs" in info["reading"] and info["dt_source"].startswith("--semantics")
+    out, rec = run_graph(gs, x, None, record=("1", "5"))
+    assert ref["1"].sum() > 1000 and ref["5"].sum() > 1000 and ref["1"].max() > 1  # several spikes per step occur
+    for k in ("1", "5"):
+        assert torch.equal(rec[k].reshape(ref[k].shape), ref[k]), k
+    assert float((out - ref["7"]).abs().max() / ref["7"].abs().max()) < 1e-5
+    assert torch.equal(out[-1].argmax(1), ref["7"][-1].argmax(1))
+    gn, _, info_n = load_model(copy.deepcopy(g))  # undeclared: NIR's reading, another network
+    _, rec_n = run_graph(gn, x, None, record=("1",))
+    assert not info_n["semantics_declared"] and not torch.equal(rec_n["1"].reshape(ref["1"].shape), ref["1"])
+    bad = nir.NIRGraph.from_list(nir.Affine(np.ones((2, 3)), np.zeros(2)),
+                                 nir.CubaLIF(tau_syn=np.ones(2), tau_mem=np.ones(2), r=np.ones(2),
+                                             v_leak=np.zeros(2), v_threshold=np.ones(2)))
+    with pytest.raises(ModelLoadError, match="CubaLIF, which Sinabs' to_nir .* never writes"):
+        load_model(bad, semantics="sinabs")
+
+
+def test_semantics_norse_equals_norse_simulation():
+    """--semantics norse: snnc's float reference of Norse's to_nir file equals the Norse model's own run on 100
+    inputs (output spikes equal at every step, every prediction equal)."""
+    nt = pytest.importorskip("norse.torch")
+    torch.manual_seed(0)
+    m = nt.SequentialState(nn.Linear(64, 20), nt.LIFCell(), nn.Linear(20, 5), nt.LIFCell())
+    with torch.no_grad():
+        for p in m.parameters():
+            p.mul_(3).add_(0.2)
+    g, _, info = load_model(nt.to_nir(m, torch.randn(1, 64)), semantics="norse")
+    assert info["semantics_declared"] and info["dt_source"].startswith("--semantics norse")
+    from snnc.frontends import run_steps
+    x = (torch.rand(24, 100, 64, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    ref = run_steps(m, x).double()
+    out, _ = run_graph(g, x, None)
+    assert ref.sum() > 500 and torch.equal(out, ref)
+    assert torch.equal(out.sum(0).argmax(1), ref.sum(0).argmax(1))
+    with pytest.raises(ModelLoadError, match="--semantics is for NIR files"):
+        load_model(m, semantics="norse")
+
+
 def test_nested_graph_missing_shape_and_bad_tau():
     lif = nir.LIF(tau=np.full(3, 1e-2), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.ones(3))
     inner = nir.NIRGraph(nodes={"input": nir.Input(input_type=None), "lif": lif,
@@ -123,6 +192,16 @@ def test_braille_fixture_on_spike_input_end_to_end(nir_fixtures, tmp_path):
     fc1_synapses = [g for g in rep["groups"] if g["name"] == "lif1.lif"][0]["projections"][0]["synapses"]
     per_input = fc1_synapses / 12  # synapses per input axon (dense 12 -> 40, zero weights dropped)
     assert rep["activity_per_inference"]["synops"] >= per_input * frames.astype(bool).sum() / 16 * 0.99
+    und = [c for c in rep["checks"] if c["check"] == "UNDECLARED_SEMANTICS"]
+    assert len(und) == 1 and set(und[0]["alternatives"]) == {"spikingjelly", "norse"}, und  # ">=", dt 1e-3 s
+    assert "sinabs" in und[0]["refused_by"][0] and "CubaLIF" in und[0]["refused_by"][0]
+    assert "--semantics spikingjelly|norse" in " ".join(r.output.split())
+    assert rep["model"]["semantics"] == "nir" and "NIR's specification" in rep["accuracy"]["agreement_against"]
+    rs = run("compile", braille, "-o", tmp_path / "d", "--num-steps", 20, "--data", f"events:{tmp_path}/ev.npz",
+             "--semantics", "snntorch", "--json")
+    reps = json.loads(rs.stdout)
+    assert rs.exit_code == 0 and not [c for c in reps.get("checks", []) if c["check"] == "UNDECLARED_SEMANTICS"]
+    assert reps["model"]["semantics"] == "snntorch" and reps["accuracy"]["compiled"] == rep["accuracy"]["compiled"]
     r2 = run("simulate", tmp_path / "o", "--data", f"events:{tmp_path}/ev.npz", "--json")
     assert r2.exit_code == 0 and json.loads(r2.stdout)["accuracy"] == pytest.approx(rep["accuracy"]["compiled"])
     r3 = run("compile", braille, "-o", tmp_path / "s", "--num-steps", 20, "--reset", "subtract", "--data",
@@ -232,3 +311,91 @@ def test_event_data_never_calibrates_or_trains_on_test_samples(nir_fixtures, tmp
     rep = json.loads(r.stdout)
     assert rep["data"]["calibration"]["split"] == "train" and rep["data"]["calibration"]["samples"] == 6
     assert rep["data"]["test"]["samples"] == 6 and not [c for c in rep["checks"] if c["check"] == "NO_CALIBRATION"]
+
+
+@pytest.mark.parametrize("tau_syn, inexact", [(5e-3, True), (1e-3, False)])
+def test_bias_through_a_synaptic_current_is_reported(tmp_path, tau_syn, inexact):
+    """A layer bias into a CubaLIF with current memory (tau_syn > dt) becomes a steady-state voltage bias on
+    Loihi (biases go to v, not to u): an INEXACT_BIAS check with the measured agreement; with tau_syn = dt
+    (no current memory) the mapping is exact and there is no check."""
+    rng = np.random.default_rng(0)
+    n = 12
+    lif = lambda k: nir.CubaLIF(tau_syn=np.full(k, tau_syn), tau_mem=np.full(k, 4e-3), r=np.ones(k),  # noqa: E731
+                                v_leak=np.zeros(k), v_threshold=np.full(k, 0.5), v_reset=np.zeros(k),
+                                w_in=np.full(k, tau_syn / 1e-3))
+    g = nir.NIRGraph.from_list(nir.Affine(rng.normal(0, 1, (n, 8)), rng.normal(0.3, 0.2, n)), lif(n),
+                               nir.Affine(rng.normal(0, 1, (4, n)), np.zeros(4)), lif(4))
+    nir.write(tmp_path / "b.nir", g)
+    r = run("compile", tmp_path / "b.nir", "-o", tmp_path / "o", "--num-steps", 10, "--dt", 1e-3,
+            "--semantics", "nir", "--json")
+    assert r.exit_code == 0, r.output
+    checks = [c for c in json.loads(r.stdout).get("checks", []) if c["check"] == "INEXACT_BIAS"]
+    if inexact:
+        assert [c["node"] for c in checks] == ["cubalif"] and 0 <= checks[0]["agreement"] <= 1
+        assert "64 random spike inputs" in checks[0]["agreement_samples"]
+    else:
+        assert not checks
+
+
+def test_nir_delay_is_a_synaptic_delay(tmp_path):
+    """NIR Delay: rounded to whole steps of dt (the rounding noted), run by the float reference as the input of k
+    steps before, lowered to the projection's synaptic delay; per-value delays that differ are refused by name."""
+    from snnc.backends.loihi.sim import load_program
+    rng = np.random.default_rng(0)
+    lif = lambda n: nir.LIF(tau=np.full(n, 4e-3), r=np.ones(n), v_leak=np.zeros(n),  # noqa: E731
+                            v_threshold=np.full(n, 0.5), v_reset=np.zeros(n))
+    w1, w2 = np.round(rng.normal(0.3, 1, (8, 6)) * 64) / 64, np.round(rng.normal(0.3, 1, (4, 8)) * 64) / 64
+
+    def graph(delay):
+        return nir.NIRGraph.from_list(nir.Affine(w1, np.zeros(8)), nir.Delay(np.broadcast_to(delay, (8,)).copy()),
+                                      lif(8), nir.Affine(w2, np.zeros(4)), lif(4))
+    x = torch.from_numpy((rng.random((12, 50, 6)) < 0.4).astype(np.float32))
+    g0, _, _ = load_model(graph(0.0), dt=1e-3, num_steps=12, semantics="nir")
+    g2, _, info = load_model(graph(2.4e-3), dt=1e-3, num_steps=12, semantics="nir")
+    assert any("rounded to [2] whole steps (largest rounding 0.4 of a step)" in n for n in info["notes"])
+    shifted = torch.cat([torch.zeros_like(x[:2]), x[:-2]])  # the delayed graph = the plain one on a later input
+    assert torch.equal(run_graph(g2, x, None)[0], run_graph(g0, shifted, None)[0])
+    progs = {}
+    for name, d in (("d0", 0.0), ("d2", 2e-3)):
+        nir.write(tmp_path / f"{name}.nir", graph(d))
+        r = run("compile", tmp_path / f"{name}.nir", "-o", tmp_path / name, "--num-steps", 12, "--dt", 1e-3,
+                "--semantics", "nir", "--json")
+        assert r.exit_code == 0, r.output
+        progs[name] = (json.loads(r.stdout), load_program(tmp_path / name))
+    rep, prog = progs["d2"]
+    assert [p["delay"] for g in rep["groups"] for p in g["projections"]] == [2, 0]  # the plain one: [0, 0]
+    res = prog.run(x.numpy(), batch_size=50, record=True)
+    res0 = progs["d0"][1].run(shifted.numpy(), batch_size=50, record=True)
+    for g in prog.config["groups"]:  # on the chip too: the delayed model = the plain one on the later input
+        w = slice(g["offset"], g["offset"] + 12)
+        a, b = res.trace[g["name"]]["spikes"][:, w], res0.trace[g["name"]]["spikes"][:, w]
+        assert a.sum() > 100 and torch.equal(a, b), g["name"]
+    nir.write(tmp_path / "m.nir", graph(np.array([1e-3, 2e-3, 0, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3])))
+    r = run("compile", tmp_path / "m.nir", "-o", tmp_path / "m", "--num-steps", 12, "--dt", 1e-3)
+    assert r.exit_code == 1 and "per-value delays differ (0..2 steps)" in " ".join(r.stderr.split())
+    assert not (tmp_path / "m").exists()
+
+
+def test_affine_tail_output_is_summed_on_the_chip(tmp_path):
+    """An Output fed by an Affine after the last spiking group (NIR's test_sequential pattern): read as the Affine's
+    output summed over the T steps, float and compiled alike; the chip sums it with an added integrator."""
+    import snnc
+    from snnc.backends.loihi.sim import load_program
+    from snnc.ir import readout as R
+    def graph():
+        rng = np.random.default_rng(0)
+        return nir.NIRGraph.from_list(nir.Affine(rng.normal(0.3, 1, (16, 6)), np.zeros(16)),
+                                      nir.LIF(tau=np.full(16, 4e-3), r=np.ones(16), v_leak=np.zeros(16),
+                                              v_threshold=np.full(16, 0.5), v_reset=np.zeros(16)),
+                                      nir.Affine(rng.normal(0, 1, (4, 16)), rng.normal(0, 0.5, 4)))
+    gl, _, _ = load_model(graph(), dt=1e-3, num_steps=12, semantics="nir")
+    rule = R.readout_rule(gl)
+    assert rule["rule"] == R.SPIKE_COUNT and "summed over the T time steps" in rule["description"]
+    rep = snnc.compile(graph(), num_steps=12, out_dir=tmp_path / "o", dt=1e-3, semantics="nir")
+    assert any("added integrator 'output.sum'" in str(e) for e in rep["pipeline"])
+    assert [gr["name"] for gr in rep["groups"]][-1] == "output.sum"
+    x = (np.random.default_rng(1).random((12, 200, 6)) < 0.4).astype(np.float32)
+    f = R.scores(gl, x, 12, rule["rule"], spikes=True)
+    c = load_program(tmp_path / "o").run(x, batch_size=200).scores().reshape(200, -1)
+    assert f.shape == c.shape == (200, 4)
+    assert float((f.argmax(1) == c.argmax(1)).mean()) >= 0.95

@@ -166,7 +166,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                 pc["weight_bits"] = wf.weight_bits
                 arrays[f"{key}.weight"] = _int_weights(p, wf, s_rows, fp["act_shift"])
                 src_off = offsets.get(p.source, 0)
-                delay = offsets[g.name] - src_off - (0 if p.recurrent else 1)
+                delay = offsets[g.name] - src_off - (0 if p.recurrent else 1) + p.delay  # + NIR Delay steps
                 pc.update(weight_exp=e, delay=int(delay))
                 chip_projs.append(pc)
                 masks.append(arrays[f"{key}.weight"] != 0)

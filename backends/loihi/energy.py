@@ -45,6 +45,21 @@ def _dense_connections(g: dict, p: dict, arrays: dict) -> int:
     return int(synapse_counts(p["ops"], w, p["source_shape"], g["shape"], masks).sum())
 
 
+#: how many inter-core routes the report keeps (the heaviest, by spike messages per inference)
+TOP_ROUTES = 32
+
+
+def _top_routes(route_msgs: np.ndarray) -> list[dict]:
+    """The :data:`TOP_ROUTES` heaviest inter-core routes: ``[{"source_core", "dest_core", "spike_messages"}]``
+    (messages per inference, descending; ties by core ids)."""
+    src, dst = np.nonzero(route_msgs)
+    keep = src != dst
+    src, dst = src[keep], dst[keep]
+    vals = route_msgs[src, dst]
+    order = np.lexsort((dst, src, -vals))[:TOP_ROUTES]
+    return [{"source_core": int(src[i]), "dest_core": int(dst[i]), "spike_messages": float(vals[i])} for i in order]
+
+
 def measure(program, result, counts: dict) -> dict:
     """Activity, per-core event counts and energy per inference.
 
@@ -64,6 +79,7 @@ def measure(program, result, counts: dict) -> dict:
     core_syn = np.zeros(ncores)
     core_spikes = np.zeros(ncores)
     core_msgs = np.zeros(ncores)
+    route_msgs = np.zeros((ncores, ncores))                           # [source core, destination core]
     synops = msgs = msg_energy = inter = 0.0
     chip_msgs = chip_energy = lat_sum = 0.0
     lat_max = 0.0
@@ -105,6 +121,7 @@ def measure(program, result, counts: dict) -> dict:
             msg_energy += float((routes * cost_all[:, uniq]).sum())
             inter += float(routes.sum() - routes[uniq, np.arange(len(uniq))].sum())
             core_msgs += routes.sum(1)
+            route_msgs[:, uniq] += routes
             cross = cross_all[:, uniq]
             chip_msgs += float(routes[cross > 0].sum())
             chip_energy += float((routes * cross).sum()) * ic["energy_pJ"]
@@ -149,10 +166,19 @@ def measure(program, result, counts: dict) -> dict:
         "overflow": _overflow(program, result),
         "per_core": {"synops": (core_syn / n).tolist(), "spikes": (core_spikes / n).tolist(),
                      "spike_messages": (core_msgs / n).tolist()},
+        "routes": _top_routes(route_msgs / n),
         "energy": {
             "per_inference_pJ": e_syn + e_neu + e_msg + e_chip,
             "breakdown": {"synops_pJ": e_syn, "neuron_updates_pJ": e_neu, "spike_messages_pJ": e_msg + e_chip},
             "spike_messages_interchip_pJ": e_chip,     # the part of spike_messages_pJ for chip boundaries
+        },
+        "host": {
+            "macs": host_macs,
+            "bias_writes": int(sum(g["size"] for g in cfg["groups"] if any(p["host"] for p in g["projections"]))),
+            "energy_pJ_45nm": host_macs * E["mac_45nm"],
+            "definition": "the host computes the direct-input first layer once per sample (outputs x fan-in MACs, "
+                          "float) and writes one bias per host-fed neuron; its energy at the 45 nm float MAC "
+                          "(Horowitz, ISSCC 2014: 4.6 pJ) is not part of the chip's per_inference_pJ",
         },
         "conventions_45nm": {
             "snn_pJ": synops / n * E["ac_45nm"] + host_macs * E["mac_45nm"],

@@ -13,6 +13,7 @@ failed compile never leaves a half-written folder)::
     graph.nir     the compiled (quantized) NIR graph, readable with nir.read
     report.json   per-core resources, energy, accuracy (see README "Contract")
     cores.png     per-core utilisation
+    floorplan.png the chips' tile mesh, each core coloured by its neuron groups, the heaviest inter-core routes
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ from snnc.passes import PassContext, Pipeline
 from snnc.passes.budget import parse_budget
 from snnc.passes.quantize import apply_cli_options
 from snnc.backends.loihi.report import quantization_section
-from snnc.io.report import _plain, build_report, dumps, plot_utilisation
+from snnc.io.report import _plain, build_report, dumps, plot_floorplan, plot_utilisation
 from snnc.targets import load_target
 from snnc.ir.validate import check_graph, check_num_steps
 
@@ -116,6 +117,8 @@ class Loaded:
     inputs: list
     source_graph: nir.NIRGraph
     diffs: list
+    #: a NIR model as given (a path, or an untouched copy of an in-memory graph): re-read by other conventions
+    raw: object = None
 
 
 @dataclass
@@ -183,6 +186,8 @@ def compile_model(model, out_dir: str | os.PathLike, options: CompileOptions | N
     passed = run_passes(loaded, data, opts, tgt, say, progress)
     config, arrays, program = map_model(passed.compiled, tgt, opts, loaded.spikes, say)
     semantic = check_semantics(loaded, data, passed.pipe, program, opts, say, progress)
+    semantic = undeclared_semantics(loaded, data, opts, say) + semantic + inexact_bias(loaded, data, passed, program,
+                                                                                       opts, say, semantic)
     metrics, accuracy = measure_model(loaded, data, passed, program, opts, progress, say)
     report = make_report(model, loaded, data, passed, config, arrays, tgt, metrics, accuracy, semantic)
     extra = {}
@@ -211,11 +216,13 @@ def load(model, opts: CompileOptions, inputs: list, say) -> Loaded:
             inputs.append(model)
     if opts.num_steps is not None:
         check_num_steps(opts.num_steps, "--num-steps")
+    raw = copy_graph(model) if isinstance(model, nir.NIRGraph) else model  # loading repairs a graph in place
     data_shape = None  # the data's sample shape, for a model that does not state its input shape
     if opts.input_shape is None and opts.data is not None and not str(opts.data).startswith("events:"):
         data_shape = D.sample_shape(opts.data, opts.data_dir)
     graph, module, info = load_model(model, trust_pickle=opts.trust_pickle, dt=opts.dt, input_shape=opts.input_shape,
                                      num_steps=opts.num_steps, reset=opts.reset, weights=opts.weights,
+                                     semantics=opts.semantics,
                                      input_encoding=opts.input_encoding, data_shape=data_shape,
                                      data_name=f"dataset {opts.data!r}")
     if info.get("factory_weights") == "random":
@@ -237,7 +244,8 @@ def load(model, opts: CompileOptions, inputs: list, say) -> Loaded:
     info = dict(info, path=str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__)
     return Loaded(graph=graph, module=module, info=info, T=T, inputs=inputs,
                   spikes=graph.metadata.get("snnc.input_encoding") == "spikes",
-                  source_graph=copy_graph(graph), diffs=S.differences(graph))
+                  source_graph=copy_graph(graph), diffs=S.differences(graph),
+                  raw=raw if info.get("kind") in ("nir", "nir-graph") else None)
 
 
 def check(loaded: Loaded, opts: CompileOptions) -> None:
@@ -495,7 +503,10 @@ def measure_model(loaded: Loaded, data: Data, passed: Passed, program, opts: Com
                 "samples": int(len(yte)), "float": float((f_scores.argmax(1) == yte).mean()),
                 "compiled": sim["accuracy"], "readout": rule["description"], "device": dev.type,
                 "agreement": float((f_scores.argmax(1) == sim["result"].scores().reshape(len(yte), -1)
-                                    .argmax(1)).mean())}
+                                    .argmax(1)).mean()),
+                "agreement_against": (f"snnc's float reading of the NIR file: {loaded.info['reading']}"
+                                      if loaded.info.get("reading") else
+                                      "the source model's float reference (snnc's executor, the framework's semantics)")}
     if passed.pruning is not None:
         say(f"float model after pruning on {len(yte):,} test samples")
         pf = R.scores(passed.structural, xte, T, rule["rule"], spikes, opts.batch_size,
@@ -534,8 +545,11 @@ def make_report(model, loaded: Loaded, data: Data, passed: Passed, config, array
     info = loaded.info
     model_info = {"path": info["path"], "kind": info.get("kind"), "num_steps": loaded.T,
                   "framework": info.get("framework"), "notes": list(info.get("notes", []))}
-    if info.get("dt_source"):  # a NIR file: where its dt came from
+    if info.get("dt_source"):  # a NIR file: where its dt came from, whose conventions its neurons were read by
         model_info["dt_source"] = info["dt_source"]
+    if info.get("reading"):
+        model_info["reading"] = info["reading"]
+        model_info["semantics"] = info.get("semantics")
     if info.get("meta"):
         model_info["card"] = {k: info["meta"][k] for k in sorted(info["meta"]) if k in (
             "float_test_accuracy", "seed", "epochs", "dt", "command")}
@@ -604,6 +618,103 @@ def check_semantics(loaded: Loaded, data: Data, pipe: Pipeline, program, opts: C
     return checks
 
 
+def inexact_bias(loaded: Loaded, data: Data, passed: Passed, program, opts: CompileOptions, say,
+                 measured: list) -> list:
+    """``INEXACT_BIAS`` checks (issue 19): a neuron group with current memory (CubaLIF, tau_syn > dt) fed a
+    constant input (a weighted layer's bias, or the host's direct analog input) gets that input as its
+    steady-state voltage bias (:mod:`snnc.ir.lowering`: Loihi adds a bias to v, not to the synaptic current u),
+    which the source reaches only after the current has built up. Each check names the group and carries the
+    source-vs-compiled prediction agreement (reused from a ``SEMANTIC_CHANGE`` measurement, else measured on
+    the calibration data, else on 64 random inputs)."""
+    groups = [name for name, node in passed.compiled.nodes.items()
+              if ((node.metadata or {}).get("snnc.quant") or {}).get("bias_through_current")]
+    if not groups:
+        return []
+    prior = [c for c in measured if c.get("agreement") is not None]
+    if prior:
+        agree, where = prior[0]["agreement"], prior[0]["agreement_samples"]
+    else:
+        x_ag, where = _agreement_inputs(data.calib, loaded.graph, loaded.T, loaded.spikes, opts.seed)
+        say(f"measuring source vs compiled agreement on {where} (bias through a synaptic current)")
+        agree = R.agreement(loaded.source_graph, program, x_ag, loaded.T, loaded.spikes,
+                            device=resolve_device(opts.device))
+    return [{"check": "INEXACT_BIAS", "node": g, "agreement": agree, "agreement_samples": where,
+             "message": f"{g}: a constant input (a layer bias or the host's direct input) reaches a synaptic current "
+                        "with memory (tau_syn > dt); Loihi adds biases to the voltage, so it is applied as its "
+                        f"steady-state voltage bias from the first step; prediction agreement source vs compiled "
+                        f"{100 * agree:.1f}% on {where}"} for g in groups]
+
+
+def _same_reading(a: nir.NIRGraph, b: nir.NIRGraph) -> bool:
+    """True when two readings of one file give the same neurons (parameters and ``snnc.*`` semantics keys)."""
+    if set(a.nodes) != set(b.nodes):
+        return False
+    keys = set(S.NeuronSemantics.KEYS.values()) - {"snnc.source"}
+    for name, na in a.nodes.items():
+        nb = b.nodes[name]
+        if type(na) is not type(nb):
+            return False
+        ma, mb = na.metadata or {}, nb.metadata or {}
+        if any(ma.get(k) != mb.get(k) for k in keys):
+            return False
+        for k in ("tau", "tau_syn", "tau_mem", "r", "w_in", "v_leak", "v_threshold", "v_reset"):
+            va, vb = getattr(na, k, None), getattr(nb, k, None)
+            if (va is None) != (vb is None) or (va is not None and not np.array_equal(np.asarray(va), np.asarray(vb))):
+                return False
+    return True
+
+
+def undeclared_semantics(loaded: Loaded, data: Data, opts: CompileOptions, say) -> list:
+    """The ``UNDECLARED_SEMANTICS`` check (issue 19) for a NIR model read without ``--semantics`` whose file does
+    not carry snnc's own semantics keys: every other framework's reading (:data:`snnc.frontends.nir_file.SEMANTICS`)
+    that gives different neurons is run (float, snnc's reference executor) on the calibration data (else 64 random
+    inputs) and its prediction agreement with NIR's reading is measured; readings a framework refuses are named
+    with the reason. Empty list when declared, not NIR, or when no other reading differs."""
+    from snnc.frontends import ModelLoadError
+    from snnc.frontends.nir_file import SEMANTICS, SEMANTICS_SUMMARY
+    from snnc.ir import UnsupportedNodeError
+    info = loaded.info
+    if loaded.raw is None or info.get("semantics_declared", True) or opts.semantics is not None:
+        return []
+    T, spikes = loaded.T, loaded.spikes
+    x_ag, where = _agreement_inputs(data.calib, loaded.graph, T, spikes, opts.seed)
+    dev = resolve_device(opts.device)
+    base = None
+    differ, refused = [], []
+    for sem in SEMANTICS:
+        if sem == "nir":
+            continue
+        raw = copy_graph(loaded.raw) if isinstance(loaded.raw, nir.NIRGraph) else loaded.raw
+        try:
+            g, _, _ = load_model(raw, dt=opts.dt, input_shape=opts.input_shape, num_steps=opts.num_steps,
+                                 reset=opts.reset, semantics=sem)
+        except (ModelLoadError, UnsupportedNodeError, SnncError) as e:
+            refused.append(f"{sem} ({str(e).splitlines()[0]})")
+            continue
+        g.metadata = dict(g.metadata or {}, **{"snnc.num_steps": T,
+                                                "snnc.input_encoding": loaded.graph.metadata.get("snnc.input_encoding")})
+        if _same_reading(g, loaded.source_graph):
+            continue
+        if base is None:
+            say(f"measuring the other frameworks' readings of the NIR file on {where}")
+            rule = R.readout_rule(loaded.source_graph)["rule"]
+            base = R.scores(loaded.source_graph, x_ag, T, rule, spikes, opts.batch_size, device=dev).argmax(1)
+        pred = R.scores(g, x_ag, T, R.readout_rule(g)["rule"], spikes, opts.batch_size, device=dev).argmax(1)
+        differ.append((sem, float((pred == base).mean())))
+    if not differ:
+        return []
+    parts = [f"{SEMANTICS_SUMMARY[s].split(' (')[0]} ({s}) {100 * a:.1f}%" for s, a in differ]
+    return [{"check": "UNDECLARED_SEMANTICS", "reading": SEMANTICS_SUMMARY["nir"],
+             "alternatives": {s: round(a, 6) for s, a in differ}, "agreement_samples": where,
+             "refused_by": refused,
+             "message": f"the NIR file does not say whose conventions its neurons follow (NIR cannot state a "
+                        f"subtractive reset, several spikes per step, v >= v_th, a voltage floor or dt); read by "
+                        f"NIR's specification. Prediction agreement of other readings with it on {where}: "
+                        + "; ".join(parts) + (f" (not readable as {', '.join(r.split(' (')[0] for r in refused)})"
+                                              if refused else "")
+                        + ". Declare the exporter with --semantics " + "|".join(s for s, _ in differ)}]
+
+
 def _agreement_inputs(calib, graph, num_steps: int, spikes: bool, seed: int):
     """Inputs for measuring source-vs-compiled agreement: the calibration data, else 64 random samples."""
     if calib is not None:
@@ -630,12 +741,13 @@ def export_files(writer, report) -> tuple[dict[str, bytes], dict]:
 def output_files(config, arrays, graph, report) -> dict[str, bytes]:
     """The files of a compile output folder, as bytes (made in memory; written by
     :func:`snnc.io.files.write_output_folder`)."""
-    npz, png = io.BytesIO(), io.BytesIO()
+    npz, png, plan = io.BytesIO(), io.BytesIO(), io.BytesIO()
     save_npz(npz, arrays)
     plot_utilisation(report, png)
+    plot_floorplan(report, load_target(config["target"]).data["chip"], plan)
     return {"config.json": (json.dumps(config, indent=1, sort_keys=True) + "\n").encode(),
             "weights.npz": npz.getvalue(), "graph.nir": nir_bytes(graph),
-            "report.json": dumps(report).encode(), "cores.png": png.getvalue()}
+            "report.json": dumps(report).encode(), "cores.png": png.getvalue(), "floorplan.png": plan.getvalue()}
 
 
 def simulate_output(out_dir, data: str, data_dir=None, limit: int | None = None, batch_size: int = 500,

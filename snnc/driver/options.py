@@ -18,6 +18,7 @@ from snnc.data.python import Splits
 from snnc.ir.validate import INPUT_ENCODINGS
 from snnc.passes.prune import CRITERIA
 from snnc.errors import UsageError
+from snnc.frontends.nir_file import SEMANTICS
 from snnc.passes import DEFAULT_PIPELINE
 
 RESETS = ("zero", "subtract")  # what --reset can say of a .nir file's neurons
@@ -38,6 +39,10 @@ class CompileOptions:
         input_shape: input shape without batch/time dims, e.g. ``(1, 28, 28)``.
         input_encoding: ``"direct"`` (analog input, injected by the host) or ``"spikes"``.
         reset: reset mode of a ``.nir`` file's spiking neurons (``"zero"``/``"subtract"``).
+        semantics: whose conventions a ``.nir`` file's neurons follow (``"nir"``, ``"snntorch"``,
+            ``"spikingjelly"``, ``"norse"``, ``"sinabs"``: each that framework's own NIR importer,
+            :mod:`snnc.frontends.nir_file`); None = NIR's specification, undeclared (an
+            ``UNDECLARED_SEMANTICS`` check measures what the other readings would change).
     Data:
         data: ``"fashion-mnist"``, ``"digits"``, ``PATH.npz``, an ImageFolder ``DIR``, ``file.py:factory``,
             ``"events:PATH"``, a tuple ``(x_train, y_train, x_test, y_test)`` or :class:`snnc.data.Splits`
@@ -74,6 +79,7 @@ class CompileOptions:
     input_shape: tuple | None = None
     input_encoding: str | None = None
     reset: str | None = None
+    semantics: str | None = None
     # data
     data: object = None
     data_dir: str | None = None
@@ -131,6 +137,7 @@ class CompileOptions:
                 raise UsageError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         one_of("input encoding", self.input_encoding, INPUT_ENCODINGS)
         one_of("reset", self.reset, RESETS)
+        one_of("semantics", self.semantics, SEMANTICS)
         one_of("encode", self.encode, ENCODERS)
         one_of("budget criterion", self.budget_criterion, tuple(CRITERIA))
         one_of("training method", self.train_method, TRAIN_METHODS)

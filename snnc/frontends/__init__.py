@@ -42,7 +42,7 @@ from snnc.frontends.checkpoint import build_checked, check_checkpoint_config, ch
 from snnc.frontends.base import ModelLoadError, TraceContext, reset_module_states
 from snnc.frontends.nir_file import DEFAULT_DT as NIR_DEFAULT_DT
 from snnc.frontends.registry import FRAMEWORKS
-from snnc.frontends.nir_file import load_nir, normalize_nir, repair_graph
+from snnc.frontends.nir_file import load_nir, normalize_nir, read_graph, repair_graph
 from snnc.frontends.torch_snnc import run_steps, supported_list, trace
 from snnc.ir import UnsupportedNodeError, set_types
 from snnc.models import ARCHITECTURES
@@ -274,7 +274,8 @@ def _unpickle(path: Path) -> nn.Module:
 def load_model(model, trust_pickle: bool = False, dt: float | None = None, input_shape=None,
                num_steps: int | None = None, reset: str | None = None, weights=None,
                input_encoding: str | None = None, data_shape=None,
-               data_name: str = "the dataset") -> tuple[nir.NIRGraph, nn.Module | None, dict]:
+               data_name: str = "the dataset", semantics: str | None = None
+               ) -> tuple[nir.NIRGraph, nn.Module | None, dict]:
     """Read a model into a NIR graph with its source's semantics.
 
     Args:
@@ -283,6 +284,9 @@ def load_model(model, trust_pickle: bool = False, dt: float | None = None, input
         weights: state dict file for ``file.py:factory`` (``weights_only=True``).
         reset: ``"zero"``/``"subtract"`` for a NIR graph's spiking neurons (NIR cannot say
             subtractive reset); traced modules carry their own.
+        semantics: whose reading of a NIR graph's neurons (``nir``, ``snntorch``, ``spikingjelly``, ``norse``,
+            ``sinabs``: :data:`snnc.frontends.nir_file.SEMANTICS`); None = NIR's specification, undeclared.
+            Refused for a model that is not NIR (a traced module carries its framework's semantics).
         data_shape: the sample shape of the data the model will run on (no batch/time dims); used, with a
             note, only when neither ``input_shape`` nor the model states its input shape.
 
@@ -296,10 +300,13 @@ def load_model(model, trust_pickle: bool = False, dt: float | None = None, input
     """
     notes: list[str] = []
     if isinstance(model, nir.NIRGraph):
-        g = repair_graph(model, dt, notes, where="NIR graph", input_shape=input_shape)
-        g = normalize_nir(g, dt=dt, reset=reset)
+        nir_info = {}
+        g = read_graph(model, dt, reset, notes, input_shape, nir_info, semantics)
         return g, None, {"kind": "nir-graph", "num_steps": g.metadata.get("snnc.num_steps", num_steps),
-                         "framework": "nir", "notes": notes}
+                         "framework": "nir", "notes": notes, **nir_info}
+    if semantics is not None and not str(model).endswith(".nir"):
+        raise ModelLoadError(f"--semantics is for NIR files (whose neurons NIR cannot fully describe); {model} "
+                             "carries its framework's semantics")
     if isinstance(model, nn.Module):
         shape = input_shape or getattr(model, "input_shape", None)
         T = num_steps or getattr(model, "num_steps", None)
@@ -316,7 +323,8 @@ def load_model(model, trust_pickle: bool = False, dt: float | None = None, input
     path = resolve_model_path(model)
     if path.suffix == ".nir":
         nir_info = {}
-        graph = load_nir(path, dt=dt, reset=reset, notes=notes, input_shape=input_shape, info=nir_info)
+        graph = load_nir(path, dt=dt, reset=reset, notes=notes, input_shape=input_shape, info=nir_info,
+                         semantics=semantics)
         info = {"kind": "nir", "num_steps": (graph.metadata or {}).get("snnc.num_steps", num_steps),
                 "framework": "nir", "notes": notes, **nir_info}
         return graph, None, info

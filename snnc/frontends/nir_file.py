@@ -20,6 +20,35 @@ What is repaired, each with a note (``info["notes"]``, shown by the CLI and in r
 
 NIR has no dt, reset mode or input encoding: :func:`normalize_nir` fills the ``snnc.*`` metadata
 (see :mod:`snnc.frontends.base`).
+
+Whose reading (``--semantics``, :data:`SEMANTICS`). NIR cannot state a subtractive reset, several
+spikes per step, a voltage floor, the ``>=`` comparison or dt, and exporters mean them anyway. A file
+is read by NIR's specification unless the user declares whose conventions it follows; each declared
+reading is what that framework means by the file: its importer's reading (snnTorch, SpikingJelly) or,
+where the importer does not invert the exporter, what the exporter wrote for its default layers (Norse,
+Sinabs); the source file each was read from is named per entry:
+
+==============  ======  ==================================================================================
+semantics       dt (s)  neurons
+==============  ======  ==================================================================================
+``nir``         1e-4*   NIR's spec: reset to v_reset right after the spike, one spike per step, v > v_th
+``snntorch``    1e-4    as ``nir`` (``snntorch/import_nir.py``: Leaky/Synaptic with ``reset_mechanism=
+                        "zero"``, ``reset_delay=False``, ``dt = 1e-4``)
+``spikingjelly`` 1e-4   as ``nir`` with v >= v_th (``spikingjelly/activation_based/nir_exchange/
+                        from_nir.py``: ``dt=1e-4``, IFNode/LIFNode with hard reset to v_reset)
+``norse``       1e-3    as ``nir``, taus in Norse's ``to_nir`` convention (``tau = dt/tau_inv``, above) and
+                        ``IF`` ``r = 1`` as ``v += x`` (``norse/torch/utils/export_nir.py``, 1.1.0; Norse's
+                        own ``from_nir`` reads taus as seconds and does not invert its export)
+``sinabs``      1e-3**  what ``sinabs.to_nir`` (3.1.3, ``sinabs/nir.py``) writes for Sinabs' default layers:
+                        ``IF`` = IAF (v += x), ``LIF`` = LIF with tau in steps (v = a v + (1 - a) r x,
+                        a = exp(-1/tau), norm_input=True), ``LI`` = ExpLeak (v = a v + x, norm_input=False),
+                        MultiSpike (floor(v / v_th) spikes), MembraneSubtract, v >= v_th, no voltage floor;
+                        no ``CubaLIF``. (Sinabs' own ``from_nir`` reads the same file with norm_input=False
+                        for LIF and a floor min_v_mem = -v_th for IF: it does not invert its exporter.)
+==============  ======  ==================================================================================
+
+* assumed with a note when the file carries no ``snnc.dt`` (``--dt`` overrides every reading's dt).
+** Sinabs is discrete in time; any dt gives the same steps (its tau counts steps).
 """
 from __future__ import annotations
 
@@ -37,6 +66,20 @@ from snnc.ir import NEURON_TYPES, UnsupportedNodeError, set_types, topological_o
 #: dt convention of snnTorch's NIR export (ARCHITECTURE.md): the default for files that record no dt.
 DEFAULT_DT = 1e-4
 NORSE_DT = 1e-3
+SINABS_DT = 1e-3
+#: ``--semantics`` choices, each the reading of one framework's NIR importer (module docstring)
+SEMANTICS = ("nir", "snntorch", "spikingjelly", "norse", "sinabs")
+#: dt of each reading when neither --dt nor the file gives one
+SEMANTICS_DT = {"nir": DEFAULT_DT, "snntorch": 1e-4, "spikingjelly": 1e-4, "norse": NORSE_DT, "sinabs": SINABS_DT}
+#: one line per reading, for reports and checks
+SEMANTICS_SUMMARY = {
+    "nir": "NIR's specification (reset to v_reset right after the spike, one spike per step, v > v_th)",
+    "snntorch": "snnTorch's import_nir (as NIR's, dt 1e-4 s)",
+    "spikingjelly": "SpikingJelly's from_nir (as NIR's with v >= v_th, dt 1e-4 s)",
+    "norse": "Norse's to_nir conventions (tau = dt/tau_inv, dt 1e-3 s; otherwise NIR's)",
+    "sinabs": "Sinabs' to_nir conventions (subtractive reset, floor(v / v_th) spikes per step, v >= v_th, taus in "
+              "steps)",
+}
 
 
 def read_nir(path: str | os.PathLike) -> nir.NIRGraph:
@@ -149,7 +192,77 @@ def repair_graph(graph: nir.NIRGraph, dt: float | None = None, notes: list | Non
     return graph
 
 
-def normalize_nir(graph: nir.NIRGraph, dt: float | None = None, reset: str | None = None) -> nir.NIRGraph:
+def check_semantics_name(semantics: str) -> str:
+    """``semantics`` if it is one of :data:`SEMANTICS`, else a :class:`ModelLoadError` listing them."""
+    if semantics not in SEMANTICS:
+        raise ModelLoadError(f"unknown NIR semantics {semantics!r}; known: {', '.join(SEMANTICS)}")
+    return semantics
+
+
+def declares_semantics(graph: nir.NIRGraph) -> bool:
+    """True when every spiking neuron node of ``graph`` carries its own ``snnc.reset`` (a file snnc wrote, or a
+    graph read with a declared reading): nothing about its neurons is left to a convention."""
+    spiking = [n for n in graph.nodes.values() if isinstance(n, (nir.LIF, nir.CubaLIF, nir.IF))]
+    return bool(spiking) and all("snnc.reset" in (n.metadata or {}) for n in spiking)
+
+
+def apply_semantics(graph: nir.NIRGraph, semantics: str, dt: float, notes: list, where: str = "graph") -> None:
+    """Read ``graph``'s neurons (in place, after :func:`repair_graph`) with the declared framework's conventions
+    (module docstring table): write the ``snnc.*`` semantics keys and, for ``sinabs``, turn its step-counted taus
+    into snnc's forward-Euler parameters at ``dt`` (s).
+
+    Sinabs' LIF ``v = a v + (1 - a) r x`` and ExpLeak ``v = a v + x`` with ``a = exp(-1/tau)``: ``tau' = dt/(1 - a)``
+    with ``r' = r`` (LIF) or ``r' = 1/(1 - a)`` (LI) give snnc's ``v += dt/tau' (-v + r' x)`` the same step.
+
+    Raises:
+        ModelLoadError: a node Sinabs' exporter never writes (``CubaLIF``, ``v_leak != 0``, an ``LI`` with
+            ``r != 1``).
+    """
+    check_semantics_name(semantics)
+    if semantics in ("nir", "snntorch", "norse"):
+        notes.append(f"{where}: read with {SEMANTICS_SUMMARY[semantics]} (--semantics {semantics})")
+        return
+    for name in topological_order(graph):
+        node = graph.nodes[name]
+        if not isinstance(node, NEURON_TYPES):
+            continue
+        md = dict(node.metadata or {})
+        spiking = isinstance(node, (nir.LIF, nir.CubaLIF, nir.IF))
+        if semantics == "spikingjelly":
+            if spiking:
+                md["snnc.threshold_op"] = ">="
+            node.metadata = md
+            continue
+        # sinabs
+        if not isinstance(node, (nir.IF, nir.LIF, nir.LI)):
+            raise ModelLoadError(f"{where}: node {name!r} is a {type(node).__name__}, which Sinabs' to_nir (3.1.3) "
+                                 "never writes (it writes IF, LIF and LI): declare another --semantics or leave it out")
+        if isinstance(node, (nir.LIF, nir.LI)):
+            if np.any(np.asarray(node.v_leak, np.float64)):
+                raise ModelLoadError(f"{where}: node {name!r} ({type(node).__name__}) has v_leak != 0, which Sinabs' "
+                                     "to_nir never writes")
+            r = np.asarray(node.r, np.float64)
+            if isinstance(node, nir.LI) and np.any(r != 1):
+                raise ModelLoadError(f"{where}: node {name!r} (LI) has r != 1, which Sinabs' to_nir never writes")
+            tau_steps = np.asarray(node.tau, np.float64)
+            if np.any(tau_steps <= 0):
+                raise ModelLoadError(f"{where}: node {name!r} has tau <= 0")
+            one_minus_a = -np.expm1(-1.0 / tau_steps)
+            shape = np.broadcast_shapes(np.shape(node.v_leak), np.shape(tau_steps), np.shape(r))
+            node.tau = np.broadcast_to(dt / one_minus_a, shape).astype(np.float32)
+            node.r = np.broadcast_to(r if isinstance(node, nir.LIF) else 1.0 / one_minus_a, shape).astype(np.float32)
+        elif isinstance(node, nir.IF):
+            node.r = np.full(np.shape(node.r), 1.0 / dt, np.float32)
+        md["snnc.dt"] = float(dt)
+        if spiking:
+            md.update({"snnc.reset": "subtract", "snnc.threshold_op": ">=", "snnc.spikes": "multi"})
+        md["snnc.source"] = "sinabs." + {"IF": "IAF", "LIF": "LIF", "LI": "ExpLeak"}[type(node).__name__]
+        node.metadata = md
+    notes.append(f"{where}: read with {SEMANTICS_SUMMARY[semantics]} (--semantics {semantics})")
+
+
+def normalize_nir(graph: nir.NIRGraph, dt: float | None = None, reset: str | None = None,
+                  notes: list | None = None) -> nir.NIRGraph:
     """Fill the ``snnc.*`` metadata that a foreign NIR graph lacks (dt, reset mode, input encoding).
 
     NIR has no dt: a graph without ``snnc.dt`` gets ``dt`` (default 1e-4 s, the snnTorch export
@@ -158,6 +271,13 @@ def normalize_nir(graph: nir.NIRGraph, dt: float | None = None, reset: str | Non
     subtractive reset in the original model is invisible in NIR: give it with ``reset="subtract"``
     (CLI ``--reset``). A graph without ``snnc.input_encoding`` is taken to receive spikes (event
     data), the usual case for NIR exchange; override with ``--input-encoding direct``.
+
+    A ``Delay`` node (``delay`` in s per value) gets ``snnc.delay_steps``: ``delay / dt`` rounded to whole steps
+    (a discrete-time simulation and the chip's synaptic delays count steps); a rounding of more than 1e-6 of
+    a step adds a line to ``notes`` with the largest error.
+
+    Raises:
+        ModelLoadError: a negative delay.
     """
     dt_default = DEFAULT_DT if dt is None else dt
     graph.metadata = dict(graph.metadata or {})
@@ -174,28 +294,75 @@ def normalize_nir(graph: nir.NIRGraph, dt: float | None = None, reset: str | Non
         elif hasattr(node, "v_threshold") and "snnc.reset" not in md:
             vr = getattr(node, "v_reset", None)
             md["snnc.reset"] = "zero" if vr is None or not np.any(np.asarray(vr)) else "to_v_reset"
+    dts = sorted({float(n.metadata["snnc.dt"]) for n in graph.nodes.values() if isinstance(n, NEURON_TYPES)})
+    d = float(dt) if dt is not None else (dts[0] if dts else dt_default)
+    for name in topological_order(graph):
+        node = graph.nodes[name]
+        if not isinstance(node, nir.Delay) or "snnc.delay_steps" in (node.metadata or {}):
+            continue
+        shape = tuple(int(v) for v in np.asarray(next(iter(node.input_type.values()))).reshape(-1))
+        delay = np.broadcast_to(np.asarray(node.delay, np.float64), shape)
+        if np.any(delay < 0) or not np.all(np.isfinite(delay)):
+            raise ModelLoadError(f"node {name!r} (Delay): delays must be finite and >= 0 s, got min {delay.min():g}")
+        exact = delay / d
+        steps = np.rint(exact)
+        node.metadata = dict(node.metadata or {}, **{"snnc.delay_steps": steps.astype(np.int64).tolist()})
+        err = float(np.abs(exact - steps).max()) if exact.size else 0.0
+        if err > 1e-6 and notes is not None:
+            notes.append(f"node {name!r} (Delay): delays {np.unique(delay).round(6).tolist()[:6]} s at dt = {d:g} s "
+                         f"rounded to {np.unique(steps).astype(int).tolist()[:6]} whole steps (largest rounding "
+                         f"{err:.3g} of a step)")
     return graph
 
 
 def load_nir(path: str | os.PathLike, dt: float | None = None, reset: str | None = None,
-             notes: list | None = None, input_shape=None, info: dict | None = None) -> nir.NIRGraph:
+             notes: list | None = None, input_shape=None, info: dict | None = None,
+             semantics: str | None = None) -> nir.NIRGraph:
     """Read, repair and normalize a ``.nir`` file; ``info["dt_source"]`` says where dt came from (``--dt``,
-    the file's ``snnc.dt``, or the stated default), and a default dt adds a line to ``notes``."""
+    the file's ``snnc.dt``, the declared reading's, or the stated default), and a default dt adds a line to
+    ``notes``. ``semantics``: whose reading (:data:`SEMANTICS`; None = NIR's, undeclared);
+    ``info["reading"]`` names the reading used and ``info["semantics_declared"]`` whether it was declared
+    (by the argument or by the file's own ``snnc.*`` metadata)."""
     graph = read_nir(path)
-    graph = repair_graph(graph, dt, notes, where=str(Path(path).name), input_shape=input_shape)
+    where = str(Path(path).name)
+    return _read_graph(graph, where, dt, reset, notes, input_shape, info, semantics)
+
+
+def _read_graph(graph, where, dt, reset, notes, input_shape, info, semantics):
+    notes = notes if notes is not None else []
+    info = info if info is not None else {}
+    raw_has_dt = any("snnc.dt" in (n.metadata or {}) for n in graph.nodes.values() if isinstance(n, NEURON_TYPES))
+    in_file = declares_semantics(flatten_subgraphs(graph)) if semantics is None else False
+    d_read = dt
+    if dt is None and semantics is not None and not raw_has_dt:
+        d_read = SEMANTICS_DT[check_semantics_name(semantics)]
+    graph = repair_graph(graph, d_read, notes, where=where, input_shape=input_shape)
+    if semantics is not None:
+        apply_semantics(graph, semantics, d_read or DEFAULT_DT, notes, where)
+    info["reading"] = ("the file's own snnc metadata (written by snnc)" if in_file
+                       else SEMANTICS_SUMMARY[semantics or "nir"])
+    info["semantics"] = semantics or ("file" if in_file else "nir")
+    info["semantics_declared"] = bool(semantics) or in_file
     missing = [n for n, node in graph.nodes.items() if isinstance(node, NEURON_TYPES)
                and "snnc.dt" not in (node.metadata or {})]
     if dt is not None:
         source = "--dt"
+    elif d_read is not None:
+        source = f"--semantics {semantics} ({d_read:g} s, that reading's dt)"
     elif missing:  # NIR itself has no dt: a decision, stated
         source = f"assumed {DEFAULT_DT:g} s (NIR files carry no dt; the snnTorch export convention)"
         if notes is not None:
-            notes.append(f"{Path(path).name}: dt = {DEFAULT_DT:g} s assumed for {len(missing)} neuron node(s) "
+            notes.append(f"{where}: dt = {DEFAULT_DT:g} s assumed for {len(missing)} neuron node(s) "
                          "(NIR files carry no dt; the snnTorch export convention): pass --dt if the file was made "
                          "for another")
     else:
         source = "the file (snnc.dt metadata)"
-    graph = normalize_nir(graph, dt=dt, reset=reset)
-    if info is not None:
-        info["dt_source"] = source
+    graph = normalize_nir(graph, dt=d_read, reset=reset, notes=notes)
+    info["dt_source"] = source
     return graph
+
+
+def read_graph(graph: nir.NIRGraph, dt: float | None = None, reset: str | None = None, notes: list | None = None,
+               input_shape=None, info: dict | None = None, semantics: str | None = None) -> nir.NIRGraph:
+    """:func:`load_nir` for an in-memory graph (an exporter's ``to_nir`` result)."""
+    return _read_graph(graph, "NIR graph", dt, reset, notes, input_shape, info, semantics)

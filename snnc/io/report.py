@@ -95,6 +95,13 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
         energy["per_inference_pJ"] = metrics["energy"]["per_inference_pJ"]
         energy["breakdown"] = metrics["energy"]["breakdown"]
         energy["spike_messages_interchip_pJ"] = metrics["energy"].get("spike_messages_interchip_pJ", 0.0)
+        if "host" in metrics:
+            energy["host"] = metrics["host"]
+            totals["host_macs_per_inference"] = int(metrics["host"]["macs"])
+        if "routes" in metrics:
+            rep["traffic"] = {"top_routes": metrics["routes"],
+                              "note": "the heaviest inter-core routes: spike messages per inference from source "
+                                      "core to destination core (floorplan.png draws them)"}
         rep["activity_per_inference"] = metrics["per_inference"]
         rep["checks"] = metrics["checks"]
         if "overflow" in metrics:
@@ -218,6 +225,11 @@ def print_report(report: dict, console=None) -> None:
                       f"spike messages {b['spike_messages_pJ'] / 1e6:.3f} µJ, of which between chips "
                       f"{e.get('spike_messages_interchip_pJ', 0.0) / 1e6:.3f}; Davies et al. 2018 Table 2, inter-chip: "
                       "snnc's assumption)")
+        h = e.get("host") or {}
+        if h.get("macs"):
+            console.print(f"host (outside the chip energy above): the direct-input first layer, {h['macs']:,} MACs "
+                          f"per sample ({h['energy_pJ_45nm'] / 1e6:.3f} µJ at the 45 nm float MAC, Horowitz 2014) "
+                          f"and {h['bias_writes']:,} bias writes per sample")
         console.print(f"per inference: {a['synops']:,.0f} SynOps, {a['spikes']:,.0f} spikes, "
                       f"{a['inter_core_spike_messages']:,.0f} inter-core and {a.get('inter_chip_spike_messages', 0):,.0f} "
                       f"inter-chip spike messages (message latency mean "
@@ -261,7 +273,8 @@ def print_report(report: dict, console=None) -> None:
         if acc.get("readout"):
             console.print(f"readout (float and compiled alike): {acc['readout']}"
                           + (f"; predictions agree on {100 * acc['agreement']:.2f}% of samples"
-                             if acc.get("agreement") is not None else ""))
+                             if acc.get("agreement") is not None else "")
+                          + (f" (float: {acc['agreement_against']})" if acc.get("agreement_against") else ""))
     for c in last:  # the verdict on the whole result: the report's last line
         console.print(f"[yellow]warning[/yellow] [{c['check']}] {c['message']}")
 
@@ -368,6 +381,77 @@ def plot_utilisation(report: dict, path: str | Path) -> None:
     n_chips = len(set(chips))
     ax.set_title(f"{report['target']}: per-core utilisation ({len(cores)} cores on {n_chips} chip(s))")
     ax.legend(ncol=4, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_floorplan(report: dict, chip: dict, path: str | Path) -> None:
+    """The chip floorplan as a PNG: each chip's mesh of ``chip["tiles_x"] x chip["tiles_y"]`` tiles of
+    ``chip["cores_per_tile"]`` cores (the target's ``[chip]`` section; chips side by side east-west, snnc's
+    assumption, :func:`snnc.backends.loihi.mapping.core_position`), each used core coloured by the neuron group
+    it holds (hatched when it holds several; the label names them), unused cores grey, and the heaviest inter-core
+    routes of ``report["traffic"]`` (spike messages per inference) drawn as arrows, width by traffic."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
+
+    cpt, tx_n, ty_n = int(chip["cores_per_tile"]), int(chip["tiles_x"]), int(chip["tiles_y"])
+    per_chip = cpt * tx_n * ty_n
+    sub_x = max(1, int(math.ceil(math.sqrt(cpt))))
+    sub_y = int(math.ceil(cpt / sub_x))
+    cores = report["cores"]
+    n_chips = max(1, max((c["chip"] for c in cores), default=0) + 1)
+
+    def centre(core_id: int):
+        c, local = divmod(core_id, per_chip)
+        tile, sub = divmod(local, cpt)
+        tx, ty = tile % tx_n, tile // tx_n
+        x = (c * tx_n + tx) * (sub_x + 0.6) + sub % sub_x + 0.5
+        y = ty * (sub_y + 0.6) + sub // sub_x + 0.5
+        return x, y
+
+    groups = []
+    for c in cores:
+        for g in c.get("groups", []):
+            if g not in groups:
+                groups.append(g)
+    cmap = plt.get_cmap("tab20")
+    colour = {g: cmap(i % 20) for i, g in enumerate(groups)}
+    used = {c["core"]: c for c in cores}
+    width = n_chips * tx_n * (sub_x + 0.6)
+    height = ty_n * (sub_y + 0.6)
+    fig, ax = plt.subplots(figsize=(min(40.0, 1.2 + 0.55 * width), 1.6 + 0.55 * height))
+    for core_id in range(n_chips * per_chip):
+        x, y = centre(core_id)
+        c = used.get(core_id)
+        gs = (c or {}).get("groups", [])
+        ax.add_patch(Rectangle((x - 0.45, y - 0.45), 0.9, 0.9, facecolor=colour[gs[0]] if gs else "0.92",
+                               edgecolor="0.4" if gs else "0.8", lw=0.6, hatch="//" if len(gs) > 1 else None))
+        if gs:
+            ax.text(x, y, str(core_id), ha="center", va="center", fontsize=6)
+    for ch in range(1, n_chips):
+        ax.axvline(ch * tx_n * (sub_x + 0.6) - 0.3, color="0.2", lw=1.2, ls="--")
+    routes = (report.get("traffic") or {}).get("top_routes", [])
+    top = max((r["spike_messages"] for r in routes), default=0.0)
+    for r in routes[::-1]:  # heaviest drawn last (on top)
+        (x0, y0), (x1, y1) = centre(r["source_core"]), centre(r["dest_core"])
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=7,
+                                     connectionstyle="arc3,rad=0.2", color="crimson", alpha=0.75,
+                                     lw=0.4 + 3.0 * r["spike_messages"] / max(top, 1e-12)))
+    ax.set_xlim(-0.5, width)
+    ax.set_ylim(height, -0.9)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    handles = [Patch(facecolor=colour[g], edgecolor="0.4", label=g) for g in groups[:20]]
+    if routes:
+        handles.append(Patch(facecolor="crimson", label=f"inter-core spike traffic (top {len(routes)} routes; "
+                                                        f"widest {top:,.0f} msgs/inference)"))
+    ax.legend(handles=handles, fontsize=7, ncol=min(6, max(1, len(handles))), loc="upper center",
+              bbox_to_anchor=(0.5, -0.02), frameon=False)
+    ax.set_title(f"{report['target']}: floorplan, {len(cores)} cores on {n_chips} chip(s) "
+                 f"({tx_n} x {ty_n} tiles of {cpt} cores per chip)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)

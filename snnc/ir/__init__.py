@@ -35,7 +35,23 @@ LINEAR_TYPES = (nir.Affine, nir.Linear, nir.Conv2d, nir.Conv1d, nir.Flatten,
                 nir.AvgPool2d, nir.SumPool2d, nir.Scale)
 WEIGHTED_TYPES = (nir.Affine, nir.Linear, nir.Conv2d, nir.Conv1d)
 IO_TYPES = (nir.Input, nir.Output)
-SUPPORTED_TYPES = NEURON_TYPES + LINEAR_TYPES + IO_TYPES
+#: NIR ``Delay``: its input ``delay`` s later, run as ``snnc.delay_steps`` whole steps (metadata written when a
+#: graph is read, :func:`delay_steps`); on loihi-sim a synaptic delay of the projection it stands on
+DELAY_TYPES = (nir.Delay,)
+SUPPORTED_TYPES = NEURON_TYPES + LINEAR_TYPES + IO_TYPES + DELAY_TYPES
+
+
+def delay_steps(node, name: str = "?") -> np.ndarray:
+    """The whole time steps of a ``nir.Delay`` node (``metadata["snnc.delay_steps"]``, one per value).
+
+    Raises:
+        SnncError: the node was never given its steps (a graph not read through snnc's NIR reader).
+    """
+    steps = (node.metadata or {}).get("snnc.delay_steps")
+    if steps is None:
+        raise SnncError(f"node {name!r} (Delay): no whole-step delay recorded (metadata 'snnc.delay_steps'); read the "
+                        "graph through snnc (load_model), which rounds delay / dt to whole steps and says so")
+    return np.asarray(steps, np.int64)
 
 
 class UnsupportedNodeError(SnncError):
@@ -255,7 +271,7 @@ def output_shape(node: nir.NIRNode, in_shape: tuple[int, ...], name: str = "?") 
         UnsupportedNodeError: a node type snnc does not handle.
         ValueError: shapes that do not fit the node's parameters.
     """
-    if isinstance(node, (nir.Input, nir.Output, nir.Scale) + NEURON_TYPES):
+    if isinstance(node, (nir.Input, nir.Output, nir.Scale, nir.Delay) + NEURON_TYPES):
         return tuple(in_shape)
     if isinstance(node, (nir.Affine, nir.Linear)):
         if in_shape[-1] != node.weight.shape[1]:

@@ -51,13 +51,14 @@ import nir
 import numpy as np
 
 from snnc.ir.semantics import NeuronSemantics
-from snnc.ir import (NEURON_TYPES, set_types, SPIKING_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding,
+from snnc.ir import (NEURON_TYPES, delay_steps, set_types, SPIKING_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding,
                      infer_shapes, predecessors, successors, topological_order)
 
 CHAIN_SUPPORTED = ["AvgPool2d/SumPool2d (kernel == stride, no padding)", "Flatten",
                    "then one of Conv2d, Affine, Linear", "then Flatten (or pooling composed into a Conv2d)",
                    "into a neuron node (CubaLIF, LIF, IF, LI, CubaLI, I)",
-                   "MaxPool2d of binary spikes (an OR group) or on the host-computed first layer"]
+                   "MaxPool2d of binary spikes (an OR group) or on the host-computed first layer",
+                   "Delay of one whole number of steps per projection (a synaptic delay)"]
 MAXPOOL_FIX = ("move the MaxPool2d behind the neuron (it then pools binary spikes: an exact OR on the chip), or "
                "replace it by AvgPool2d and fine-tune (--passes adapt_semantics:maxpool=avg;finetune_epochs=N,...)")
 
@@ -86,6 +87,7 @@ class Projection:
     factor: np.ndarray = None    # weight / node weight (pool gain x neuron gain), broadcastable
     recurrent: bool = False
     host: bool = False           # computed on the host (direct analog input), injected as bias
+    delay: int = 0               # whole steps from NIR Delay nodes on the path (added to the synaptic delay)
 
 
 @dataclass
@@ -217,7 +219,8 @@ def lower(graph: nir.NIRGraph) -> Lowered:
             continue
         if isinstance(node, nir.Conv2d) and (node.metadata or {}).get("snnc.op") == "batchnorm2d":
             continue  # checked in its chain (must be folded first)
-        if not isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear, nir.Flatten, nir.AvgPool2d, nir.SumPool2d)):
+        if not isinstance(node, (nir.Conv2d, nir.Affine, nir.Linear, nir.Flatten, nir.AvgPool2d, nir.SumPool2d,
+                                 nir.Delay)):
             raise UnsupportedNodeError(name, type(node).__name__, "no loihi-sim lowering for this node",
                                        CHAIN_SUPPORTED)
     for name in order:
@@ -228,7 +231,19 @@ def lower(graph: nir.NIRGraph) -> Lowered:
         if g.shape != shapes[name][1]:
             raise UnsupportedNodeError(name, g.nir_type, f"parameter shape {g.shape} != input shape {shapes[name][1]}")
         for src, path, rec in _chains(graph, name, back):
+            snode = graph.nodes[src]
+            if isinstance(snode, NEURON_TYPES) and not isinstance(snode, SPIKING_TYPES):
+                raise UnsupportedNodeError(src, type(snode).__name__, f"a non-spiking neuron (its output is a voltage) "
+                                           f"feeds neuron group {name!r}; a Loihi compartment sends only spikes, so "
+                                           "only spiking neurons may drive synapses (a non-spiking node can only be "
+                                           "a readout: an Output)", CHAIN_SUPPORTED)
             g.projections.append(_projection(graph, shapes, g, src, path, rec, encoding))
+        biased = set()  # NIR adds a weighted node's bias once to the sum of its inputs: keep it on one projection
+        for p in g.projections:
+            if p.weighted in biased:
+                p.bias = None
+            elif p.bias is not None:
+                biased.add(p.weighted)
         if not g.projections:
             raise UnsupportedNodeError(name, g.nir_type, "neuron node without input")
         groups[name] = g
@@ -249,8 +264,20 @@ def _projection(graph, shapes, g: Group, src: str, path: list[str], rec: bool, e
     gain = 1.0
     weighted = None
     host = isinstance(graph.nodes[src], nir.Input) and encoding == "direct"
+    delay = 0
     for p in path:
         node = graph.nodes[p]
+        if isinstance(node, nir.Delay):  # a delay commutes with the linear ops: one synaptic delay of the projection
+            k = delay_steps(node, p)
+            if k.size and np.any(k != k.reshape(-1)[0]):
+                raise UnsupportedNodeError(p, "Delay", f"per-value delays differ ({int(k.min())}..{int(k.max())} "
+                                           f"steps); loihi-sim holds one synaptic delay per projection (here into "
+                                           f"{g.name!r})", CHAIN_SUPPORTED)
+            if host and k.size and k.reshape(-1)[0]:
+                raise UnsupportedNodeError(p, "Delay", "delays the host-computed direct input, which the host injects "
+                                           "as a bias every step (no synaptic delay there)", CHAIN_SUPPORTED)
+            delay += int(k.reshape(-1)[0]) if k.size else 0
+            continue
         if isinstance(node, nir.Conv2d) and (node.metadata or {}).get("snnc.op") == "batchnorm2d":
             raise UnsupportedNodeError(p, "BatchNorm2d", "not folded: run the fold_bn pass first; it folds a "
                                        "BatchNorm only when it directly follows a Conv2d/Affine that feeds it alone",
@@ -320,7 +347,7 @@ def _projection(graph, shapes, g: Group, src: str, path: list[str], rec: bool, e
         w = w * g.weight_gain.reshape(-1, 1)
         bias = None if b is None or not np.any(b) else (b * g.bias_gain.reshape(-1)).reshape(g.shape)
     return Projection(source=src, source_shape=tuple(shapes[src][1]), ops=ops, weighted=weighted, weight=w,
-                      bias=bias, factor=factor, recurrent=rec, host=host)
+                      bias=bias, factor=factor, recurrent=rec, host=host, delay=delay)
 
 
 def group_offsets(lowered: Lowered) -> dict[str, int]:
@@ -435,4 +462,23 @@ def prepare_graph(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
             notes.append(f"{name}: pooling after conv {src!r} composed into one strided conv (exact)")
     if notes:
         set_types(graph)
+        shapes = infer_shapes(graph)
+    for out in [n for n in topological_order(graph) if isinstance(graph.nodes[n], nir.Output)]:
+        preds = predecessors(graph, out)
+        if len(preds) != 1 or isinstance(graph.nodes[preds[0]], NEURON_TYPES + (nir.Input,)):
+            continue
+        src = preds[0]  # a non-spiking tail (e.g. an Affine after the last spiking group): its sum over the T steps
+        dt = next((NeuronSemantics.of(n).dt for n in graph.nodes.values()  # is the readout (snnc.ir.readout)
+                   if isinstance(n, NEURON_TYPES) and NeuronSemantics.of(n).dt), None)
+        if dt is None:
+            continue  # lower() refuses the Output, naming it
+        shape = tuple(int(v) for v in shapes[src][1])
+        acc = f"{out}.sum"
+        graph.nodes[acc] = nir.I(r=np.full(shape, 1.0 / dt, np.float32), metadata=NeuronSemantics(
+            dt=dt, readout=True, source=f"sum over the steps of {src!r} (the Output's non-spiking tail)").to_metadata())
+        graph.edges = [e for e in graph.edges if e != (src, out)] + [(src, acc), (acc, out)]
+        notes.append(f"{out}: fed by {src!r}, not a neuron: its sum over the T steps (the readout) is computed on the "
+                     f"chip by an added integrator {acc!r} (v += x each step: exact)")
+        set_types(graph)
+        shapes = infer_shapes(graph)
     return graph, notes

@@ -2,9 +2,12 @@
 compiled one (one implementation, used by the compile driver, ``--budget``, fine-tuning, the
 semantics check and ``fold_timesteps``).
 
-The graph's (first) Output node is fed by one neuron node. A non-spiking readout (``nir.I``,
+The graph's (first) Output node is fed by one node. A non-spiking readout (``nir.I``,
 ``nir.LI``, ``nir.CubaLI``) is read as its voltage after the T steps (``"membrane"``); a spiking
-node as its spike counts over the T steps (``"spike_count"``). The class is the argmax; ties go to
+node as its spike counts over the T steps (``"spike_count"``); a node that is not a neuron (an
+``Affine`` tail after the last spiking group) as its output summed over the T steps (the
+``"spike_count"`` reduction; the ``quantize`` pass adds an integrator that sums it on the chip,
+:func:`snnc.ir.lowering.prepare_graph`). The class is the argmax; ties go to
 the lowest class index (numpy/torch ``argmax``).
 
 Tensors: per-step outputs are time-major ``[T, B, *output_shape]``; class scores ``[B, classes]``.
@@ -17,7 +20,7 @@ import nir
 import numpy as np
 import torch
 
-from snnc.ir import SPIKING_TYPES, predecessors
+from snnc.ir import NEURON_TYPES, SPIKING_TYPES, predecessors
 from snnc.ir.reference import run_graph
 from snnc.neurons import reset_states
 
@@ -34,6 +37,10 @@ def readout_rule(graph: nir.NIRGraph) -> dict:
         return {"rule": SPIKE_COUNT, "node": src[0],
                 "description": f"argmax over classes of the spike counts of {src[0]!r} over the T time steps "
                                "(ties: lowest class index)"}
+    if node is not None and not isinstance(node, NEURON_TYPES + (nir.Input,)):  # a non-spiking tail (an Affine...)
+        return {"rule": SPIKE_COUNT, "node": src[0],
+                "description": f"argmax over classes of the output of {src[0]!r} (not a neuron) summed over the T time "
+                               "steps (ties: lowest class index; on the chip an added integrator sums it)"}
     name = src[0] if src else None
     return {"rule": MEMBRANE, "node": name,
             "description": f"argmax over classes of the voltage of the non-spiking readout {name!r} after the T time "

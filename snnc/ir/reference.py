@@ -26,7 +26,8 @@ and for spiking nodes, with the node's ``snnc.*`` metadata (:mod:`snnc.frontends
 
 Edges that close a cycle carry the previous step's output; at step 0 a stateless node on such
 an edge sees zeros (so a recurrent Affine contributes its bias from the first step, as in
-snnTorch's ``RLeaky``). ``SumPool2d`` tagged ``snnc.op = "maxpool2d"`` is max pooling.
+snnTorch's ``RLeaky``). ``Delay`` outputs its input of ``snnc.delay_steps`` steps before (per value;
+zeros before the first), :func:`snnc.ir.delay_steps`. ``SumPool2d`` tagged ``snnc.op = "maxpool2d"`` is max pooling.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from snnc.ir import (NEURON_TYPES, infer_shapes, UnsupportedNodeError, _pair, back_edges, conv_padding,
+from snnc.ir import (NEURON_TYPES, delay_steps, infer_shapes, UnsupportedNodeError, _pair, back_edges, conv_padding,
                      predecessors, topological_order)
 from snnc.ir.semantics import NeuronSemantics
 from snnc.neurons import spike
@@ -65,8 +66,11 @@ class GraphExecutor:
         for n in self.order:
             node = graph.nodes[n]
             if not isinstance(node, (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.Conv1d,
-                                     nir.Flatten, nir.AvgPool2d, nir.SumPool2d, nir.Scale) + NEURON_TYPES):
+                                     nir.Flatten, nir.AvgPool2d, nir.SumPool2d, nir.Scale, nir.Delay)
+                              + NEURON_TYPES):
                 raise UnsupportedNodeError(n, type(node).__name__)
+        self._delay_k = {n: torch.as_tensor(delay_steps(graph.nodes[n], n), dtype=torch.int64)
+                         for n in self.order if isinstance(graph.nodes[n], nir.Delay)}
         self._p = {n: self._params(graph.nodes[n]) for n in self.order}
         self._sem = {n: NeuronSemantics.of(graph.nodes[n]) for n in self.order
                      if isinstance(graph.nodes[n], NEURON_TYPES)}
@@ -167,6 +171,19 @@ class GraphExecutor:
         self.state[name] = {"i": i, "v": v, "x": x, "s": s, "vpre": vpre}
         return out
 
+    def _delay(self, name, x):
+        """``x`` of ``k`` steps before, per value (``k = snnc.delay_steps``; zeros before the first step)."""
+        k = self._delay_k[name].to(x.device)
+        kmax = int(k.max()) if k.numel() else 0
+        hist = self.state.get(name, {}).get("hist", [])
+        hist = (hist + [x])[-(kmax + 1):]
+        self.state[name] = {"hist": hist}
+        if kmax == 0:
+            return x
+        past = [hist[-1 - j] if j < len(hist) else torch.zeros_like(x) for j in range(kmax + 1)]
+        idx = k.reshape((1, 1) + tuple(x.shape[1:])).expand((1,) + tuple(x.shape))
+        return torch.gather(torch.stack(past), 0, idx)[0]
+
     def _linear(self, name, node, x):
         p = self._p[name]
         if isinstance(node, nir.Affine):
@@ -213,7 +230,7 @@ class GraphExecutor:
                     elif s in self._zero_in:  # step 0: a stateless node on the cycle sees zeros
                         first = next(iter(vals.values()))
                         z = torch.zeros((first.shape[0],) + self._zero_in[s], dtype=self.dtype, device=first.device)
-                        xs.append(self._linear(s, self.graph.nodes[s], z))
+                        xs.append(z if s in self._delay_k else self._linear(s, self.graph.nodes[s], z))
                 else:
                     xs.append(vals[s])
             x = xs[0]
@@ -223,6 +240,8 @@ class GraphExecutor:
                 vals[n] = x
             elif isinstance(node, NEURON_TYPES):
                 vals[n] = self._neuron(n, node, x)
+            elif n in self._delay_k:
+                vals[n] = self._delay(n, x)
             else:
                 vals[n] = self._linear(n, node, x)
         self.prev = {s: vals[s] for s, _ in self.back}
