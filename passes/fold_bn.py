@@ -100,9 +100,16 @@ def fold_thresholds(graph: nir.NIRGraph) -> tuple[list[str], list[str]]:
         th = np.asarray(node.v_threshold, np.float64)
         if th.size == 0 or np.all(th == th.reshape(-1)[0]):
             continue
-        preds = predecessors(graph, name)
+        preds = []
+        for p in predecessors(graph, name):  # through NIR Delays (a per-neuron scale commutes with a delay)
+            chain = name
+            while isinstance(graph.nodes[p], nir.Delay) and successors(graph, p) == [chain] and \
+                    len(predecessors(graph, p)) == 1:
+                chain, p = p, predecessors(graph, p)[0]
+            preds.append((p, chain))
         ok = all(isinstance(graph.nodes[p], (nir.Conv2d, nir.Affine, nir.Linear)) and
-                 successors(graph, p) == [name] for p in preds) and np.all(th > 0)
+                 successors(graph, p) == [c] for p, c in preds) and np.all(th > 0)
+        preds = [p for p, _ in preds]
         if ok and any(isinstance(graph.nodes[p], nir.Conv2d) for p in preds):
             per_c = th.reshape(th.shape[0], -1)
             ok = bool(np.all(per_c == per_c[:, :1]))

@@ -215,13 +215,13 @@ CHAIN = r"unsupported node '{}' of type Affine: follows weighted node '{}' on th
 
 def test_sequential(tmp_path):
     # Affine -> Delay (0.5, 0.1, 0.2 dt) -> LIF -> Affine: the delays are rounded to whole steps (all 0 here; the
-    # note says by how much), the Affine tail is summed on the chip by an added integrator; refused for the
-    # LIF's per-neuron thresholds (1, 2, 3)
+    # note says by how much), the Affine tail is summed on the chip by an added integrator, the per-neuron
+    # thresholds (1, 2, 3) are folded into the Affine through the Delay; refused for the per-neuron taus
     g = g_sequential()
     assert g.output_type["output"].tolist() == [2]
     _, _, info = load_model(g_sequential(), dt=DT, num_steps=T)
     assert any("rounded to [0] whole steps (largest rounding 0.5 of a step)" in n for n in info["notes"])
-    _refused(g_sequential, tmp_path, snnc.errors.SnncError, r"group 'lif' has per-neuron thresholds")
+    _refused(g_sequential, tmp_path, snnc.errors.SnncError, PER_NEURON_TAUS.format("lif"))
 
 
 def test_recurrent_on_first_node(tmp_path):
@@ -240,14 +240,13 @@ def test_recurrent_on_second_node(tmp_path):
 
 def test_two_independent_branches(tmp_path):
     # two unconnected subgraphs (two Inputs, two Outputs); branch 1 holds the Delay
-    _refused(g_two_independent_branches, tmp_path, snnc.errors.SnncError,
-             r"group 'branch_1.lif' has per-neuron thresholds")
+    _refused(g_two_independent_branches, tmp_path, snnc.errors.SnncError, PER_NEURON_TAUS.format("branch_1.lif"))
 
 
 def test_two_independent_branches_merging(tmp_path):
     # two subgraphs (two Inputs) summed into a LIF junction; branch 1 holds the Delay
     _refused(g_two_independent_branches_merging, tmp_path, snnc.errors.SnncError,
-             r"group 'branch_1.lif' has per-neuron thresholds")
+             PER_NEURON_TAUS.format("branch_1.lif"))
 
 
 def test_merge_and_split_single_output(tmp_path):
@@ -284,9 +283,9 @@ def test_nir_files_through_the_cli(tmp_path):
     def cli(*args):
         return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
-    for name, fn, reason in [("sequential", g_sequential, "group 'lif' has per-neuron thresholds"),
+    for name, fn, reason in [("sequential", g_sequential, "group 'lif': per-neuron time constants differ"),
                              ("merging", g_two_independent_branches_merging,
-                              "group 'branch_1.lif' has per-neuron thresholds"),
+                              "group 'branch_1.lif': per-neuron time constants differ"),
                              ("residual", g_residual, "follows weighted node 'a' on the way into neuron group 'f'")]:
         nir.write(tmp_path / f"{name}.nir", fn())
         r = cli("compile", tmp_path / f"{name}.nir", "-o", tmp_path / f"o_{name}", "--num-steps", T, "--dt", DT)
