@@ -17,6 +17,8 @@ Conv2d/Affine/Linear feeding this node alone (per channel for Conv2d).
 """
 from __future__ import annotations
 
+import copy
+
 import nir
 import numpy as np
 
@@ -54,38 +56,80 @@ def fold_batchnorm(graph: nir.NIRGraph) -> nir.NIRGraph:
     return graph, folded, kept
 
 
+def _wb(node) -> tuple[np.ndarray, np.ndarray]:
+    w = np.asarray(node.weight, np.float64)
+    return w, (np.asarray(node.bias, np.float64) if isinstance(node, nir.Affine) else np.zeros(w.shape[0]))
+
+
 def fold_linear_chains(graph: nir.NIRGraph) -> list[str]:
-    """Fold every Affine/Linear that feeds only another Affine/Linear into it, in place: ``W = W2 W1``,
-    ``b = W2 b1 + b2`` (in float64, one rounding to float32) — the same map, which the target can hold as one
-    projection (two weighted nodes in a row cannot be lowered). Not across a recurrent (back) edge. Returns
-    ``["a1+a2", ...]`` (the folded node keeps the second name)."""
+    """Fold Affine/Linear nodes that feed another Affine/Linear into it, in place, exactly (in float64, one rounding
+    to float32): two weighted nodes in a row cannot be lowered (one projection holds one weight matrix).
+
+    A node ``N`` (``W2``, ``b2``) reads the sum of its predecessors; for each predecessor ``p`` that is an
+    Affine/Linear (``W1``, ``b1``) ``N``'s part through ``p`` is ``W2 W1 y + W2 b1`` on ``p``'s own input ``y``:
+
+    - ``p`` feeds only ``N`` and is ``N``'s only input: ``p`` and ``N`` become one node (``W = W2 W1``,
+      ``b = W2 b1 + b2``; it keeps ``N``'s name);
+    - otherwise (``N`` also reads other nodes, or ``p`` also feeds others, e.g. a residual skip): a new node
+      ``<N>.<p>`` (``W2 W1``, ``W2 b1``) reads ``p``'s inputs and feeds ``N``'s successors, ``N`` keeps its other
+      inputs (and ``b2``; when it has none left, ``b2`` moves to the first new node and ``N`` is removed), and
+      ``p`` stays for its other successors (removed when it has none). NIR sums every node's inputs, so the
+      successors see the same sum.
+
+    Not across a recurrent (back) edge. Returns ``["p+N", ...]``.
+    """
     folded = []
-    cyclic = {n for e in back_edges(graph) for n in e}
-    for name in topological_order(graph):
-        node = graph.nodes.get(name)
-        if not isinstance(node, (nir.Affine, nir.Linear)) or name in cyclic:
-            continue
-        preds = predecessors(graph, name)
-        if len(preds) != 1 or preds[0] in cyclic:
-            continue
-        p = preds[0]
-        prev = graph.nodes[p]
-        if not isinstance(prev, (nir.Affine, nir.Linear)) or successors(graph, p) != [name]:
-            continue
-        w1, w2 = np.asarray(prev.weight, np.float64), np.asarray(node.weight, np.float64)
-        if w1.ndim != 2 or w2.ndim != 2 or w2.shape[1] != w1.shape[0]:
-            continue
-        b1 = np.asarray(prev.bias, np.float64) if isinstance(prev, nir.Affine) else np.zeros(w1.shape[0])
-        b2 = np.asarray(node.bias, np.float64) if isinstance(node, nir.Affine) else np.zeros(w2.shape[0])
-        md = dict(node.metadata or {}, **{"snnc.folded_affine": p})
-        if isinstance(prev, nir.Affine) or isinstance(node, nir.Affine):
-            graph.nodes[name] = nir.Affine(weight=(w2 @ w1).astype(np.float32), bias=(w2 @ b1 + b2).astype(np.float32),
-                                           metadata=md)
-        else:
-            graph.nodes[name] = nir.Linear(weight=(w2 @ w1).astype(np.float32), metadata=md)
-        graph.edges = [e for e in graph.edges if p not in e] + [(q, name) for q in predecessors(graph, p)]
-        del graph.nodes[p]
-        folded.append(f"{p}+{name}")
+    changed = True
+    while changed:
+        changed = False
+        back = back_edges(graph)
+        cyclic = {n for e in back for n in e}
+        for name in topological_order(graph):
+            node = graph.nodes.get(name)
+            if not isinstance(node, (nir.Affine, nir.Linear)):
+                continue
+            preds = predecessors(graph, name)
+            lin = [p for p in preds if p not in cyclic and (p, name) not in back
+                   and isinstance(graph.nodes[p], (nir.Affine, nir.Linear))
+                   and np.asarray(graph.nodes[p].weight).ndim == 2 and np.asarray(node.weight).ndim == 2
+                   and np.asarray(node.weight).shape[1] == np.asarray(graph.nodes[p].weight).shape[0]]
+            if not lin:
+                continue
+            w2, b2 = _wb(node)
+            succ = successors(graph, name)
+            md = dict(node.metadata or {})
+            if len(preds) == 1 and successors(graph, lin[0]) == [name] and name not in cyclic:
+                p = lin[0]
+                w1, b1 = _wb(graph.nodes[p])
+                affine = isinstance(graph.nodes[p], nir.Affine) or isinstance(node, nir.Affine)
+                md["snnc.folded_affine"] = p
+                graph.nodes[name] = nir.Affine(weight=(w2 @ w1).astype(np.float32), bias=(w2 @ b1 + b2).astype(
+                    np.float32), metadata=md) if affine else nir.Linear(weight=(w2 @ w1).astype(np.float32), metadata=md)
+                graph.edges = [e for e in graph.edges if p not in e] + [(q, name) for q in predecessors(graph, p)]
+                del graph.nodes[p]
+                folded.append(f"{p}+{name}")
+                changed = True
+                break
+            rest = [q for q in preds if q not in lin]
+            new_names = []
+            for p in lin:
+                w1, b1 = _wb(graph.nodes[p])
+                new = f"{name}.{p}"
+                bias = w2 @ b1 + (b2 if not rest and not new_names else 0.0)
+                graph.nodes[new] = nir.Affine(weight=(w2 @ w1).astype(np.float32), bias=bias.astype(np.float32),
+                                              metadata=dict(md, **{"snnc.folded_affine": p}))
+                graph.edges = [e for e in graph.edges if e != (p, name)] + \
+                    [(q, new) for q in predecessors(graph, p)] + [(new, d) for d in succ]
+                if not successors(graph, p):
+                    graph.edges = [e for e in graph.edges if e[1] != p]
+                    del graph.nodes[p]
+                new_names.append(new)
+                folded.append(f"{p}+{name}")
+            if not rest:
+                graph.edges = [e for e in graph.edges if name not in e]
+                del graph.nodes[name]
+            changed = True
+            break
     if folded:
         set_types(graph)
     return folded
@@ -93,6 +137,7 @@ def fold_linear_chains(graph: nir.NIRGraph) -> list[str]:
 
 def fold_thresholds(graph: nir.NIRGraph) -> tuple[list[str], list[str]]:
     folded, skipped = [], []
+    back = back_edges(graph)
     for name in topological_order(graph):
         node = graph.nodes[name]
         if not isinstance(node, SPIKING_TYPES):
@@ -108,11 +153,21 @@ def fold_thresholds(graph: nir.NIRGraph) -> tuple[list[str], list[str]]:
                 chain, p = p, predecessors(graph, p)[0]
             preds.append((p, chain))
         ok = all(isinstance(graph.nodes[p], (nir.Conv2d, nir.Affine, nir.Linear)) and
-                 successors(graph, p) == [c] for p, c in preds) and np.all(th > 0)
-        preds = [p for p, _ in preds]
-        if ok and any(isinstance(graph.nodes[p], nir.Conv2d) for p in preds):
+                 (successors(graph, p) == [c] or (p, c) not in back) for p, c in preds) and np.all(th > 0)
+        if ok and any(isinstance(graph.nodes[p], nir.Conv2d) for p, _ in preds):
             per_c = th.reshape(th.shape[0], -1)
             ok = bool(np.all(per_c == per_c[:, :1]))
+        if ok:  # a weighted node that also feeds other nodes: this neuron node gets its own copy to scale
+            own = []
+            for p, c in preds:
+                if successors(graph, p) != [c]:
+                    q = f"{p}.{name}"
+                    graph.nodes[q] = copy.deepcopy(graph.nodes[p])
+                    graph.edges = [e for e in graph.edges if e != (p, c)] + \
+                        [(s, q) for s in predecessors(graph, p)] + [(q, c)]
+                    p = q
+                own.append(p)
+            preds = own
         if not ok:
             skipped.append(name)
             continue

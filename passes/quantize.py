@@ -487,7 +487,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
                 cands["synaptic_input"] = (2 ** (fp["syn_input_bits"] - 1) - 1) * 2 ** fp["act_shift"] / (headroom * amax)
         limiter = min(cands, key=cands.get)
         s = float(cands[limiter])
-        du, dv = fp.decays(g.name, g.alpha, g.beta)
+        du, dv = fp.decays(g.name, g.alpha, g.beta, per_neuron=True)  # ints, or per-neuron arrays (profiles)
         ge = g.kind == "spiking" and NeuronSemantics.of(node).threshold_op == ">="
         extra, extra_w = {}, {}
         if per_channel and not chip:
@@ -537,13 +537,17 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
         else:
             host_exp = -1
         qinfo = {"target": tgt.name, "scale": s, "scale_limited_by": limiter, "vth_mant": vth_mant,
-                 "du": du, "dv": dv, "bias_exp": int(b_exp), "readout": g.kind != "spiking",
+                 "du": int(np.reshape(du, -1)[0]), "dv": int(np.reshape(dv, -1)[0]), "bias_exp": int(b_exp),
+                 "readout": g.kind != "spiking",
                  "host_bias_exp": host_exp, "weight_bits": int(weight_bits), "exact_bias": bool(g.exact_bias)}
         if not g.exact_bias and np.min(du) < 4095 and (any(p.bias is not None and np.any(p.bias) for p in chip)
                                                        or any(p.host for p in g.projections)):
             # a constant input (a projection's bias, or the host's direct input) reaching a neuron with current
             # memory (tau_syn > dt) is applied as its steady-state voltage bias: INEXACT_BIAS (the key only then)
             qinfo["bias_through_current"] = True
+        if np.ndim(du) or np.ndim(dv):  # per-neuron time constants: one compartment profile per distinct pair
+            qinfo["du_neuron"] = np.broadcast_to(du, g.shape).reshape(-1).astype(np.int64).tolist()
+            qinfo["dv_neuron"] = np.broadcast_to(dv, g.shape).reshape(-1).astype(np.int64).tolist()
         qinfo.update({k: v for k, v in extra.items() if not k.startswith("_")})
         # ---- fake-quant write-back: weights
         n_weights = n_clipped = 0
@@ -578,12 +582,17 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
                                                                         "group": g.name, "scale": s}})
         # ---- decays, threshold, bias
         dt = g.dt
-        a_q = 1 - (du + fp["ds_offset"]) / 2 ** fp["decay_bits"]
-        b_q = 1 - (dv + fp["dm_offset"]) / 2 ** fp["decay_bits"]
+        a_q = 1 - (np.asarray(du, np.float64) + fp["ds_offset"]) / 2 ** fp["decay_bits"]
+        b_q = 1 - (np.asarray(dv, np.float64) + fp["dm_offset"]) / 2 ** fp["decay_bits"]
         bias_deq = (b_mant.astype(np.float64) * 2 ** b_exp / s_n).reshape(g.shape)
+
+        def _tau(q):  # dt / (1 - q), inf without decay (scalar or per neuron)
+            with np.errstate(divide="ignore"):
+                t = np.where(q < 1, dt / np.maximum(1 - q, 1e-300), math.inf)
+            return float(t) if np.ndim(t) == 0 else t
         if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
-            ts_new = dt / (1 - a_q) if a_q < 1 else math.inf
-            tm_new = dt / (1 - b_q) if b_q < 1 else math.inf
+            ts_new = _tau(a_q)
+            tm_new = _tau(b_q)
             node.w_in = (np.asarray(node.w_in, np.float64) * ts_new / np.asarray(node.tau_syn, np.float64)).astype(np.float32)
             r_fac = tm_new / np.asarray(node.tau_mem, np.float64)
             node.r = (np.asarray(node.r, np.float64) * r_fac).astype(np.float32)
@@ -591,7 +600,7 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             node.tau_mem = np.full(g.shape, tm_new, np.float32)
             node.v_leak = (bias_deq * tm_new / dt).astype(np.float32)
         elif isinstance(node, (nir.LIF, nir.LI)):
-            t_new = dt / (1 - b_q) if b_q < 1 else math.inf
+            t_new = _tau(b_q)
             node.r = (np.asarray(node.r, np.float64) * t_new / np.asarray(node.tau, np.float64)).astype(np.float32)
             node.tau = np.full(g.shape, t_new, np.float32)
             node.v_leak = (bias_deq * t_new / dt).astype(np.float32)
@@ -611,8 +620,10 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
                 raise SnncError(f"group {g.name!r}: quantized {key} is not finite; time constants out of range?")
         qinfo["bias_mant"] = b_mant.reshape(-1).astype(np.int32)
         node.metadata = dict(node.metadata or {}, **{"snnc.quant": qinfo})
-        notes[g.name] = {"scale": round(s, 4), "limited_by": limiter, "vth_mant": vth_mant, "du": du, "dv": dv,
-                         "bias_exp": int(b_exp)}
+        notes[g.name] = {"scale": round(s, 4), "limited_by": limiter, "vth_mant": vth_mant, "du": qinfo["du"],
+                         "dv": qinfo["dv"], "bias_exp": int(b_exp)}
+        if "du_neuron" in qinfo:
+            notes[g.name]["decay_profiles"] = len(set(zip(qinfo["du_neuron"], qinfo["dv_neuron"])))
         if chip:
             notes[g.name].update(weight_bits=int(weight_bits), weights=n_weights, weights_clipped=n_clipped,
                                  clipped_share=round(n_clipped / max(n_weights, 1), 6))

@@ -61,9 +61,11 @@ def _sinabs_net(B):
     ms = nn.Sequential(nn.Conv2d(1, 4, 3), sl.IAFSqueeze(batch_size=B), sl.SumPool2d(2), nn.Flatten(),
                        nn.Linear(36, 16), sl.LIFSqueeze(tau_mem=8.0, batch_size=B), nn.Linear(16, 5),
                        sl.ExpLeakSqueeze(tau_mem=6.0, batch_size=B))
-    with torch.no_grad():
-        for p in ms.parameters():
-            p.mul_(2).add_(0.3)
+    with torch.no_grad():  # the synapses only: Sinabs' neuron defaults are shared tensors (changing one in place
+        for m in ms:          # would change every later Sinabs layer's threshold)
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.mul_(2).add_(0.3)
+                m.bias.mul_(2).add_(0.3)
     return ms
 
 
@@ -109,9 +111,10 @@ def test_semantics_norse_equals_norse_simulation():
     nt = pytest.importorskip("norse.torch")
     torch.manual_seed(0)
     m = nt.SequentialState(nn.Linear(64, 20), nt.LIFCell(), nn.Linear(20, 5), nt.LIFCell())
-    with torch.no_grad():
-        for p in m.parameters():
-            p.mul_(3).add_(0.2)
+    with torch.no_grad():  # the synapses only (framework neuron defaults may be shared tensors)
+        for lin in (m[0], m[2]):
+            lin.weight.mul_(3).add_(0.2)
+            lin.bias.mul_(3).add_(0.2)
     g, _, info = load_model(nt.to_nir(m, torch.randn(1, 64)), semantics="norse")
     assert info["semantics_declared"] and info["dt_source"].startswith("--semantics norse")
     from snnc.frontends import run_steps

@@ -335,3 +335,43 @@ def test_program_checks_spike_input():
         prog.run(np.zeros((9, 2, 5), np.float32))
     with pytest.raises(ValueError, match="only 0 and 1"):
         prog.run(np.full((10, 2, 5), 3.0, np.float32))
+
+
+def test_per_neuron_time_constants_are_compartment_profiles(tmp_path):
+    """Neurons of one group with different taus get their own du/dv (``<g>.du``/``<g>.dv`` per neuron, one
+    compartment profile per distinct pair): each neuron's spikes and voltages equal, step by step, those of the
+    same network compiled with that neuron's tau for the whole group (r = tau/dt keeps the weights and the scale
+    equal); more than 32 distinct profiles on one core is a CORE_COMPARTMENT_PROFILES violation; the Lava engine
+    and netx writer refuse per-neuron decays by name."""
+    import nir
+    import snnc
+    from snnc.backends.lava.engine import LavaMappingError, check_lava_form
+    from snnc.backends.loihi.rules import DesignRuleError
+    from snnc.backends.loihi.sim import load_program
+
+    def graph(taus):
+        rng = np.random.default_rng(0)
+        n = len(taus)
+        return nir.NIRGraph.from_list(nir.Affine(rng.normal(0.3, 1, (n, 6)), np.zeros(n)),
+                                      nir.LIF(tau=np.asarray(taus, float), r=np.asarray(taus, float) / 1e-3,
+                                              v_leak=np.zeros(n), v_threshold=np.full(n, 0.5), v_reset=np.zeros(n)))
+    x = (np.random.default_rng(2).random((12, 100, 6)) < 0.4).astype(np.float32)
+    taus = np.repeat([2e-3, 4e-3, 8e-3], 4)
+    runs = {}
+    for key, t in (("mixed", taus), (2e-3, np.full(12, 2e-3)), (4e-3, np.full(12, 4e-3)), (8e-3, np.full(12, 8e-3))):
+        snnc.compile(graph(t), num_steps=12, out_dir=tmp_path / str(key), dt=1e-3, semantics="nir")
+        prog = load_program(tmp_path / str(key))
+        runs[key] = (prog, prog.run(x, batch_size=100, record=True).trace["lif"])
+    prog, mixed = runs["mixed"]
+    assert sorted(set(zip(prog.arrays["lif.du"].tolist(), prog.arrays["lif.dv"].tolist()))) == \
+        [(4095, 512), (4095, 1024), (4095, 2048)] and prog.config["groups"][0]["per_neuron_decays"]
+    for i, t in enumerate(taus):
+        tr = runs[t][1]
+        assert torch.equal(mixed["spikes"][..., i], tr["spikes"][..., i]) and torch.equal(mixed["v"][..., i], tr["v"][..., i])
+    assert sum(int(mixed["spikes"][..., i].sum()) for i in range(12)) > 1000
+    with pytest.raises(LavaMappingError, match="per-neuron time constants"):
+        check_lava_form(prog.config)
+    with pytest.raises(DesignRuleError, match=r"CORE_COMPARTMENT_PROFILES.*40 distinct compartment parameter sets > 32"):
+        snnc.compile(graph(np.linspace(2e-3, 60e-3, 40)), num_steps=12, out_dir=tmp_path / "many", dt=1e-3,
+                     semantics="nir")
+    assert not (tmp_path / "many").exists()

@@ -71,6 +71,10 @@ def check_lava_form(config: dict) -> None:
         raise LavaMappingError(f"groups {pc} have per-channel scales (quantize per_channel=true): lava-nc's LIF holds "
                                "one vth per process and netx one vThMant per layer; compile without --per-channel "
                                "for Lava")
+    pd = [g["name"] for g in config["groups"] if g.get("per_neuron_decays")]
+    if pd:
+        raise LavaMappingError(f"groups {pd} have per-neuron time constants (du/dv per neuron): snnc's Lava engine "
+                               "and netx writer make one LIF process / layer per group with one du and dv")
 
 
 # ---------------------------------------------------------------------------- synapse forms

@@ -50,7 +50,8 @@ pairs), of which ``inter_chip_routes`` cross chips.
 neuron, C order); for a group with per-channel scales (``per_channel``: true) also ``<g>.scale``
 (float64, the scale of each neuron's channel: the host multiplies its direct-input bias by it and
 divides a readout's voltage by it) and, for a spiking group, ``<g>.vth_mant`` (int32 per neuron;
-the group's ``vth_mant`` is then their largest); per projection ``<g>.p<i>.weight`` (int32 weight mantissas,
+the group's ``vth_mant`` is then their largest); for a group whose neurons have different time constants
+``<g>.du`` and ``<g>.dv`` (int32 per neuron; the group's ``du``/``dv`` are then the first neuron's); per projection ``<g>.p<i>.weight`` (int32 weight mantissas,
 or float64 host weights for a direct input) and ``<g>.p<i>.host_bias`` (float64).
 """
 from __future__ import annotations
@@ -142,6 +143,10 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                 "host_bias_exp": int(q["host_bias_exp"]), "scale": s, "reset": g.reset, "offset": offsets[g.name],
                 "projections": []}
         arrays[f"{g.name}.bias_mant"] = np.asarray(q["bias_mant"], np.int32).reshape(-1)
+        if "du_neuron" in q:  # per-neuron time constants: du/dv per neuron (a compartment profile per pair)
+            arrays[f"{g.name}.du"] = np.asarray(q["du_neuron"], np.int32).reshape(-1)
+            arrays[f"{g.name}.dv"] = np.asarray(q["dv_neuron"], np.int32).reshape(-1)
+            gcfg["per_neuron_decays"] = True
         s_rows = s
         if "channel_scale" in q:  # per-channel scales (quantize per_channel=true): per-neuron arrays
             s_rows = np.asarray(q["channel_scale"], np.float64)

@@ -98,18 +98,26 @@ class FixedPoint:
         mant = np.clip(np.rint(np.asarray(b_int, np.float64) / 2 ** e), -mmax - 1, mmax).astype(np.int32)
         return mant, e
 
-    def decays(self, name: str, alpha: np.ndarray, beta: np.ndarray) -> tuple[int, int]:
-        """Per-step current and voltage decay factors -> (du, dv) fields of ``decay_bits`` bits.
+    def decays(self, name: str, alpha: np.ndarray, beta: np.ndarray, per_neuron: bool = False):
+        """Per-step current and voltage decay factors -> (du, dv) fields of ``decay_bits`` bits: two ints when
+        every neuron of the group has the same, else (``per_neuron``) two int64 arrays shaped like ``alpha``
+        (a compartment profile per distinct pair; Loihi 1 holds 32 per core, nengo-loihi
+        ``MAX_COMPARTMENT_CFGS``: the ``CORE_COMPARTMENT_PROFILES`` rule checks it per core).
 
         Raises:
-            SnncError: per-neuron time constants (one du/dv per group on Loihi).
+            SnncError: per-neuron time constants without ``per_neuron``.
         """
         one = 2 ** self.fp["decay_bits"]  # decay_unity (lava: 2**12)
-        du = np.rint(one * (1 - alpha)) - self.fp["ds_offset"]
-        dv = np.rint(one * (1 - beta)) - self.fp["dm_offset"]
-        if np.ptp(du) or np.ptp(dv):
-            raise SnncError(f"group {name!r}: per-neuron time constants differ; loihi-sim has one du/dv per group")
+        du = np.rint(one * (1 - np.asarray(alpha, np.float64))) - self.fp["ds_offset"]
+        dv = np.rint(one * (1 - np.asarray(beta, np.float64))) - self.fp["dm_offset"]
         # a leaky neuron keeps at least the smallest leak (dv = 1): dv = 0 would need tau_mem = inf, which
         # NIR's r = tau_mem/dt parametrisation cannot hold (tau_mem >= 8192 dt rounds there)
-        dv_min = 1 if np.all(beta < 1) else 0
-        return int(np.clip(du.flat[0], 0, one - 1)), int(np.clip(dv.flat[0], dv_min, one - 1))
+        dv_min = np.where(np.asarray(beta) < 1, 1, 0)
+        du = np.clip(du, 0, one - 1).astype(np.int64)
+        dv = np.clip(dv, dv_min, one - 1).astype(np.int64)
+        if np.ptp(du) or np.ptp(dv):
+            if not per_neuron:
+                raise SnncError(f"group {name!r}: per-neuron time constants differ; this step needs one du/dv per "
+                                "group")
+            return du, dv
+        return int(du.flat[0]), int(dv.flat[0])

@@ -129,7 +129,9 @@ def profile_counts(cores: list[dict], groups: list[dict], arrays: dict) -> list[
     syn_sets = [set() for _ in cores]
     for g in groups:
         arr = arrays.get(f"{g['name']}.vth_mant")
-        perm = neuron_order(tuple(g["shape"]), g.get("channel_block")) if arr is not None else None
+        du_a, dv_a = arrays.get(f"{g['name']}.du"), arrays.get(f"{g['name']}.dv")
+        perm = neuron_order(tuple(g["shape"]), g.get("channel_block")) \
+            if arr is not None or du_a is not None else None
         fmts = {(int(p["weight_bits"]), int(p["weight_exp"]), p.get("axon_type", "discrete"))
                 for p in g["projections"] if not p["host"]}
         for sl in g.get("slices", []):
@@ -138,7 +140,11 @@ def profile_counts(cores: list[dict], groups: list[dict], arrays: dict) -> list[
                 vth_sets[c].update(np.unique(np.asarray(arr)[perm[sl["start"]:sl["stop"]]]).tolist())
             else:
                 vth_sets[c].add(int(g["vth_mant"]))
-            cx_sets[c].add((int(g["du"]), int(g["dv"])))
+            if du_a is not None:  # per-neuron time constants: the distinct pairs this core's slice holds
+                idx = perm[sl["start"]:sl["stop"]]
+                cx_sets[c].update(zip(np.asarray(du_a)[idx].tolist(), np.asarray(dv_a)[idx].tolist()))
+            else:
+                cx_sets[c].add((int(g["du"]), int(g["dv"])))
             syn_sets[c].update(fmts)
     return [{"core": i, "vth": len(v), "compartment": len(cx), "synapse_formats": len(sy)}
             for i, (v, cx, sy) in enumerate(zip(vth_sets, cx_sets, syn_sets))]

@@ -66,6 +66,25 @@ class _Group:
     projections: list
     u_may_wrap: bool = True           # False when |u| provably stays inside 24 bits
     scale: torch.Tensor | None = None  # float64 [*shape]: per-channel scales (quantize per_channel), else None
+    # du_eff / dv_eff: ints, or int64 [*shape] tensors for per-neuron time constants (<g>.du / <g>.dv arrays)
+    one: int = 4096                   # decay unity 2^decay_bits (set from the target)
+
+    @property
+    def no_u_memory(self) -> bool:
+        """No synaptic-current memory anywhere in the group (du_eff = 2^decay_bits: u is replaced each step)."""
+        d = self.du_eff
+        return bool((d >= self.one).all()) if isinstance(d, torch.Tensor) else d >= self.one
+
+    @property
+    def no_v_leak(self) -> bool:
+        d = self.dv_eff
+        return bool((d == 0).all()) if isinstance(d, torch.Tensor) else d == 0
+
+    def du_dev(self, device):
+        return self.du_eff.to(device) if isinstance(self.du_eff, torch.Tensor) else self.du_eff
+
+    def dv_dev(self, device):
+        return self.dv_eff.to(device) if isinstance(self.dv_eff, torch.Tensor) else self.dv_eff
 
 
 @dataclass
@@ -134,7 +153,11 @@ class Program:
             vth = int(g["vth_mant"]) << fp["vth_shift"]
             if f"{g['name']}.vth_mant" in arrays:  # per-channel thresholds
                 vth = torch.as_tensor(arrays[f"{g['name']}.vth_mant"].astype(np.int64)).reshape(shape) << fp["vth_shift"]
-            grp = _Group(g, shape, g["du"] + fp["ds_offset"], g["dv"] + fp["dm_offset"], vth, bias, projs)
+            du_eff, dv_eff = g["du"] + fp["ds_offset"], g["dv"] + fp["dm_offset"]
+            if f"{g['name']}.du" in arrays:  # per-neuron time constants (one compartment profile per pair)
+                du_eff = torch.as_tensor(arrays[f"{g['name']}.du"].astype(np.int64)).reshape(shape) + fp["ds_offset"]
+                dv_eff = torch.as_tensor(arrays[f"{g['name']}.dv"].astype(np.int64)).reshape(shape) + fp["dm_offset"]
+            grp = _Group(g, shape, du_eff, dv_eff, vth, bias, projs, one=2 ** fp["decay_bits"])
             if f"{g['name']}.scale" in arrays:
                 grp.scale = torch.as_tensor(np.asarray(arrays[f"{g['name']}.scale"], np.float64)).reshape(shape)
             a_bound = 0
@@ -144,7 +167,7 @@ class Program:
                     # float32 carries integers exactly below 2^24: use it when every partial sum stays below
                     p.weight = p.weight.to(torch.float32 if p.bound < 2 ** 24 else torch.float64)
                     a_bound += p.bound << max(p.weight_exp, 0)
-            d = grp.du_eff
+            d = int(grp.du_eff.min()) if isinstance(grp.du_eff, torch.Tensor) else grp.du_eff
             one = 2 ** fp["decay_bits"]
             u_bound = (a_bound << fp["act_shift"]) * (1 if d >= one else one / max(d, 1))
             grp.u_may_wrap = u_bound >= 2 ** (fp["uv_bits"] - 1)
@@ -169,11 +192,12 @@ class Program:
         e = g.cfg["host_bias_exp"]
         mmax = 2 ** (self.fp["bias_mant_bits"] - 1) - 1
         one = 2 ** self.fp["decay_bits"]
-        alpha = 1.0 - min(g.du_eff, one) / one
+        alpha = 1.0 - (g.du_eff.clamp(max=one).to(torch.float64) if isinstance(g.du_eff, torch.Tensor)
+                       else min(g.du_eff, one)) / one
         biases, clipped, prev = [], 0, None
         for t in range(self.T):
             ramp = 1.0 - alpha ** (t + 1)
-            if prev is not None and ramp == 1.0:
+            if prev is not None and bool(torch.all(torch.as_tensor(ramp) == 1.0)):
                 biases.append(prev)
                 continue
             if g.scale is None:
@@ -321,13 +345,13 @@ class Program:
                     if hi > a_lim or lo < -a_lim:
                         res.overflow[name]["synaptic_input_16bit"] += int(((a > a_lim) | (a < -a_lim)).sum())
                     a <<= fp["act_shift"]
-                if g.du_eff >= 2 ** dbits:
+                if g.no_u_memory:
                     if a is not None:
                         u = a
                     elif u.any():
                         u = torch.zeros_like(u)
                 else:
-                    u = _decay(u, g.du_eff, dbits)
+                    u = _decay(u, g.du_dev(device), dbits)
                     if a is not None:
                         u.add_(a)
                 if g.u_may_wrap:
@@ -343,7 +367,7 @@ class Program:
                     bias = host[name][t - off]
                 else:
                     bias = bias_const
-                v = (v.clone() if g.dv_eff == 0 else _decay(v, g.dv_eff, dbits)).add_(u).add_(bias)
+                v = (v.clone() if g.no_v_leak else _decay(v, g.dv_dev(device), dbits)).add_(u).add_(bias)
                 lo, hi = torch.aminmax(v)
                 if hi > umax - 1 or lo < -umax + 1:
                     res.overflow[name]["v_saturated_24bit"] += int(((v > umax - 1) | (v < -umax + 1)).sum())
@@ -358,7 +382,7 @@ class Program:
                     rec[name]["spikes"].append(s.clone())
                 n_spk[name].add_(s)
                 act = (v != 0).logical_or_(s)
-                if a is not None or g.du_eff < 2 ** dbits:
+                if a is not None or not g.no_u_memory:
                     act.logical_or_(u != 0)
                 n_act[name].add_(act)
             for name, s in new_spikes.items():

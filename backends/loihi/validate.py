@@ -200,6 +200,11 @@ def check_program(config, arrays, target, where: str = "configuration", core_lim
         else:
             P.extend(_int_array(bm, f"{gw}: bias_mant", size, -bmax, bmax - 1, f"the {fp['bias_mant_bits']}-bit range "))
         P.extend(_check_per_channel(g, gw, size, kind, arrays, fp))
+        for key in ("du", "dv"):  # per-neuron time constants: 12-bit fields per neuron, both or neither
+            if f"{g['name']}.{key}" in arrays:
+                P.extend(_int_array(arrays[f"{g['name']}.{key}"], f"{gw}: {g['name']}.{key}", size, 0, one - 1))
+        if (f"{g['name']}.du" in arrays) != (f"{g['name']}.dv" in arrays):
+            P.append(f"{gw}: per-neuron decays need both {g['name']}.du and {g['name']}.dv")
         projs = g.get("projections")
         if not isinstance(projs, list) or not projs:
             P.append(f"{gw}: projections must be a non-empty list")

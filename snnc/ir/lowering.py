@@ -45,6 +45,7 @@ pass before it lowers; the float graph keeps the source layers):
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import nir
@@ -460,14 +461,29 @@ def prepare_graph(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
             graph.edges = [e for e in graph.edges if name not in e] + [(src, d) for d in succ]
             del graph.nodes[name]
             notes.append(f"{name}: pooling after conv {src!r} composed into one strided conv (exact)")
+    back = back_edges(graph)
+    for name in list(topological_order(graph)):  # one weighted node per neuron group: copies for the others
+        node = graph.nodes[name]
+        succ = successors(graph, name)
+        if not isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d)) or len(succ) < 2 or \
+                any((name, d) in back or (p, name) in back for d in succ for p in predecessors(graph, name)):
+            continue
+        for d in succ[1:]:
+            copy_name = f"{name}.{d}"
+            graph.nodes[copy_name] = copy.deepcopy(node)
+            graph.edges = [e for e in graph.edges if e != (name, d)] + \
+                [(p, copy_name) for p in predecessors(graph, name)] + [(copy_name, d)]
+        notes.append(f"{name}: feeds {len(succ)} nodes; copied once per consumer ({', '.join(succ[1:])}) so that each "
+                     "projection has its own weights (exact)")
     if notes:
         set_types(graph)
         shapes = infer_shapes(graph)
     for out in [n for n in topological_order(graph) if isinstance(graph.nodes[n], nir.Output)]:
         preds = predecessors(graph, out)
-        if len(preds) != 1 or isinstance(graph.nodes[preds[0]], NEURON_TYPES + (nir.Input,)):
+        if not preds or (len(preds) == 1 and isinstance(graph.nodes[preds[0]], NEURON_TYPES + (nir.Input,))):
             continue
-        src = preds[0]  # a non-spiking tail (e.g. an Affine after the last spiking group): its sum over the T steps
+        src = preds[0]  # a non-spiking tail (e.g. an Affine after the last spiking group, or the several Affines
+        # fold_bn made of a chain): the sum of its inputs over the T steps
         dt = next((NeuronSemantics.of(n).dt for n in graph.nodes.values()  # is the readout (snnc.ir.readout)
                    if isinstance(n, NEURON_TYPES) and NeuronSemantics.of(n).dt), None)
         if dt is None:
@@ -476,9 +492,9 @@ def prepare_graph(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
         acc = f"{out}.sum"
         graph.nodes[acc] = nir.I(r=np.full(shape, 1.0 / dt, np.float32), metadata=NeuronSemantics(
             dt=dt, readout=True, source=f"sum over the steps of {src!r} (the Output's non-spiking tail)").to_metadata())
-        graph.edges = [e for e in graph.edges if e != (src, out)] + [(src, acc), (acc, out)]
-        notes.append(f"{out}: fed by {src!r}, not a neuron: its sum over the T steps (the readout) is computed on the "
-                     f"chip by an added integrator {acc!r} (v += x each step: exact)")
+        graph.edges = [e for e in graph.edges if e[1] != out] + [(p, acc) for p in preds] + [(acc, out)]
+        notes.append(f"{out}: fed by {', '.join(repr(p) for p in preds)}, not one neuron: its sum over the T steps (the "
+                     f"readout) is computed on the chip by an added integrator {acc!r} (v += x each step: exact)")
         set_types(graph)
         shapes = infer_shapes(graph)
     return graph, notes
