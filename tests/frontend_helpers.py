@@ -15,9 +15,21 @@ def own_run(model: nn.Module, xs: torch.Tensor, kind: str = "step") -> torch.Ten
     kind: ``"step"`` (call once per step: snnTorch init_hidden, SpikingJelly single-step, snnc),
     ``"state"`` (Norse SequentialState: ``out, s = model(x, s)``), ``"sinabs"`` (one call on
     ``[B, T, ...]``), ``"sinabs-squeeze"`` (one call on ``[B*T, ...]``), ``"loop"`` (forward loops over time on a direct
-    input: one call on ``xs[0]``), ``"sj-multi"`` (SpikingJelly multi-step: one call on ``[T, B, ...]``).
+    input: one call on ``xs[0]``), ``"sj-multi"`` (SpikingJelly multi-step: one call on ``[T, B, ...]``),
+    ``"snntorch-reset"`` (as ``"step"``, the states reset with ``snntorch.utils.reset`` as snnTorch's tutorials do),
+    ``"rate"`` (forward repeats a direct input over T steps itself and returns the firing rate ``[B, out]``, as
+    SpikingJelly's conv tutorial: one call on ``xs[0]``; the rate x T, the spike count, as one step ``[1, B, out]``),
+    ``"ann"`` (a plain ANN, e.g. before Sinabs' ``from_model``: one call on ``xs[0]``, its output as one step).
     """
+    if kind == "snntorch-reset":
+        from snntorch import utils
+        utils.reset(model)
+        return torch.stack([first_tensor(model(xt)) for xt in xs])
     reset_module_states(model)
+    if kind == "rate":
+        return (model(xs[0]) * xs.shape[0]).unsqueeze(0)
+    if kind == "ann":
+        return model(xs[0]).unsqueeze(0)
     if kind == "sinabs":
         out = model(xs.transpose(0, 1).contiguous())
         return out.transpose(0, 1)
