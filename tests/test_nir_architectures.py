@@ -269,10 +269,14 @@ def test_two_independent_branches_merging(tmp_path):
 
 
 def test_subgraph_multiple_input_output(tmp_path):
-    # NIR marks this test "Not implemented" (its graph cannot be type-checked); snnc inlines only
-    # subgraphs with one Input and one Output
-    _refused(g_subgraph_multiple_input_output, tmp_path, UnsupportedNodeError,
-             r"unsupported node 'g' of type NIRGraph: a subgraph with several inputs or outputs", at_load=True)
+    # NIR marks this test "Not implemented" (its graph cannot be type-checked). snnc inlines the subgraph through
+    # its ports (edges "g.bi", "g.bo"), adds the missing Input/Output (one source, one sink), and refuses the
+    # result: a linear map without any neuron node
+    g, _, info = load_model(g_subgraph_multiple_input_output(), dt=DT, num_steps=T)
+    assert sorted(g.edges) == sorted([("input", "a"), ("a", "g.b"), ("a", "g.c"), ("g.b", "d"), ("g.c", "d"),
+                                      ("d", "output")])
+    assert any("no Input node; one added before 'a'" in n for n in info["notes"])
+    _refused(g_subgraph_multiple_input_output, tmp_path, UnsupportedNodeError, r"the graph has no neuron node")
 
 
 def test_nir_files_through_the_cli(tmp_path):

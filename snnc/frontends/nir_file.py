@@ -3,7 +3,8 @@
 What is repaired, each with a note (``info["notes"]``, shown by the CLI and in report.json):
 
 - nested subgraphs (snnTorch's ``RLeaky``/``RSynaptic`` export, Norse's ``to_nir``) are inlined
-  as ``<parent>.<node>``;
+  as ``<parent>.<node>``, also through named ports (edges to ``g.bi``); a graph without an Input (Output)
+  node whose one source (sink) is certain gets one;
 - missing shapes (NIR written by Norse's or Sinabs' ``to_nir``: ``Conv2d.input_shape`` and
   ``Flatten.input_type`` None, scalar neuron parameters, an Input without a shape) are inferred
   from the Input node forward (an Input without a shape gets it from its first layer's weight:
@@ -104,6 +105,26 @@ def _input_shape_from_consumer(graph, name) -> tuple | None:
     return None
 
 
+def _add_missing_io(graph: nir.NIRGraph, notes: list, where: str) -> None:
+    """A graph without an Input (or Output) node whose one source (sink) is certain gets one, with a note (NIR's
+    ``NIRGraph.from_list`` adds them; hand-built graphs, e.g. NIR's own architecture tests, may not)."""
+    has_in = any(isinstance(n, nir.Input) for n in graph.nodes.values())
+    has_out = any(isinstance(n, nir.Output) for n in graph.nodes.values())
+    sources = [n for n in graph.nodes if not any(d == n for _, d in graph.edges)]
+    sinks = [n for n in graph.nodes if not any(s == n for s, _ in graph.edges)]
+    if not has_in and len(sources) == 1 and "input" not in graph.nodes:
+        node = graph.nodes[sources[0]]
+        w = getattr(node, "weight", None)
+        if isinstance(node, (nir.Affine, nir.Linear)) and w is not None:
+            graph.nodes["input"] = nir.Input(input_type={"input": np.array([np.asarray(w).shape[1]])})
+            graph.edges = [("input", sources[0])] + list(graph.edges)
+            notes.append(f"{where}: no Input node; one added before {sources[0]!r} (its only source)")
+    if not has_out and len(sinks) == 1 and "output" not in graph.nodes:
+        graph.nodes["output"] = nir.Output(output_type={"output": None})
+        graph.edges = list(graph.edges) + [(sinks[0], "output")]
+        notes.append(f"{where}: no Output node; one added after {sinks[0]!r} (its only sink)")
+
+
 def _taus(node) -> list[str]:
     return [k for k in ("tau", "tau_syn", "tau_mem") if getattr(node, k, None) is not None]
 
@@ -159,6 +180,7 @@ def repair_graph(graph: nir.NIRGraph, dt: float | None = None, notes: list | Non
                 setattr(node, key, val.detach().cpu().numpy().astype(np.float32))
     if nested:
         notes.append(f"{where}: nested subgraphs inlined")
+    _add_missing_io(graph, notes, where)
     for name, node in list(graph.nodes.items()):
         if isinstance(node, nir.Input):
             shp = input_shape

@@ -548,25 +548,42 @@ def trace(model: nn.Module, input_shape, dt: float | None = None, num_steps: int
 
 
 def flatten_subgraphs(graph: nir.NIRGraph) -> nir.NIRGraph:
-    """Inline nested ``nir.NIRGraph`` nodes (names ``<parent>.<node>``); recursive."""
+    """Inline nested ``nir.NIRGraph`` nodes (names ``<parent>.<node>``); recursive. A parent edge names the subgraph
+    (``"g"``: its one Input or Output) or one of its ports (``"g.bi"``: the subgraph's Input or Output node
+    ``bi``, NIR's form for a subgraph with several inputs or outputs); each port is replaced by the nodes it
+    connects to inside.
+
+    Raises:
+        UnsupportedNodeError: a plain edge to a subgraph with several inputs (or from one with several outputs):
+            which port is meant is not said.
+    """
     while any(isinstance(n, nir.NIRGraph) for n in graph.nodes.values()):
         nodes, edges = {}, []
-        sub_in, sub_out = {}, {}
+        sub_in, sub_out = {}, {}   # "g" / "g.port" -> inlined nodes
         for name, node in graph.nodes.items():
             if not isinstance(node, nir.NIRGraph):
                 nodes[name] = node
                 continue
             ins = [k for k, v in node.nodes.items() if isinstance(v, nir.Input)]
             outs = [k for k, v in node.nodes.items() if isinstance(v, nir.Output)]
-            if len(ins) != 1 or len(outs) != 1:
-                raise UnsupportedNodeError(name, "NIRGraph", "a subgraph with several inputs or outputs")
+            ports = set(ins) | set(outs)
             for k, v in node.nodes.items():
-                if k not in (ins[0], outs[0]):
+                if k not in ports:
                     nodes[f"{name}.{k}"] = v
-            sub_in[name] = [f"{name}.{d}" for s, d in node.edges if s == ins[0]]
-            sub_out[name] = [f"{name}.{s}" for s, d in node.edges if d == outs[0]]
-            edges += [(f"{name}.{s}", f"{name}.{d}") for s, d in node.edges if s != ins[0] and d != outs[0]]
+            for i in ins:
+                sub_in[f"{name}.{i}"] = [f"{name}.{d}" for s, d in node.edges if s == i]
+            for o in outs:
+                sub_out[f"{name}.{o}"] = [f"{name}.{s}" for s, d in node.edges if d == o]
+            if len(ins) == 1:
+                sub_in[name] = sub_in[f"{name}.{ins[0]}"]
+            if len(outs) == 1:
+                sub_out[name] = sub_out[f"{name}.{outs[0]}"]
+            edges += [(f"{name}.{s}", f"{name}.{d}") for s, d in node.edges if s not in ports and d not in ports]
         for s, d in graph.edges:
+            for end, table, what in ((s, sub_out, "outputs"), (d, sub_in, "inputs")):
+                if isinstance(graph.nodes.get(end), nir.NIRGraph) and end not in table:
+                    raise UnsupportedNodeError(end, "NIRGraph", f"a subgraph with several {what} reached by an edge "
+                                               f"that names no port (use '{end}.<port>')")
             for a in sub_out.get(s, [s]):
                 for b in sub_in.get(d, [d]):
                     edges.append((a, b))

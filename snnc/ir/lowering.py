@@ -413,6 +413,11 @@ def prepare_graph(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
     """Rewrite (in place) what the chip can do exactly (see module docstring); returns the graph and
     one note per rewrite. Max pooling that has no exact form is left for :func:`lower` to refuse."""
     notes = []
+    if not any(isinstance(n, NEURON_TYPES) for n in graph.nodes.values()):
+        out = next((n for n, v in graph.nodes.items() if isinstance(v, nir.Output)), "graph")
+        raise UnsupportedNodeError(out, "Output", "the graph has no neuron node: a linear map of its input, which "
+                                   "no neuron group computes (snnc compiles spiking networks; their linear layers "
+                                   "become synapses between neuron groups)")
     shapes = infer_shapes(graph)
     for name in list(topological_order(graph)):
         node = graph.nodes.get(name)
