@@ -311,3 +311,15 @@ def test_explicit_state_recurrent_time_loop_is_traced_and_equal():
         ref = m(x).double()
     out, _ = run_graph(g, x.unsqueeze(0).repeat(T, 1, 1), None)
     assert ref.sum() > 0 and torch.equal(out, ref)
+
+
+def test_sequential_groups_get_readable_labels(tmp_path):
+    """A Sequential's neuron groups are named by index ('2'); the report labels them with their module class
+    ('2:Leaky'), used by the terminal table, cores.png and floorplan.png; named modules keep their names."""
+    import snnc
+    from snnc.io.report import group_labels
+    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 48), snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero"),
+                      nn.Linear(48, 10), snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero"))
+    rep = snnc.compile(m, input_shape=(1, 8, 8), num_steps=4, out_dir=tmp_path / "o", data="digits", limit=20)
+    assert group_labels(rep) == {"2": "2:Leaky", "4": "4:Leaky"}
+    assert (tmp_path / "o" / "floorplan.png").stat().st_size > 1000

@@ -554,6 +554,12 @@ def make_report(model, loaded: Loaded, data: Data, passed: Passed, config, array
         model_info["card"] = {k: info["meta"][k] for k in sorted(info["meta"]) if k in (
             "float_test_accuracy", "seed", "epochs", "dt", "command")}
     report = build_report(config, tgt, metrics, accuracy, passed.ctx.log, model_info)
+    for g in report["groups"]:  # readable names: a Sequential index gets its module class (2 -> 2:Leaky)
+        node = loaded.graph.nodes.get(g["name"])
+        src = S.NeuronSemantics.of(node).source if node is not None else ""
+        if src and g["name"].replace(".", "").isdigit():
+            g["label"] = f"{g['name']}:{src.rsplit('.', 1)[-1]}"
+
     if semantic_checks or data.checks:
         report["checks"] = list(report.get("checks", [])) + _plain(semantic_checks + data.checks)
     drop = accuracy_drop(accuracy, passed)

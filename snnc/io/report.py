@@ -49,6 +49,12 @@ def _plain(v):
     return v
 
 
+def group_labels(report: dict) -> dict[str, str]:
+    """Readable names of the neuron groups: ``report["groups"][i]["label"]`` where the frontend gave one (a
+    ``Sequential`` index such as ``2`` becomes ``2:Leaky``), else the group name."""
+    return {g["name"]: g.get("label", g["name"]) for g in report.get("groups", [])}
+
+
 def build_report(config: dict, target, metrics: dict | None = None, accuracy: dict | None = None,
                  pipeline_log: list | None = None, model: dict | None = None) -> dict:
     """Assemble ``report.json`` (see README "Contract")."""
@@ -189,6 +195,7 @@ def print_report(report: dict, console=None) -> None:
         console = Console()
         if not console.is_terminal:
             console = Console(width=120)
+    labels = group_labels(report)
     t = Table(title=f"{report['target']}: {report['totals']['cores']} cores on {report['totals']['chips']} chip(s)",
               show_lines=False)
     for col in ("chip", "core", "groups", "neurons", "axons in", "axons out", "synapses", "memory (KiB)", "mem %",
@@ -199,7 +206,7 @@ def print_report(report: dict, console=None) -> None:
         if prev_chip is not None and c["chip"] != prev_chip:
             t.add_section()
         prev_chip = c["chip"]
-        t.add_row(str(c["chip"]), str(c["core"]), ",".join(c["groups"]), f"{c['neurons']:,}", f"{c['axons_in']:,}",
+        t.add_row(str(c["chip"]), str(c["core"]), ",".join(labels.get(g, g) for g in c["groups"]), f"{c['neurons']:,}", f"{c['axons_in']:,}",
                   f"{c['axons_out']:,}", f"{c['synapses']:,}", f"{c['memory_bits'] / 8192:.1f}",
                   f"{100 * c['utilisation']['memory']:.0f}",
                   f"{c['synops_per_inference']:,.0f}" if "synops_per_inference" in c else "-")
@@ -346,6 +353,7 @@ def plot_utilisation(report: dict, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
     cores = report["cores"]
+    labels = group_labels(report)
     keys = ("neurons", "axons_in", "axons_out", "memory")
     x = np.arange(len(cores))
     fig, ax = plt.subplots(figsize=(min(40.0, max(6, 0.18 * len(cores) + 2)), 3.8))
@@ -363,7 +371,7 @@ def plot_utilisation(report: dict, path: str | Path) -> None:
             ax.text((idx[0] + idx[-1]) / 2, 104, f"chip {ch}", ha="center", va="bottom", fontsize=8)
     runs = []  # consecutive cores holding the same neuron groups: one label each, along the top
     for i, c in enumerate(cores):
-        g = ", ".join(c.get("groups", []))
+        g = ", ".join(labels.get(x, x) for x in c.get("groups", []))
         if runs and runs[-1][2] == g:
             runs[-1][1] = i
         else:
@@ -402,6 +410,7 @@ def plot_floorplan(report: dict, chip: dict, path: str | Path) -> None:
     sub_x = max(1, int(math.ceil(math.sqrt(cpt))))
     sub_y = int(math.ceil(cpt / sub_x))
     cores = report["cores"]
+    labels = group_labels(report)
     n_chips = max(1, max((c["chip"] for c in cores), default=0) + 1)
 
     def centre(core_id: int):
@@ -414,7 +423,7 @@ def plot_floorplan(report: dict, chip: dict, path: str | Path) -> None:
 
     groups = []
     for c in cores:
-        for g in c.get("groups", []):
+        for g in (labels.get(x, x) for x in c.get("groups", [])):
             if g not in groups:
                 groups.append(g)
     cmap = plt.get_cmap("tab20")
@@ -426,7 +435,7 @@ def plot_floorplan(report: dict, chip: dict, path: str | Path) -> None:
     for core_id in range(n_chips * per_chip):
         x, y = centre(core_id)
         c = used.get(core_id)
-        gs = (c or {}).get("groups", [])
+        gs = [labels.get(x, x) for x in (c or {}).get("groups", [])]
         ax.add_patch(Rectangle((x - 0.45, y - 0.45), 0.9, 0.9, facecolor=colour[gs[0]] if gs else "0.92",
                                edgecolor="0.4" if gs else "0.8", lw=0.6, hatch="//" if len(gs) > 1 else None))
         if gs:
