@@ -17,12 +17,11 @@ Conv2d/Affine/Linear feeding this node alone (per channel for Conv2d).
 """
 from __future__ import annotations
 
-import copy
-
 import nir
 import numpy as np
 
-from snnc.ir import SPIKING_TYPES, back_edges, predecessors, set_types, successors, topological_order
+from snnc.ir import (SPIKING_TYPES, back_edges, fresh_name, own_copy, predecessors, set_types, successors,
+                     topological_order)
 from snnc.passes.manager import PassContext, register
 
 
@@ -110,11 +109,13 @@ def fold_linear_chains(graph: nir.NIRGraph) -> list[str]:
                 folded.append(f"{p}+{name}")
                 changed = True
                 break
+            if any((name, d) in back for d in succ):
+                continue  # name's output closes a cycle: a split node would feed it a step early
             rest = [q for q in preds if q not in lin]
             new_names = []
             for p in lin:
                 w1, b1 = _wb(graph.nodes[p])
-                new = f"{name}.{p}"
+                new = fresh_name(graph, f"{name}.{p}")
                 bias = w2 @ b1 + (b2 if not rest and not new_names else 0.0)
                 graph.nodes[new] = nir.Affine(weight=(w2 @ w1).astype(np.float32), bias=bias.astype(np.float32),
                                               metadata=dict(md, **{"snnc.folded_affine": p}))
@@ -157,17 +158,11 @@ def fold_thresholds(graph: nir.NIRGraph) -> tuple[list[str], list[str]]:
         if ok and any(isinstance(graph.nodes[p], nir.Conv2d) for p, _ in preds):
             per_c = th.reshape(th.shape[0], -1)
             ok = bool(np.all(per_c == per_c[:, :1]))
-        if ok:  # a weighted node that also feeds other nodes: this neuron node gets its own copy to scale
-            own = []
-            for p, c in preds:
-                if successors(graph, p) != [c]:
-                    q = f"{p}.{name}"
-                    graph.nodes[q] = copy.deepcopy(graph.nodes[p])
-                    graph.edges = [e for e in graph.edges if e != (p, c)] + \
-                        [(s, q) for s in predecessors(graph, p)] + [(q, c)]
-                    p = q
-                own.append(p)
-            preds = own
+        if ok:  # a weighted node that also feeds other nodes: this neuron node's chain gets its own copy to scale
+            own = {}
+            for p, c in dict.fromkeys(preds):  # one copy per (node, chain), each scaled once
+                own[own_copy(graph, p, c) if successors(graph, p) != [c] else p] = None
+            preds = list(own)
         if not ok:
             skipped.append(name)
             continue

@@ -540,10 +540,11 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
                  "du": int(np.reshape(du, -1)[0]), "dv": int(np.reshape(dv, -1)[0]), "bias_exp": int(b_exp),
                  "readout": g.kind != "spiking",
                  "host_bias_exp": host_exp, "weight_bits": int(weight_bits), "exact_bias": bool(g.exact_bias)}
-        if not g.exact_bias and np.min(du) < 4095 and (any(p.bias is not None and np.any(p.bias) for p in chip)
-                                                       or any(p.host for p in g.projections)):
-            # a constant input (a projection's bias, or the host's direct input) reaching a neuron with current
-            # memory (tau_syn > dt) is applied as its steady-state voltage bias: INEXACT_BIAS (the key only then)
+        if not g.exact_bias and np.min(du) < 2 ** fp["decay_bits"] - fp["ds_offset"] and \
+                any(p.bias is not None and np.any(p.bias) for p in chip):
+            # an on-chip layer's bias reaching a neuron with current memory (tau_syn > dt) is applied as its
+            # steady-state voltage bias: INEXACT_BIAS (the key only then). The host's direct input is exact: the
+            # host writes the current's ramp step by step (loihi-sim Program.host_bias)
             qinfo["bias_through_current"] = True
         if np.ndim(du) or np.ndim(dv):  # per-neuron time constants: one compartment profile per distinct pair
             qinfo["du_neuron"] = np.broadcast_to(du, g.shape).reshape(-1).astype(np.int64).tolist()

@@ -402,3 +402,29 @@ def test_affine_tail_output_is_summed_on_the_chip(tmp_path):
     c = load_program(tmp_path / "o").run(x, batch_size=200).scores().reshape(200, -1)
     assert f.shape == c.shape == (200, 4)
     assert float((f.argmax(1) == c.argmax(1)).mean()) >= 0.95
+
+
+def test_output_fed_by_several_tails_is_summed_alike(tmp_path):
+    """An Output fed by two Affine tails (after two spiking groups) is read as its summed value over T, float and
+    compiled alike (the readout rule follows prepare_graph's integrator: 87.5% agreement before the fix)."""
+    import snnc
+    from snnc.backends.loihi.sim import load_program
+    from snnc.ir import readout as R
+
+    def graph():
+        rng = np.random.default_rng(0)
+        lif = lambda n: nir.LIF(tau=np.full(n, 4e-3), r=np.ones(n), v_leak=np.zeros(n),  # noqa: E731
+                                v_threshold=np.full(n, 0.5), v_reset=np.zeros(n))
+        return nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([6])}),
+                                   "a1": nir.Affine(rng.normal(0.3, 1, (8, 6)), np.zeros(8)), "b": lif(8),
+                                   "a2": nir.Affine(rng.normal(0.3, 1, (8, 6)), np.zeros(8)), "c": lif(8),
+                                   "d": nir.Affine(rng.normal(0, 1, (4, 8)), np.zeros(4)),
+                                   "e": nir.Affine(rng.normal(0, 1, (4, 8)), np.zeros(4)),
+                                   "output": nir.Output(output_type={"output": np.array([4])})},
+                            edges=[("input", "a1"), ("a1", "b"), ("input", "a2"), ("a2", "c"), ("b", "d"), ("c", "e"),
+                                   ("d", "output"), ("e", "output")], type_check=False)
+    gl, _, _ = load_model(graph(), dt=1e-3, num_steps=12, semantics="nir")
+    assert R.readout_rule(gl)["rule"] == R.SPIKE_COUNT
+    snnc.compile(graph(), num_steps=12, out_dir=tmp_path / "o", dt=1e-3, semantics="nir")
+    x = (np.random.default_rng(1).random((12, 200, 6)) < 0.4).astype(np.float32)
+    assert R.agreement(gl, load_program(tmp_path / "o"), x, 12, spikes=True) >= 0.97

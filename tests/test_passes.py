@@ -172,3 +172,55 @@ def test_adapt_semantics_fine_tunes_toward_the_source_model():
     assert not np.array_equal(seen["labels"], y[:48])  # the source's predictions, not the dataset's labels
     for k in ("agreement_converted", "agreement_finetuned", "finetune_objective"):
         assert k in str(note), note
+
+
+def _lif(n, thr=None):
+    thr = np.full(n, 0.5) if thr is None else np.asarray(thr, float)
+    return nir.LIF(tau=np.full(n, 4e-3), r=np.ones(n), v_leak=np.zeros(n), v_threshold=thr, v_reset=np.zeros(n),
+                   metadata={"snnc.dt": 1e-3, "snnc.reset": "zero"})
+
+
+def _aff(rng, o, i):
+    return nir.Affine(rng.normal(0.3, 1, (o, i)).astype(np.float32), rng.normal(0, 0.1, o).astype(np.float32))
+
+
+def _same_after_fold_bn(nodes, edges, x, record):
+    from snnc.ir import set_types
+    g = set_types(nir.NIRGraph(nodes=nodes, edges=edges, type_check=False))
+    g.metadata = {"snnc.num_steps": 8}
+    before = run_graph(g, x, None, record=record)[1]
+    folded = Pipeline("fold_bn").run(g, PassContext(num_steps=8))
+    after = run_graph(folded, x, None, record=record)[1]
+    for k in record:
+        assert before[k].sum() > 20 and torch.equal(before[k], after[k]), k
+    return folded
+
+
+def test_fold_bn_rewrites_keep_every_spike():
+    """fold_bn's exact rewrites leave every spike as it was: an Affine composed into an Affine that also reads a
+    recurrent neuron is not split across the back edge (its share would arrive a step early), and per-neuron
+    thresholds folded into a weighted node shared by two chains into one neuron and by another neuron scale
+    one copy once (review of issue 19's rewrites: 155 -> 151 and 109 -> 229 spikes before the fixes)."""
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy((np.random.default_rng(1).random((8, 64, 4)) < 0.5).astype(np.float32))
+    nodes = {"input": nir.Input(input_type={"input": np.array([4])}), "a_in": _aff(rng, 6, 4), "b": _lif(6),
+             "p": _aff(rng, 6, 4), "n": _aff(rng, 6, 6), "out": _aff(rng, 3, 6), "o": _lif(3),
+             "output": nir.Output(output_type={"output": np.array([3])})}
+    edges = [("input", "a_in"), ("a_in", "b"), ("input", "p"), ("p", "n"), ("b", "n"), ("n", "b"), ("b", "out"),
+             ("out", "o"), ("o", "output")]
+    _same_after_fold_bn(nodes, edges, x, ("b", "o"))
+    rng = np.random.default_rng(2)
+    nodes = {"input": nir.Input(input_type={"input": np.array([4])}), "a": _aff(rng, 6, 4),
+             "d1": nir.Delay(np.zeros(6)), "d2": nir.Delay(np.zeros(6)), "lif": _lif(6, [0.5, 1, 1.5, 0.5, 1, 2]),
+             "lif2": _lif(6), "out": _aff(rng, 3, 12), "o": _lif(3),
+             "output": nir.Output(output_type={"output": np.array([3])})}
+    for n in ("d1", "d2"):
+        nodes[n].metadata = {"snnc.delay_steps": [0] * 6}
+    edges = [("input", "a"), ("a", "d1"), ("a", "d2"), ("d1", "lif"), ("d2", "lif"), ("a", "lif2"),
+             ("lif", "cat"), ("lif2", "cat")]
+    nodes["cat"] = _aff(rng, 6, 6)
+    edges = edges + [("cat", "out2"), ("out2", "o2"), ("o2", "output")]
+    nodes.pop("out"), nodes.pop("o")
+    nodes["out2"], nodes["o2"] = _aff(rng, 3, 6), _lif(3)
+    folded = _same_after_fold_bn(nodes, edges, x, ("lif", "lif2"))
+    assert np.ptp(folded.nodes["lif"].v_threshold) == 0  # folded: one threshold

@@ -626,9 +626,8 @@ def check_semantics(loaded: Loaded, data: Data, pipe: Pipeline, program, opts: C
 
 def inexact_bias(loaded: Loaded, data: Data, passed: Passed, program, opts: CompileOptions, say,
                  measured: list) -> list:
-    """``INEXACT_BIAS`` checks (issue 19): a neuron group with current memory (CubaLIF, tau_syn > dt) fed a
-    constant input (a weighted layer's bias, or the host's direct analog input) gets that input as its
-    steady-state voltage bias (:mod:`snnc.ir.lowering`: Loihi adds a bias to v, not to the synaptic current u),
+    """``INEXACT_BIAS`` checks (issue 19): a neuron group with current memory (CubaLIF, tau_syn > dt) fed an
+    on-chip weighted layer's bias gets that bias as its steady-state voltage bias (:mod:`snnc.ir.lowering`: Loihi adds a bias to v, not to the synaptic current u),
     which the source reaches only after the current has built up. Each check names the group and carries the
     source-vs-compiled prediction agreement (reused from a ``SEMANTIC_CHANGE`` measurement, else measured on
     the calibration data, else on 64 random inputs)."""
@@ -645,7 +644,7 @@ def inexact_bias(loaded: Loaded, data: Data, passed: Passed, program, opts: Comp
         agree = R.agreement(loaded.source_graph, program, x_ag, loaded.T, loaded.spikes,
                             device=resolve_device(opts.device))
     return [{"check": "INEXACT_BIAS", "node": g, "agreement": agree, "agreement_samples": where,
-             "message": f"{g}: a constant input (a layer bias or the host's direct input) reaches a synaptic current "
+             "message": f"{g}: a layer bias reaches a synaptic current "
                         "with memory (tau_syn > dt); Loihi adds biases to the voltage, so it is applied as its "
                         f"steady-state voltage bias from the first step; prediction agreement source vs compiled "
                         f"{100 * agree:.1f}% on {where}"} for g in groups]

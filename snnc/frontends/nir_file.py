@@ -274,6 +274,8 @@ def apply_semantics(graph: nir.NIRGraph, semantics: str, dt: float, notes: list,
             node.tau = np.broadcast_to(dt / one_minus_a, shape).astype(np.float32)
             node.r = np.broadcast_to(r if isinstance(node, nir.LIF) else 1.0 / one_minus_a, shape).astype(np.float32)
         elif isinstance(node, nir.IF):
+            if not np.all(np.isclose(np.asarray(node.r, np.float64), 1.0 / dt)):
+                raise ModelLoadError(f"{where}: node {name!r} (IF) has r != 1, which Sinabs' to_nir never writes")
             node.r = np.full(np.shape(node.r), 1.0 / dt, np.float32)
         md["snnc.dt"] = float(dt)
         if spiking:

@@ -335,6 +335,25 @@ def set_types(graph: nir.NIRGraph) -> nir.NIRGraph:
     return graph
 
 
+def fresh_name(graph: nir.NIRGraph, base: str) -> str:
+    """``base``, or ``base#2``, ``base#3``... : a node name not yet in ``graph``."""
+    name, k = base, 2
+    while name in graph.nodes:
+        name, k = f"{base}#{k}", k + 1
+    return name
+
+
+def own_copy(graph: nir.NIRGraph, node: str, consumer: str) -> str:
+    """Give ``consumer`` its own copy of weighted node ``node`` (same inputs, same parameters), in place; every
+    edge ``node -> consumer`` moves to the copy. Returns the copy's name (exact: NIR sends a node's output to
+    each successor unchanged)."""
+    q = fresh_name(graph, f"{node}.{consumer}")
+    graph.nodes[q] = copy.deepcopy(graph.nodes[node])
+    graph.edges = [e for e in graph.edges if e != (node, consumer)] + \
+        [(s, q) for s in predecessors(graph, node)] + [(q, consumer)]
+    return q
+
+
 def output_classes(graph: nir.NIRGraph) -> int:
     """How many classes the model scores: the number of values of its (first) Output node (no batch/time
     dims), e.g. 10 for a ``[10]`` readout."""

@@ -45,14 +45,13 @@ pass before it lowers; the float graph keeps the source layers):
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import nir
 import numpy as np
 
 from snnc.ir.semantics import NeuronSemantics
-from snnc.ir import (NEURON_TYPES, delay_steps, set_types, SPIKING_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding,
+from snnc.ir import (NEURON_TYPES, delay_steps, own_copy, set_types, SPIKING_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding,
                      infer_shapes, predecessors, successors, topological_order)
 
 CHAIN_SUPPORTED = ["AvgPool2d/SumPool2d (kernel == stride, no padding)", "Flatten",
@@ -474,10 +473,7 @@ def prepare_graph(graph: nir.NIRGraph) -> tuple[nir.NIRGraph, list[str]]:
                 any((name, d) in back or (p, name) in back for d in succ for p in predecessors(graph, name)):
             continue
         for d in succ[1:]:
-            copy_name = f"{name}.{d}"
-            graph.nodes[copy_name] = copy.deepcopy(node)
-            graph.edges = [e for e in graph.edges if e != (name, d)] + \
-                [(p, copy_name) for p in predecessors(graph, name)] + [(copy_name, d)]
+            own_copy(graph, name, d)
         notes.append(f"{name}: feeds {len(succ)} nodes; copied once per consumer ({', '.join(succ[1:])}) so that each "
                      "projection has its own weights (exact)")
     if notes:

@@ -37,10 +37,14 @@ def readout_rule(graph: nir.NIRGraph) -> dict:
         return {"rule": SPIKE_COUNT, "node": src[0],
                 "description": f"argmax over classes of the spike counts of {src[0]!r} over the T time steps "
                                "(ties: lowest class index)"}
-    if node is not None and not isinstance(node, NEURON_TYPES + (nir.Input,)):  # a non-spiking tail (an Affine...)
-        return {"rule": SPIKE_COUNT, "node": src[0],
-                "description": f"argmax over classes of the output of {src[0]!r} (not a neuron) summed over the T time "
-                               "steps (ties: lowest class index; on the chip an added integrator sums it)"}
+    if src and not (len(src) == 1 and isinstance(node, NEURON_TYPES + (nir.Input,))):
+        # a tail that is not one neuron node (an Affine after the last spiking group, or several nodes summed
+        # into the Output): the Output's value summed over the steps (prepare_graph's added integrator on chip)
+        names = ", ".join(repr(s) for s in src)
+        return {"rule": SPIKE_COUNT, "node": outs[0],
+                "description": f"argmax over classes of the Output {outs[0]!r} (fed by {names}, not one neuron) summed "
+                               "over the T time steps (ties: lowest class index; on the chip an added integrator "
+                               "sums it)"}
     name = src[0] if src else None
     return {"rule": MEMBRANE, "node": name,
             "description": f"argmax over classes of the voltage of the non-spiking readout {name!r} after the T time "
