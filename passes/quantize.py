@@ -468,8 +468,9 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
             if np.ptp(g.threshold) > 1e-9 * abs(th):
                 raise SnncError(f"group {g.name!r} has per-neuron thresholds, which fold_bn (thresholds=true, the "
                                 "default) folds into the incoming weights only when every input of the group is a "
-                                "Conv2d/Affine/Linear (through Delays) feeding it alone, with thresholds > 0 (per "
-                                "channel behind a Conv2d); loihi-sim holds one threshold per group")
+                                "Conv2d/Affine/Linear (through Delays; a shared one gets its own copy, except on a "
+                                "recurrent edge), with thresholds > 0 (per channel behind a Conv2d); loihi-sim holds "
+                                "one threshold per group")
             if th <= 0:
                 raise SnncError(f"group {g.name!r}: threshold must be > 0, got {th}")
             # vth_eff at most a quarter of the voltage range, and within vThMant's field
