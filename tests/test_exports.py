@@ -154,3 +154,18 @@ def test_cli_export_targets(target, files, bundled, tmp_path):
     for f in files + ["config.json", "weights.npz", "graph.nir", "report.json"]:
         assert (out / f).is_file(), f
     assert json.loads((out / "report.json").read_text())["export"] == rep["export"]
+
+
+def test_target_lava_refuses_what_netx_cannot_hold_before_simulating(tmp_path):
+    """`--target lava` on a network netx cannot describe (the shipped residual model: lif3 is fed by lif2 and lif1,
+    netx holds a chain of layers) exits 1 with the reason in one line and writes nothing (issue 20: it exited 0
+    without network.net, the reason only in report.json)."""
+    from click.testing import CliRunner
+
+    from snnc.cli import main
+    r = CliRunner().invoke(main, ["compile", "fmnist_res", "--target", "lava", "-o", str(tmp_path / "o")])
+    assert r.exit_code == 1, r.output
+    msg = " ".join(r.stderr.split())
+    assert "--target lava: network.net cannot hold this network: group 'lif3' is fed by ['lif2', 'lif1']" in msg
+    assert "snnc simulate OUT --engine lava" in msg and "simulation" not in r.stderr
+    assert not (tmp_path / "o").exists()

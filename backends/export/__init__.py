@@ -16,6 +16,29 @@ from __future__ import annotations
 from snnc.errors import SnncError
 
 
+def netx_refusal(e: Exception) -> SnncError:
+    """The one-line error of a ``--target lava`` compile whose network netx cannot hold (issue 20: it used to exit 0
+    without ``network.net``, the reason only in report.json)."""
+    return SnncError(f"--target lava: network.net cannot hold this network: {e}; nothing was written. Compile for "
+                     "loihi-sim (the default --target) and run that folder in Lava with `snnc simulate OUT --engine "
+                     "lava`, which builds a Lava process graph of any program the Lava engine accepts")
+
+
+def check_export(export: str | None, config: dict) -> None:
+    """Refuse, before any simulation, an export that cannot be written (``lava``: :func:`check_netx`).
+
+    Raises:
+        SnncError: one line naming the group and the reason.
+    """
+    if export == "lava":
+        from snnc.backends.lava.engine import LavaMappingError
+        from snnc.backends.lava.netx import check_netx
+        try:
+            check_netx(config)
+        except LavaMappingError as e:
+            raise netx_refusal(e) from None
+
+
 def writer_for(export: str, config: dict, arrays: dict, compiled, program, x_test=None, y_test=None):
     """A callable ``(folder) -> dict`` that writes ``export``'s file into ``folder`` and returns
     what goes into report.json under ``export``."""
@@ -26,8 +49,7 @@ def writer_for(export: str, config: dict, arrays: dict, compiled, program, x_tes
             try:
                 layers = write_netx(folder / "network.net", config, arrays)
             except LavaMappingError as e:
-                return {"target": "lava", "netx": {"written": False, "reason": str(e)},
-                        "run": "snnc simulate OUT --engine lava (Lava process graph from config.json + weights.npz)"}
+                raise netx_refusal(e) from None
             return {"target": "lava", "netx": {"written": True, "file": "network.net", "layers": layers,
                                                "exact": all(layer["exact"] for layer in layers)},
                     "run": "snnc simulate OUT --engine lava (Lava process graph from config.json + weights.npz)"}

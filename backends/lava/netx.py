@@ -59,6 +59,17 @@ def _chain(config: dict) -> list:
     return groups
 
 
+def check_netx(config: dict) -> None:
+    """What ``write_netx`` refuses, without writing: per-channel thresholds or per-neuron decays (one vThMant,
+    iDecay and vDecay per netx layer) and a program that is not a chain of layers.
+
+    Raises:
+        LavaMappingError: naming the group and the reason.
+    """
+    check_lava_form(config)
+    _chain(config)
+
+
 def write_netx(path, config: dict, arrays: dict) -> list[dict]:
     """Write ``config``/``arrays`` (as from ``compile_graph``) to the netx HDF5 file ``path``.
 
