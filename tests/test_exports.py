@@ -169,3 +169,18 @@ def test_target_lava_refuses_what_netx_cannot_hold_before_simulating(tmp_path):
     assert "--target lava: network.net cannot hold this network: group 'lif3' is fed by ['lif2', 'lif1']" in msg
     assert "snnc simulate OUT --engine lava" in msg and "simulation" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_target_nir_refusal_names_what_the_portable_export_holds(tmp_path):
+    """`--target nir` on a model with a leaky readout is refused before any simulation, naming what the portable
+    export holds (issue 20: its message listed snnc's own nodes, CubaLI included, contradicting itself)."""
+    import snnc
+    nt = pytest.importorskip("norse.torch")
+    m = nt.SequentialState(torch.nn.Conv2d(1, 4, 3), nt.LIFCell(), torch.nn.Flatten(), torch.nn.Linear(144, 10),
+                           nt.LICell())
+    with pytest.raises(UnsupportedNodeError, match="a leaky readout") as e:
+        snnc.compile(m, input_shape=(1, 8, 8), num_steps=8, out_dir=tmp_path / "o", target="nir", data="digits",
+                     limit=20)
+    supported = str(e.value).split("Supported:")[1]
+    assert "CubaLI" not in supported.replace("CubaLIF", "") and "non-leaky integrator readout" in supported
+    assert not (tmp_path / "o").exists()

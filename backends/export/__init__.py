@@ -24,12 +24,16 @@ def netx_refusal(e: Exception) -> SnncError:
                      "lava`, which builds a Lava process graph of any program the Lava engine accepts")
 
 
-def check_export(export: str | None, config: dict) -> None:
-    """Refuse, before any simulation, an export that cannot be written (``lava``: :func:`check_netx`).
+def check_export(export: str | None, config: dict, compiled=None) -> None:
+    """Refuse, before any simulation, an export that cannot be written (``lava``: :func:`check_netx`; ``nir``: the
+    portable graph is built once from the compiled graph).
 
     Raises:
-        SnncError: one line naming the group and the reason.
+        SnncError: one line naming the group and the reason (``UnsupportedNodeError`` for ``nir``).
     """
+    if export == "nir" and compiled is not None:
+        from snnc.backends.export.portable import build_portable
+        build_portable(compiled, "nir")
     if export == "lava":
         from snnc.backends.lava.engine import LavaMappingError
         from snnc.backends.lava.netx import check_netx

@@ -45,12 +45,16 @@ import nir
 import numpy as np
 
 from snnc.errors import SnncError
-from snnc.backends.lava.engine import fold_pooling
+from snnc.backends.lava.engine import LavaMappingError, fold_pooling
 from snnc.ir.lowering import lower
 from snnc.ir import UnsupportedNodeError
 
 #: dt of the portable graph, s (snnTorch's import_from_nir hard-codes 1e-4).
 PORTABLE_DT = 1e-4
+#: what the portable export holds (the refusals name this list, not snnc's own supported nodes)
+PORTABLE_SUPPORTED = ["spiking groups with one tau per group and reset to 0 (IF, LIF, CubaLIF)",
+                      "a non-leaky integrator readout", "feed-forward dense or conv projections (sum/avg pooling "
+                      "folded into the weights)", "one bias per channel behind a conv"]
 #: decays closer than this to 0 (current) or 1 (voltage) are taken as exact: the float32 time
 #: constants of a NIR file give 1 - dt/tau_syn ~ 5e-8 for tau_syn == dt.
 ALPHA_ZERO = 1e-6
@@ -59,7 +63,8 @@ ALPHA_ZERO = 1e-6
 def _scalar(a, what, name) -> float:
     a = np.asarray(a, np.float64).reshape(-1)
     if a.size and np.ptp(a) > 1e-12 * max(1.0, float(np.abs(a).max())):
-        raise UnsupportedNodeError(name, "neuron group", f"per-neuron {what} (portable export needs one per group)")
+        raise UnsupportedNodeError(name, "neuron group", f"per-neuron {what} (portable export needs one per group)",
+                                           supported=PORTABLE_SUPPORTED)
     return float(a[0])
 
 
@@ -87,10 +92,12 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
         if g.kind == "spiking":
             th = _scalar(g.threshold, "threshold", name)
             if g.reset != "zero":
-                raise UnsupportedNodeError(name, g.nir_type, f"reset {g.reset!r} (importers reset to v_reset)")
+                raise UnsupportedNodeError(name, g.nir_type, f"reset {g.reset!r} (importers reset to v_reset)",
+                                           supported=PORTABLE_SUPPORTED)
             if dialect == "sinabs":
                 if alpha > 0:
-                    raise UnsupportedNodeError(name, g.nir_type, "current memory (tau_syn > dt): Sinabs has no CubaLIF")
+                    raise UnsupportedNodeError(name, g.nir_type, "current memory (tau_syn > dt): Sinabs has no CubaLIF",
+                                           supported=PORTABLE_SUPPORTED)
                 tau = -1.0 / math.log(beta) if 0 < beta < 1 else (math.inf if beta == 1 else 1e-9)
                 one = (1,)  # sinabs 3.1.3 tests `any(node.v_leak)`, which fails on arrays of 2+ dims
                 node = nir.LIF(tau=np.full(one, tau, np.float32), r=np.ones(one, np.float32),
@@ -113,15 +120,22 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
             names[name] = name
         else:
             if beta != 1.0 or alpha != 0.0:
-                raise UnsupportedNodeError(name, g.nir_type, "a leaky readout (portable export: integrators only)")
+                raise UnsupportedNodeError(name, g.nir_type, "a leaky readout (portable export: integrators only)",
+                                           supported=PORTABLE_SUPPORTED)
             readouts.add(name)
         v_bias = np.asarray(g.v_bias, np.float64).reshape(n)
         first = True
         for i, p in enumerate(g.projections):
             if p.recurrent:
-                raise UnsupportedNodeError(name, g.nir_type, "a recurrent projection (not exported yet)")
+                raise UnsupportedNodeError(name, g.nir_type, "a recurrent projection (not exported yet)",
+                                           supported=PORTABLE_SUPPORTED)
             src = names[p.source]
-            kind, params, w = fold_pooling(p.ops, np.asarray(p.weight, np.float64), p.source_shape)
+            try:
+                kind, params, w = fold_pooling(p.ops, np.asarray(p.weight, np.float64), p.source_shape)
+            except LavaMappingError as e:  # the same synapse forms as Lava's: say it for the NIR export
+                raise UnsupportedNodeError(name, g.nir_type, f"a projection from {p.source!r} with no single "
+                                           f"dense/conv form ({str(e).replace('no Lava form', 'none')})",
+                                           supported=PORTABLE_SUPPORTED) from None
             bias = np.zeros(n) if p.bias is None else np.asarray(p.bias, np.float64).reshape(n)
             if first:
                 bias = bias + v_bias
@@ -130,7 +144,8 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
             wname = f"{name}.w{i}" if len(g.projections) > 1 else f"{name}.w"
             if kind == "conv":
                 if np.ptp(bias.reshape(n[0], -1), axis=1).max(initial=0) > 1e-9 * max(1.0, np.abs(bias).max()):
-                    raise UnsupportedNodeError(name, g.nir_type, "a per-position bias behind a conv")
+                    raise UnsupportedNodeError(name, g.nir_type, "a per-position bias behind a conv",
+                                           supported=PORTABLE_SUPPORTED)
                 nodes[wname] = nir.Conv2d(input_shape=tuple(p.source_shape[1:]), weight=w.astype(np.float32),
                                           stride=tuple(params["stride"]), padding=tuple(params["padding"]),
                                           dilation=tuple(params["dilation"]), groups=params["groups"],

@@ -187,7 +187,7 @@ def compile_model(model, out_dir: str | os.PathLike, options: CompileOptions | N
     config, arrays, program = map_model(passed.compiled, tgt, opts, loaded.spikes, say)
     if export:
         from snnc.backends.export import check_export  # before the simulations: fail fast, lose nothing
-        check_export(export, config)
+        check_export(export, config, passed.compiled)
     semantic = check_semantics(loaded, data, passed.pipe, program, opts, say, progress)
     semantic = undeclared_semantics(loaded, data, opts, say) + semantic + inexact_bias(loaded, data, passed, program,
                                                                                        opts, say, semantic)
