@@ -250,3 +250,30 @@ def test_netx_network_loads_and_equals_loihi_sim(tmp_path, deadline):
     for li, g in enumerate(prog.config["groups"]):
         got = np.stack([v[li] for v in vs])
         assert np.array_equal(got, ref.trace[g["name"]]["v"][0].numpy()), g["name"]
+
+
+@needs_lava
+def test_virtual_flatten_port_runs_on_numpy_2(tmp_path):
+    """A virtual port's ``.flatten()`` (netx's conv -> dense connection) runs in Lava: lava-nc's ReshapePort used
+    ``np.reshape(..., newshape=)``, removed in numpy 2, and the run hung (issue 20); compat's import-time fix
+    passes the shape positionally. Run in a subprocess with a timeout so a regression fails instead of hanging."""
+    import subprocess
+    import sys
+    script = tmp_path / "vp.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from snnc.backends.lava.compat import import_lava_nc\n"
+        "import_lava_nc()\n"
+        "from lava.proc.io.source import RingBuffer as Src\n"
+        "from lava.proc.io.sink import RingBuffer as Snk\n"
+        "from lava.magma.core.run_conditions import RunSteps\n"
+        "from lava.magma.core.run_configs import Loihi1SimCfg\n"
+        "data = np.arange(12).reshape(2, 2, 3) % 2\n"
+        "src, snk = Src(data=data), Snk(shape=(4,), buffer=3)\n"
+        "src.s_out.flatten().connect(snk.a_in)\n"
+        "src.run(condition=RunSteps(num_steps=3), run_cfg=Loihi1SimCfg())\n"
+        "got = snk.data.get()\n"
+        "src.stop()\n"
+        "print('EQUAL' if np.array_equal(got, data.reshape(4, 3)) else 'DIFFERENT')\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip().endswith("EQUAL"), r.stdout + r.stderr

@@ -18,6 +18,11 @@ lives in this module; nothing in site-packages is edited.
    ``cv2`` and ``torchvision`` (not installable next to torch 2.13 here, see
    ARCHITECTURE.md). netx never uses object detection: an empty module is put in
    ``sys.modules`` under that name before netx is imported.
+3. ``lava.magma.core.process.ports.ports.ReshapePort`` (behind a virtual port's ``.flatten()`` or
+   ``.reshape()``, which netx uses from a conv block into a dense block) transforms data with
+   ``functools.partial(np.reshape, newshape=...)``; numpy 2 removed ``newshape`` (deprecated in 2.1),
+   so the first message raised ``TypeError`` inside the runtime's process and the run hung. Its two
+   transform functions are replaced by ones passing the shape positionally (numpy 1 and 2 alike).
 """
 from __future__ import annotations
 
@@ -61,8 +66,31 @@ def _patch_var_model() -> None:
         dataclasses.dataclass = original
 
 
+def _reshape_to(shape):
+    """``x -> np.reshape(x, shape)``, the shape passed positionally (numpy 2 has no ``newshape``)."""
+    import functools
+
+    import numpy as np
+
+    def reshape(x, shape=tuple(shape)):
+        return np.reshape(x, shape)
+    return functools.partial(reshape)
+
+
+def _patch_reshape_port() -> None:
+    from lava.magma.core.process.ports import ports
+
+    port = ports.ReshapePort
+    if getattr(port, "_snnc_patched", False):
+        return
+    port.get_transform_func_fwd = lambda self: _reshape_to(self.shape)
+    port.get_transform_func_bwd = lambda self: _reshape_to(self.old_shape)
+    port._snnc_patched = True
+
+
 def import_lava_nc() -> None:
-    """Make ``lava`` (lava-nc) importable. Raises LavaNotInstalledError."""
+    """Make ``lava`` (lava-nc) importable and runnable on numpy 2 (module docstring). Raises
+    LavaNotInstalledError."""
     if _done["nc"]:
         return
     try:
@@ -72,6 +100,7 @@ def import_lava_nc() -> None:
     if not found:
         raise LavaNotInstalledError(INSTALL_HINT)
     _patch_var_model()
+    _patch_reshape_port()
     _done["nc"] = True
 
 
