@@ -95,6 +95,10 @@ def test_repair_on_by_default_brings_the_cut_model_back():
     agree = [float((s.argmax(1) == ref.argmax(1)).mean()) for s in (s_rep, s_cut)]
     assert agree[0] > agree[1] + 0.1, agree
     assert rep.metadata["snnc.pruning"]["repair"]["layers"] == layers
+    choice = notes["choice"]  # two candidates: the kept one reproduces the readout input better on the fit data
+    errs = choice["readout_error"]
+    assert set(errs) == {"all layers", "readout only"} and errs[choice["kept"]] == min(errs.values())
+    assert choice["kept"] == "all layers"  # conv2 was refit (above)
 
 
 def test_without_data_the_cut_is_kept_and_the_log_says_why():
