@@ -212,7 +212,6 @@ def _compiled_vs_float(graph_fn, out_dir, spiking=()):
 
 # ------------------------------------------------------------------ NIR's graphs: the verdicts
 NON_SPIKING = r"'{}' of type I: a non-spiking neuron .* sends only spikes"
-TWO_INPUTS = r"unsupported node 'input' of type Input: 2 inputs; loihi-sim takes exactly one"
 
 
 COMPILES = {  # NIR test -> (graph, spiking groups whose spikes are compared): each compiles and tracks float
@@ -221,6 +220,9 @@ COMPILES = {  # NIR test -> (graph, spiking groups whose spikes are compared): e
     "merge_and_split_different_output_type": (g_merge_and_split_different_output_type, ("pre_split.lif",)),
     "residual": (g_residual, ("b", "d", "f")),
     "complex": (g_complex, ("b", "c")),
+    "two_independent_branches": (g_two_independent_branches, ("branch_1.lif", "branch_2.lif")),
+    "two_independent_branches_merging": (g_two_independent_branches_merging,
+                                         ("branch_1.lif", "branch_2.lif", "junction")),
 }
 
 
@@ -230,8 +232,10 @@ def test_compiles_and_tracks_the_float_reference(test, tmp_path):
     noted), per-neuron thresholds folded through the Delay, per-neuron taus as compartment profiles, the Affine
     tail summed by an added integrator; merge/split -- the Affine junction's tail integrator, per-neuron taus;
     residual -- the skip Affine a composed into e (fold_bn: e.a = W_e W_a beside e on d); complex -- Affine a
-    copied per consumer, per-neuron thresholds folded into the copies, d and e composed into f. Measured on
-    200 random spike inputs: prediction agreement 96-100%, spike counts within 10%."""
+    copied per consumer, per-neuron thresholds folded into the copies, d and e composed into f; two independent
+    branches (merging) -- the two Inputs fed as one concatenated input, their first layers widened with zeros
+    (the readout: the first Output by name; both branches' spikes compared). Measured on 200 random spike inputs:
+    prediction agreement 96-100%, spike counts within 10%."""
     fn, spiking = COMPILES[test]
     rep, agree, counts = _compiled_vs_float(fn, tmp_path / "o", spiking=spiking)
     assert agree >= (0.95 if test == "merge_and_split_different_output_type" else 0.99), agree
@@ -258,14 +262,39 @@ def test_recurrent_on_second_node(tmp_path):
     _refused(g_recurrent_on_second_node, tmp_path, UnsupportedNodeError, NON_SPIKING.format("integrator"))
 
 
-def test_two_independent_branches(tmp_path):
-    # two unconnected subgraphs (two Inputs, two Outputs): snnc's host interface feeds one Input (an snnc gap)
-    _refused(g_two_independent_branches, tmp_path, UnsupportedNodeError, TWO_INPUTS)
+def test_two_inputs_are_concatenated_in_name_order(tmp_path):
+    """Several Input nodes become one input vector (Inputs in name order), stated in a note; the merged graph
+    computes what the branches did: its float outputs equal each branch run on its own slice of the input."""
+    g, _, info = load_model(g_two_independent_branches(), dt=DT, num_steps=T)
+    ins = [n for n, v in g.nodes.items() if isinstance(v, nir.Input)]
+    assert ins == ["input"] and tuple(g.nodes["input"].output_type["output"]) == (4,)
+    assert any("2 Input nodes fed as one input 'input' of 4 values" in n and "'input_branch_1' = values 0..1" in n
+               for n in info["notes"]), info["notes"]
+    x = torch.from_numpy(_spike_inputs([4]))
+    outs = [n for n, v in g.nodes.items() if isinstance(v, nir.Output)]
+    _, rec = run_graph(g, x, None, record=tuple(outs))
+    for branch, cols in (("branch_1", slice(0, 2)), ("branch_2", slice(2, 4))):
+        gb, _, _ = load_model(g_two_independent_branches().nodes[branch], dt=DT, num_steps=T)
+        ob, _ = run_graph(gb, x[..., cols], None)
+        assert ob.abs().sum() > 0 and torch.equal(rec[f"output_{branch}"], ob), branch
 
 
-def test_two_independent_branches_merging(tmp_path):
-    # two subgraphs (two Inputs) summed into a LIF junction: two Inputs, as above
-    _refused(g_two_independent_branches_merging, tmp_path, UnsupportedNodeError, TWO_INPUTS)
+def test_two_inputs_refused_where_they_cannot_be_concatenated(tmp_path):
+    """An Input feeding a Conv2d (or a layer with another source) cannot be widened: refused, naming the Input."""
+    def fn():
+        rng = np.random.default_rng(0)
+        conv = nir.Conv2d(input_shape=(4, 4), weight=rng.standard_normal((2, 1, 3, 3)).astype(np.float32),
+                          stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(2, np.float32))
+        b1 = nir.NIRGraph.from_list(nir.Input(input_type=np.array([1, 4, 4])), conv,
+                                    nir.LIF(tau=np.full((2, 4, 4), 5.0, np.float32), r=np.ones((2, 4, 4), np.float32),
+                                            v_leak=np.zeros((2, 4, 4), np.float32),
+                                            v_reset=np.zeros((2, 4, 4), np.float32),
+                                            v_threshold=np.ones((2, 4, 4), np.float32)))
+        b2 = nir.NIRGraph.from_list(affine(rng, 2, 2), lif([10, 10], [1, 2]))
+        return nir.NIRGraph(nodes={"a": b1, "b": b2}, edges=[])
+    _refused(fn, tmp_path, UnsupportedNodeError, r"'input_a' of type Input: 2 Input nodes \('input_a', 'input_b'\) "
+             r"are fed as one concatenated input vector only where each is one-dimensional .*shape is \(1, 4, 4\)",
+             at_load=True)
 
 
 def test_subgraph_multiple_input_output(tmp_path):
@@ -285,7 +314,7 @@ def test_nir_files_through_the_cli(tmp_path):
     def cli(*args):
         return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
-    for name, fn, reason in [("merging", g_two_independent_branches_merging, "2 inputs; loihi-sim takes exactly one"),
+    for name, fn, reason in [("noneuron", g_subgraph_multiple_input_output, "the graph has no neuron node"),
                              ("recurrent", g_recurrent_on_first_node, "a non-spiking neuron")]:
         nir.write(tmp_path / f"{name}.nir", fn())
         r = cli("compile", tmp_path / f"{name}.nir", "-o", tmp_path / f"o_{name}", "--num-steps", T, "--dt", DT)
@@ -335,18 +364,6 @@ def test_probe_merge_and_split_compiles_and_matches_float(tmp_path):
     assert agree >= 0.95, agree
     for k, (f, c) in counts.items():
         assert f > 100 and abs(c - f) <= 0.1 * f, (k, counts)
-
-
-def test_probe_two_inputs_refused(tmp_path):
-    """test_two_independent_branches_merging without its Delay and with one tau per LIF: two Input nodes."""
-    def fn():
-        rng = np.random.default_rng(0)
-        b1 = nir.NIRGraph.from_list(affine(rng, 2, 3), lif([10, 10, 10], [1, 2, 3]), affine(rng, 3, 3))
-        b2 = nir.NIRGraph.from_list(affine(rng, 2, 2), lif([10, 10], [1, 2]), affine(rng, 2, 3))
-        return nir.NIRGraph(nodes={"branch_1": b1, "branch_2": b2, "junction": lif([5, 5, 5], [1, 1, 1])},
-                            edges=[("branch_1", "junction"), ("branch_2", "junction")])
-    _refused(fn, tmp_path, UnsupportedNodeError, r"unsupported node 'input' of type Input: 2 inputs; loihi-sim "
-                                                 r"takes exactly one")
 
 
 def _merge_into_biased_affine():

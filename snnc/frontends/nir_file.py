@@ -17,6 +17,8 @@ What is repaired, each with a note (``info["notes"]``, shown by the CLI and in r
 - ``IF`` with ``r = 1`` (Norse's and Sinabs' ``to_nir``: their IAF adds its input once per step)
   is read as ``v += x`` per step (r set to 1/dt), where NIR's ``dv/dt = R I`` would add dt x;
   SpikingJelly writes ``r = 1/dt`` and is left as it is;
+- several Input nodes become one input vector, concatenated in name order, where each is 1-D and feeds
+  ``Affine``/``Linear`` layers alone (their weights widened with zeros; :func:`_merge_inputs`);
 - neurons without ``v_reset`` (older NIR) reset to 0; nir 0.x files load through ``nir.read``.
 
 NIR has no dt, reset mode or input encoding: :func:`normalize_nir` fills the ``snnc.*`` metadata
@@ -125,6 +127,68 @@ def _add_missing_io(graph: nir.NIRGraph, notes: list, where: str) -> None:
         notes.append(f"{where}: no Output node; one added after {sinks[0]!r} (its only sink)")
 
 
+def _merge_inputs(graph: nir.NIRGraph, notes: list, where: str) -> None:
+    """Several Input nodes (NIR's ``two_independent_branches`` tests; a graph of independent subgraphs) become one
+    Input ``input`` of their values concatenated, the Inputs in name order (the host sends one input vector per
+    step). Exact: each consumer ``Affine``/``Linear`` of Input *i* gets its weight placed in the columns of *i*'s
+    values (zeros elsewhere), so it computes what it did. A note states the order and the offsets.
+
+    Raises:
+        UnsupportedNodeError: an Input of more than one dimension, one that feeds anything but an
+            ``Affine``/``Linear``, or such a layer that also has another source (its columns could not be split).
+    """
+    names = sorted(n for n, v in graph.nodes.items() if isinstance(v, nir.Input))
+    if len(names) < 2:
+        return
+    sizes, parts = [], []
+    for name in names:
+        shape = tuple(int(v) for v in np.asarray(graph.nodes[name].input_type["input"]).reshape(-1))
+        consumers = [d for s, d in graph.edges if s == name]
+        bad = next((d for d in consumers if not isinstance(graph.nodes[d], (nir.Affine, nir.Linear))
+                    or sum(1 for _, dd in graph.edges if dd == d) != 1), None)
+        if len(shape) != 1 or bad is not None:
+            if len(shape) != 1:
+                why = f"its shape is {shape}"
+            else:
+                kind = type(graph.nodes[bad]).__name__
+                other = isinstance(graph.nodes[bad], (nir.Affine, nir.Linear))
+                why = f"it feeds {bad!r} ({kind}{', which has other sources' if other else ''})"
+            raise UnsupportedNodeError(
+                name, "Input", f"{len(names)} Input nodes ({', '.join(map(repr, names))}) are fed as one "
+                f"concatenated input vector only where each is one-dimensional and feeds Affine/Linear nodes alone; "
+                f"{why}")
+        sizes.append(shape[0])
+        parts.append((name, consumers))
+    total, offset = sum(sizes), 0
+    for (name, consumers), n in zip(parts, sizes):
+        for d in consumers:
+            node = graph.nodes[d]
+            w = np.asarray(node.weight, np.float32)
+            wide = np.zeros((w.shape[0], total), np.float32)
+            wide[:, offset:offset + n] = w
+            node.weight = wide
+            if hasattr(node, "input_type"):
+                node.input_type = {"input": np.array([total])}
+        offset += n
+        del graph.nodes[name]
+    new = "input" if "input" not in graph.nodes else fresh_input_name(graph)
+    graph.nodes[new] = nir.Input(input_type={"input": np.array([total])})
+    graph.edges = [(new if s in names else s, d) for s, d in graph.edges]
+    spans, offset = [], 0
+    for name, n in zip(names, sizes):
+        spans.append(f"{name!r} = values {offset}..{offset + n - 1}")
+        offset += n
+    notes.append(f"{where}: {len(names)} Input nodes fed as one input {new!r} of {total} values, concatenated in "
+                 f"name order ({'; '.join(spans)}); their first layers' weights widened with zeros (exact)")
+
+
+def fresh_input_name(graph) -> str:
+    i = 1
+    while f"input_{i}" in graph.nodes:
+        i += 1
+    return f"input_{i}"
+
+
 def _taus(node) -> list[str]:
     return [k for k in ("tau", "tau_syn", "tau_mem") if getattr(node, k, None) is not None]
 
@@ -198,6 +262,7 @@ def repair_graph(graph: nir.NIRGraph, dt: float | None = None, notes: list | Non
             graph.nodes[name] = nir.Input(input_type={"input": np.array(shp)})
         elif isinstance(node, (nir.LIF, nir.CubaLIF, nir.IF)) and getattr(node, "v_reset", None) is None:
             node.v_reset = np.zeros_like(np.asarray(node.v_threshold, np.float32))
+    _merge_inputs(graph, notes, where)
     repair_norse_taus(graph, dt, notes, where)
     for name in topological_order(graph):
         node = graph.nodes[name]

@@ -295,6 +295,16 @@ def _nir_child(conn, data: bytes) -> None:  # pragma: no cover - runs in the for
         conn.close()
 
 
+def _names_node(graph, name: str) -> bool:
+    """``name`` is a node of ``graph`` or a port of one of its subgraphs (``"g.bi"``: node ``bi`` of subgraph ``g``,
+    NIR's way to wire into a subgraph)."""
+    if name in graph.nodes:
+        return True
+    parent, _, rest = name.partition(".")
+    sub = graph.nodes.get(parent)
+    return bool(rest) and hasattr(sub, "nodes") and _names_node(sub, rest)
+
+
 def read_nir(path, timeout_s: float | None = None):
     """``nir.read`` of ``path`` in a forked child, killed after ``timeout_s`` seconds
     (default: 30 s + 1 s per MB). NIR's own type check is off: nir 1.0's ``Conv2d`` type ignores
@@ -336,7 +346,7 @@ def read_nir(path, timeout_s: float | None = None):
         recv.close()
     if status != "ok":
         raise SnncError(f"{path}: cannot be read as NIR ({payload})")
-    missing = sorted({n for e in payload.edges for n in e if n not in payload.nodes})
+    missing = sorted({n for e in payload.edges for n in e if not _names_node(payload, n)})
     if missing:  # nir.read's type check used to catch these; they must not reach the loaders as KeyErrors
         raise SnncError(f"{path}: cannot be read as NIR (edges name node(s) the file does not have: "
                         f"{', '.join(map(repr, missing[:5]))})")

@@ -247,8 +247,8 @@ def lower(graph: nir.NIRGraph) -> Lowered:
         if not g.projections:
             raise UnsupportedNodeError(name, g.nir_type, "neuron node without input")
         groups[name] = g
-    outputs = {}
-    for name in order:
+    outputs = {}  # by name: the first is the readout (snnc.ir.readout)
+    for name in sorted(order):
         if isinstance(graph.nodes[name], nir.Output):
             srcs = predecessors(graph, name)
             if len(srcs) != 1 or srcs[0] not in groups:

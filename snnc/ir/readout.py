@@ -2,7 +2,8 @@
 compiled one (one implementation, used by the compile driver, ``--budget``, fine-tuning, the
 semantics check and ``fold_timesteps``).
 
-The graph's (first) Output node is fed by one node. A non-spiking readout (``nir.I``,
+The readout is the graph's Output node (with several, the first by name, and the rule's description
+says so), fed by one node. A non-spiking readout (``nir.I``,
 ``nir.LI``, ``nir.CubaLI``) is read as its voltage after the T steps (``"membrane"``); a spiking
 node as its spike counts over the T steps (``"spike_count"``); a node that is not a neuron (an
 ``Affine`` tail after the last spiking group) as its output summed over the T steps (the
@@ -34,21 +35,30 @@ def readout_rule(graph: nir.NIRGraph) -> dict:
     src = predecessors(graph, outs[0]) if outs else []
     node = graph.nodes[src[0]] if len(src) == 1 else None
     if isinstance(node, SPIKING_TYPES):
-        return {"rule": SPIKE_COUNT, "node": src[0],
-                "description": f"argmax over classes of the spike counts of {src[0]!r} over the T time steps "
-                               "(ties: lowest class index)"}
+        return _first_of({"rule": SPIKE_COUNT, "node": src[0],
+                          "description": f"argmax over classes of the spike counts of {src[0]!r} over the T time "
+                                         "steps (ties: lowest class index)"}, outs)
     if src and not (len(src) == 1 and isinstance(node, NEURON_TYPES + (nir.Input,))):
         # a tail that is not one neuron node (an Affine after the last spiking group, or several nodes summed
         # into the Output): the Output's value summed over the steps (prepare_graph's added integrator on chip)
         names = ", ".join(repr(s) for s in src)
-        return {"rule": SPIKE_COUNT, "node": outs[0],
-                "description": f"argmax over classes of the Output {outs[0]!r} (fed by {names}, not one neuron) summed "
-                               "over the T time steps (ties: lowest class index; on the chip an added integrator "
-                               "sums it)"}
+        return _first_of({"rule": SPIKE_COUNT, "node": outs[0],
+                          "description": f"argmax over classes of the Output {outs[0]!r} (fed by {names}, not one "
+                                         "neuron) summed over the T time steps (ties: lowest class index; on the chip "
+                                         "an added integrator sums it)"}, outs)
     name = src[0] if src else None
-    return {"rule": MEMBRANE, "node": name,
+    rule = {"rule": MEMBRANE, "node": name,
             "description": f"argmax over classes of the voltage of the non-spiking readout {name!r} after the T time "
                           "steps (ties: lowest class index)"}
+    return _first_of(rule, outs)
+
+
+def _first_of(rule: dict, outs: list) -> dict:
+    """With several Output nodes the first by name is the readout; the description says so."""
+    if len(outs) > 1:
+        rule["description"] += (f"; the first of {len(outs)} Output nodes by name ({', '.join(map(repr, outs))}): "
+                                "the others are compiled and not read")
+    return rule
 
 
 def reduce(seq, rule: str):

@@ -62,7 +62,7 @@ class GraphExecutor:
         self.back = back_edges(graph)
         self.preds = {n: predecessors(graph, n) for n in self.order}
         self.inputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Input)]
-        self.outputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Output)]
+        self.outputs = sorted(n for n in self.order if isinstance(graph.nodes[n], nir.Output))  # the first: readout
         for n in self.order:
             node = graph.nodes[n]
             if not isinstance(node, (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv2d, nir.Conv1d,
@@ -262,7 +262,8 @@ def run_graph(graph: nir.NIRGraph, x: torch.Tensor | np.ndarray, num_steps: int 
             (after reset), voltage before the spike/reset, or summed input instead.
 
     Returns:
-        ``(out [T, B, *output_shape] of the first Output node, {name: [T, B, ...]} for record)``.
+        ``(out [T, B, *output_shape] of the first Output node by name (the readout), {name: [T, B, ...]} for
+        record)``.
     """
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
     ex = GraphExecutor(graph, dtype, device=device)
