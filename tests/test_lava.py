@@ -66,10 +66,10 @@ def test_fold_pooling_dense_and_unroll_are_exact():
 
 
 # ------------------------------------------------------------------ nets
-def _compile(graph, calib=None, T=6):
-    ctx = PassContext(target=TARGET, calibration=calib, num_steps=T)
+def _compile(graph, calib=None, T=6, target=TARGET):
+    ctx = PassContext(target=target, calibration=calib, num_steps=T)
     q = Pipeline("fold_bn,quantize").run(graph, ctx)
-    cfg, arrays, _ = compile_graph(q, TARGET)
+    cfg, arrays, _ = compile_graph(q, target)
     return Program(cfg, arrays, TARGET), q
 
 
@@ -192,8 +192,14 @@ def test_netx_file_layout(tmp_path):
 
     from snnc.backends.lava.engine import LavaMappingError
     from snnc.backends.lava.netx import write_netx
+    from snnc.backends.export import export_target
     graph, _ = _dense_chain()
-    prog, _ = _compile(graph, None, T=8)
+    with pytest.raises(LavaMappingError, match="group 'a': dense weights outside -256..254 at weight_exp 4"):
+        write_netx(tmp_path / "n.net", _compile(graph, None, T=8)[0].config, _compile(graph, None, T=8)[0].arrays)
+    assert not (tmp_path / "n.net").exists()  # compiled for loihi-sim: refused, nothing left
+    prog, _ = _compile(graph, None, T=8, target=export_target("lava", TARGET))
+    assert all(p["weight_exp"] == 0 for g in prog.config["groups"] for p in g["projections"])
+    assert all(g["bias_from"] == 0 for g in prog.config["groups"])
     notes = write_netx(tmp_path / "n.net", prog.config, prog.arrays)
     with h5py.File(tmp_path / "n.net") as f:
         assert [f[f"layer/{i}/type"][()].decode() for i in range(len(f["layer"]))] == ["input", "dense", "dense", "dense"]

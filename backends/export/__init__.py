@@ -16,6 +16,30 @@ from __future__ import annotations
 from snnc.errors import SnncError
 
 
+#: The fixed-point fields a lava-dl netx file holds exactly (lava-dl 0.6.0 ``netx/hdf5.py``): every neuron's
+#: ``bias_exp`` is 6 (``get_neuron_params``), so biases are multiples of 64 (``bias_exp_min = 6``: an exponent
+#: above 6 is stored as the mantissa shifted, still exact); ``Conv`` has no weight exponent and ``Dense`` derives
+#: its own from the stored weights (``utils.optimize_weight_bits``, clipping outside -256..254), so every
+#: projection keeps ``weight_exp = 0`` (its mantissas in -256..254 are the weights); netx has no per-layer bias
+#: enable time: biases act from step 0 (``netx`` below, read by the loihi backend as ``bias_from = 0``).
+NETX_FIXED_POINT = {"weight_exp_min": 0, "weight_exp_max": 0, "bias_exp_min": 6}
+
+
+def export_target(export: str | None, tgt):
+    """The target a ``--target`` export compiles for: loihi-sim's, and for ``lava`` with the fixed-point fields
+    limited to what netx holds exactly (:data:`NETX_FIXED_POINT`), so that ``network.net`` run by lava-dl equals
+    the compiled program bit for bit; loihi-sim simulates (and the report measures) exactly that program."""
+    if export != "lava":
+        return tgt
+    import copy
+    import dataclasses
+
+    data = copy.deepcopy(tgt.data)
+    data["fixed_point"].update(NETX_FIXED_POINT)
+    data["netx"] = {"bias_from_step_0": True, "fixed_point": dict(NETX_FIXED_POINT)}
+    return dataclasses.replace(tgt, data=data)
+
+
 def netx_refusal(e: Exception) -> SnncError:
     """The one-line error of a ``--target lava`` compile whose network netx cannot hold (issue 20: it used to exit 0
     without ``network.net``, the reason only in report.json)."""

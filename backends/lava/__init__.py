@@ -14,9 +14,8 @@ files; ``snnc simulate OUT --engine lava`` runs OUT in Lava and compares it with
 """
 from __future__ import annotations
 
-import numpy as np
-import torch
-
+# numpy and torch are imported where used: ``import snnc.backends.lava.compat`` in a user's own Lava process loads
+# this package and the fixes only (no torch, nothing else of snnc)
 from snnc.backends.lava.compat import LavaNotInstalledError, import_lava_nc, import_netx, lava_available
 
 __all__ = ["LavaNotInstalledError", "import_lava_nc", "import_netx", "lava_available", "compare_with_loihi_sim"]
@@ -38,6 +37,9 @@ def compare_with_loihi_sim(program, x, batch_size: int = 16, progress=None):
     Raises:
         LavaNotInstalledError, LavaMappingError.
     """
+    import numpy as np
+    import torch
+
     from snnc.backends.lava.engine import LavaProgram
 
     spikes_in = program.config["input"]["encoding"] == "spikes"

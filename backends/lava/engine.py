@@ -28,8 +28,9 @@ graph input as spikes                     ``lava.proc.io.source.RingBuffer`` (L 
 spikes read back                          ``lava.proc.io.sink.RingBuffer`` on every group
 =======================================  ======================================================
 
-A group's bias is 0 before its time offset and its constant ``bias_mant <<
-bias_exp`` after (host groups: the host bias during steps offset ... offset+T-1),
+A group's bias is 0 before its time offset (or its ``bias_from`` step, 0 in a ``--target lava``
+compile) and its constant ``bias_mant << bias_exp`` after (host groups: the host bias during steps
+offset ... offset+T-1),
 exactly as :mod:`snnc.backends.loihi.sim`. Lava has no batch dimension: samples
 run one after the other, L steps each; between samples every LIF's u and v and
 every synapse's buffered input (``a_buff``/``a_buf``) are set to 0.
@@ -291,8 +292,8 @@ class LavaProgram:
                 he = int(c["host_bias_exp"])
             for i in range(n):
                 base = i * self.P + self.hold
-                for t in range(off, self.L):
-                    if host is not None and t < off + self.T:
+                for t in range(int(c.get("bias_from", off)), self.L):
+                    if host is not None and off <= t < off + self.T:
                         bias[base + t, 0] = to_lava((host[t - off][i] >> he).numpy())
                         bias[base + t, 1] = he
                     else:

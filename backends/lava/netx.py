@@ -40,6 +40,8 @@ What netx holds exactly, and what it does not (then the netx fields are the near
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 
@@ -70,17 +72,46 @@ def check_netx(config: dict) -> None:
     _chain(config)
 
 
-def write_netx(path, config: dict, arrays: dict) -> list[dict]:
-    """Write ``config``/``arrays`` (as from ``compile_graph``) to the netx HDF5 file ``path``.
+def _bias_dataset(value: np.ndarray, shape: list) -> np.ndarray:
+    """A group's bias ``bias_mant << bias_exp`` (``[size]``, C order over ``shape``) in netx's unit (bias_exp 6) and
+    layout: ``(n,)`` for a dense layer; per channel ``(C,)`` for a conv layer whose bias is constant over the
+    positions (netx broadcasts it), else ``(W, H, C)``, Lava's neuron shape (netx does not reorder biases)."""
+    b = np.asarray(value, np.int64) >> 6
+    if len(shape) != 3:
+        return b.reshape(-1)
+    chw = b.reshape(shape)
+    per_channel = chw.reshape(shape[0], -1)
+    if np.all(per_channel == per_channel[:, :1]):
+        return per_channel[:, 0].copy()
+    return np.ascontiguousarray(chw.transpose(2, 1, 0))
 
-    Returns one entry per layer: ``{"layer", "group", "type", "exact", "inexact"}``.
+
+def write_netx(path, config: dict, arrays: dict) -> list[dict]:
+    """Write ``config``/``arrays`` (as from ``compile_graph`` for ``--target lava``) to the netx HDF5 file ``path``.
+
+    Exact by construction: the compile for ``--target lava`` keeps every field on netx's grid
+    (:data:`snnc.backends.export.NETX_FIXED_POINT`: biases multiples of 64, weight exponent 0, biases from step 0);
+    a field netx still cannot hold (a config compiled for plain loihi-sim, a conv projection with a delay) is
+    refused, never approximated.
+
+    Returns one entry per layer: ``{"layer", "group", "type", "exact": True, "inexact": ""}``.
 
     Raises:
-        LavaMappingError: the program is not a chain of layers.
+        LavaMappingError: the program is not a chain of layers, or a field netx cannot hold (naming the group
+            and the field).
     """
     check_lava_form(config)
     groups = _chain(config)
+    try:
+        return _write(path, config, arrays, groups)
+    except LavaMappingError:
+        Path(path).unlink(missing_ok=True)  # never a half-written file
+        raise
+
+
+def _write(path, config: dict, arrays: dict, groups: list) -> list[dict]:
     notes = []
+    shapes = {config["input"]["name"]: list(config["input"]["shape"])}
     with h5py.File(path, "w", track_order=True) as f:
         f.attrs["generator"] = "snnc"
         f.attrs["num_steps"] = int(config["num_steps"])
@@ -94,39 +125,61 @@ def write_netx(path, config: dict, arrays: dict) -> list[dict]:
             notes.append({"layer": i, "group": config["input"]["name"], "type": "input", "exact": True, "inexact": ""})
             i += 1
         for g in groups:
-            lay = layers.create_group(str(i))
-            why = []
+            name = g["name"]
             (p,) = g["projections"]
             w = np.asarray(arrays[p["weight_key"]])
+            mant = np.asarray(arrays[f"{name}.bias_mant"], np.int64)
+            be = int(g["bias_exp"])
+            value = mant << be
+            if be < 6 and np.any(value % 64):
+                raise LavaMappingError(f"group {name!r}: bias_exp {be} < 6 (netx fixes bias_exp = 6; compile with "
+                                       "--target lava, which keeps biases on multiples of 64)")
+            if int(g.get("bias_from", g["offset"])) != 0 and np.any(value):
+                raise LavaMappingError(f"group {name!r}: bias enabled at step {g['offset']} (netx enables biases from "
+                                       "step 0; compile with --target lava)")
+            kind = "input"
+            params: dict = {}
+            wf = None
+            if not p["host"]:
+                kind, params, wf = fold_pooling(p["ops"], w.astype(np.int64), p["source_shape"])
+                e = int(p["weight_exp"])
+                if e < 0 and np.any(wf % (1 << -e)):
+                    raise LavaMappingError(f"group {name!r}: weight_exp {e} < 0 with mantissas that are not multiples "
+                                           f"of {1 << -e} (netx stores integer weights: its Conv has no exponent, its "
+                                           "Dense derives one from them; compile with --target lava)")
+                wf = (wf << e) if e >= 0 else (wf >> -e)  # the weights themselves, exponent 0
+                if kind == "dense" and (wf.max(initial=0) > 254 or wf.min(initial=0) < -256):
+                    raise LavaMappingError(f"group {name!r}: dense weights outside -256..254 at weight_exp {e} (netx "
+                                           "clips them; compile with --target lava)")
+                if int(p["delay"]) > 0 and kind != "dense":
+                    raise LavaMappingError(f"group {name!r}: a conv projection with a synaptic delay of "
+                                           f"{p['delay']} steps (netx's Conv block has no delay)")
+                if kind == "dense" and len(shapes.get(p["source"], [])) > 1:
+                    flat = layers.create_group(str(i))  # netx: conv (W, H, C) -> transpose, flatten -> dense
+                    flat.create_dataset("type", data=np.bytes_("flatten"))
+                    notes.append({"layer": i, "group": f"{name}.flatten", "type": "flatten", "exact": True,
+                                  "inexact": ""})
+                    i += 1
+            lay = layers.create_group(str(i))
             snnc = lay.create_group("snnc")
             if p["host"]:
-                kind = "input"
                 snnc.create_dataset("hostWeight", data=np.asarray(w, np.float64))
                 snnc.attrs["hostBiasExp"] = int(g["host_bias_exp"])
                 snnc.attrs["hostOps"] = str(p["ops"])
+                if int(g["host_bias_exp"]) < 6:
+                    raise LavaMappingError(f"group {name!r}: host bias exponent {g['host_bias_exp']} < 6 (netx's input "
+                                           "layer takes its input as bias_mant at bias_exp 6; compile with --target "
+                                           "lava)")
             else:
-                kind, params, wf = fold_pooling(p["ops"], w.astype(np.int64), p["source_shape"])
-                e = int(p["weight_exp"])
-                snnc.create_dataset("weightMant", data=wf.astype(np.int32))
-                snnc.attrs["wgtExp"] = e
-                if e >= 0:
-                    lay.create_dataset("weight", data=(wf << e).astype(np.int64))
-                    if kind == "dense" and e > 0 and (np.max(wf << e, initial=0) > 254 or np.min(wf << e, initial=0) < -256):
-                        why.append(f"weight_exp {e} > 0 on a dense layer (netx derives the exponent from 8-bit "
-                                   "weights and clips larger ones)")
-                else:
-                    lay.create_dataset("weight", data=wf.astype(np.int64))
-                    if np.any(wf % (1 << -e)):
-                        why.append(f"weight_exp {e} < 0 (netx: none for conv, derived from the weights for dense)")
-                    else:
-                        lay["weight"][...] = wf >> -e
+                snnc.create_dataset("weightMant", data=np.asarray(fold_pooling(p["ops"], w.astype(np.int64),
+                                                                               p["source_shape"])[2], np.int32))
+                snnc.attrs["wgtExp"] = int(p["weight_exp"])
+                lay.create_dataset("weight", data=wf.astype(np.int64))
                 if kind == "conv":
                     for key in ("stride", "padding", "dilation"):
                         lay.create_dataset(key, data=np.asarray(params[key], np.int64))
                     lay.create_dataset("groups", data=np.int64(params["groups"]))
                 if int(p["delay"]) > 0:
-                    if kind != "dense":
-                        why.append("a conv projection with a synaptic delay")
                     lay.create_dataset("delay", data=np.full(wf.shape[0], int(p["delay"]), np.int64))
             lay.create_dataset("type", data=np.bytes_(kind))
             lay.create_dataset("shape", data=np.asarray(g["shape"], np.int64))
@@ -137,21 +190,63 @@ def write_netx(path, config: dict, arrays: dict) -> list[dict]:
             neu.create_dataset("vThMant", data=np.int64(g["vth_mant"]))
             neu.create_dataset("refDelay", data=np.int64(1))
             neu.create_dataset("gradedSpike", data=False)
-            mant = np.asarray(arrays[f"{g['name']}.bias_mant"], np.int64)
-            be = int(g["bias_exp"])
-            value = mant << be
             snnc.create_dataset("biasMant", data=mant.astype(np.int32))
             snnc.attrs["biasExp"] = be
             snnc.attrs["offset"] = int(g["offset"])
-            snnc.attrs["group"] = g["name"]
-            if np.any(value):
-                lay.create_dataset("bias", data=np.rint(value / 64).astype(np.int64))
-                if np.any(value % 64):
-                    why.append(f"bias_mant << {be} is not a multiple of 64 (netx fixes bias_exp = 6)")
-                if int(g["offset"]) > 0:
-                    why.append(f"bias enabled at step {g['offset']} (netx: from step 0)")
-            snnc.attrs["exact"] = not why
-            snnc.attrs["inexact"] = "; ".join(why)
-            notes.append({"layer": i, "group": g["name"], "type": kind, "exact": not why, "inexact": "; ".join(why)})
+            snnc.attrs["group"] = name
+            # netx's input layer reads a scalar bias only (int(layer['bias'])); its input is written per step into
+            # the neuron's bias_mant by the user's host loop (docs/lava.md), the constant bias with it
+            if np.any(value) and kind != "input":
+                lay.create_dataset("bias", data=_bias_dataset(value, g["shape"]))
+            snnc.attrs["exact"] = True
+            snnc.attrs["inexact"] = ""
+            shapes[name] = list(g["shape"])
+            notes.append({"layer": i, "group": name, "type": kind, "exact": True, "inexact": ""})
             i += 1
     return notes
+
+
+def netx_inputs(program, x) -> dict:
+    """What a Lava process running ``network.net`` feeds its input layer, sample by sample, for loihi-sim's
+    ``program`` (compiled with ``--target lava``) on inputs ``x`` (``[N, *input_shape]`` direct, or time-major
+    ``[T, N, *input_shape]`` spikes): ``{"steps": L, "bias_mant": [N, L, *lava shape] int32}`` for a host-driven
+    input layer (the host's first-layer result during steps 0..T-1, then the layer's constant bias, in netx's
+    unit: bias_exp 6), else ``{"steps": L, "spikes": [N, L, *lava shape] int8}`` (zeros after step T-1).
+    ``examples/netx_run.py`` reads this file.
+
+    Raises:
+        LavaMappingError: a host bias exponent below 6 (the program was not compiled with ``--target lava``).
+    """
+    import torch
+
+    from snnc.backends.lava.engine import lava_shape, to_lava
+
+    cfg = program.config
+    L, T = int(program.L), int(program.T)
+    if cfg["input"]["encoding"] == "spikes":
+        xs = np.asarray(x)
+        n = xs.shape[1]
+        shape = lava_shape(cfg["input"]["shape"])
+        out = np.zeros((n, L) + shape, np.int8)
+        for t in range(T):
+            for i in range(n):
+                out[i, t] = to_lava(xs[t, i])
+        return {"steps": L, "spikes": out}
+    g0 = next(g for g in cfg["groups"] if any(p["host"] for p in g["projections"]))
+    if int(g0["host_bias_exp"]) < 6 or int(g0["bias_exp"]) < 6 and np.any(program.arrays[f"{g0['name']}.bias_mant"]):
+        raise LavaMappingError(f"group {g0['name']!r}: host bias exponent below 6 (compile with --target lava)")
+    g = program.groups[g0["name"]]
+    xt = torch.as_tensor(np.asarray(x)).to(torch.float64)
+    host, _ = program.host_bias(g, xt)
+    n = xt.shape[0]
+    shape = lava_shape(g0["shape"])
+    const = (np.asarray(program.arrays[f"{g0['name']}.bias_mant"], np.int64) << int(g0["bias_exp"])) >> 6
+    out = np.zeros((n, L) + shape, np.int32)
+    for t in range(L):
+        off = int(g0["offset"])
+        if off <= t < off + T:
+            vals = host[t - off].numpy().astype(np.int64) >> 6
+            out[:, t] = np.stack([to_lava(v.reshape(g0["shape"])) for v in vals])
+        elif t >= int(g0.get("bias_from", off)):
+            out[:, t] = to_lava(const.reshape(g0["shape"]))
+    return {"steps": L, "bias_mant": out}

@@ -6,7 +6,7 @@
      "latency_steps": T + max offset, "input": {"name", "shape", "encoding"},
      "outputs": [{"name", "group", "read_step"}],
      "groups": [{"name", "kind", "nir_type", "shape", "size", "du", "dv", "vth_mant", "bias_exp",
-                 "host_bias_exp", "scale", "reset", "offset",
+                 "host_bias_exp", "scale", "reset", "offset", "bias_from",
                  "channel_block",                                  # (C, H, W) groups only
                  "per_channel",                                    # only with per-channel scales
                  "projections": [{"source", "source_shape", "ops", "weight_exp", "weight_bits", "delay",
@@ -132,6 +132,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
         raise NotQuantizedError("T (num_steps) is not recorded in the graph; pass --num-steps")
     T = int(low.num_steps)
     offsets = group_offsets(low)
+    netx = bool(target.data.get("netx"))  # lava-dl netx enables every bias from step 0 (no per-layer enable time)
     groups, arrays = [], {}
     chip_projs_all, masks_all = [], []
     for g in low.groups.values():
@@ -141,7 +142,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
         gcfg = {"name": g.name, "kind": g.kind, "nir_type": g.nir_type, "shape": list(g.shape), "size": g.size,
                 "du": int(q["du"]), "dv": int(q["dv"]), "vth_mant": int(q["vth_mant"]), "bias_exp": int(q["bias_exp"]),
                 "host_bias_exp": int(q["host_bias_exp"]), "scale": s, "reset": g.reset, "offset": offsets[g.name],
-                "projections": []}
+                "bias_from": 0 if netx else offsets[g.name], "projections": []}
         arrays[f"{g.name}.bias_mant"] = np.asarray(q["bias_mant"], np.int32).reshape(-1)
         if "du_neuron" in q:  # per-neuron time constants: du/dv per neuron (a compartment profile per pair)
             arrays[f"{g.name}.du"] = np.asarray(q["du_neuron"], np.int32).reshape(-1)

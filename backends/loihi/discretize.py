@@ -88,11 +88,12 @@ class FixedPoint:
         return int(min(max(e, self.fp["weight_exp_min"]), self.fp["weight_exp_max"]))
 
     def split_bias(self, b_int: np.ndarray) -> tuple[np.ndarray, int]:
-        """Integer biases -> (int32 mantissa, exponent): the smallest exponent in ``0..bias_exp_max`` whose
-        mantissa fits ``bias_mant_bits`` signed bits."""
+        """Integer biases -> (int32 mantissa, exponent): the smallest exponent in ``bias_exp_min..bias_exp_max``
+        whose mantissa fits ``bias_mant_bits`` signed bits (``bias_exp_min``: 0 unless the target sets it; the
+        netx export sets 6, lava-dl netx's fixed bias exponent)."""
         mmax = 2 ** (self.fp["bias_mant_bits"] - 1) - 1
         m = float(np.abs(b_int).max()) if np.size(b_int) else 0.0
-        e = 0
+        e = int(self.fp.get("bias_exp_min", 0))
         while m / 2 ** e > mmax and e < self.fp["bias_exp_max"]:
             e += 1
         mant = np.clip(np.rint(np.asarray(b_int, np.float64) / 2 ** e), -mmax - 1, mmax).astype(np.int32)

@@ -13,7 +13,9 @@ input of ``PyDenseModelBitAcc`` (``src/lava/proc/dense/models.py``)::
 Spikes emitted at step t arrive at step t + 1 + delay (Loihi's one-step
 synaptic delay; lava's Dense buffers one step), so group g starts ``offset(g)``
 steps late; its bias is enabled at that step (before it, the group rests at
-0), as the float graph's biases act from its first step. A direct analog input
+0), as the float graph's biases act from its first step -- or from step 0 where
+the group's ``bias_from`` says so (a ``--target lava`` compile: netx has no
+per-layer bias enable time). A direct analog input
 is the per-sample bias computed by the host for steps 0..T-1. Synaptic sums
 run through float32 convolutions where a bound on every partial sum stays
 below 2^24 (integers exact), float64 otherwise. All arithmetic is on
@@ -361,9 +363,9 @@ class Program:
                         u = torch.where(u > umax, u - 2 * umax, u)
                         u = torch.where(u <= -umax, u + 2 * umax, u)
                 off = g.cfg["offset"]
-                if t < off:  # at rest until its first input arrives: the host enables the bias then
+                if t < g.cfg.get("bias_from", off):  # at rest until its first input arrives: the bias starts then
                     bias = zero
-                elif name in host and t < off + self.T:
+                elif name in host and off <= t < off + self.T:
                     bias = host[name][t - off]
                 else:
                     bias = bias_const

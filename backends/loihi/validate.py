@@ -194,6 +194,9 @@ def check_program(config, arrays, target, where: str = "configuration", core_lim
         max_off = (L - T) if (L is not None and T is not None) else MAX_LATENCY
         if not _in(g.get("offset"), 0, max_off):
             P.append(f"{gw}: offset {g.get('offset')!r} is outside 0..{max_off}")
+        if "bias_from" in g and not _in(g.get("bias_from"), 0, g.get("offset") if _in(g.get("offset"), 0, max_off)
+                                        else 0):
+            P.append(f"{gw}: bias_from {g.get('bias_from')!r} is outside 0..offset")
         bm = arrays.get(f"{n}.bias_mant")
         if bm is None:
             P.append(f"{gw}: weights lack {n}.bias_mant")

@@ -177,6 +177,9 @@ def compile_model(model, out_dir: str | os.PathLike, options: CompileOptions | N
     say = log or (lambda s: None)
     export = opts.target if opts.target in EXPORT_TARGETS else None
     tgt = load_target("loihi-sim" if export else opts.target)
+    if export:
+        from snnc.backends.export import export_target  # lava: the fields netx holds exactly
+        tgt = export_target(export, tgt)
     if tgt.backend != "loihi":
         raise SnncError(f"target {tgt.name!r} uses backend {tgt.backend!r}, which this snnc does not have")
     loaded = load(model, opts, [opts.data_dir, tgt.path, opts.weights], say)
