@@ -139,6 +139,39 @@ def test_onnx_bundled_equals_float_reference(bundled_compiled, tmp_path):
     assert (got.argmax(1) == pred[:8]).all()
 
 
+def test_onnx_records_its_readout_rule_and_agrees_with_loihi_sim(bundled_compiled, tmp_path):
+    """model.onnx states how class scores are read (metadata ``snnc.readout``: the readout rule of snnc's float and
+    compiled accuracies); onnxruntime under that rule predicts as loihi-sim on the 40 test images (the float
+    graph vs the integer chip: the differences are counted, and bounded). Issue 20: on a Norse conv net with a
+    leaky readout, summing the outputs agreed 91.0% and the last step 99.0%, and the file did not say which."""
+    pytest.importorskip("onnxruntime")
+    from snnc.backends.export.onnx_step import onnx_scores, run_onnx, write_onnx
+    q, x, pred, T = bundled_compiled
+    info = write_onnx(tmp_path / "m.onnx", q)
+    assert info["readout"]["readout"] == "last_step", info["readout"]
+    assert "voltage of the non-spiking readout 'readout'" in info["readout"]["readout_rule"]
+    got = onnx_scores(tmp_path / "m.onnx", x).argmax(1)
+    differ = int((got != pred).sum())
+    assert differ <= 2, f"{differ} of {len(x)} predictions differ from loihi-sim"
+    assert got.shape == pred.shape
+    rng = np.random.default_rng(0)                         # a spiking output: spike counts over the steps
+    g = nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([6])),
+        nir.Affine(weight=(3 * rng.standard_normal((4, 6))).astype(np.float32), bias=np.zeros(4, np.float32)),
+        nir.LIF(tau=np.full(4, 5e-3, np.float32), r=np.full(4, 5.0, np.float32), v_leak=np.zeros(4, np.float32),
+                v_reset=np.zeros(4, np.float32), v_threshold=np.ones(4, np.float32)),
+        nir.Output(output_type=np.array([4])))
+    from snnc.frontends import load_model
+    g, _, _ = load_model(g, dt=1e-3, num_steps=6)
+    x2 = (rng.random((6, 32, 6)) < 0.5).astype(np.float32)
+    q2 = Pipeline("fold_bn,quantize").run(g, PassContext(target=TARGET, calibration=x2, num_steps=6))
+    info2 = write_onnx(tmp_path / "t.onnx", q2)
+    assert info2["readout"]["readout"] == "sum_over_steps" and "spike counts" in info2["readout"]["readout_rule"]
+    s2 = onnx_scores(tmp_path / "t.onnx", x2)
+    np.testing.assert_array_equal(s2, run_onnx(str(tmp_path / "t.onnx"), x2, None).sum(0))
+    assert s2.shape == (32, 4) and s2.sum() > 0
+
+
 # ------------------------------------------------------------------ CLI
 @pytest.mark.parametrize("target,files", [("nir", ["portable.nir"]), ("onnx", ["model.onnx"])])
 def test_cli_export_targets(target, files, bundled, tmp_path):

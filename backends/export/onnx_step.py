@@ -8,8 +8,10 @@
 * outputs: ``output`` ``[B, *output_shape]`` (what the graph's Output node gets this step: the
   readout's voltage, or spikes), then ``<node>.i.next`` / ``<node>.v.next`` to feed back.
 
-Run it T times (graph metadata ``snnc.num_steps``, also in the model's ``metadata_props``); for
-the bundled model the class scores are ``output`` after the last step. The semantics are
+Run it T times (graph metadata ``snnc.num_steps``, also in the model's ``metadata_props``). The class
+scores follow the readout rule recorded in ``metadata_props`` (``snnc.readout``, :func:`readout_props`):
+``last_step`` -- ``output`` after the last step (a non-spiking readout's voltage; the bundled model),
+``sum_over_steps`` -- ``output`` summed over the T steps (spike counts); :func:`onnx_scores` applies it. The semantics are
 snnc's float reference executor (:mod:`snnc.ir.reference`, forward Euler at each node's
 ``snnc.dt``) on the graph after the passes, whose weights, thresholds, decays and biases are the
 values loihi-sim's integers represent — "loihi-sim's float-equivalent run":
@@ -26,6 +28,7 @@ from __future__ import annotations
 import nir
 import numpy as np
 
+from snnc.ir.readout import MEMBRANE, SPIKE_COUNT, readout_rule
 from snnc.ir.semantics import NeuronSemantics
 from snnc.ir import (NEURON_TYPES, UnsupportedNodeError, _pair, back_edges, conv_padding, infer_shapes,
                      predecessors, topological_order)
@@ -113,10 +116,23 @@ def build_onnx(graph: nir.NIRGraph):
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="snnc")
     model.ir_version = 8
     meta = dict(graph.metadata or {})
-    for key in ("snnc.num_steps", "snnc.input_encoding", "snnc.quantized"):
-        if key in meta:
-            helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, key: str(meta[key])})
+    props = {key: str(meta[key]) for key in ("snnc.num_steps", "snnc.input_encoding", "snnc.quantized") if key in meta}
+    props.update(readout_props(graph))
+    helper.set_model_props(model, props)
     return model
+
+
+#: ``snnc.readout`` in model.onnx's metadata: how class scores come from the ``output`` of the T steps
+READOUTS = {MEMBRANE: "last_step", SPIKE_COUNT: "sum_over_steps"}
+
+
+def readout_props(graph: nir.NIRGraph) -> dict:
+    """The readout rule (:func:`snnc.ir.readout.readout_rule`, the one snnc's float and compiled accuracies use) as
+    ONNX metadata: ``snnc.readout`` (``last_step``: scores are ``output`` after the last step, a non-spiking
+    readout's voltage; ``sum_over_steps``: ``output`` summed over the T steps, spike counts) and
+    ``snnc.readout_rule`` (its one-line description)."""
+    rule = readout_rule(graph)
+    return {"snnc.readout": READOUTS[rule["rule"]], "snnc.readout_rule": rule["description"]}
 
 
 def _neuron(b: _Builder, name, node, x, shape, inputs, outputs) -> str:
@@ -170,7 +186,10 @@ def write_onnx(path, graph: nir.NIRGraph) -> dict:
     return {"file": path.name, "opset": OPSET, "inputs": [i.name for i in model.graph.input],
             "outputs": [o.name for o in model.graph.output],
             "num_steps": int((graph.metadata or {}).get("snnc.num_steps", 0)),
-            "run": "call once per time step, state inputs zero at the first step, feed each <state>.next back"}
+            "readout": {p.key[5:]: p.value for p in model.metadata_props if p.key.startswith("snnc.readout")},
+            "run": "call once per time step, state inputs zero at the first step, feed each <state>.next back; class "
+                   "scores by metadata snnc.readout (last_step: output after the last step; sum_over_steps: output "
+                   "summed over the steps)"}
 
 
 def run_onnx(path_or_model, x: np.ndarray, num_steps: int | None) -> np.ndarray:
@@ -201,3 +220,21 @@ def run_onnx(path_or_model, x: np.ndarray, num_steps: int | None) -> np.ndarray:
             if k != "input":
                 feed[k] = res[f"{k}.next"]
     return np.stack(outs)
+
+
+def onnx_scores(path, x: np.ndarray, num_steps: int | None = None) -> np.ndarray:
+    """Class scores ``[B, classes]`` of a model written by :func:`write_onnx`, by the readout rule in its metadata
+    (``snnc.readout``); ``x`` and ``num_steps`` as :func:`run_onnx` (``num_steps`` None with direct input: the
+    model's ``snnc.num_steps``).
+
+    Raises:
+        ValueError: a model without ``snnc.readout`` metadata (not written by snnc).
+    """
+    import onnx
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    if "snnc.readout" not in props:
+        raise ValueError(f"{path}: no snnc.readout in the model's metadata (not written by this snnc)")
+    if num_steps is None and props.get("snnc.input_encoding") != "spikes":
+        num_steps = int(props["snnc.num_steps"])
+    seq = run_onnx(path, x, num_steps)
+    return seq[-1] if props["snnc.readout"] == "last_step" else seq.sum(0)
