@@ -204,16 +204,69 @@ def test_target_lava_refuses_what_netx_cannot_hold_before_simulating(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_target_nir_refusal_names_what_the_portable_export_holds(tmp_path):
-    """`--target nir` on a model with a leaky readout is refused before any simulation, naming what the portable
-    export holds (issue 20: its message listed snnc's own nodes, CubaLI included, contradicting itself)."""
-    import snnc
+@pytest.mark.parametrize("importer,minimum", [("snntorch", 0.99), ("norse", 0.99), ("sinabs", 0.0)])
+def test_norse_conv_net_with_leaky_readout_exports_and_runs_in_importers(importer, minimum, tmp_path):
+    """The Norse tutorial pattern (SequentialState: Conv2d, LIFCell, Flatten, Linear, LICell readout) exports with
+    --target nir (issue 20: refused as "a leaky readout", after the whole compile): the LICell becomes per-step
+    readout weights (snnc.readout_weights; the importers read no LI/CubaLI), and each importer's run of
+    portable.nir predicts as loihi-sim on the compile's test images (snnTorch, Norse >= 99%; Sinabs: its file
+    is not written for current memory, the reason recorded)."""
+    pytest.importorskip(importer)
     nt = pytest.importorskip("norse.torch")
+    import snnc
+    from snnc.backends.loihi.sim import load_program
+    from snnc.data import load_digits
+    _quiet()
+    torch.manual_seed(0)
     m = nt.SequentialState(torch.nn.Conv2d(1, 4, 3), nt.LIFCell(), torch.nn.Flatten(), torch.nn.Linear(144, 10),
                            nt.LICell())
-    with pytest.raises(UnsupportedNodeError, match="a leaky readout") as e:
-        snnc.compile(m, input_shape=(1, 8, 8), num_steps=8, out_dir=tmp_path / "o", target="nir", data="digits",
-                     limit=20)
-    supported = str(e.value).split("Supported:")[1]
-    assert "CubaLI" not in supported.replace("CubaLIF", "") and "non-leaky integrator readout" in supported
-    assert not (tmp_path / "o").exists()
+    with torch.no_grad():
+        m[0].weight.mul_(6.0)
+    out = tmp_path / "o"
+    rep = snnc.compile(m, input_shape=(1, 8, 8), num_steps=8, out_dir=out, target="nir", data="digits", limit=200)
+    ex = rep["export"]
+    assert ex["readout"] == "weighted_sum_over_steps" and len(ex["readout_weights"]) == 8, ex
+    prog = load_program(out)
+    x, _ = load_digits("test", limit=200)
+    pred = np.asarray(prog.run(x).scores()).argmax(1)
+    if importer == "sinabs":
+        assert ex["sinabs_file"] is None and "no CubaLIF" in ex["sinabs_reason"]
+        return
+    got = run_importer(importer, out / "portable.nir", x, 8).argmax(1)
+    assert (got == pred).mean() >= minimum, (got == pred).mean()
+
+
+def test_snntorch_conv_maxpool_net_exports_and_runs_in_importers(tmp_path):
+    """The snnTorch tutorial pattern Conv2d -> MaxPool2d -> Leaky (direct input): NIR 1.0 has no MaxPool node and
+    the max of analog currents has no form in NIR's primitives, so portable.nir starts after the host-computed
+    first layer (as the chip does: the host computes it) and portable-host.npz holds that layer
+    (snnc.host_preprocessing; run_importer applies it). Measured on 200 digits test images against loihi-sim:
+    snnTorch and Norse 99.0% of predictions, Sinabs 62.5% (subtractive reset and v >= v_th, which NIR cannot
+    say; issue 20: the export failed with "no Lava form for synapse op 'max_pool2d'")."""
+    snn = pytest.importorskip("snntorch")
+    pytest.importorskip("norse")
+    import snnc
+    from snnc.backends.loihi.sim import load_program
+    from snnc.data import load_digits
+    _quiet()
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.MaxPool2d(2),
+                            snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="zero"), torch.nn.Flatten(),
+                            torch.nn.Linear(8 * 4 * 4, 10),
+                            snn.Leaky(beta=0.9, init_hidden=True, output=True, reset_mechanism="zero"))
+    with torch.no_grad():
+        m[0].weight.mul_(4.0)
+        m[4].weight.mul_(3.0)
+    out = tmp_path / "o"
+    rep = snnc.compile(m, input_shape=(1, 8, 8), num_steps=8, out_dir=out, target="nir", data="digits", limit=200)
+    assert rep["export"]["host_file"] == "portable-host.npz" and (out / "portable-host.npz").is_file()
+    g = nir.read(str(out / "portable.nir"))
+    assert "max_pool2d(conv(x))" in g.metadata["snnc.host_preprocessing"]
+    assert tuple(g.nodes["input"].output_type["output"]) == (8, 4, 4)
+    x, _ = load_digits("test", limit=200)
+    res = load_program(out).run(x)
+    pred = np.asarray(res.scores()).argmax(1)
+    assert len(set(pred.tolist())) >= 3 and all(float(v.sum()) > 0 for v in res.spikes.values())
+    for importer in ("snntorch", "norse"):
+        got = run_importer(importer, out / "portable.nir", x, 8).argmax(1)
+        assert (got == pred).mean() >= 0.99, (importer, (got == pred).mean())

@@ -20,9 +20,14 @@ portable graph is the same quantized network in the conventions those importers 
 
 * **biases where importers read them**: the per-step voltage bias goes into the Conv2d/Affine
   bias (exact without current memory; with it, the steady-state equivalent ``b (1 - alpha)``).
-* **a readout they support**: the integrating readout (``nir.I``) is dropped; its Affine feeds
-  the Output, and the class scores are the **sum of the output over the T steps**
-  (``snnc.readout = "sum_over_steps"``), which is what the integrator's voltage holds.
+* **a readout they support**: snnTorch's and Norse's importers read no ``I``/``LI``/``CubaLI``, so
+  the non-spiking readout is dropped; its Affine feeds the Output, and the class scores are the
+  output summed over the T steps, each step weighted by how much it adds to the readout's final
+  voltage (:func:`readout_kernel`): an integrator (``nir.I``) weighs every step 1
+  (``snnc.readout = "sum_over_steps"``); a leaky readout (``LI``, ``CubaLI``: Norse's ``LICell``)
+  ``k_t`` (``snnc.readout = "weighted_sum_over_steps"``, the weights in ``snnc.readout_weights``).
+  Exact: the readout is linear; its voltage bias enters the Affine bias scaled to the same final
+  value.
 * **pooling folded** into the next Conv2d (kernel k*K, stride k*s) or Affine (repeated
   columns), as on the chip (snnTorch reads AvgPool2d only, Norse and Sinabs SumPool2d only), and
   **Flatten(start_dim=-3, end_dim=-1)**, which means the same with or without a batch dim.
@@ -40,6 +45,7 @@ differ (the test measures the agreement).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import nir
 import numpy as np
@@ -53,7 +59,7 @@ from snnc.ir import UnsupportedNodeError
 PORTABLE_DT = 1e-4
 #: what the portable export holds (the refusals name this list, not snnc's own supported nodes)
 PORTABLE_SUPPORTED = ["spiking groups with one tau per group and reset to 0 (IF, LIF, CubaLIF)",
-                      "a non-leaky integrator readout", "feed-forward dense or conv projections (sum/avg pooling "
+                      "a non-spiking readout (I, LI, CubaLI: scores weighted per step)", "feed-forward dense or conv projections (sum/avg pooling "
                       "folded into the weights)", "one bias per channel behind a conv"]
 #: decays closer than this to 0 (current) or 1 (voltage) are taken as exact: the float32 time
 #: constants of a NIR file give 1 - dt/tau_syn ~ 5e-8 for tau_syn == dt.
@@ -82,7 +88,7 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
     (in_name, in_shape), = low.inputs.items()
     nodes["input"] = nir.Input(input_type={"input": np.array(in_shape)})
     names = {in_name: "input"}
-    readouts = set()
+    readouts, kernels, host = set(), {}, None
     for name, g in low.groups.items():
         alpha = _scalar(g.alpha, "current decay", name)
         beta = _scalar(g.beta, "voltage decay", name)
@@ -119,9 +125,10 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
             nodes[name] = node
             names[name] = name
         else:
-            if beta != 1.0 or alpha != 0.0:
-                raise UnsupportedNodeError(name, g.nir_type, "a leaky readout (portable export: integrators only)",
+            if not low.num_steps:
+                raise UnsupportedNodeError(name, g.nir_type, "a readout without a known T (pass --num-steps)",
                                            supported=PORTABLE_SUPPORTED)
+            kernels[name] = readout_kernel(alpha, beta, int(low.num_steps))
             readouts.add(name)
         v_bias = np.asarray(g.v_bias, np.float64).reshape(n)
         first = True
@@ -130,6 +137,19 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
                 raise UnsupportedNodeError(name, g.nir_type, "a recurrent projection (not exported yet)",
                                            supported=PORTABLE_SUPPORTED)
             src = names[p.source]
+            if p.host and any(op["op"] == "max_pool2d" for op in p.ops):
+                # NIR 1.0 has no MaxPool node and the max of analog values has no form in NIR's primitives: the
+                # host computes this layer (as it does for the chip); the portable graph starts at its values
+                if len(g.projections) != 1:
+                    raise UnsupportedNodeError(name, g.nir_type, "a max-pooled host layer beside other inputs",
+                                               supported=PORTABLE_SUPPORTED)
+                bias = np.zeros(n) if p.bias is None else np.asarray(p.bias, np.float64).reshape(n)
+                host = {"group": name, "ops": p.ops, "weight": np.asarray(p.weight, np.float64),
+                        "bias": bias + v_bias * (1 - alpha), "shape": list(n)}
+                nodes["input"] = nir.Input(input_type={"input": np.array(n)})
+                edges.append(("input", name))
+                first = False
+                continue
             try:
                 kind, params, w = fold_pooling(p.ops, np.asarray(p.weight, np.float64), p.source_shape)
             except LavaMappingError as e:  # the same synapse forms as Lava's: say it for the NIR export
@@ -140,7 +160,10 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
             if first:
                 bias = bias + v_bias
                 first = False
-            bias = bias * (1 - alpha)  # a voltage bias per step, as an input to the current
+            if name in readouts:  # the voltage bias's share of the final voltage, as an input through the kernel
+                bias = bias * float(np.sum(beta ** np.arange(int(low.num_steps)))) / float(kernels[name].sum())
+            else:
+                bias = bias * (1 - alpha)  # a voltage bias per step, as an input to the current
             wname = f"{name}.w{i}" if len(g.projections) > 1 else f"{name}.w"
             if kind == "conv":
                 if np.ptp(bias.reshape(n[0], -1), axis=1).max(initial=0) > 1e-9 * max(1.0, np.abs(bias).max()):
@@ -166,10 +189,53 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
     for o in outs:
         if o not in readouts:
             edges.append((o, "output"))
+    k = kernels[outs[0]] if outs[0] in kernels else None
     meta = {"snnc.portable_dt": D if dialect == "nir" else 1.0, "snnc.num_steps": int(low.num_steps or 0),
-            "snnc.readout": "sum_over_steps" if readouts else "spikes",
+            "snnc.readout": ("spikes" if k is None else "sum_over_steps" if np.all(k == 1.0) else
+                             "weighted_sum_over_steps"),
             "snnc.input_encoding": low.encoding, "snnc.dialect": dialect}
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+    if k is not None and not np.all(k == 1.0):
+        meta["snnc.readout_weights"] = np.asarray(k, np.float64)
+    if host is not None:
+        meta["snnc.host_preprocessing"] = (f"{HOST_FILE}: the graph's input is the host-computed first layer "
+                                           f"{host['group']!r}, max_pool2d(conv(x)) + bias (NIR 1.0 has no MaxPool "
+                                           "node; on the chip the host computes it too): snnc.backends.export."
+                                           "portable.host_input")
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+    graph._snnc_host = host  # written beside the file by write_portable
+    return graph
+
+
+#: the host-computed first layer of a portable graph that starts after it (max pooling of analog values)
+HOST_FILE = "portable-host.npz"
+
+
+def host_input(folder, x: np.ndarray) -> np.ndarray:
+    """The input of a portable graph with ``snnc.host_preprocessing``: the host's first layer (``HOST_FILE`` in
+    ``folder``: its ops, weight and bias) applied to direct input ``x`` ``[B, *input_shape]``; float32
+    ``[B, *first group shape]``."""
+    import json
+
+    import torch
+
+    from snnc.ir.ops import host_current
+    with np.load(Path(folder) / HOST_FILE) as f:
+        ops, w, b, shape = json.loads(str(f["ops"])), f["weight"], f["bias"], [int(v) for v in f["shape"]]
+    return host_current(torch.as_tensor(np.asarray(x, np.float64)), [(ops, torch.as_tensor(w), torch.as_tensor(b))],
+                        shape).numpy().astype(np.float32)
+
+
+def readout_kernel(alpha: float, beta: float, T: int) -> np.ndarray:
+    """Weights ``k [T]`` (float64) with which a non-spiking readout's final voltage sums its per-step inputs
+    ``x_t``: snnc's ``u_t = alpha u_{t-1} + x_t``, ``v_t = beta v_{t-1} + u_t`` gives
+    ``v_{T-1} = sum_t k_t x_t``, ``k_t = sum_{j=t}^{T-1} beta^(T-1-j) alpha^(j-t)``. An integrator (alpha 0, beta 1)
+    has ``k = 1``: the plain sum over steps. NIR's importers (snnTorch 1.0, Norse 1.1) read no ``LI``/``CubaLI``, so
+    the portable graph ends in the readout's Affine and its scores are ``sum_t k_t output_t``."""
+    t = np.arange(T)
+    k = np.zeros(T, np.float64)
+    for j in range(T):
+        k[: j + 1] += beta ** (T - 1 - j) * alpha ** (j - t[: j + 1])
+    return k
 
 
 def write_portable(folder, compiled: nir.NIRGraph) -> dict:
@@ -180,7 +246,16 @@ def write_portable(folder, compiled: nir.NIRGraph) -> dict:
                      "sinabs": "sinabs.from_nir(nir.read('portable-sinabs.nir', type_check=False), batch_size=B)"}}
     g = build_portable(compiled, "nir")
     nir.write(str(folder / "portable.nir"), g)
+    if g._snnc_host is not None:
+        import json
+        h = g._snnc_host
+        with open(folder / HOST_FILE, "wb") as f:
+            np.savez(f, ops=np.array(json.dumps(h["ops"])), weight=h["weight"], bias=h["bias"],
+                     shape=np.array(h["shape"]))
+        info["host_file"] = HOST_FILE
     info["readout"] = g.metadata["snnc.readout"]
+    if "snnc.readout_weights" in g.metadata:
+        info["readout_weights"] = [float(v) for v in g.metadata["snnc.readout_weights"]]
     try:
         nir.write(str(folder / "portable-sinabs.nir"), build_portable(compiled, "sinabs"))
         info["sinabs_file"] = "portable-sinabs.nir"
@@ -194,14 +269,20 @@ def run_importer(importer: str, path, x: np.ndarray, num_steps: int):
     """Load ``path`` with ``importer``'s NIR importer and run it on direct input ``x``
     (``[B, *input_shape]``, the same every step) for ``num_steps`` steps.
 
-    Returns ``[B, *output_shape]``: the output summed over the steps (the class scores).
+    Returns ``[B, *output_shape]``: the class scores, the output summed over the steps with the file's
+    ``snnc.readout_weights`` (1 per step without them).
 
     Raises:
         ImportError: the importer is not installed.
     """
     import torch
-    xt = torch.as_tensor(np.asarray(x, np.float32))
     g = nir.read(str(path), type_check=importer != "sinabs")  # sinabs: (1,)-shaped neuron parameters
+    if "snnc.host_preprocessing" in g.metadata:
+        x = host_input(Path(path).parent, x)
+    xt = torch.as_tensor(np.asarray(x, np.float32))
+    k = np.asarray(g.metadata.get("snnc.readout_weights", np.ones(num_steps)), np.float32).reshape(-1)
+    if len(k) != num_steps:
+        raise SnncError(f"{path}: readout weights for {len(k)} steps, run for {num_steps}")
     with torch.no_grad():
         if importer == "snntorch":
             from snntorch import utils as sut
@@ -209,16 +290,16 @@ def run_importer(importer: str, path, x: np.ndarray, num_steps: int):
             net = import_from_nir(g)
             sut.reset(net)
             out = 0
-            for _ in range(num_steps):
+            for t in range(num_steps):
                 y = net(xt)
-                out = out + (y[0] if isinstance(y, tuple) else y)   # (output, state dict)
+                out = out + float(k[t]) * (y[0] if isinstance(y, tuple) else y)   # (output, state dict)
         elif importer == "norse":
             from norse.torch import from_nir
             net = from_nir(g, dt=PORTABLE_DT)
             state, out = None, 0
-            for _ in range(num_steps):
+            for t in range(num_steps):
                 y, state = net(xt, state)
-                out = out + y
+                out = out + float(k[t]) * y
         elif importer == "sinabs":
             import sinabs
             B = xt.shape[0]
@@ -226,7 +307,8 @@ def run_importer(importer: str, path, x: np.ndarray, num_steps: int):
             xs = xt.unsqueeze(1).expand(B, num_steps, *xt.shape[1:]).reshape(B * num_steps, *xt.shape[1:])
             y = net(xs)
             y = y[0] if isinstance(y, tuple) else y
-            out = y.reshape(B, num_steps, *y.shape[1:]).sum(1)
+            y = y.reshape(B, num_steps, *y.shape[1:])
+            out = (y * torch.as_tensor(k).reshape((1, num_steps) + (1,) * (y.ndim - 2))).sum(1)
         else:
             raise SnncError(f"unknown importer {importer!r}; known: snntorch, norse, sinabs")
     return out.numpy()
