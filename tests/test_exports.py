@@ -202,6 +202,12 @@ def test_target_lava_refuses_what_netx_cannot_hold_before_simulating(tmp_path):
     assert "--target lava: network.net cannot hold this network: group 'lif3' is fed by ['lif2', 'lif1']" in msg
     assert "snnc simulate OUT --engine lava" in msg and "simulation" not in r.stderr
     assert not (tmp_path / "o").exists()
+    # right after tracing, before the data: with a dataset whose images do not fit the model the refusal is still
+    # the export's (the data check would come next)
+    r = CliRunner().invoke(main, ["compile", "fmnist_res", "--target", "lava", "--data", "digits", "-o",
+                                  str(tmp_path / "o")])
+    assert r.exit_code == 1 and "network.net cannot hold this network" in " ".join(r.stderr.split()), r.output
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("importer,minimum", [("snntorch", 0.99), ("norse", 0.99), ("sinabs", 0.0)])

@@ -13,6 +13,8 @@ onnx       ``model.onnx``       :mod:`snnc.backends.export.onnx_step` (one state
 """
 from __future__ import annotations
 
+import numpy as np
+
 from snnc.errors import SnncError
 
 
@@ -65,6 +67,45 @@ def check_export(export: str | None, config: dict, compiled=None) -> None:
             check_netx(config)
         except LavaMappingError as e:
             raise netx_refusal(e) from None
+
+
+def check_export_early(export: str | None, graph, per_channel: bool = False) -> None:
+    """Refuse, right after tracing (before data, calibration, passes and simulation), an export whose file cannot
+    hold the traced graph: the structure the passes keep, read from the graph after its exact rewrites
+    (``fold_bn``'s folds and ``prepare_graph``'s, on a copy). ``nir``: the portable graph is built from it;
+    ``lava``: per-channel scales (``--per-channel``), per-neuron time constants, and a graph that is not a chain
+    of neuron groups. :func:`check_export` repeats the check on the compiled program.
+
+    Raises:
+        SnncError: one line naming the node or group and the reason.
+    """
+    if export not in ("nir", "lava"):
+        return
+    import copy
+
+    from snnc.ir.lowering import lower, prepare_graph
+    from snnc.passes import PassContext, Pipeline
+    g = Pipeline("fold_bn").run(copy.deepcopy(graph), PassContext())
+    g, _ = prepare_graph(g)
+    if export == "nir":
+        from snnc.backends.export.portable import build_portable
+        build_portable(g, "nir")
+        return
+    from snnc.backends.lava.engine import LavaMappingError
+    if per_channel:
+        raise netx_refusal(LavaMappingError("--per-channel gives per-channel thresholds: netx holds one vThMant per "
+                                            "layer; compile without --per-channel for Lava"))
+    low = lower(g)
+    prev = next(iter(low.inputs))
+    for name, grp in low.groups.items():
+        srcs = [p.source for p in grp.projections]
+        if srcs != [prev]:
+            raise netx_refusal(LavaMappingError(f"group {name!r} is fed by {srcs}: netx describes a chain of layers "
+                                                f"(each fed by the one before, {prev!r} here) only"))
+        if np.ptp(np.asarray(grp.alpha)) > 0 or np.ptp(np.asarray(grp.beta)) > 0:
+            raise netx_refusal(LavaMappingError(f"groups ['{name}'] have per-neuron time constants (du/dv per "
+                                                "neuron): netx holds one iDecay and vDecay per layer"))
+        prev = name
 
 
 def writer_for(export: str, config: dict, arrays: dict, compiled, program, x_test=None, y_test=None):
