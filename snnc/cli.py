@@ -214,7 +214,8 @@ def main():
 @click.argument("model")
 @click.option("--target", default="loihi-sim", show_default=True,
               help="target name (see `snnc targets`) or TOML path; lava, nir, onnx compile for loihi-sim and also "
-                   "write network.net (lava-dl netx), portable.nir (snnTorch/Norse/Sinabs) or model.onnx")
+                   "write network.net (lava-dl netx; lava keeps every field on netx's grid, biases on from step "
+                   "0: docs/lava.md), portable.nir (snnTorch/Norse/Sinabs) or model.onnx")
 @click.option("-o", "--out", "out", required=True, type=click.Path(), help="output folder")
 @click.option("--data", type=DATA, default=None,
               help="calibrate on 256 training samples and evaluate float and compiled accuracy on the test split: "
