@@ -2,41 +2,34 @@
 
 Layout, as ``lava.lib.dl.netx.hdf5.Network`` reads it (lava-dl 0.6.0 ``netx/hdf5.py``)::
 
-    layer/<i>/type            "input" | "conv" | "dense"            (layers in topological order)
+    layer/<i>/type            "input" | "conv" | "flatten" | "dense"  (layers in topological order)
     layer/<i>/shape           (C, H, W) or (n,)                      (netx reverses it to Lava's (W, H, C))
     layer/<i>/neuron/type     "CUBA"
     layer/<i>/neuron/iDecay   du + 1     (netx passes du = iDecay - 1; lava adds ds_offset = 1)
     layer/<i>/neuron/vDecay   dv
     layer/<i>/neuron/vThMant  vThMant    (17-bit; vth_eff = vThMant << 6)
     layer/<i>/neuron/refDelay 1,  neuron/gradedSpike  False
-    layer/<i>/weight          conv: [O, I, kh, kw] (torch cross-correlation order; netx flips it for
-                              lava's Conv); dense: [O, N], N in C order over the source's (C, H, W)
+    layer/<i>/weight          the integer weights (mantissa << weight_exp); conv: [O, I, kh, kw] (torch
+                              cross-correlation order; netx flips it for lava's Conv); dense: [O, N], N in
+                              C order over the source's (C, H, W)
     layer/<i>/stride|padding|dilation|groups   conv only, (H, W) order
-    layer/<i>/bias            per neuron, netx's unit: bias_mant with bias_exp = 6 (netx fixes it)
+    layer/<i>/bias            netx's unit (bias_exp = 6, netx fixes it): (n,) dense; (C,) per channel or
+                              (W, H, C) conv; none on the input layer (its input is its neuron's bias_mant,
+                              written per step by the host loop: :func:`netx_inputs`)
     layer/<i>/delay           dense only, when the projection has a synaptic delay
 
-and, for what netx cannot say, ``layer/<i>/snnc/`` with the exact fields (``biasMant``,
-``biasExp``, ``wgtExp``, ``weightMant``, ``hostBiasExp``, ``offset``) and the attribute
-``exact`` (bool) with ``inexact`` (a reason) when the netx fields alone do not reproduce
-loihi-sim. Pooling is folded into the synapses (``engine.fold_pooling``), flatten becomes netx's
-conv -> dense connection.
+a ``flatten`` layer between a conv layer and the dense layer it feeds (netx then connects them through
+``transpose([2, 1, 0]).flatten()``, C order), and ``layer/<i>/snnc/`` with snnc's own fields
+(``biasMant``, ``biasExp``, ``wgtExp``, ``weightMant``, ``hostWeight``, ``hostBiasExp``, ``offset``).
+Pooling is folded into the synapses (``engine.fold_pooling``).
 
-What netx holds exactly, and what it does not (then the netx fields are the nearest and
-``snnc/`` holds the exact ones; ``snnc simulate --engine lava`` runs the exact process graph of
-:mod:`snnc.backends.lava.engine`):
-
-* a host-driven group (direct analog input): netx's ``input`` layer with a neuron is exactly that
-  (lava-dl's input block takes the input through the neuron's bias, written by the host per
-  sample); the host's weights are not in the file (``snnc/hostWeight`` keeps them).
-* weights (stored as mantissa << weight_exp): netx's Dense derives weight_exp from 8-bit weights
-  (``optimize_weight_bits``: exponents <= 0 only, larger weights clipped to -256 ... 254), its Conv
-  applies none. Exact: conv with weight_exp >= 0; dense when the stored weights fit 8 bits; either
-  with a negative weight_exp when every mantissa is a multiple of 2^-weight_exp.
-* bias: netx fixes bias_exp = 6: exact when bias_mant << bias_exp is a multiple of 64.
-* bias timing: netx enables biases from step 0, snnc at the group's time offset (``snnc/offset``).
-* a graph that is not a chain (a skip, a recurrent projection, two inputs) has no netx form, nor
-  per-channel thresholds (quantize ``per_channel=true``: netx holds one vThMant per layer):
-  :func:`write_netx` raises :class:`~snnc.backends.lava.engine.LavaMappingError`.
+Exact by construction: ``snnc compile --target lava`` compiles for loihi-sim with the fixed-point fields
+limited to what netx holds (:data:`snnc.backends.export.NETX_FIXED_POINT`: bias_exp >= 6, weight_exp 0,
+every bias from step 0), so lava-dl's run equals loihi-sim's at every step (``tests/test_netx_lava_dl.py``).
+:func:`write_netx` refuses, naming the group and field, what netx cannot hold: a bias or host input off the
+64 grid, biases enabled after step 0, dense weights outside -256..254 or a negative weight_exp with odd
+mantissas, a conv projection with a delay, a graph that is not a chain (a skip, a recurrent projection),
+per-channel thresholds or per-neuron decays (one vThMant, iDecay and vDecay per netx layer).
 """
 from __future__ import annotations
 
