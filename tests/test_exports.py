@@ -276,3 +276,18 @@ def test_snntorch_conv_maxpool_net_exports_and_runs_in_importers(tmp_path):
     for importer in ("snntorch", "norse"):
         got = run_importer(importer, out / "portable.nir", x, 8).argmax(1)
         assert (got == pred).mean() >= 0.99, (importer, (got == pred).mean())
+
+
+def test_early_export_check_leaves_semantic_conversion_to_the_passes(tmp_path):
+    """An snnTorch Leaky net (subtractive reset) compiled with --allow-semantic-change: adapt_semantics converts its
+    reset to zero, which the portable export holds; the early (right-after-tracing) check must not refuse the
+    traced, unconverted graph."""
+    snn = pytest.importorskip("snntorch")
+    import snnc
+    _quiet()
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), snn.Leaky(beta=0.9, init_hidden=True),
+                            torch.nn.Linear(16, 10), snn.Leaky(beta=0.9, init_hidden=True, output=True))
+    rep = snnc.compile(m, input_shape=(1, 8, 8), num_steps=6, out_dir=tmp_path / "o", target="nir", data="digits",
+                       limit=40, allow_semantic_change=True)
+    assert rep["export"]["file"] == "portable.nir" and (tmp_path / "o" / "portable.nir").is_file()

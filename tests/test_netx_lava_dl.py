@@ -114,3 +114,35 @@ def _has_fmnist() -> bool:
         return True
     except DataNotFoundError:
         return False
+
+
+@needs_lava
+def test_spike_input_flattened_into_dense_runs_in_lava_dl(tmp_path):
+    """Spike input (1, 4, 4) -> Flatten -> Affine -> CubaLIF -> Affine -> LI readout, compiled with --target lava:
+    netx has no layer to flatten the network's input (net.inp is the first dense layer's flat C-order vector), so
+    the file has no flatten layer there and netx_inputs flattens the spikes; lava-dl's run equals loihi-sim's."""
+    import h5py
+    import nir
+
+    import snnc
+    rng = np.random.default_rng(3)
+
+    def lif(n, th):
+        return nir.CubaLIF(tau_syn=np.full(n, 2e-3, np.float32), tau_mem=np.full(n, 5e-3, np.float32),
+                           r=np.full(n, 5.0, np.float32), v_leak=np.zeros(n, np.float32),
+                           v_reset=np.zeros(n, np.float32), v_threshold=np.full(n, th, np.float32),
+                           w_in=np.ones(n, np.float32))
+    g = nir.NIRGraph.from_list(
+        nir.Input(input_type=np.array([1, 4, 4])), nir.Flatten(input_type={"input": np.array([1, 4, 4])}, start_dim=0),
+        nir.Affine(weight=(2 * rng.standard_normal((12, 16)) + 0.5).astype(np.float32),
+                   bias=(0.3 * rng.standard_normal(12)).astype(np.float32)),
+        lif(12, 1.0),
+        nir.Affine(weight=rng.standard_normal((5, 12)).astype(np.float32), bias=np.zeros(5, np.float32)),
+        nir.LI(tau=np.full(5, 1e-2, np.float32), r=np.ones(5, np.float32), v_leak=np.zeros(5, np.float32)))
+    out = tmp_path / "o"
+    snnc.compile(g, num_steps=8, out_dir=out, target="lava", dt=1e-3)
+    with h5py.File(out / "network.net") as f:
+        assert [f[f"layer/{i}/type"][()].decode() for i in range(len(f["layer"]))] == ["input", "dense", "dense"]
+    x = (rng.random((8, 6, 1, 4, 4)) < 0.4).astype(np.float32)
+    totals = _netx_equals_loihi_sim(out, x, tmp_path)
+    assert sum(v for (g_, k), v in totals.items() if k == "s") > 0

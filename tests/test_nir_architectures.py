@@ -279,6 +279,13 @@ def test_two_inputs_are_concatenated_in_name_order(tmp_path):
         assert ob.abs().sum() > 0 and torch.equal(rec[f"output_{branch}"], ob), branch
 
 
+def test_two_inputs_with_input_shape_refused(tmp_path):
+    """--input-shape names one input's shape: with several Input nodes it is refused in one line."""
+    from snnc.frontends.base import ModelLoadError
+    with pytest.raises(ModelLoadError, match="--input-shape gives one input's shape, and this graph has 2 Input"):
+        load_model(g_two_independent_branches(), dt=DT, num_steps=T, input_shape=(4,))
+
+
 def test_two_inputs_refused_where_they_cannot_be_concatenated(tmp_path):
     """An Input feeding a Conv2d (or a layer with another source) cannot be widened: refused, naming the Input."""
     def fn():

@@ -69,12 +69,13 @@ def check_export(export: str | None, config: dict, compiled=None) -> None:
             raise netx_refusal(e) from None
 
 
-def check_export_early(export: str | None, graph, per_channel: bool = False) -> None:
+def check_export_early(export: str | None, graph, target) -> None:
     """Refuse, right after tracing (before data, calibration, passes and simulation), an export whose file cannot
     hold the traced graph: the structure the passes keep, read from the graph after its exact rewrites
     (``fold_bn``'s folds and ``prepare_graph``'s, on a copy). ``nir``: the portable graph is built from it;
-    ``lava``: per-channel scales (``--per-channel``), per-neuron time constants, and a graph that is not a chain
-    of neuron groups. :func:`check_export` repeats the check on the compiled program.
+    ``lava``: a graph that is not a chain of neuron groups, and per-neuron time constants on ``target``'s du/dv
+    grid. :func:`check_export` repeats the checks on the compiled program (per-channel scales among them). Not
+    for a pipeline with ``adapt_semantics``, which changes the neurons and pooling the export sees.
 
     Raises:
         SnncError: one line naming the node or group and the reason.
@@ -92,17 +93,16 @@ def check_export_early(export: str | None, graph, per_channel: bool = False) -> 
         build_portable(g, "nir")
         return
     from snnc.backends.lava.engine import LavaMappingError
-    if per_channel:
-        raise netx_refusal(LavaMappingError("--per-channel gives per-channel thresholds: netx holds one vThMant per "
-                                            "layer; compile without --per-channel for Lava"))
     low = lower(g)
     prev = next(iter(low.inputs))
+    fp = target.fixed_point
     for name, grp in low.groups.items():
         srcs = [p.source for p in grp.projections]
         if srcs != [prev]:
             raise netx_refusal(LavaMappingError(f"group {name!r} is fed by {srcs}: netx describes a chain of layers "
                                                 f"(each fed by the one before, {prev!r} here) only"))
-        if np.ptp(np.asarray(grp.alpha)) > 0 or np.ptp(np.asarray(grp.beta)) > 0:
+        du, dv = fp.decays(name, grp.alpha, grp.beta, per_neuron=True)
+        if np.ndim(du) or np.ndim(dv):
             raise netx_refusal(LavaMappingError(f"groups ['{name}'] have per-neuron time constants (du/dv per "
                                                 "neuron): netx holds one iDecay and vDecay per layer"))
         prev = name

@@ -6,7 +6,8 @@
   then per neuron node ``<node>.i`` (synaptic current; CubaLIF/CubaLI only) and ``<node>.v``
   ``[B, *shape]`` float32 — zeros at the first step;
 * outputs: ``output`` ``[B, *output_shape]`` (what the graph's Output node gets this step: the
-  readout's voltage, or spikes), then ``<node>.i.next`` / ``<node>.v.next`` to feed back.
+  readout's voltage, or spikes; with several Output nodes the first by name, the others
+  ``output.<name>``), then ``<node>.i.next`` / ``<node>.v.next`` to feed back.
 
 Run it T times (graph metadata ``snnc.num_steps``, also in the model's ``metadata_props``). The class
 scores follow the readout rule recorded in ``metadata_props`` (``snnc.readout``, :func:`readout_props`):
@@ -72,6 +73,7 @@ def build_onnx(graph: nir.NIRGraph):
         raise UnsupportedNodeError("graph", "NIRGraph", "recurrent edges have no ONNX step export yet")
     shapes = infer_shapes(graph)
     order = topological_order(graph)
+    first_out = min((n for n in order if isinstance(graph.nodes[n], nir.Output)), default=None)
     b = _Builder()
     inputs, outputs = [], []
     vals: dict[str, str] = {}
@@ -86,9 +88,10 @@ def build_onnx(graph: nir.NIRGraph):
         for extra in srcs[1:]:
             x = b.op("Add", [x, extra])
         osh = list(shapes[name][1])
-        if isinstance(node, nir.Output):
-            vals[name] = b.op("Identity", [x], "output")
-            outputs.append(helper.make_tensor_value_info("output", TensorProto.FLOAT, ["B", *osh]))
+        if isinstance(node, nir.Output):  # the first Output by name is "output" (the readout), others output.<name>
+            oname = "output" if name == first_out else f"output.{name}"
+            vals[name] = b.op("Identity", [x], oname)
+            outputs.append(helper.make_tensor_value_info(oname, TensorProto.FLOAT, ["B", *osh]))
         elif isinstance(node, (nir.Affine, nir.Linear)):
             ins = [x, b.const(f"{name}.weight", node.weight)]
             if isinstance(node, nir.Affine):

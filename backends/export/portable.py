@@ -145,7 +145,7 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
                                                supported=PORTABLE_SUPPORTED)
                 bias = np.zeros(n) if p.bias is None else np.asarray(p.bias, np.float64).reshape(n)
                 host = {"group": name, "ops": p.ops, "weight": np.asarray(p.weight, np.float64),
-                        "bias": bias + v_bias * (1 - alpha), "shape": list(n)}
+                        "bias": (bias + v_bias) * (1 - alpha), "shape": list(n)}  # as a projection's bias
                 nodes["input"] = nir.Input(input_type={"input": np.array(n)})
                 edges.append(("input", name))
                 first = False
@@ -184,7 +184,10 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
                 nodes[wname] = nir.Affine(weight=w.astype(np.float32), bias=bias.reshape(-1).astype(np.float32))
                 edges.append((src, wname))
             edges.append((wname, name if name not in readouts else "output"))
-    outs = sorted(low.outputs.values())
+    if len(low.outputs) > 1:
+        raise UnsupportedNodeError(sorted(low.outputs)[1], "Output", f"{len(low.outputs)} Output nodes (the portable "
+                                   "graph has one Output)", supported=PORTABLE_SUPPORTED)
+    outs = list(low.outputs.values())
     nodes["output"] = nir.Output(output_type={"output": np.array(low.groups[outs[0]].shape)})
     for o in outs:
         if o not in readouts:

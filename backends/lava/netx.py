@@ -62,7 +62,11 @@ def check_netx(config: dict) -> None:
         LavaMappingError: naming the group and the reason.
     """
     check_lava_form(config)
-    _chain(config)
+    for g in _chain(config):
+        for p in g["projections"]:
+            if not p["host"] and int(p["delay"]) > 0 and p["ops"][-1]["op"] == "conv2d":
+                raise LavaMappingError(f"group {g['name']!r}: a conv projection with a synaptic delay of "
+                                       f"{p['delay']} steps (netx's Conv block has no delay)")
 
 
 def _bias_dataset(value: np.ndarray, shape: list) -> np.ndarray:
@@ -128,8 +132,8 @@ def _write(path, config: dict, arrays: dict, groups: list) -> list[dict]:
                 raise LavaMappingError(f"group {name!r}: bias_exp {be} < 6 (netx fixes bias_exp = 6; compile with "
                                        "--target lava, which keeps biases on multiples of 64)")
             if int(g.get("bias_from", g["offset"])) != 0 and np.any(value):
-                raise LavaMappingError(f"group {name!r}: bias enabled at step {g['offset']} (netx enables biases from "
-                                       "step 0; compile with --target lava)")
+                raise LavaMappingError(f"group {name!r}: bias enabled at step {g.get('bias_from', g['offset'])} (netx "
+                                       "enables biases from step 0; compile with --target lava)")
             kind = "input"
             params: dict = {}
             wf = None
@@ -147,7 +151,9 @@ def _write(path, config: dict, arrays: dict, groups: list) -> list[dict]:
                 if int(p["delay"]) > 0 and kind != "dense":
                     raise LavaMappingError(f"group {name!r}: a conv projection with a synaptic delay of "
                                            f"{p['delay']} steps (netx's Conv block has no delay)")
-                if kind == "dense" and len(shapes.get(p["source"], [])) > 1:
+                if kind == "dense" and len(shapes.get(p["source"], [])) > 1 and p["source"] != config["input"]["name"]:
+                    # (from the network's input netx has no layer to flatten: net.inp takes the flat C-order
+                    # vector, netx_inputs writes it so)
                     flat = layers.create_group(str(i))  # netx: conv (W, H, C) -> transpose, flatten -> dense
                     flat.create_dataset("type", data=np.bytes_("flatten"))
                     notes.append({"layer": i, "group": f"{name}.flatten", "type": "flatten", "exact": True,
@@ -219,15 +225,20 @@ def netx_inputs(program, x) -> dict:
     if cfg["input"]["encoding"] == "spikes":
         xs = np.asarray(x)
         n = xs.shape[1]
-        shape = lava_shape(cfg["input"]["shape"])
+        first = cfg["groups"][0]["projections"][0]
+        flat = len(cfg["input"]["shape"]) > 1 and first["ops"][-1]["op"] == "dense"  # net.inp is the dense's (N,)
+        shape = (int(np.prod(cfg["input"]["shape"])),) if flat else lava_shape(cfg["input"]["shape"])
         out = np.zeros((n, L) + shape, np.int8)
         for t in range(T):
             for i in range(n):
-                out[i, t] = to_lava(xs[t, i])
+                out[i, t] = xs[t, i].reshape(-1) if flat else to_lava(xs[t, i])
         return {"steps": L, "spikes": out}
     g0 = next(g for g in cfg["groups"] if any(p["host"] for p in g["projections"]))
-    if int(g0["host_bias_exp"]) < 6 or int(g0["bias_exp"]) < 6 and np.any(program.arrays[f"{g0['name']}.bias_mant"]):
-        raise LavaMappingError(f"group {g0['name']!r}: host bias exponent below 6 (compile with --target lava)")
+    if int(g0["host_bias_exp"]) < 6:
+        raise LavaMappingError(f"group {g0['name']!r}: host bias exponent {g0['host_bias_exp']} below 6 (netx's input "
+                               "layer takes bias_mant at bias_exp 6; compile with --target lava)")
+    if np.any((np.asarray(program.arrays[f"{g0['name']}.bias_mant"], np.int64) << int(g0["bias_exp"])) % 64):
+        raise LavaMappingError(f"group {g0['name']!r}: bias not a multiple of 64 (compile with --target lava)")
     g = program.groups[g0["name"]]
     xt = torch.as_tensor(np.asarray(x)).to(torch.float64)
     host, _ = program.host_bias(g, xt)

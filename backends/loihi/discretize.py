@@ -7,7 +7,8 @@ target file's (``[fixed_point]`` and ``[synapse_format]`` of ``snnc/targets/loih
 there): the weight mantissa has ``synapse_format.weight_bits`` bits (Loihi 1: 8, stored as even numbers
 in ``[-2^8, 2^8 - 2]``: lava-nc ``truncate_weights`` drops one LSB of a mixed-sign weight), the real
 exponent is ``act_shift + weight_exp`` with ``weight_exp`` in ``weight_exp_min..weight_exp_max``,
-biases have a ``bias_mant_bits`` signed mantissa and an exponent ``0..bias_exp_max``, decays are
+biases have a ``bias_mant_bits`` signed mantissa and an exponent ``bias_exp_min..bias_exp_max``
+(``bias_exp_min`` 0 unless set: 6 for ``--target lava``, netx's fixed exponent), decays are
 ``decay_bits``-bit fields with the offsets ``ds_offset``/``dm_offset`` (lava-nc
 ``src/lava/proc/lif/models.py`` ``AbstractPyLifModelFixed``).
 """

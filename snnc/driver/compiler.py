@@ -185,9 +185,11 @@ def compile_model(model, out_dir: str | os.PathLike, options: CompileOptions | N
     loaded = load(model, opts, [opts.data_dir, tgt.path, opts.weights], say)
     out_dir = check_output_target(out_dir, opts.force, loaded.inputs)  # before any work: fail fast, lose nothing
     check(loaded, opts)
-    if export:
-        from snnc.backends.export import check_export_early  # right after tracing: before data and calibration
-        check_export_early(export, loaded.graph, opts.per_channel)
+    if export and "adapt_semantics" not in [n for n, _ in pipeline_of(loaded, opts).passes]:
+        # right after tracing, before data and calibration (a semantic conversion changes what is exported: then
+        # the check on the compiled program, before the simulations, decides)
+        from snnc.backends.export import check_export_early
+        check_export_early(export, loaded.graph, tgt)
     data = prepare_data(loaded, opts, progress)
     passed = run_passes(loaded, data, opts, tgt, say, progress)
     config, arrays, program = map_model(passed.compiled, tgt, opts, loaded.spikes, say)

@@ -164,6 +164,9 @@ def _merge_inputs(graph: nir.NIRGraph, notes: list, where: str) -> None:
         for d in consumers:
             node = graph.nodes[d]
             w = np.asarray(node.weight, np.float32)
+            if w.ndim != 2 or w.shape[1] != n:
+                raise ModelLoadError(f"{where}: {d!r} ({type(node).__name__}) has weight {w.shape}, and its Input "
+                                     f"{name!r} gives {n} values")
             wide = np.zeros((w.shape[0], total), np.float32)
             wide[:, offset:offset + n] = w
             node.weight = wide
@@ -245,6 +248,10 @@ def repair_graph(graph: nir.NIRGraph, dt: float | None = None, notes: list | Non
     if nested:
         notes.append(f"{where}: nested subgraphs inlined")
     _add_missing_io(graph, notes, where)
+    n_inputs = sum(isinstance(v, nir.Input) for v in graph.nodes.values())
+    if n_inputs > 1 and input_shape is not None:
+        raise ModelLoadError(f"{where}: --input-shape gives one input's shape, and this graph has {n_inputs} Input "
+                             "nodes (their shapes come from the file): leave it out")
     for name, node in list(graph.nodes.items()):
         if isinstance(node, nir.Input):
             shp = input_shape
