@@ -56,8 +56,8 @@ def main(net_path: str, inputs_path: str, out_path: str) -> None:
             for layer in net.layers:  # from rest
                 layer.neuron.u.set(np.zeros(layer.neuron.u.shape, np.int32))
                 layer.neuron.v.set(np.zeros(layer.neuron.v.shape, np.int32))
-                buf = getattr(layer.synapse, "a_buff", None) if hasattr(layer, "synapse") else None
-                buf = buf if buf is not None else getattr(getattr(layer, "synapse", None), "a_buf", None)
+                syn = getattr(layer, "synapse", None)  # Dense: a_buff, Conv: a_buf; the input layer has none
+                buf = next((getattr(syn, k) for k in ("a_buff", "a_buf") if hasattr(syn, k)), None)
                 if buf is not None:
                     buf.set(np.zeros(buf.shape, np.int32))
             for t in range(L):

@@ -93,19 +93,18 @@ def check_export_early(export: str | None, graph, target) -> None:
         build_portable(g, "nir")
         return
     from snnc.backends.lava.engine import LavaMappingError
+    from snnc.backends.lava.netx import check_chain
     low = lower(g)
-    prev = next(iter(low.inputs))
     fp = target.fixed_point
-    for name, grp in low.groups.items():
-        srcs = [p.source for p in grp.projections]
-        if srcs != [prev]:
-            raise netx_refusal(LavaMappingError(f"group {name!r} is fed by {srcs}: netx describes a chain of layers "
-                                                f"(each fed by the one before, {prev!r} here) only"))
-        du, dv = fp.decays(name, grp.alpha, grp.beta, per_neuron=True)
-        if np.ndim(du) or np.ndim(dv):
-            raise netx_refusal(LavaMappingError(f"groups ['{name}'] have per-neuron time constants (du/dv per "
-                                                "neuron): netx holds one iDecay and vDecay per layer"))
-        prev = name
+    try:
+        check_chain(next(iter(low.inputs)), [(n, [p.source for p in grp.projections]) for n, grp in low.groups.items()])
+        for name, grp in low.groups.items():
+            du, dv = fp.decays(name, grp.alpha, grp.beta, per_neuron=True)
+            if np.ndim(du) or np.ndim(dv):
+                raise LavaMappingError(f"groups ['{name}'] have per-neuron time constants (du/dv per neuron): netx "
+                                       "holds one iDecay and vDecay per layer")
+    except LavaMappingError as e:
+        raise netx_refusal(e) from None
 
 
 def writer_for(export: str, config: dict, arrays: dict, compiled, program, x_test=None, y_test=None):

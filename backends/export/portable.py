@@ -81,6 +81,12 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
     Raises:
         UnsupportedNodeError: a neuron group or readout with no portable form in that dialect.
     """
+    return _build(compiled, dialect)[0]
+
+
+def _build(compiled: nir.NIRGraph, dialect: str) -> tuple[nir.NIRGraph, dict | None]:
+    """:func:`build_portable`, and the host-computed first layer the graph starts after (``HOST_FILE``'s
+    contents: ops, weight, bias, shape), or None."""
     low = lower(compiled)
     D = PORTABLE_DT
     nodes: dict = {}
@@ -204,9 +210,7 @@ def build_portable(compiled: nir.NIRGraph, dialect: str = "nir") -> nir.NIRGraph
                                            f"{host['group']!r}, max_pool2d(conv(x)) + bias (NIR 1.0 has no MaxPool "
                                            "node; on the chip the host computes it too): snnc.backends.export."
                                            "portable.host_input")
-    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
-    graph._snnc_host = host  # written beside the file by write_portable
-    return graph
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False), host
 
 
 #: the host-computed first layer of a portable graph that starts after it (max pooling of analog values)
@@ -247,11 +251,10 @@ def write_portable(folder, compiled: nir.NIRGraph) -> dict:
             "load": {"snntorch": "snntorch.import_nir.import_from_nir(nir.read(f))",
                      "norse": "norse.torch.from_nir(nir.read(f), dt=1e-4)",
                      "sinabs": "sinabs.from_nir(nir.read('portable-sinabs.nir', type_check=False), batch_size=B)"}}
-    g = build_portable(compiled, "nir")
+    g, h = _build(compiled, "nir")
     nir.write(str(folder / "portable.nir"), g)
-    if g._snnc_host is not None:
+    if h is not None:
         import json
-        h = g._snnc_host
         with open(folder / HOST_FILE, "wb") as f:
             np.savez(f, ops=np.array(json.dumps(h["ops"])), weight=h["weight"], bias=h["bias"],
                      shape=np.array(h["shape"]))

@@ -41,16 +41,21 @@ import numpy as np
 from snnc.backends.lava.engine import LavaMappingError, check_lava_form, fold_pooling
 
 
-def _chain(config: dict) -> list:
-    """Groups in order if the program is a chain (each group fed by the previous one alone)."""
-    groups = config["groups"]
-    prev = config["input"]["name"]
-    for g in groups:
-        srcs = [p["source"] for p in g["projections"]]
-        if srcs != [prev]:
-            raise LavaMappingError(f"group {g['name']!r} is fed by {srcs}: netx describes a chain of layers "
+def check_chain(input_name: str, sources) -> None:
+    """``sources``: ``(group, [source names])`` in order. Raises :class:`LavaMappingError` unless each group is fed
+    by the one before alone (the first by ``input_name``): netx describes a chain of layers only."""
+    prev = input_name
+    for name, srcs in sources:
+        if list(srcs) != [prev]:
+            raise LavaMappingError(f"group {name!r} is fed by {list(srcs)}: netx describes a chain of layers "
                                    f"(each fed by the one before, {prev!r} here) only")
-        prev = g["name"]
+        prev = name
+
+
+def _chain(config: dict) -> list:
+    """Groups in order if the program is a chain (:func:`check_chain`)."""
+    groups = config["groups"]
+    check_chain(config["input"]["name"], [(g["name"], [p["source"] for p in g["projections"]]) for g in groups])
     return groups
 
 
@@ -144,7 +149,7 @@ def _write(path, config: dict, arrays: dict, groups: list) -> list[dict]:
                     raise LavaMappingError(f"group {name!r}: weight_exp {e} < 0 with mantissas that are not multiples "
                                            f"of {1 << -e} (netx stores integer weights: its Conv has no exponent, its "
                                            "Dense derives one from them; compile with --target lava)")
-                wf = (wf << e) if e >= 0 else (wf >> -e)  # the weights themselves, exponent 0
+                wmant, wf = wf, (wf << e) if e >= 0 else (wf >> -e)  # the weights themselves, exponent 0
                 if kind == "dense" and (wf.max(initial=0) > 254 or wf.min(initial=0) < -256):
                     raise LavaMappingError(f"group {name!r}: dense weights outside -256..254 at weight_exp {e} (netx "
                                            "clips them; compile with --target lava)")
@@ -170,8 +175,7 @@ def _write(path, config: dict, arrays: dict, groups: list) -> list[dict]:
                                            "layer takes its input as bias_mant at bias_exp 6; compile with --target "
                                            "lava)")
             else:
-                snnc.create_dataset("weightMant", data=np.asarray(fold_pooling(p["ops"], w.astype(np.int64),
-                                                                               p["source_shape"])[2], np.int32))
+                snnc.create_dataset("weightMant", data=wmant.astype(np.int32))
                 snnc.attrs["wgtExp"] = int(p["weight_exp"])
                 lay.create_dataset("weight", data=wf.astype(np.int64))
                 if kind == "conv":

@@ -64,7 +64,7 @@ import numpy as np
 from snnc.frontends.base import ModelLoadError
 from snnc.frontends.torch_snnc import broadcast_params, flatten_subgraphs
 from snnc.io.files import read_nir as bounded_read
-from snnc.ir import NEURON_TYPES, UnsupportedNodeError, set_types, topological_order
+from snnc.ir import NEURON_TYPES, UnsupportedNodeError, fresh_name, set_types, topological_order
 
 #: dt convention of snnTorch's NIR export (ARCHITECTURE.md): the default for files that record no dt.
 DEFAULT_DT = 1e-4
@@ -174,7 +174,7 @@ def _merge_inputs(graph: nir.NIRGraph, notes: list, where: str) -> None:
                 node.input_type = {"input": np.array([total])}
         offset += n
         del graph.nodes[name]
-    new = "input" if "input" not in graph.nodes else fresh_input_name(graph)
+    new = fresh_name(graph, "input")
     graph.nodes[new] = nir.Input(input_type={"input": np.array([total])})
     graph.edges = [(new if s in names else s, d) for s, d in graph.edges]
     spans, offset = [], 0
@@ -183,13 +183,6 @@ def _merge_inputs(graph: nir.NIRGraph, notes: list, where: str) -> None:
         offset += n
     notes.append(f"{where}: {len(names)} Input nodes fed as one input {new!r} of {total} values, concatenated in "
                  f"name order ({'; '.join(spans)}); their first layers' weights widened with zeros (exact)")
-
-
-def fresh_input_name(graph) -> str:
-    i = 1
-    while f"input_{i}" in graph.nodes:
-        i += 1
-    return f"input_{i}"
 
 
 def _taus(node) -> list[str]:
