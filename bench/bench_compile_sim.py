@@ -20,8 +20,10 @@ What it measures, in one run (all times with ``time.perf_counter``, wall clock, 
    Calibration: 256 random uniform inputs in [0, 1] (no real data at this shape).
 3. **Simulation throughput** on the same Fashion-MNIST test images (``--samples``,
    default 1,000): the float PyTorch model (``snnc.neurons.run_float``, no_grad) and
-   the bit-accurate loihi-sim (``Program.run``), both with batch ``--batch-size``
-   (500), in samples x time steps per second. Float runs T steps; loihi-sim runs
+   the bit-accurate loihi-sim (``Program.run``: on the CPU its compiled layer-by-layer kernel,
+   ``kernel="fused"``), both with batch ``--batch-size`` (256), in samples x time steps per second;
+   loihi-sim's whole-tensor path (``kernel="tensor"``, what runs on CUDA and for recurrent
+   programs) is timed in the same rounds and must give the same outputs bit for bit. Float runs T steps; loihi-sim runs
    ``program.L`` = latency steps (T + pipeline depth, what the chip simulation
    actually steps), both bases are printed. Agreement = fraction of samples whose
    argmax prediction is equal. Optionally the same for the VGG net on
@@ -166,9 +168,9 @@ def float_predict(model, x: np.ndarray, T: int, batch: int) -> tuple[np.ndarray,
     return np.concatenate(preds), _t() - t0
 
 
-def sim_predict(program: Program, x: np.ndarray, batch: int) -> tuple[np.ndarray, float, object]:
+def sim_predict(program: Program, x: np.ndarray, batch: int, kernel: str = "auto") -> tuple[np.ndarray, float, object]:
     t0 = _t()
-    res = program.run(x, batch_size=batch)
+    res = program.run(x, batch_size=batch, kernel=kernel)
     dt = _t() - t0
     return res.scores().reshape(len(x), -1).argmax(1), dt, res
 
@@ -180,14 +182,20 @@ def throughput(model, program: Program, x: np.ndarray, T: int, batch: int, warmu
     warm_float(model, x, T, warmup)
     if warmup > 0:
         program.run(x[:warmup], batch_size=batch)
-    tfs, tss = [], []
+        program.run(x[:warmup], batch_size=batch, kernel="tensor")
+    tfs, tss, tts = [], [], []
     pf = ps = res = None
-    for _ in range(max(1, repeats)):  # interleaved, so a change in machine load hits both sides alike
+    same = True
+    for _ in range(max(1, repeats)):  # interleaved, so a change in machine load hits every side alike
         pf, tf = float_predict(model, x, T, batch)
         ps, ts, res = sim_predict(program, x, batch)
+        _, tt, res_t = sim_predict(program, x, batch, kernel="tensor")
+        same &= all(torch.equal(res.outputs[k], res_t.outputs[k]) for k in res.outputs) and \
+            all(torch.equal(res.spikes[k], res_t.spikes[k]) for k in res.spikes)
         tfs.append(tf)
         tss.append(ts)
-    tf, ts = float(np.median(tfs)), float(np.median(tss))
+        tts.append(tt)
+    tf, ts, tt = float(np.median(tfs)), float(np.median(tss)), float(np.median(tts))
     L = program.L
     f_sps = n * T / tf
     s_sps_L = n * L / ts
@@ -201,6 +209,8 @@ def throughput(model, program: Program, x: np.ndarray, T: int, batch: int, warmu
         "sim_sample_steps_per_s_T": n * T / ts,
         "ratio_sim_over_float_steps": s_sps_L / f_sps,   # loihi-sim (L basis) / float (T basis)
         "ratio_sim_over_float_samples": (n / ts) / (n / tf),
+        "sim_tensor_s": tt, "sim_tensor_s_all": tts, "ratio_tensor_over_float_samples": tf / tt,
+        "fused_equals_tensor": bool(same),
         "agreement": float((pf == ps).mean()),
         "sim_spikes_per_sample": spikes,
         "pred_classes_float": int(len(np.unique(pf))),
@@ -256,6 +266,10 @@ def print_tp(title: str, r: dict, notes: list[str]) -> None:
     _row(f"loihi-sim: sample*steps/s (T={r['T']} basis)", _f(r["sim_sample_steps_per_s_T"], 1))
     _row("ratio loihi-sim/float, sample*steps/s (L vs T)", _f(r["ratio_sim_over_float_steps"], 4))
     _row("ratio loihi-sim/float, samples/s", _f(r["ratio_sim_over_float_samples"], 4))
+    _row(f"loihi-sim tensor path: wall, median of {r['repeats']}", _f(r["sim_tensor_s"]), "s")
+    _row("  all tensor-path runs", " ".join(f"{v:.2f}" for v in r["sim_tensor_s_all"]), "s")
+    _row("ratio tensor path/float, samples/s", _f(r["ratio_tensor_over_float_samples"], 4))
+    _row("compiled and tensor paths equal (outputs, spikes)", str(r["fused_equals_tensor"]))
     _row("prediction agreement (equal argmax)", _f(r["agreement"], 4))
     if "float_accuracy" in r:
         _row("float accuracy / loihi-sim accuracy", f"{r['float_accuracy']:.4f} / {r['sim_accuracy']:.4f}")
@@ -273,7 +287,7 @@ def main(argv=None) -> int:
     ap.add_argument("--vgg-channels", default="32,32,64,64,64", help="5 conv widths; last * 64 must be <= 4096")
     ap.add_argument("--vgg-samples", type=int, default=64, help="random samples for the VGG throughput (0 = skip)")
     ap.add_argument("--vgg-steps", type=int, default=8, help="T for the VGG net")
-    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--warmup", type=int, default=16, help="untimed warm-up samples before each throughput run")
     ap.add_argument("--repeats", type=int, default=3,
                     help="interleaved timing rounds per throughput figure (median reported)")
@@ -376,7 +390,7 @@ def main(argv=None) -> int:
     r3 = throughput(fm_model, program, xte, T, args.batch_size, args.warmup, args.repeats, y=yte)
     print_tp(f"3. throughput: Fashion-MNIST CNN on {len(xte):,} Fashion-MNIST test images", r3,
              ["same inputs for both; float = run_float (torch.no_grad, float32), "
-              "loihi-sim = Program.run (bit-accurate int64/float64)",
+              "loihi-sim = Program.run (bit-accurate; compiled CPU kernel, int64)",
               f"float steps T = {T}; loihi-sim steps L = program.L = {program.L} (latency steps)",
               f"{args.warmup} warm-up samples run once before each, untimed; {args.repeats} interleaved "
               "rounds (float, sim, float, sim, ...), median wall time"])

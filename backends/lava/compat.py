@@ -23,6 +23,11 @@ lives in this module; nothing in site-packages is edited.
    ``functools.partial(np.reshape, newshape=...)``; numpy 2 removed ``newshape`` (deprecated in 2.1),
    so the first message raised ``TypeError`` inside the runtime's process and the run hung. Its two
    transform functions are replaced by ones passing the shape positionally (numpy 1 and 2 alike).
+4. ``lava.magma.runtime.message_infrastructure.multiprocessing`` calls ``multiprocessing.set_start_method('fork')``
+   when imported, which raises ``RuntimeError: context has already been set`` once anything in the process has
+   fixed the start method -- numba's parallel backend does (``get_start_method()``), so a Lava run after a
+   loihi-sim run failed. While that module is imported, a request for the method already in force is a no-op
+   (any other request still raises).
 """
 from __future__ import annotations
 
@@ -88,6 +93,25 @@ def _patch_reshape_port() -> None:
     port._snnc_patched = True
 
 
+def _import_message_infrastructure() -> None:
+    name = "lava.magma.runtime.message_infrastructure.multiprocessing"
+    if name in sys.modules:
+        return
+    import multiprocessing
+    original = multiprocessing.set_start_method
+
+    def set_start_method(method, force=False):
+        if not force and multiprocessing.get_start_method(allow_none=True) == method:
+            return
+        original(method, force=force)
+
+    multiprocessing.set_start_method = set_start_method
+    try:
+        importlib.import_module(name)
+    finally:
+        multiprocessing.set_start_method = original
+
+
 def import_lava_nc() -> None:
     """Make ``lava`` (lava-nc) importable and runnable on numpy 2 (module docstring). Raises
     LavaNotInstalledError."""
@@ -100,6 +124,7 @@ def import_lava_nc() -> None:
     if not found:
         raise LavaNotInstalledError(INSTALL_HINT)
     _patch_var_model()
+    _import_message_infrastructure()
     _patch_reshape_port()
     _done["nc"] = True
 

@@ -25,6 +25,12 @@ voltage of a non-spiking readout, or spike counts of a spiking output group.
 Events are counted per neuron over the whole run (all ``latency_steps`` steps)
 and turned into per-inference SynOps, spikes, neuron updates, spike messages
 and energy by :mod:`snnc.backends.loihi.energy`.
+
+Two implementations give the same results bit for bit (tests/test_sim_kernels.py): on the CPU, a
+feed-forward program runs layer by layer over windows of steps, the compartment updates in the
+compiled kernel of :mod:`snnc.backends.loihi.kernels` (one pass over a group's neurons for a whole
+window, the synaptic sums of a window one batched torch operation); on CUDA, and for programs with
+recurrent projections, the whole-tensor path runs step by step (``Program.run(kernel=...)``).
 """
 from __future__ import annotations
 
@@ -132,6 +138,10 @@ class SimResult:
 class Program:
     """A loaded configuration, ready to simulate. ``config``/``arrays`` as written by the compiler."""
 
+    #: the compiled CPU path simulates a window of steps per group at once; the window is cut so that
+    #: the largest group's spikes of one window (float32, batch x neurons x steps) take at most this
+    FUSED_WINDOW_BYTES = 2 ** 28
+
     def __init__(self, config: dict, arrays: dict, target, where: str = "configuration", core_limits: bool = True):
         """Raises ConfigError (a ValueError) for a configuration outside the target's schema and ranges
         (``core_limits=False``: per-core limits not checked, to simulate a mapping that does not fit)."""
@@ -181,6 +191,15 @@ class Program:
         if bad:
             raise SnncError(f"negative synaptic delays {bad}: feedback from a later group cannot arrive in time")
 
+    @property
+    def feedforward(self) -> bool:
+        """Every on-chip projection comes from the input or from a group earlier in the configuration's
+        order (no recurrence): the groups can be simulated one after the other over a window of steps."""
+        order = {name: i for i, name in enumerate(self.groups)}
+        in_name = self.config["input"]["name"]
+        return all(p.host or p.source == in_name or order.get(p.source, len(order)) < order[name]
+                   for name, g in self.groups.items() for p in g.projections)
+
     # ------------------------------------------------------------------ host
     def host_bias(self, g: _Group, x: torch.Tensor) -> tuple[list[torch.Tensor], int]:
         """Per-sample biases (int64 ``[B, *shape]``) for a group driven by a direct analog input.
@@ -224,7 +243,8 @@ class Program:
                              for n, g in self.groups.items()}
         return cache[device]
 
-    def run(self, x, batch_size: int = 500, progress=None, record: bool = False, device=None) -> SimResult:
+    def run(self, x, batch_size: int = 500, progress=None, record: bool = False, device=None,
+            kernel: str = "auto") -> SimResult:
         """Simulate every sample of ``x``.
 
         Args:
@@ -238,14 +258,30 @@ class Program:
                 CUDA, TF32 is off while it runs, so every product and sum is exact (float32 only where every
                 partial sum stays below 2^24, else float64 rounded) and the results equal the CPU's bit
                 for bit. Results come back on the CPU.
+            kernel: ``"auto"`` (on the CPU the compiled compartment update of
+                :mod:`snnc.backends.loihi.kernels`, one pass per group and step; the tensor path on
+                other devices), ``"fused"`` (the compiled kernel; CPU only) or ``"tensor"`` (whole-tensor
+                torch operations on any device). Both give the same results bit for bit (tested).
+
+        Raises:
+            ValueError: input of the wrong shape, spike input other than 0/1, or ``kernel="fused"``
+                on a device other than the CPU.
         """
         device = torch.device("cpu") if device is None else torch.device(device)
+        if kernel not in ("auto", "fused", "tensor"):
+            raise SnncError(f"kernel must be 'auto', 'fused' or 'tensor', got {kernel!r}")
+        if kernel == "fused" and device.type != "cpu":
+            raise SnncError(f"kernel='fused' runs on the CPU only, not on {device}")
+        if kernel == "fused" and not self.feedforward:
+            raise SnncError("kernel='fused' simulates feed-forward programs only; this one has a recurrent "
+                            "projection (use kernel='tensor' or 'auto')")
+        fused = kernel == "fused" or (kernel == "auto" and device.type == "cpu" and self.feedforward)
         if device.type == "cuda":
             with exact_cuda():
-                return self._run(x, batch_size, progress, record, device)
-        return self._run(x, batch_size, progress, record, device)
+                return self._run(x, batch_size, progress, record, device, fused)
+        return self._run(x, batch_size, progress, record, device, fused)
 
-    def _run(self, x, batch_size, progress, record, device) -> SimResult:
+    def _run(self, x, batch_size, progress, record, device, fused=False) -> SimResult:
         x = torch.as_tensor(np.asarray(x))
         spikes_in = self.config["input"]["encoding"] == "spikes"
         shape = tuple(self.config["input"]["shape"])
@@ -271,7 +307,10 @@ class Program:
         for i in range(0, N, batch_size):
             xb = x[:, i:i + batch_size] if spikes_in else x[i:i + batch_size]
             rec = {name: {"u": [], "v": [], "spikes": []} for name in self.groups} if record else None
-            o = self._run_batch(xb.to(torch.float64), res, rec, device)
+            if fused:
+                o = self._run_batch_fused(xb.to(torch.float64), res, rec)
+            else:
+                o = self._run_batch(xb.to(torch.float64), res, rec, device)
             if record:
                 for name, tr in rec.items():
                     for key, steps in tr.items():
@@ -404,6 +443,162 @@ class Program:
             res.spikes[name] += n_spk[name].reshape(B, -1).sum(0).cpu()
             res.active[name] += n_act[name].reshape(B, -1).sum(0).cpu()
         return out_vals
+
+
+    def _run_batch_fused(self, x: torch.Tensor, res: SimResult, rec: dict | None = None) -> dict:
+        """:meth:`_run_batch` on the CPU, layer by layer over windows of steps, with the compartment
+        update of :func:`.kernels.lif_window` (feed-forward programs only: :attr:`feedforward`)."""
+        from snnc.backends.loihi.kernels import lif_window, sum_pool
+        fp = self.fp
+        on = self._on(torch.device("cpu"))
+        spikes_in = self.config["input"]["encoding"] == "spikes"
+        B = x.shape[1] if spikes_in else x.shape[0]
+        in_name = self.config["input"]["name"]
+        half = 2 ** (fp["uv_bits"] - 1)
+        a_lim = 2 ** (fp["syn_input_bits"] - 1) - 1
+        L = self.L
+        size = {n: int(np.prod(g.shape)) for n, g in self.groups.items()}
+        W = int(max(1, min(L, self.FUSED_WINDOW_BYTES // (4 * B * max(size.values(), default=1)))))
+        keep = self.max_delay + 1           # source steps a window reaches back for
+        chunks = 4 * max(1, numba_threads())
+        none = np.zeros((0, 1, 1), np.float32)
+        none64 = np.zeros((0, 1, 1), np.int64)
+        xs = x.to(torch.float32) if spikes_in else None
+        st, buf = {}, {}
+        for name, g in self.groups.items():
+            n = size[name]
+            bias_const, vth, _ = on[name]
+            s = {"v": np.zeros((B, n), np.int64), "u": np.zeros((B, n), np.int64),
+                 "n_spk": np.zeros(n, np.int64), "n_act": np.zeros(n, np.int64),
+                 "stats": np.zeros((1 if n * B * L < 2 ** 16 else min(n, chunks), 4), np.int64),
+                 "bias": bias_const.to(torch.int64).reshape(-1).numpy(),
+                 "du": _per_neuron(g.du_eff, n), "dv": _per_neuron(g.dv_eff, n), "vth": _per_neuron(vth, n),
+                 "host": np.zeros((0, 1, n), np.int64), "host_idx": {}}
+            if any(p.host for p in g.projections):
+                biases, clipped = self.host_bias(g, x)
+                res.host_bias_clipped += clipped
+                res.overflow[name]["host_bias_clipped"] += clipped
+                uniq = []
+                for b in biases:
+                    if not any(b is q for q in uniq):
+                        uniq.append(b)
+                s["host"] = np.ascontiguousarray(torch.stack(uniq).reshape(len(uniq), B, n).numpy())
+                s["host_idx"] = {j: next(i for i, q in enumerate(uniq) if q is b) for j, b in enumerate(biases)}
+            st[name] = s
+        out_vals = {}
+        outs = {o["name"]: o for o in self.config["outputs"]}
+        v_read = {o["name"]: np.zeros((B, size[o["group"]]), np.int64) for o in outs.values()}
+        counts = {o["name"]: torch.zeros((B, size[o["group"]]), dtype=torch.int64) for o in outs.values()
+                  if self.groups[o["group"]].cfg["kind"] == "spiking"}
+        for t0 in range(0, L, W):
+            t1 = min(L, t0 + W)
+            w = t1 - t0
+            for name, g in self.groups.items():
+                n = size[name]
+                s = st[name]
+                acc, exp = None, 0
+                for p, wt in zip(g.projections, on[name][2]):
+                    if p.host:
+                        continue
+                    # step t receives the source's spikes of step t - 1 - delay
+                    lo, hi = t0 - 1 - p.delay, t1 - 1 - p.delay
+                    if p.source == in_name:
+                        a_lo, a_hi = max(lo, 0), min(hi, self.T if spikes_in else 0)
+                        src = xs[a_lo:a_hi] if a_hi > a_lo else None
+                    else:
+                        start, arr = buf[p.source]
+                        a_lo, a_hi = max(lo, 0), hi
+                        src = arr[a_lo - start:a_hi - start] if a_hi > a_lo else None
+                    if src is None:
+                        continue
+                    nv = a_hi - a_lo
+                    srcs = src.reshape((nv * B,) + tuple(src.shape[2:]))
+                    ops = p.ops
+                    if ops and ops[0]["op"] == "sum_pool2d" and len(set(ops[0]["kernel"])) == 1 and srcs.dim() == 4:
+                        srcs = torch.from_numpy(sum_pool(srcs.numpy(), int(ops[0]["kernel"][0])))  # 0/1 sums: exact
+                        ops = ops[1:]
+                    one = apply_ops(srcs if wt.dtype == torch.float32 else srcs.to(wt.dtype), ops, wt)
+                    one = one.reshape(nv, B, n)
+                    if wt.dtype == torch.float64:
+                        one = torch.round(one).to(torch.int64)
+                    if nv < w:  # steps before the first spike can arrive (or after the input ends): no input
+                        full = torch.zeros((w, B, n), dtype=one.dtype)
+                        full[a_lo + 1 + p.delay - t0:a_hi + 1 + p.delay - t0] = one
+                        one = full
+                    if acc is None and one.dtype == torch.float32:
+                        acc, exp = one, p.weight_exp
+                        continue
+                    if acc is not None and acc.dtype == torch.float32:  # a second projection: sum in int64
+                        acc, exp = _shifted(acc.to(torch.int64), exp), 0
+                    one = _shifted(one.to(torch.int64), p.weight_exp)
+                    acc = one if acc is None else acc.add_(one)
+                off = g.cfg["offset"]
+                code = np.full(w, -1, np.int64)
+                for i, t in enumerate(range(t0, t1)):
+                    if t < g.cfg.get("bias_from", off):
+                        code[i] = -2
+                    elif s["host_idx"] and off <= t < off + self.T:
+                        code[i] = s["host_idx"][t - off]
+                spk = np.empty((w, B, n), np.float32)
+                ru = rv = none64
+                if rec is not None:
+                    ru, rv = np.empty((w, B, n), np.int64), np.empty((w, B, n), np.int64)
+                read_t = -1
+                for o in outs.values():
+                    if o["group"] == name and g.cfg["kind"] != "spiking" and t0 <= o["read_step"] < t1:
+                        read_t = o["read_step"] - t0
+                vr = next((v_read[o["name"]] for o in outs.values() if o["group"] == name), np.zeros((B, n), np.int64))
+                lif_window(s["v"], s["u"], none if acc is None else np.ascontiguousarray(acc.numpy()), int(exp),
+                           code, s["host"], s["bias"], s["du"], s["dv"], s["vth"], half, a_lim, fp["act_shift"],
+                           fp["decay_bits"], bool(g.u_may_wrap), spk, s["n_spk"], s["n_act"], s["stats"], ru, rv,
+                           read_t, vr)
+                if acc is not None:
+                    res.max_abs_input[name] = max(res.max_abs_input[name], int(s["stats"][:, 0].max()))
+                    res.overflow[name]["synaptic_input_16bit"] += int(s["stats"][:, 1].sum())
+                res.overflow[name]["u_wrap_24bit"] += int(s["stats"][:, 2].sum())
+                res.overflow[name]["v_saturated_24bit"] += int(s["stats"][:, 3].sum())
+                sp = torch.from_numpy(spk).reshape((w, B) + g.shape)
+                if t0 == 0 and t1 == L:
+                    buf[name] = (0, sp)
+                else:  # keep the last steps a later window's projections reach back for
+                    start, prev = buf.get(name, (t0, sp[:0]))
+                    prev = prev[max(0, t0 - keep - start):]
+                    buf[name] = (t0 - len(prev), torch.cat([prev, sp]))
+                if rec is not None:
+                    shp = (w, B) + g.shape
+                    rec[name]["u"].extend(torch.from_numpy(ru).reshape(shp).unbind(0))
+                    rec[name]["v"].extend(torch.from_numpy(rv).reshape(shp).unbind(0))
+                    rec[name]["spikes"].extend((sp > 0).unbind(0))
+                for o in outs.values():
+                    if o["group"] == name and o["name"] in counts:
+                        a, b = max(t0, off), min(t1, off + self.T, o["read_step"] + 1)
+                        if b > a:
+                            counts[o["name"]] += sp[a - t0:b - t0].reshape(b - a, B, n).to(torch.int64).sum(0)
+        for o in outs.values():
+            g = self.groups[o["group"]]
+            val = counts[o["name"]] if o["name"] in counts else torch.from_numpy(v_read[o["name"]])
+            out_vals[o["name"]] = val.reshape((B,) + g.shape)
+        for name in self.groups:
+            res.spikes[name] += torch.from_numpy(st[name]["n_spk"])
+            res.active[name] += torch.from_numpy(st[name]["n_act"])
+        return out_vals
+
+
+def numba_threads() -> int:
+    """numba's thread count (the compiled kernel's parallel chunks)."""
+    import numba
+    return int(numba.get_num_threads())
+
+
+def _per_neuron(x, n: int) -> np.ndarray:
+    """An int, or an int tensor of a group's shape, as int64 ``[n]`` (the kernel's layout)."""
+    if isinstance(x, torch.Tensor):
+        return np.ascontiguousarray(x.to(torch.int64).reshape(-1).numpy())
+    return np.full(n, int(x), np.int64)
+
+
+def _shifted(a: torch.Tensor, e: int) -> torch.Tensor:
+    return a << e if e >= 0 else a >> (-e)
 
 
 def _decay(x: torch.Tensor, d: int, bits: int = 12) -> torch.Tensor:
