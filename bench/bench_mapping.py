@@ -3,7 +3,8 @@ compile time with a per-stage breakdown (measured, never hard-coded).
 
 Usage::
 
-    .venv/bin/python bench/bench_mapping.py [--samples N] [--skip-vgg11] [--vgg11-steps T] [--json PATH]
+    .venv/bin/python bench/bench_mapping.py [--samples N] [--skip-vgg11] [--vgg11-steps T] [--skip-large]
+        [--large-calibration N] [--json PATH]
 
 What it measures, in one run (wall clock with ``time.perf_counter``, s):
 
@@ -22,6 +23,9 @@ What it measures, in one run (wall clock with ``time.perf_counter``, s):
    random weights, ``torch.manual_seed(0)``; calibration 256 random uniform [0, 1] inputs,
    ``np.random.default_rng(0)``; T = ``--vgg11-steps``, 8): compile time per stage -- trace,
    fold_bn, quantize, and the backend's lower / formats / pack / finish -- and the mapping figures.
+5. **VGG-16-width** (:data:`VGG16_PLAN`, the same classifier) and **ResNet-18-width** (:class:`ResNet18SNN`)
+   SNNs at 3x32x32, random weights, calibrated on the first ``--large-calibration`` (32) of the random
+   inputs: cores against the lower bound (``--skip-large`` skips them).
 
 The load average at start and end is printed: on a shared machine the figures move with it. The last
 line of stdout is the JSON of all figures (also written to ``--json PATH``).
@@ -69,8 +73,10 @@ class VGG11SNN(nn.Module):
 
     PLAN = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
 
-    def __init__(self, hidden=(4096, 1024), num_classes: int = 10):
+    def __init__(self, hidden=(4096, 1024), num_classes: int = 10, plan=None):
         super().__init__()
+        if plan is not None:
+            self.PLAN = tuple(plan)
         layers, c, hw, k, pools = [], 3, 32, 0, 0
         for v in self.PLAN:
             if v == "M":
@@ -92,6 +98,51 @@ class VGG11SNN(nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+#: VGG-16 widths (Simonyan & Zisserman 2015, configuration D) at 3x32x32: 13 convolutions
+VGG16_PLAN = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class ResNet18SNN(nn.Module):
+    """ResNet-18 widths as an SNN, 3x32x32 input (the CIFAR form of He et al. 2016: a 3x3 stem, no max-pool);
+    ``forward`` is one time step ``[B,3,32,32] -> [B,classes]``.
+
+    stem conv 64 @32, then 4 stages of 2 basic blocks (64 @32, 128 @16, 256 @8, 512 @4; a stage's first
+    block has stride 2 after the first stage), each block ``s1 = LIF(bn(conv3x3(x)))``,
+    ``s2 = LIF(bn(conv3x3(s1)) + bn(conv1x1(x)))`` -- the shortcut is always a 1x1 projection (option B),
+    as a spike cannot pass to a later layer unweighted on the chip -- then 4x4 average pooling, flatten,
+    fc 512 -> classes and an integrator readout. Every LIF is CubaLIF with ``NEURON``.
+    """
+
+    def __init__(self, widths=(64, 128, 256, 512), num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1), nn.BatchNorm2d(widths[0]),
+                                  CubaLIF((widths[0], 32, 32), **NEURON))
+        blocks, c, hw = [], widths[0], 32
+        for i, w in enumerate(widths):
+            for j in range(2):
+                stride = 2 if (i > 0 and j == 0) else 1
+                hw_out = hw // stride
+                blocks.append(nn.ModuleDict({
+                    "conv1": nn.Conv2d(c, w, 3, stride=stride, padding=1), "bn1": nn.BatchNorm2d(w),
+                    "lif1": CubaLIF((w, hw_out, hw_out), **NEURON),
+                    "conv2": nn.Conv2d(w, w, 3, padding=1), "bn2": nn.BatchNorm2d(w),
+                    "short": nn.Conv2d(c, w, 1, stride=stride), "bn_s": nn.BatchNorm2d(w),
+                    "lif2": CubaLIF((w, hw_out, hw_out), **NEURON)}))
+                c, hw = w, hw_out
+        self.blocks = nn.ModuleList(blocks)
+        self.pool = nn.AvgPool2d(hw)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(c, num_classes)
+        self.readout = Integrator((num_classes,), dt=NEURON["dt"])
+
+    def forward(self, x):
+        x = self.stem(x)
+        for b in self.blocks:
+            s1 = b["lif1"](b["bn1"](b["conv1"](x)))
+            x = b["lif2"](b["bn2"](b["conv2"](s1)) + b["bn_s"](b["short"](x)))
+        return self.readout(self.fc(self.flatten(self.pool(x))))
 
 
 def _t() -> float:
@@ -168,6 +219,9 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=1000, help="Fashion-MNIST test images for the equality check")
     ap.add_argument("--skip-vgg11", action="store_true", help="skip the 15 M-parameter VGG-11-width compile")
     ap.add_argument("--vgg11-steps", type=int, default=8, help="T for the VGG-11-width net")
+    ap.add_argument("--skip-large", action="store_true", help="skip the VGG-16 and ResNet-18-width mappings")
+    ap.add_argument("--large-calibration", type=int, default=32,
+                    help="random calibration inputs for VGG-16 and ResNet-18-width (their float forward is the cost)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     target = load_target("loihi-sim")
@@ -246,6 +300,25 @@ def main(argv=None) -> int:
         results["vgg11_15M"] = {"auto": a, "stages_s": st, "parameters": r4["parameters"], "module_parameters": n_weights,
                                 "neurons": r4["neurons"],
                                 "total_compile_s": total, "T": T}
+    # ---- 5. VGG-16 and ResNet-18 widths: cores against the bound (reported)
+    if not args.skip_large:
+        lcal = vcal[:args.large_calibration]
+        for key, title, ctor in (("vgg16", "VGG-16-width SNN", lambda: VGG11SNN(plan=VGG16_PLAN)),
+                                 ("resnet18", "ResNet-18-width SNN (1x1 projection shortcuts)", ResNet18SNN)):
+            torch.manual_seed(SEED)
+            m = ctor().eval()
+            n_weights = sum(p.numel() for p in m.parameters())
+            r5 = compile_stages(lambda m=m: trace(m, (3, 32, 32), dt=NEURON["dt"], num_steps=8), lcal, 8, target,
+                                formats=("auto",))
+            st = r5["stages_s"]
+            print_mapping(f"5. {title} 3x32x32, {n_weights:,} module parameters, {r5['neurons']:,} neurons "
+                          f"(random weights)", r5,
+                          [f"calibration: the first {len(lcal)} of the random uniform inputs above; T = 8"])
+            total = st["trace"] + st["passes"] + r5["auto"]["compile_graph_s"]
+            _row("compile total (trace + passes + compile_graph)", f"{total:.2f}", "s")
+            results[key] = {"auto": r5["auto"], "stages_s": st, "parameters": r5["parameters"],
+                            "module_parameters": n_weights, "neurons": r5["neurons"], "total_compile_s": total,
+                            "calibration_samples": len(lcal)}
     results["bench_wall_s"] = _t() - t_start
     print(f"\n  benchmark wall time {results['bench_wall_s']:.1f} s; load average at end "
           f"{[round(x, 2) for x in os.getloadavg()]}")
