@@ -6,7 +6,7 @@ OUT    ?= out/fmnist
 LIMIT  ?=
 DATA_LIMIT := $(if $(LIMIT),--limit $(LIMIT),)
 
-.PHONY: setup setup-lava setup-exports data mnist run test lint-imports check-wheel bench bench-device bench-quant golden clean
+.PHONY: setup setup-lava setup-exports setup-bench data mnist run test lint-imports check-wheel bench bench-device bench-quant golden clean
 
 ## setup: virtual environment; torch==2.13.0 first (CPU wheel), then snnc with pins from constraints.txt,
 ##        then the SNN frameworks the frontend tests compare against (Norse, SpikingJelly, Sinabs with
@@ -36,6 +36,13 @@ setup-exports: $(VENV)/.snnc-exports-installed
 
 $(VENV)/.snnc-exports-installed: $(VENV)/.snnc-installed
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[exports]'
+	touch $@
+
+## setup-bench: SANA-FE 2.2.9 (the [bench] extra) for bench/bench_energy.py
+setup-bench: $(VENV)/.snnc-bench-installed
+
+$(VENV)/.snnc-bench-installed: $(VENV)/.snnc-installed
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[bench]'
 	touch $@
 
 ## data: Fashion-MNIST (Debian package dataset-fashion-mnist), or instructions

@@ -239,6 +239,12 @@ def main():
               help="synapse formats: auto = per projection the one needing fewer cores (population axons share "
                    "a conv kernel); discrete = one input axon per source neuron and a weight per synapse "
                    "everywhere (no population axons: a neuron listens to at most 4,096 source neurons)")
+@click.option("--objective", type=click.Choice(["cores", "latency", "energy"]), default="cores", show_default=True,
+              help="what the mapping minimises: cores = the fewest cores; latency / energy = the least time / energy "
+                   "per inference among candidate mappings (each synapse format x at most 1024, 512, 256, 128, 64 "
+                   "compartments per core), priced by the activity of 128 calibration samples with the time model "
+                   "and energy figures of the report; needs --data; report.json mapping.objective lists every "
+                   "candidate")
 @click.option("--budget", default=None, metavar="RESOURCE=VALUE",
               help="compress to fit: prune channels until the mapped model fits the target within the budget "
                    "(cores=K, synapses=N, synops=N or memory_bits=N); needs --data")
@@ -292,7 +298,8 @@ def main():
               help="where torch work runs: the float reference, adapt_semantics fine-tuning and loihi-sim (bit-identical on CUDA); auto = CUDA when available")
 @click.option("--json", "as_json", is_flag=True, help="print report.json instead of the table")
 @_guard
-def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_cores, max_chips, formats, budget,
+def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_cores, max_chips, formats, objective,
+                budget,
                 budget_criterion, train_epochs, train_method, train_synops, weight_bits, per_channel, calibrate,
                 timesteps, trust_pickle, weights, allow_semantic_change, dt, num_steps, input_shape, input_encoding, reset,
                 semantics, batch_size, seed, force, device, as_json):
@@ -314,8 +321,8 @@ def compile_cmd(model, target, out, data, encode, data_dir, limit, passes, max_c
                           budget_criterion=budget_criterion, train_epochs=train_epochs,
                           train_method=train_method, train_synops=train_synops, weight_bits=weight_bits,
                           per_channel=per_channel,
-                          calibrate=calibrate, timesteps=timesteps, formats=formats, device=device,
-                          **({"passes": passes} if passes else {})).checked()
+                          calibrate=calibrate, timesteps=timesteps, formats=formats, objective=objective,
+                          device=device, **({"passes": passes} if passes else {})).checked()
     with _Progress() as prog:
         rep = compile_model(model, out, opts, progress=prog, log=None if as_json else prog.log)
     if as_json:

@@ -95,7 +95,8 @@ def _int_weights(p, wf: QuantFormat, s, shift: int) -> np.ndarray:
 
 
 def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, raise_on_violation: bool = True,
-                  max_chips: int | None = None, formats: str = "auto", timings: dict | None = None):
+                  max_chips: int | None = None, formats: str = "auto", timings: dict | None = None,
+                  neurons_per_core: int | None = None):
     """Build the loihi-sim config for a graph that went through ``fold_bn`` and ``quantize``.
 
     Args:
@@ -106,6 +107,10 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
         timings: if given, filled with the wall time in s of each stage: ``lower`` (lowering and
             integer weights), ``formats`` (blocks and formats), ``pack``, ``finish`` (exact counts,
             chips, config).
+        neurons_per_core: place at most this many compartments on a core (1 .. the core's limit;
+            None: the limit). Fewer per core spreads a layer's synaptic events over more cores: a
+            shorter time step for more cores (``--objective latency``). The lower bound stays the
+            target's.
 
     Returns:
         ``(config dict, arrays dict, violations list)``.
@@ -115,12 +120,14 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
         UnsupportedNodeError: a node or chain the backend cannot map.
         DesignRuleError: with ``raise_on_violation``, every broken limit at once.
         ConfigError: an emitted field outside the target's ranges (see :mod:`.validate`).
-        ValueError: ``formats`` is not one of the two.
+        ValueError: ``formats`` is not one of the two, or ``neurons_per_core`` is outside 1 .. the core's limit.
     """
     if not is_quantized(graph, target.name):
         raise NotQuantizedError(f"the graph is not quantized for {target.name!r}: add the quantize pass "
                                 "(e.g. --passes fold_bn,quantize)")
     M.check_formats(formats)
+    if neurons_per_core is not None and not 1 <= int(neurons_per_core) <= int(target["core"]["neurons"]):
+        raise SnncError(f"neurons_per_core must be in 1..{target['core']['neurons']}, got {neurons_per_core}")
     tm = timings if timings is not None else {}
     t0 = time.perf_counter()
     fp, core_lim, chip = target["fixed_point"], target["core"], target["chip"]
@@ -182,7 +189,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
         masks_all.append(masks)
     t1 = time.perf_counter()
     tm["lower"] = t1 - t0
-    placer = Placer(groups, chip_projs_all, masks_all, target, formats)
+    placer = Placer(groups, chip_projs_all, masks_all, target, formats, neurons_per_core)
     placer.choose_formats()
     t2 = time.perf_counter()
     tm["formats"] = t2 - t1
@@ -238,6 +245,8 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                     "inter_chip_routes": summary["inter_chip_routes"], "formats": formats,
                     "axon_types_used": [t for t in at.get("used", []) if formats == "auto" or t == "discrete"]},
     }
+    if neurons_per_core is not None:
+        config["mapping"]["neurons_per_core"] = int(neurons_per_core)
     violations = rules.design_rules(cores, groups, core_lim, fp, max_cores, placer.unsplittable, max_chips, cpc)
     violations += rules.profile_rules(cores, groups, arrays, target)
     tm["finish"] = time.perf_counter() - t3

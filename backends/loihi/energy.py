@@ -27,6 +27,33 @@ Energies per event (pJ) come from the target's ``[energy_pJ]`` table (Davies et 
 zero weights included). Activation sparsity is over all simulated steps (latency_steps).
 NeuroBench-style figures (Yik et al., NeuroBench, Nature Communications 2025): effective SynOps,
 activation sparsity, connection sparsity, footprint.
+
+Time per step (``time``; per-event latencies and the barrier from the target's ``[time_ns]``, SANA-FE
+2.2.9's Loihi architecture file): per core and time step,
+
+    t_core = compartments x neuron_access + active compartments x neuron_update + spikes x spike_out
+             + messages sent x message_out                                        (the neuron side)
+             + messages received x message_in + sum over synapse units of SynOps x synapse_<unit>
+                                                                                  (the message side)
+
+with a step's messages and SynOps charged to the step in which the spikes were sent (the destination
+core processes them within that step, SANA-FE's order). A step takes the busiest core's time plus the
+barrier (``[time_ns].barrier`` for the number of tiles in use); an inference the sum of its steps.
+``time_per_step_s_overlap`` is SANA-FE's "simple" timing model instead: max(slowest neuron side,
+slowest message side) + barrier. The exact per-step form needs per-step events: from
+``SimResult.trace`` (``Program.run(..., record=True)``, basis ``"trace"``); without a trace every core
+gets its mean events per step (basis ``"mean"``: every step equal, the busiest core's mean time, a lower
+bound on the mean of the per-step maxima).
+
+The synapse unit of an on-chip projection (:func:`synapse_unit`): ``conv`` for a convolution on
+population axons (one shared kernel), ``dense`` for a dense projection on population axons, ``sparse``
+for discrete axons (per-axon sparse synapse lists) -- after SANA-FE's own DVS-gesture network.
+
+SANA-FE's energy convention (``energy_sanafe``, the target's ``[sanafe_energy_pJ]``), beside snnc's
+figure, which it does not change: SynOps x the unit's energy; every compartment-step x neuron_access,
+active ones x neuron_update more, spikes x spike_out; spike messages x (message_out + message_in) plus
+per tile hop (E-W / N-S). SANA-FE counts a neuron as updated when its v was non-zero before the step,
+it received input or has a bias; snnc's *active* count (above) stands in for that.
 """
 from __future__ import annotations
 
@@ -35,6 +62,7 @@ import torch
 
 from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi.compile import dest_core_matrix, source_core_vector
+from snnc.errors import SnncError
 from snnc.ir.ops import synapse_counts
 
 
@@ -58,6 +86,201 @@ def _top_routes(route_msgs: np.ndarray) -> list[dict]:
     vals = route_msgs[src, dst]
     order = np.lexsort((dst, src, -vals))[:TOP_ROUTES]
     return [{"source_core": int(src[i]), "dest_core": int(dst[i]), "spike_messages": float(vals[i])} for i in order]
+
+
+#: how many cores the time model's per-core breakdown keeps (the slowest, by mean time per step)
+TOP_CORES = 8
+#: the synapse units of SANA-FE's Loihi architecture (``[time_ns]`` / ``[sanafe_energy_pJ]`` keys ``synapse_<unit>``)
+SYNAPSE_UNITS = ("conv", "sparse", "dense")
+
+
+def synapse_unit(p: dict) -> str:
+    """SANA-FE's synapse unit for an on-chip projection config: ``"conv"`` (population axons and a
+    convolution: one shared kernel), ``"dense"`` (population axons, a dense op), ``"sparse"`` (discrete
+    axons: one sparse synapse list per axon; also a projection without a recorded format)."""
+    if p.get("format") != M.POPULATION:
+        return "sparse"
+    return "conv" if any(op.get("op") == "conv2d" for op in p["ops"]) else "dense"
+
+
+def barrier_ns(tiles: int, time_ns: dict) -> float:
+    """The barrier at the end of a step for ``tiles`` tiles in use: the value of the largest
+    ``barrier_tiles`` entry <= tiles (the first value below the first entry), as SANA-FE's table."""
+    keys, vals = list(time_ns["barrier_tiles"]), list(time_ns["barrier"])
+    if not keys or len(keys) != len(vals) or keys != sorted(keys):
+        raise SnncError("[time_ns]: barrier_tiles must be ascending and as long as barrier")
+    out = vals[0]
+    for k, v in zip(keys, vals):
+        if tiles >= k:
+            out = v
+    return float(out)
+
+
+def tiles_used(cores: list, chip: dict) -> int:
+    """Distinct tiles (over all chips) that hold at least one core of the configuration."""
+    ids = np.array([c["core"] for c in cores if c.get("neurons", 1) > 0], np.int64)
+    c, x, y = M.core_position(ids, chip)
+    return len(set(zip(c.tolist(), x.tolist(), y.tolist())))
+
+
+def core_step_events(program, result, counts: dict, core_vec: dict, ncores: int, chunk: int = 512) -> tuple:
+    """Per (sample, step) row and core: the events the time model prices, from ``result.trace``.
+
+    Returns ``(rows, ev)``: ``ev`` maps ``active``, ``spikes``, ``messages_out``, ``messages_in`` and
+    ``synops_<unit>`` to float64 ``[rows, ncores]`` arrays (rows = samples x steps, sample-major).
+    SynOps and messages count in the step the spikes were sent."""
+    cfg = program.config
+    N, L = int(result.samples), int(result.steps)
+    rows = N * L
+    keys = ("active", "spikes", "messages_out", "messages_in") + tuple(f"synops_{u}" for u in SYNAPSE_UNITS)
+    ev = {k: np.zeros((rows, ncores)) for k in keys}
+    groups = {g["name"]: g for g in cfg["groups"]}
+    for g in cfg["groups"]:
+        tr = result.trace[g["name"]]
+        idx = torch.as_tensor(core_vec[g["name"]])
+        for r0 in range(0, rows, chunk):
+            sl = slice(r0, min(rows, r0 + chunk))
+            s = tr["spikes"].reshape(rows, -1)[sl].to(torch.float64)
+            act = ((tr["u"].reshape(rows, -1)[sl] != 0) | (tr["v"].reshape(rows, -1)[sl] != 0)).to(torch.float64)
+            act = torch.maximum(act, s)
+            for key, val in (("spikes", s), ("active", act)):
+                ev[key][sl] += torch.zeros((s.shape[0], ncores), dtype=torch.float64).index_add_(1, idx, val).numpy()
+    for g in cfg["groups"]:
+        slice_cores = [sc["core"] for sc in g["slices"]]
+        chip_projs = [p for p in g["projections"] if not p["host"]]
+        for j, p in enumerate(chip_projs):
+            cnt = counts[g["name"]][j].to(torch.float64)
+            unit = f"synops_{synapse_unit(p)}"
+            if p["source"] not in groups:  # host spike input: no per-step record; its mean over the T input steps
+                if getattr(result, "input_spikes", None) is not None:
+                    T = int(cfg["num_steps"])
+                    per_slice = (cnt @ result.input_spikes).numpy() / max(N * T, 1)
+                    st = np.arange(rows) % L < T
+                    for k, c in enumerate(slice_cores):
+                        ev[unit][st, c] += per_slice[k]
+                continue
+            D = dest_core_matrix(cnt, slice_cores).to(torch.float64)       # [dest cores, src]
+            uniq = sorted(set(slice_cores))
+            fan = D.sum(0)                                                # destination cores per source neuron
+            src_idx = torch.as_tensor(core_vec[p["source"]])
+            spk = result.trace[p["source"]]["spikes"].reshape(rows, -1)
+            for r0 in range(0, rows, chunk):
+                sl = slice(r0, min(rows, r0 + chunk))
+                s = spk[sl].to(torch.float64)
+                per_slice = (s @ cnt.T).numpy()                            # [rows, slices]
+                for k, c in enumerate(slice_cores):
+                    ev[unit][sl, c] += per_slice[:, k]
+                ev["messages_in"][sl][:, uniq] += (s @ D.T).numpy()
+                ev["messages_out"][sl] += torch.zeros((s.shape[0], ncores), dtype=torch.float64).index_add_(
+                    1, src_idx, s * fan).numpy()
+    return rows, ev
+
+
+def time_model(program, result, counts: dict, core_vec: dict | None = None, top: int = TOP_CORES) -> dict:
+    """Time per step and per inference (see the module docstring), with the busiest core and the
+    slowest ``top`` cores' breakdown. Per-step events from ``result.trace`` when the run recorded one
+    (basis ``"trace"``), else every core's mean events per step (basis ``"mean"``)."""
+    cfg, target = program.config, program.target
+    tn = M.target_section(target, "time_ns")
+    ncores = len(cfg["cores"])
+    if core_vec is None:
+        core_vec = {g["name"]: source_core_vector(g) for g in cfg["groups"]}
+    N, L = max(int(result.samples), 1), max(int(result.steps), 1)
+    neurons = np.zeros(ncores)
+    for g in cfg["groups"]:
+        neurons += np.bincount(core_vec[g["name"]], minlength=ncores)
+    if getattr(result, "trace", None) and all(g["name"] in result.trace for g in cfg["groups"]):
+        basis = "trace"
+        rows, ev = core_step_events(program, result, counts, core_vec, ncores)
+    else:
+        basis = "mean"
+        rows, ev = 1, _mean_events(program, result, counts, core_vec, ncores)
+    ns = 1e-9
+    parts = {
+        "neuron_access_s": np.broadcast_to(neurons * tn["neuron_access"] * ns, (rows, ncores)),
+        "neuron_update_s": ev["active"] * tn["neuron_update"] * ns,
+        "spike_out_s": ev["spikes"] * tn["spike_out"] * ns,
+        "message_out_s": ev["messages_out"] * tn["message_out"] * ns,
+        "message_in_s": ev["messages_in"] * tn["message_in"] * ns,
+        "synapse_s": sum(ev[f"synops_{u}"] * tn[f"synapse_{u}"] for u in SYNAPSE_UNITS) * ns,
+    }
+    neuron_side = parts["neuron_access_s"] + parts["neuron_update_s"] + parts["spike_out_s"] + parts["message_out_s"]
+    message_side = parts["message_in_s"] + parts["synapse_s"]
+    core_t = neuron_side + message_side                                   # [rows, cores]
+    tiles = tiles_used(cfg["cores"], target["chip"])
+    bar = barrier_ns(tiles, tn) * ns
+    step = core_t.max(1) + bar                                            # [rows]
+    step_ov = np.maximum(neuron_side.max(1), message_side.max(1)) + bar
+    if basis == "trace":
+        per_inf = step.reshape(N, L).sum(1)
+        per_inf_ov = step_ov.reshape(N, L).sum(1)
+    else:
+        per_inf, per_inf_ov = step * L, step_ov * L
+    mean_core = core_t.mean(0)
+    slowest = np.argmax(core_t, 1)
+    busiest_steps = np.bincount(slowest, minlength=ncores)
+    order = np.lexsort((np.arange(ncores), -mean_core))[:top]
+    rows_out = []
+    for c in order:
+        rows_out.append({
+            "core": int(c), "time_per_step_s_mean": float(mean_core[c]),
+            "time_per_step_s_max": float(core_t[:, c].max()),
+            "slowest_in_steps": int(busiest_steps[c]),
+            "breakdown_s": {k: float(v[:, c].mean()) for k, v in parts.items()},
+            "events_per_step": dict({"neurons": float(neurons[c])},
+                                    **{k: float(v[:, c].mean()) for k, v in ev.items()}),
+        })
+    return {
+        "time_per_step_s": {"mean": float(step.mean()), "max": float(step.max())},
+        "time_per_inference_s": float(per_inf.mean()),
+        "time_per_inference_s_max": float(per_inf.max()),
+        "time_per_step_s_overlap": {"mean": float(step_ov.mean()), "max": float(step_ov.max())},
+        "time_per_inference_s_overlap": float(per_inf_ov.mean()),
+        "barrier_s": bar, "tiles": tiles, "steps": L, "samples": int(result.samples), "basis": basis,
+        "busiest_core": int(order[0]) if ncores else None,
+        "per_core": rows_out,
+        "definition": "per core and step: compartments x neuron_access + active x neuron_update + spikes x spike_out + "
+                      "messages sent x message_out + messages received x message_in + SynOps x synapse_<unit> "
+                      "(conv / sparse / dense); step = slowest core + barrier (by tiles in use); inference = sum of "
+                      "its steps. overlap: SANA-FE's simple timing model, max(slowest neuron side, slowest message "
+                      "side) + barrier. basis 'trace': per (sample, step) events from a recorded run; 'mean': each "
+                      "core's mean events per step (a lower bound on the mean step time)",
+        "source": target.sources.get("time_ns"),
+    }
+
+
+def _mean_events(program, result, counts: dict, core_vec: dict, ncores: int) -> dict:
+    """Every core's mean events per (sample, step) from the run's totals: ``[1, ncores]`` arrays."""
+    cfg = program.config
+    n, L = max(int(result.samples), 1), max(int(result.steps), 1)
+    ev = {k: np.zeros((1, ncores)) for k in ("active", "spikes", "messages_out", "messages_in") +
+          tuple(f"synops_{u}" for u in SYNAPSE_UNITS)}
+    groups = {g["name"]: g for g in cfg["groups"]}
+    for g in cfg["groups"]:
+        cv = core_vec[g["name"]]
+        ev["spikes"][0] += np.bincount(cv, weights=result.spikes[g["name"]].numpy(), minlength=ncores)
+        ev["active"][0] += np.bincount(cv, weights=result.active[g["name"]].numpy(), minlength=ncores)
+    for g in cfg["groups"]:
+        slice_cores = [sc["core"] for sc in g["slices"]]
+        for j, p in enumerate([p for p in g["projections"] if not p["host"]]):
+            cnt = counts[g["name"]][j].to(torch.float64)
+            unit = f"synops_{synapse_unit(p)}"
+            if p["source"] not in groups:
+                if getattr(result, "input_spikes", None) is not None:
+                    per_slice = (cnt @ result.input_spikes).numpy()
+                    for k, c in enumerate(slice_cores):
+                        ev[unit][0, c] += per_slice[k]
+                continue
+            s = result.spikes[p["source"]].to(torch.float64)
+            per_slice = (cnt @ s).numpy()
+            for k, c in enumerate(slice_cores):
+                ev[unit][0, c] += per_slice[k]
+            D = dest_core_matrix(cnt, slice_cores).to(torch.float64)
+            uniq = sorted(set(slice_cores))
+            ev["messages_in"][0, uniq] += (D @ s).numpy()
+            ev["messages_out"][0] += np.bincount(core_vec[p["source"]], weights=(s * D.sum(0)).numpy(),
+                                                 minlength=ncores)
+    return {k: v / (n * L) for k, v in ev.items()}
 
 
 def measure(program, result, counts: dict) -> dict:
@@ -89,6 +312,11 @@ def measure(program, result, counts: dict) -> dict:
     cost_all = M.spike_cost_matrix(ncores, chip, E)                  # on-chip mesh part
     cross_all = M.chip_crossings(ncores, chip)
     lat_all = M.spike_latency_matrix(ncores, chip, lat, ic)
+    SE = M.target_section(target, "sanafe_energy_pJ")
+    sf_cost = M.spike_cost_matrix(ncores, chip, {"spike_in_tile": SE["message_out"] + SE["message_in"],
+                                                 "hop_ew": SE["hop_ew"], "hop_ns": SE["hop_ns"]})
+    syn_unit = dict.fromkeys(SYNAPSE_UNITS, 0.0)
+    sf_msg = 0.0
     for g in cfg["groups"]:
         sp = result.spikes[g["name"]].numpy()
         core_spikes += np.bincount(core_vec[g["name"]], weights=sp, minlength=ncores)
@@ -104,12 +332,14 @@ def measure(program, result, counts: dict) -> dict:
                     for k, c in enumerate(slice_cores):
                         core_syn[c] += per_slice[k]
                     synops += float(per_slice.sum())
+                    syn_unit[synapse_unit(p)] += float(per_slice.sum())
                 continue
             s_src = result.spikes[p["source"]].to(torch.float64)
             per_slice = (cnt @ s_src).numpy()
             for k, c in enumerate(slice_cores):
                 core_syn[c] += per_slice[k]
             synops += float(per_slice.sum())
+            syn_unit[synapse_unit(p)] += float(per_slice.sum())
             D = dest_core_matrix(cnt, slice_cores).numpy()  # [dest cores, src]
             uniq = np.array(sorted(set(slice_cores)))
             src_core = core_vec[p["source"]]
@@ -119,6 +349,7 @@ def measure(program, result, counts: dict) -> dict:
                                for k in range(len(uniq))], 1)            # [ncores, dest cores]
             msgs += float(routes.sum())
             msg_energy += float((routes * cost_all[:, uniq]).sum())
+            sf_msg += float((routes * sf_cost[:, uniq]).sum())
             inter += float(routes.sum() - routes[uniq, np.arange(len(uniq))].sum())
             core_msgs += routes.sum(1)
             route_msgs[:, uniq] += routes
@@ -149,6 +380,12 @@ def measure(program, result, counts: dict) -> dict:
     spiking = [g for g in cfg["groups"] if g["kind"] == "spiking"]
     spiking_slots = sum(g["size"] for g in spiking) * result.steps * n
     spiking_spikes = sum(float(result.spikes[g["name"]].sum()) for g in spiking)
+    sf_hops = sf_msg - msgs * (SE["message_out"] + SE["message_in"])
+    sf = {"synapse_pJ": sum(syn_unit[u] * SE[f"synapse_{u}"] for u in SYNAPSE_UNITS) / n,
+          "neuron_pJ": (updates * SE["neuron_access"] + active * SE["neuron_update"]
+                        + spikes_total * SE["spike_out"]) / n,
+          "message_pJ": sf_msg / n}
+    timing = time_model(program, result, counts, core_vec)
     return {
         "per_inference": {
             "synops": synops / n,
@@ -161,6 +398,27 @@ def measure(program, result, counts: dict) -> dict:
             "neuron_updates_active": active / n,
             "neuron_updates_inactive": inactive / n,
             "latency_steps": result.steps,
+            "time_per_step_s_mean": timing["time_per_step_s"]["mean"],
+            "time_per_step_s_max": timing["time_per_step_s"]["max"],
+            "time_per_inference_s": timing["time_per_inference_s"],
+        },
+        "time": timing,
+        "energy_sanafe": {
+            "per_inference_pJ": sum(sf.values()),
+            "breakdown": sf,
+            "detail": dict({f"synapse_{u}_pJ": syn_unit[u] * SE[f"synapse_{u}"] / n for u in SYNAPSE_UNITS},
+                           neuron_access_pJ=updates * SE["neuron_access"] / n,
+                           neuron_update_pJ=active * SE["neuron_update"] / n,
+                           spike_out_pJ=spikes_total * SE["spike_out"] / n,
+                           message_out_pJ=msgs * SE["message_out"] / n, message_in_pJ=msgs * SE["message_in"] / n,
+                           hops_pJ=sf_hops / n),
+            "synops_by_unit": {u: syn_unit[u] / n for u in SYNAPSE_UNITS},
+            "definition": "SANA-FE's Loihi convention, beside snnc's energy (unchanged): SynOps x the synapse "
+                          "unit's energy (conv / sparse / dense, see time.definition); every compartment-step x "
+                          "neuron_access, active ones x neuron_update more, spikes x spike_out; spike messages x "
+                          "(message_out + message_in) + E-W / N-S tile hops. snnc's active count stands in for "
+                          "SANA-FE's updated count (v non-zero before the step, input received, or a bias)",
+            "source": target.sources.get("sanafe_energy_pJ"),
         },
         "checks": _checks(program, result),
         "overflow": _overflow(program, result),

@@ -29,14 +29,15 @@ BLOCK = 512
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def lif_window(v, u, acc, acc_exp, code, host_tab, bias_const, du, dv, vth, half, a_lim, act_shift, dbits,
+def lif_window(v, u, acc, acc_t0, acc_exp, code, host_tab, bias_const, du, dv, vth, half, a_lim, act_shift, dbits,
                u_may_wrap, spikes, n_spk, n_act, stats, rec_u, rec_v, read_t, v_read):  # pragma: no cover
     """Steps ``0..W-1`` of a window for one group, in place.
 
     Args:
         v, u: int64 ``[B, N]`` voltage and current at the window's start (updated to its end).
-        acc: ``[W, B, N]`` synaptic sums before the exponent shift (float32 holding exact integers,
-            or int64), or a ``[0, 1, 1]`` array when no projection delivers spikes in the window.
+        acc: ``[A, B, N]`` synaptic sums before the exponent shift (float32 holding exact integers,
+            or int64) of window steps ``acc_t0 .. acc_t0 + A - 1``; no spike arrives at the other steps
+            (``A = 0``: none in the window).
         acc_exp: weight exponent applied to ``acc`` (left shift; a negative one floors).
         code: int64 ``[W]``, the bias of each step: -2 none (the group rests), -1 ``bias_const``,
             ``h >= 0`` the host's bias ``host_tab[h]``.
@@ -54,7 +55,7 @@ def lif_window(v, u, acc, acc_exp, code, host_tab, bias_const, du, dv, vth, half
     W, B, N = spikes.shape
     one = np.int64(1) << dbits
     mask = one - 1
-    has_acc = acc.shape[0] == W
+    A = acc.shape[0]
     rec = rec_u.shape[0] == W
     per_sample = host_tab.shape[1] > 1
     zeros = np.zeros(N, np.int64)
@@ -87,7 +88,8 @@ def lif_window(v, u, acc, acc_exp, code, host_tab, bias_const, du, dv, vth, half
                         bias = host_tab[c, hb, n0:n1]
                     else:
                         bias = zeros[n0:n1]
-                    ab_t = acc[t, b, n0:n1] if has_acc else acc_none
+                    has_acc = acc_t0 <= t < acc_t0 + A
+                    ab_t = acc[t - acc_t0, b, n0:n1] if has_acc else acc_none
                     sp = spikes[t, b, n0:n1]
                     if has_acc:
                         for i in range(n1 - n0):

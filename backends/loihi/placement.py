@@ -97,10 +97,12 @@ class Placer:
     ACCEPT_FRACTION = 0.25
 
     def __init__(self, group_cfgs: list[dict], chip_projs: list[list[dict]], masks: list[list[np.ndarray]],
-                 target, formats: str = "auto"):
+                 target, formats: str = "auto", neurons_per_core: int | None = None):
         M.check_formats(formats)
         self.target = target
-        self.lim = target["core"]
+        self.lim = dict(target["core"])   # what packing may use (neurons capped by neurons_per_core)
+        if neurons_per_core is not None:
+            self.lim["neurons"] = min(int(self.lim["neurons"]), int(neurons_per_core))
         self.synfmt = target["synapse_format"]
         self.chip = target["chip"]
         at = M.target_section(target, "axon_types")
@@ -534,7 +536,7 @@ class Placer:
 
     # ------------------------------------------------------------------ bound
     def lower_bound(self) -> dict:
-        lim = self.lim
+        lim = self.target["core"]
         neurons = sum(int(np.prod(gp.shape)) for gp in self.groups)
         min_ib = min(int(b) for b in self.synfmt["index_bits"] if b)
         mem = ax_in = ax_out = 0

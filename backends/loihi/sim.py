@@ -216,18 +216,22 @@ class Program:
         alpha = 1.0 - (g.du_eff.clamp(max=one).to(torch.float64) if isinstance(g.du_eff, torch.Tensor)
                        else min(g.du_eff, one)) / one
         biases, clipped, prev = [], 0, None
+        bias_f = g.bias_const.to(torch.float64)
         for t in range(self.T):
             ramp = 1.0 - alpha ** (t + 1)
             if prev is not None and bool(torch.all(torch.as_tensor(ramp) == 1.0)):
                 biases.append(prev)
                 continue
             if g.scale is None:
-                total = val * (g.cfg["scale"] * ramp) + g.bias_const.to(torch.float64)
+                total = val * (g.cfg["scale"] * ramp)
             else:  # per-channel scales: each neuron's own
-                total = val * (g.scale * ramp) + g.bias_const.to(torch.float64)
-            mant = torch.round(total / 2 ** e)
-            clipped += int(((mant > mmax) | (mant < -mmax - 1)).sum())
-            prev = mant.clamp(-mmax - 1, mmax).to(torch.int64) << e
+                total = val * (g.scale * ramp)
+            mant = total.add_(bias_f).div_(2 ** e).round_()
+            lo, hi = torch.aminmax(mant)
+            if hi > mmax or lo < -mmax - 1:
+                clipped += int(((mant > mmax) | (mant < -mmax - 1)).sum())
+                mant.clamp_(-mmax - 1, mmax)
+            prev = mant.to(torch.int64).bitwise_left_shift_(e)
             biases.append(prev)
         return biases, clipped
 
@@ -496,7 +500,7 @@ class Program:
             for name, g in self.groups.items():
                 n = size[name]
                 s = st[name]
-                acc, exp = None, 0
+                acc, exp, acc_t0 = None, 0, 0
                 for p, wt in zip(g.projections, on[name][2]):
                     if p.host:
                         continue
@@ -521,17 +525,15 @@ class Program:
                     one = one.reshape(nv, B, n)
                     if wt.dtype == torch.float64:
                         one = torch.round(one).to(torch.int64)
-                    if nv < w:  # steps before the first spike can arrive (or after the input ends): no input
-                        full = torch.zeros((w, B, n), dtype=one.dtype)
-                        full[a_lo + 1 + p.delay - t0:a_hi + 1 + p.delay - t0] = one
-                        one = full
+                    first = a_lo + 1 + p.delay - t0  # the window step that receives src's first step
                     if acc is None and one.dtype == torch.float32:
-                        acc, exp = one, p.weight_exp
+                        acc, exp, acc_t0 = one, p.weight_exp, first
                         continue
-                    if acc is not None and acc.dtype == torch.float32:  # a second projection: sum in int64
-                        acc, exp = _shifted(acc.to(torch.int64), exp), 0
-                    one = _shifted(one.to(torch.int64), p.weight_exp)
-                    acc = one if acc is None else acc.add_(one)
+                    if acc is not None and (acc.dtype == torch.float32 or acc_t0 != 0 or len(acc) != w):
+                        acc, exp = _pad_steps(_shifted(acc.to(torch.int64), exp), acc_t0, w), 0  # a second projection:
+                        acc_t0 = 0                                                               # sum in int64
+                    one = _pad_steps(_shifted(one.to(torch.int64), p.weight_exp), first, w)
+                    acc, acc_t0 = (one if acc is None else acc.add_(one)), 0
                 off = g.cfg["offset"]
                 code = np.full(w, -1, np.int64)
                 for i, t in enumerate(range(t0, t1)):
@@ -548,7 +550,7 @@ class Program:
                     if o["group"] == name and g.cfg["kind"] != "spiking" and t0 <= o["read_step"] < t1:
                         read_t = o["read_step"] - t0
                 vr = next((v_read[o["name"]] for o in outs.values() if o["group"] == name), np.zeros((B, n), np.int64))
-                lif_window(s["v"], s["u"], none if acc is None else np.ascontiguousarray(acc.numpy()), int(exp),
+                lif_window(s["v"], s["u"], none if acc is None else np.ascontiguousarray(acc.numpy()), int(acc_t0), int(exp),
                            code, s["host"], s["bias"], s["du"], s["dv"], s["vth"], half, a_lim, fp["act_shift"],
                            fp["decay_bits"], bool(g.u_may_wrap), spk, s["n_spk"], s["n_act"], s["stats"], ru, rv,
                            read_t, vr)
@@ -595,6 +597,15 @@ def _per_neuron(x, n: int) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return np.ascontiguousarray(x.to(torch.int64).reshape(-1).numpy())
     return np.full(n, int(x), np.int64)
+
+
+def _pad_steps(a: torch.Tensor, t0: int, w: int) -> torch.Tensor:
+    """``a`` (steps ``t0 ..`` of a window of ``w``) with zero steps around it: ``[w, ...]``."""
+    if t0 == 0 and len(a) == w:
+        return a
+    full = torch.zeros((w,) + tuple(a.shape[1:]), dtype=a.dtype)
+    full[t0:t0 + len(a)] = a
+    return full
 
 
 def _shifted(a: torch.Tensor, e: int) -> torch.Tensor:

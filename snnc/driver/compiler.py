@@ -192,7 +192,7 @@ def compile_model(model, out_dir: str | os.PathLike, options: CompileOptions | N
         check_export_early(export, loaded.graph, tgt)
     data = prepare_data(loaded, opts, progress)
     passed = run_passes(loaded, data, opts, tgt, say, progress)
-    config, arrays, program = map_model(passed.compiled, tgt, opts, loaded.spikes, say)
+    config, arrays, program = map_model(passed.compiled, tgt, opts, loaded.spikes, say, data.calib)
     if export:
         from snnc.backends.export import check_export  # before the simulations: fail fast, lose nothing
         check_export(export, config, passed.compiled)
@@ -477,9 +477,18 @@ def train_cut(graph, teacher, data: Data, opts: CompileOptions, T: int, dev, say
                      "time_s": round(time.perf_counter() - t0, 1), "history": history}
 
 
-def map_model(compiled: nir.NIRGraph, tgt, opts: CompileOptions, spikes: bool, say):
+#: ``--objective``: what the mapping minimises (``cores``: the placer's own; the others choose among candidates)
+OBJECTIVES = ("cores", "latency", "energy")
+#: the candidates' cap on compartments per core (None: the core's limit), each with either synapse format
+OBJECTIVE_NEURON_CAPS = (None, 512, 256, 128, 64)
+#: calibration samples simulated to measure the activity that prices each candidate
+OBJECTIVE_SAMPLES = 128
+
+
+def map_model(compiled: nir.NIRGraph, tgt, opts: CompileOptions, spikes: bool, say, calib=None):
     """Stage 5: map the compiled graph onto cores and check every design rule; returns
-    ``(config, arrays, Program)``.
+    ``(config, arrays, Program)``. With ``opts.objective`` ``latency`` or ``energy``, :func:`choose_mapping`
+    picks among candidate mappings by the activity on the calibration data ``calib``.
 
     Raises:
         DesignRuleError: every violation (with a pointer to ``--budget`` when pruning could help).
@@ -493,7 +502,67 @@ def map_model(compiled: nir.NIRGraph, tgt, opts: CompileOptions, spikes: bool, s
             raise
         raise DesignRuleError(e.violations, hint="to make it fit, prune channels: --budget cores=K (or synapses=N, "
                                                  "synops=N, memory_bits=N) with --data") from None
-    return config, arrays, Program(config, arrays, tgt)
+    program = Program(config, arrays, tgt)
+    if opts.objective == "cores":
+        config["mapping"]["objective"] = {"objective": "cores"}
+        return config, arrays, program
+    return choose_mapping(compiled, tgt, opts, program, calib, spikes, say)
+
+
+def choose_mapping(compiled: nir.NIRGraph, tgt, opts: CompileOptions, base: Program, calib, spikes: bool, say):
+    """``--objective latency|energy``: the mapping with the least time per inference (the time model of
+    :func:`snnc.backends.loihi.energy.time_model`) or energy per inference among candidates -- each synapse
+    format (only ``discrete`` with ``--formats discrete``) with each cap on compartments per core in
+    :data:`OBJECTIVE_NEURON_CAPS` -- priced by the activity of the first :data:`OBJECTIVE_SAMPLES` calibration
+    samples simulated once (a mapping does not change what is computed, only where). A candidate must keep the
+    limits (``--max-cores``, ``--max-chips``; without ``--max-chips``, no more chips than the fewest-cores
+    mapping). Ties go to fewer cores. The choice and every candidate's figures go to ``mapping.objective``.
+
+    Raises:
+        UsageError: no calibration data (``--data`` is needed to measure activity).
+    """
+    if calib is None:
+        raise UsageError(f"--objective {opts.objective} needs --data: the choice is priced by the activity "
+                         "simulated on the calibration samples")
+    n = min(OBJECTIVE_SAMPLES, calib.shape[1] if spikes else len(calib))
+    x = calib[:, :n] if spikes else calib[:n]
+    say(f"objective {opts.objective}: activity of {n} calibration samples, candidate mappings")
+    res = base.run(x, batch_size=opts.batch_size)
+    chips = opts.max_chips if opts.max_chips is not None else base.config["mapping"]["chips"]
+    fmts = ("discrete",) if opts.formats == "discrete" else ("auto", "discrete")
+    cands, best = [], None
+    for fmt in fmts:
+        for cap in OBJECTIVE_NEURON_CAPS:
+            row = {"formats": fmt, "neurons_per_core": cap}
+            try:
+                config, arrays, _ = compile_graph(compiled, tgt, max_cores=opts.max_cores, max_chips=chips,
+                                                  formats=fmt, neurons_per_core=cap)
+            except DesignRuleError as e:
+                cands.append(dict(row, fits=False, reason="; ".join(sorted({v.rule for v in e.violations}))))
+                continue
+            program = Program(config, arrays, tgt)
+            mt = measure(program, res, slice_counts_for(program))
+            row.update(fits=True, cores=len(config["cores"]), chips=config["mapping"]["chips"],
+                       time_per_inference_s=mt["per_inference"]["time_per_inference_s"],
+                       time_per_step_s=mt["per_inference"]["time_per_step_s_mean"],
+                       energy_per_inference_pJ=mt["energy"]["per_inference_pJ"])
+            key = (row["time_per_inference_s"] if opts.objective == "latency" else row["energy_per_inference_pJ"],
+                   row["cores"])
+            if best is None or key < best[0]:
+                best = (key, len(cands), config, arrays, program)
+            cands.append(row)
+    _, idx, config, arrays, program = best
+    config["mapping"]["objective"] = {
+        "objective": opts.objective, "chosen": idx, "candidates": cands,
+        "activity": f"the first {n} calibration samples, simulated once (loihi-sim)",
+        "rule": "least " + ("time per inference (time model: busiest core per step + barrier)"
+                            if opts.objective == "latency" else "energy per inference")
+                + "; ties to fewer cores; no more chips than the fewest-cores mapping unless --max-chips says"}
+    c = cands[idx]
+    say(f"objective {opts.objective}: {c['formats']} synapse formats, at most "
+        f"{c['neurons_per_core'] or tgt['core']['neurons']} compartments per core: {c['cores']} cores, "
+        f"{c['time_per_inference_s'] * 1e3:.3f} ms and {c['energy_per_inference_pJ'] / 1e6:.2f} µJ per inference")
+    return config, arrays, program
 
 
 def measure_model(loaded: Loaded, data: Data, passed: Passed, program, opts: CompileOptions, progress, say):

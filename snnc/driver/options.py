@@ -67,6 +67,8 @@ class CompileOptions:
         target: target name or TOML path; ``lava``/``nir``/``onnx`` also write that export.
         formats: ``"auto"`` or ``"discrete"`` synapse formats.
         max_cores, max_chips: limits whose excess is a design-rule violation.
+        objective: ``"cores"`` (the fewest cores, the placer's own), ``"latency"`` or ``"energy"`` (the least time
+            or energy per inference among candidate mappings, priced by the calibration data's activity; needs data).
     Run:
         seed: seed of everything random; batch_size: samples per simulation batch;
         force: replace OUT when it is a previous snnc output.
@@ -101,6 +103,7 @@ class CompileOptions:
     # mapping
     target: str = "loihi-sim"
     formats: str = "auto"
+    objective: str = "cores"
     max_cores: int | None = None
     max_chips: int | None = None
     # run
@@ -141,6 +144,10 @@ class CompileOptions:
         one_of("encode", self.encode, ENCODERS)
         one_of("budget criterion", self.budget_criterion, tuple(CRITERIA))
         one_of("training method", self.train_method, TRAIN_METHODS)
+        one_of("objective", self.objective, ("cores", "latency", "energy"))
+        if self.objective != "cores" and not self.data:
+            raise UsageError(f"--objective {self.objective} needs --data: the candidate mappings are priced by the "
+                             "activity simulated on the calibration samples")
         if isinstance(self.train_synops, bool) or not isinstance(self.train_synops, numbers.Real) or \
                 not self.train_synops >= 0:
             raise UsageError(f"the SynOps regulariser weight must be >= 0, got {self.train_synops!r}")

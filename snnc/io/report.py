@@ -109,6 +109,10 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
                               "note": "the heaviest inter-core routes: spike messages per inference from source "
                                       "core to destination core (floorplan.png draws them)"}
         rep["activity_per_inference"] = metrics["per_inference"]
+        if "time" in metrics:
+            rep["time"] = metrics["time"]
+        if "energy_sanafe" in metrics:
+            energy["sanafe_convention"] = metrics["energy_sanafe"]
         rep["checks"] = metrics["checks"]
         if "overflow" in metrics:
             rep["overflow"] = metrics["overflow"]
@@ -223,6 +227,16 @@ def print_report(report: dict, console=None) -> None:
         console.print(f"mapping: {tot['cores']} cores on {tot['chips']} chip(s); lower bound {lb['cores']} cores "
                       f"({terms}), ratio {m['ratio']:.2f}; stored synapses {tot.get('stored_synapses', 0):,} for "
                       f"{tot['synapses']:,} connections; routes {m['routes']:,}, {m['inter_chip_routes']:,} between chips")
+    o = m.get("objective") or {}
+    if o.get("candidates"):
+        c, fewest = o["candidates"][o["chosen"]], o["candidates"][0]
+        console.print(f"objective {o['objective']}: {c['formats']} synapse formats, at most "
+                      f"{c['neurons_per_core'] or 'the limit of'} compartments per core: {c['cores']} cores, "
+                      f"{c['time_per_inference_s'] * 1e3:.3f} ms and {c['energy_per_inference_pJ'] / 1e6:.3f} µJ per "
+                      f"inference (fewest cores: {fewest.get('cores', '-')} cores, "
+                      f"{fewest.get('time_per_inference_s', float('nan')) * 1e3:.3f} ms, "
+                      f"{fewest.get('energy_per_inference_pJ', float('nan')) / 1e6:.3f} µJ; "
+                      f"{len(o['candidates'])} candidates in report.json)")
     e = report["energy"]
     if e.get("per_inference_pJ") is not None:
         b = e["breakdown"]
@@ -232,6 +246,11 @@ def print_report(report: dict, console=None) -> None:
                       f"spike messages {b['spike_messages_pJ'] / 1e6:.3f} µJ, of which between chips "
                       f"{e.get('spike_messages_interchip_pJ', 0.0) / 1e6:.3f}; Davies et al. 2018 Table 2, inter-chip: "
                       "snnc's assumption)")
+        tm = report.get("time")
+        if tm:
+            console.print(f"time (SANA-FE's Loihi latencies, the busiest core per step + barrier): "
+                          f"{tm['time_per_step_s']['mean'] * 1e6:,.1f} µs per step, {tm['time_per_inference_s'] * 1e3:.3f} ms "
+                          f"per inference; busiest core {tm['busiest_core']} ({tm['basis']} events per step)")
         h = e.get("host") or {}
         if h.get("macs"):
             console.print(f"host (outside the chip energy above): the direct-input first layer, {h['macs']:,} MACs "
