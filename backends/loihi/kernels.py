@@ -45,7 +45,7 @@ def lif_window(v, u, acc, acc_t0, acc_exp, code, host_tab, bias_const, du, dv, v
         du, dv: int64 ``[N]`` effective decays ``du + 1`` and ``dv``; vth: int64 ``[N]`` (``vth_mant << 6``).
         half: 2^(uv_bits - 1) (2^23); a_lim: 2^(syn_input_bits - 1) - 1; act_shift: 6; dbits: 12.
         u_may_wrap: check the 24-bit wrap of u (False when a bound proves it never wraps).
-        spikes: float32 ``[W, B, N]`` (written: 1.0 where the compartment spiked).
+        spikes: uint8 ``[W, B, N]`` (written: 1 where the compartment spiked).
         n_spk, n_act: int64 ``[N]`` spike and active-update counts (incremented).
         stats: int64 ``[K, 4]`` per neuron chunk: largest |a|, a beyond 16 bits, u wraps, v
             saturations (written; K sets the number of chunks).
@@ -110,7 +110,7 @@ def lif_window(v, u, acc, acc_t0, acc_exp, code, host_tab, bias_const, du, dv, v
                             vv = 0 if s else vv
                             nsb[i] += s
                             nab[i] += s | (vv != 0) | (uu != 0)
-                            sp[i] = np.float32(s)
+                            sp[i] = s
                             ub[i] = uu
                             vb[i] = vv
                     elif u_mem:  # no spike arrives: u only decays
@@ -125,7 +125,7 @@ def lif_window(v, u, acc, acc_t0, acc_exp, code, host_tab, bias_const, du, dv, v
                             vv = 0 if s else vv
                             nsb[i] += s
                             nab[i] += s | (vv != 0) | (uu != 0)
-                            sp[i] = np.float32(s)
+                            sp[i] = s
                             ub[i] = uu
                             vb[i] = vv
                     else:  # no input and no current memory: u is 0
@@ -138,7 +138,7 @@ def lif_window(v, u, acc, acc_t0, acc_exp, code, host_tab, bias_const, du, dv, v
                             vv = 0 if s else vv
                             nsb[i] += s
                             nab[i] += s | (vv != 0)
-                            sp[i] = np.float32(s)
+                            sp[i] = s
                             vb[i] = vv
                             ub[i] = 0
                     if rec:
@@ -154,9 +154,10 @@ def lif_window(v, u, acc, acc_t0, acc_exp, code, host_tab, bias_const, du, dv, v
 
 @njit(parallel=True, cache=True, nogil=True)
 def sum_pool(x, k):  # pragma: no cover - compiled
-    """Sum-pooling of float32 ``[M, C, H, W]`` over ``k x k`` windows with stride ``k`` (no padding;
-    the last rows and columns that do not fill a window are dropped, as ``torch.nn.functional.avg_pool2d``
-    with ``divisor_override=1``). Returns float32 ``[M, C, H // k, W // k]``; exact for 0/1 spikes."""
+    """Sum-pooling of ``[M, C, H, W]`` spikes (uint8, or float32 0/1) over ``k x k`` windows with stride ``k``
+    (no padding; the last rows and columns that do not fill a window are dropped, as
+    ``torch.nn.functional.avg_pool2d`` with ``divisor_override=1``). Returns float32 ``[M, C, H // k, W // k]``,
+    exact (small integer sums)."""
     M, C, H, W = x.shape
     Ho, Wo = H // k, W // k
     out = np.zeros((M, C, Ho, Wo), np.float32)
@@ -169,6 +170,6 @@ def sum_pool(x, k):  # pragma: no cover - compiled
             for xo in range(Wo):
                 acc = np.float32(0)
                 for j in range(k):
-                    acc += row[xo * k + j]
+                    acc += np.float32(row[xo * k + j])
                 o[xo] += acc
     return out

@@ -139,7 +139,7 @@ class Program:
     """A loaded configuration, ready to simulate. ``config``/``arrays`` as written by the compiler."""
 
     #: the compiled CPU path simulates a window of steps per group at once; the window is cut so that
-    #: the largest group's spikes of one window (float32, batch x neurons x steps) take at most this
+    #: the largest group's synaptic sums of one window (float32, steps x batch x neurons) take at most this
     FUSED_WINDOW_BYTES = 2 ** 28
 
     def __init__(self, config: dict, arrays: dict, target, where: str = "configuration", core_limits: bool = True):
@@ -190,6 +190,13 @@ class Program:
         bad = [(n, p.source, p.delay) for n, g in self.groups.items() for p in g.projections if p.delay < 0]
         if bad:
             raise SnncError(f"negative synaptic delays {bad}: feedback from a later group cannot arrive in time")
+
+    def _spike_buffer(self, name: str, shape: tuple) -> np.ndarray:
+        """A uint8 array of ``shape`` for group ``name``'s spikes, kept between batches of the fused path."""
+        bufs = self.__dict__.setdefault("_spike_buffers", {})
+        if name not in bufs or bufs[name].shape != shape:
+            bufs[name] = np.empty(shape, np.uint8)
+        return bufs[name]
 
     @property
     def feedforward(self) -> bool:
@@ -521,7 +528,7 @@ class Program:
                     if ops and ops[0]["op"] == "sum_pool2d" and len(set(ops[0]["kernel"])) == 1 and srcs.dim() == 4:
                         srcs = torch.from_numpy(sum_pool(srcs.numpy(), int(ops[0]["kernel"][0])))  # 0/1 sums: exact
                         ops = ops[1:]
-                    one = apply_ops(srcs if wt.dtype == torch.float32 else srcs.to(wt.dtype), ops, wt)
+                    one = apply_ops(srcs if srcs.dtype == wt.dtype else srcs.to(wt.dtype), ops, wt)
                     one = one.reshape(nv, B, n)
                     if wt.dtype == torch.float64:
                         one = torch.round(one).to(torch.int64)
@@ -541,7 +548,10 @@ class Program:
                         code[i] = -2
                     elif s["host_idx"] and off <= t < off + self.T:
                         code[i] = s["host_idx"][t - off]
-                spk = np.empty((w, B, n), np.float32)
+                if w == L:  # one window per batch: the spike buffer is reused by the next batch (no page faults)
+                    spk = self._spike_buffer(name, (w, B, n))
+                else:
+                    spk = np.empty((w, B, n), np.uint8)
                 ru = rv = none64
                 if rec is not None:
                     ru, rv = np.empty((w, B, n), np.int64), np.empty((w, B, n), np.int64)
