@@ -79,10 +79,11 @@ check-wheel:
 
 ## bench: compile time and simulation throughput, cores against the lower bound and the 15 M-parameter VGG compile,
 ##        loihi-sim vs Lava throughput (prints figures and ratios)
-bench: setup setup-lava data
+bench: setup setup-lava setup-bench data
 	$(BIN)/python bench/bench_compile_sim.py
 	$(BIN)/python bench/bench_mapping.py
 	$(BIN)/python bench/bench_lava.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/bench_energy.py
 	$(BIN)/python bench/bench_device.py
 
 ## bench-device: fine-tuning, loihi-sim and float throughput per device (CPU; CUDA where present, with a
