@@ -22,7 +22,10 @@ What it measures, in one run (wall clock with ``time.perf_counter``, s):
    3x32x32 with 5 average poolings, then Linear 512->4096->1024 CubaLIF and a 10-class readout;
    random weights, ``torch.manual_seed(0)``; calibration 256 random uniform [0, 1] inputs,
    ``np.random.default_rng(0)``; T = ``--vgg11-steps``, 8): compile time per stage -- trace,
-   fold_bn, quantize, and the backend's lower / formats / pack / finish -- and the mapping figures.
+   fold_bn, quantize, and the backend's lower / formats / pack / finish -- and the mapping figures,
+   with the *tiling bound* beside today's lower bound: its memory term is the least synaptic memory over
+   the placer's tilings (:meth:`snnc.backends.loihi.placement.Placer.tiling_bound`: the copies the
+   synapse formats force, which the every-weight-once bound does not count), timed apart.
 5. **VGG-16-width** (:data:`VGG16_PLAN`, the same classifier) and **ResNet-18-width** (:class:`ResNet18SNN`)
    SNNs at 3x32x32, random weights, calibrated on the first ``--large-calibration`` (32) of the random
    inputs: cores against the lower bound (``--skip-large`` skips them).
@@ -162,7 +165,7 @@ def mapping_figures(config: dict) -> dict:
             "channel_blocks": {g["name"]: g.get("channel_block") for g in config["groups"] if "channel_block" in g}}
 
 
-def compile_stages(get_graph, calibration, T, target, formats=("discrete", "auto")) -> dict:
+def compile_stages(get_graph, calibration, T, target, formats=("discrete", "auto"), tiling: bool = False) -> dict:
     """trace -> fold_bn -> quantize -> compile_graph (each format), each stage timed."""
     out = {"stages_s": {}}
     t0 = _t()
@@ -183,8 +186,15 @@ def compile_stages(get_graph, calibration, T, target, formats=("discrete", "auto
         t0 = _t()
         config, arrays, viol = compile_graph(compiled, target, raise_on_violation=False, formats=f, timings=tm)
         total = _t() - t0
+        if tiling:  # timed apart: not part of the compile
+            t1 = _t()
+            tb = compile_graph(compiled, target, raise_on_violation=False, formats=f, tiling_bound=True)[0]
+            tb = dict(tb["mapping"]["tiling_bound"], seconds=_t() - t1)
         out[f] = dict(mapping_figures(config), violations=sorted({v.rule for v in viol}), compile_graph_s=total,
                       compile_graph_breakdown_s=tm)
+        if tiling:
+            out[f]["tiling_bound"] = {k: tb[k] for k in ("bound_cores", "ratio", "terms", "memory_bits", "groups",
+                                                         "seconds")}
         out[f + "_config"] = (config, arrays)
     return out
 
@@ -203,6 +213,11 @@ def print_mapping(title: str, r: dict, notes=()) -> None:
         m = r[f]
         _row(f"[{f}] cores / lower bound (ratio)", f"{m['cores']:,} / {m['lower_bound']:,} ({m['ratio']:.2f})")
         _row(f"[{f}] bound terms", ", ".join(f"{k} {v}" for k, v in m["bound_terms"].items()))
+        if "tiling_bound" in m:
+            tb = m["tiling_bound"]
+            _row(f"[{f}] cores / tiling bound (ratio)", f"{m['cores']:,} / {tb['bound_cores']:,} ({tb['ratio']:.2f})")
+            _row(f"[{f}]   its memory term (least over the placer's tilings)",
+                 f"{tb['terms']['memory']:,} cores ({tb['seconds']:.1f} s)")
         _row(f"[{f}] chips; routes (inter-chip)", f"{m['chips']}; {m['routes']:,} ({m['inter_chip_routes']:,})")
         _row(f"[{f}] synaptic memory", f"{m['memory_KiB']:,.1f}", "KiB")
         _row(f"[{f}] stored synapses / connections", f"{m['stored_synapses']:,} / {m['synapses']:,}")
@@ -281,7 +296,7 @@ def main(argv=None) -> int:
         n_weights = sum(p.numel() for p in v11.parameters())
         T = int(args.vgg11_steps)
         r4 = compile_stages(lambda: trace(v11, (3, 32, 32), dt=NEURON["dt"], num_steps=T), vcal, T, target,
-                            formats=("auto",))
+                            formats=("auto",), tiling=True)
         st = r4["stages_s"]
         a = r4["auto"]
         total = st["trace"] + st["passes"] + a["compile_graph_s"]
@@ -309,7 +324,7 @@ def main(argv=None) -> int:
             m = ctor().eval()
             n_weights = sum(p.numel() for p in m.parameters())
             r5 = compile_stages(lambda m=m: trace(m, (3, 32, 32), dt=NEURON["dt"], num_steps=8), lcal, 8, target,
-                                formats=("auto",))
+                                formats=("auto",), tiling=True)
             st = r5["stages_s"]
             print_mapping(f"5. {title} 3x32x32, {n_weights:,} module parameters, {r5['neurons']:,} neurons "
                           f"(random weights)", r5,

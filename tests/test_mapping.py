@@ -361,3 +361,22 @@ def test_cli_max_chips(tmp_path):
                                   "1,132,132", "--num-steps", "2", "--max-chips", "1"], catch_exceptions=False)
     assert r.exit_code == 1 and "[MAX_CHIPS] the model needs 2 chips" in r.stderr and "limit is 1 chip(s)" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("formats", ["auto", "discrete"])
+def test_tiling_bound_between_the_weight_bound_and_the_cores(formats):
+    """``mapping.tiling_bound`` (the least synaptic memory over the placer's tilings) counts the copies the formats
+    force: at least the every-weight-once memory term, never more cores than the mapping found; discrete axons store
+    each source's list per core, so their memory term is above the weight bound."""
+    x = digits_batch(40, seed=3)
+    q = _quantized(TinySNN(channels=16), (1, 8, 8), 4, x)
+    cfg, _, viol = compile_graph(q, TARGET, formats=formats, tiling_bound=True)
+    assert viol == []
+    tb, lb = cfg["mapping"]["tiling_bound"], cfg["mapping"]["lower_bound"]
+    assert tb["memory_bits"] >= lb["totals"]["memory_bits"] and tb["terms"]["memory"] >= lb["terms"]["memory"]
+    assert lb["cores"] <= tb["bound_cores"] <= len(cfg["cores"])
+    assert set(tb["groups"]) == {g["name"] for g in cfg["groups"] if any(not p["host"] for p in g["projections"])}
+    if formats == "discrete":
+        assert tb["memory_bits"] > lb["totals"]["memory_bits"]
+    plain, _, _ = compile_graph(q, TARGET, formats=formats)
+    assert "tiling_bound" not in plain["mapping"] and plain["cores"] == cfg["cores"]

@@ -96,7 +96,7 @@ def _int_weights(p, wf: QuantFormat, s, shift: int) -> np.ndarray:
 
 def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, raise_on_violation: bool = True,
                   max_chips: int | None = None, formats: str = "auto", timings: dict | None = None,
-                  neurons_per_core: int | None = None):
+                  neurons_per_core: int | None = None, tiling_bound: bool = False):
     """Build the loihi-sim config for a graph that went through ``fold_bn`` and ``quantize``.
 
     Args:
@@ -111,6 +111,9 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
             None: the limit). Fewer per core spreads a layer's synaptic events over more cores: a
             shorter time step for more cores (``--objective latency``). The lower bound stays the
             target's.
+        tiling_bound: also report ``mapping.tiling_bound``, the least synaptic memory over the
+            placer's tilings (:meth:`.placement.Placer.tiling_bound`; it compiles every tiling's
+            ranges, so it costs about as much as the packing).
 
     Returns:
         ``(config dict, arrays dict, violations list)``.
@@ -247,6 +250,11 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
     }
     if neurons_per_core is not None:
         config["mapping"]["neurons_per_core"] = int(neurons_per_core)
+    if tiling_bound:
+        tb = placer.tiling_bound()
+        terms = dict(bound["terms"], memory=tb["cores"])
+        config["mapping"]["tiling_bound"] = dict(tb, bound_cores=max(terms.values()), ratio=n / max(max(terms.values()), 1),
+                                                 terms=terms)
     violations = rules.design_rules(cores, groups, core_lim, fp, max_cores, placer.unsplittable, max_chips, cpc)
     violations += rules.profile_rules(cores, groups, arrays, target)
     tm["finish"] = time.perf_counter() - t3

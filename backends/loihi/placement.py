@@ -95,6 +95,8 @@ class Placer:
     """Plan blocks and formats, pack groups onto cores, assign chips. See the module docstring."""
 
     ACCEPT_FRACTION = 0.25
+    #: :meth:`tiling_bound` tries ranges of at least 1/TILING_PIECES of a block's units
+    TILING_PIECES = 64
 
     def __init__(self, group_cfgs: list[dict], chip_projs: list[list[dict]], masks: list[list[np.ndarray]],
                  target, formats: str = "auto", neurons_per_core: int | None = None):
@@ -535,6 +537,89 @@ class Placer:
         return order
 
     # ------------------------------------------------------------------ bound
+    def tiling_bound(self) -> dict:
+        """The least synaptic memory any tiling of this placer's family needs, per group and in total.
+
+        A tiling cuts a group into channel blocks of ``Cb`` channels (each candidate of
+        :meth:`choose_formats`) and every block into ranges of ``m`` units (whole rows, or powers of two
+        up to a row), each range on a core of its own at compartment offset 0 (the cheapest place: no
+        further 256-compartment copies of population entries), every projection in either format; a
+        tiling counts only if every range fits an empty core (compartments, input axons, memory); at
+        most :data:`TILING_PIECES` ranges per block are tried. Its memory is the sum over its ranges
+        (:meth:`.mapping.ProjCounter.memory` at each range's index width), counted exactly for the first
+        and the last channel block and taken as the first's for the others (exact where the blocks'
+        non-zero patterns are alike, as in an unpruned layer). Unlike :meth:`lower_bound` (every weight once), this counts the copies the synapse
+        formats force (a convolution's entry per set of valid taps; a discrete list per source and
+        core), but it is a minimum over this family only, not a proof over every mapping: blocks of
+        non-contiguous channels or positions are not tried.
+
+        Returns ``{"memory_bits", "cores" (memory / the core's memory, rounded up), "groups": {name:
+        {"memory_bits", "channel_block", "units", "formats"}}}``.
+        """
+        lim = self.target["core"]
+        MEM, NEU, AIN = int(lim["synapse_memory_bits"]), int(lim["neurons"]), int(lim["axons_in"])
+        fm_all = (DISCRETE, POPULATION)
+        total, per = 0, {}
+        for gp in self.groups:
+            if not gp.projs:
+                continue
+            shape = gp.shape
+            if M.is_spatial(shape):
+                c = int(shape[0])
+                cb, nb, cbs = c, 1, set()
+                while cb > 1 or nb < c:
+                    cbs |= {M.ceil_div(c, M.ceil_div(c, cb)), M.ceil_div(c, nb)}
+                    cb, nb = max(1, cb // 2), min(c, nb * 2)
+                cbs = sorted(cbs | {1, c}, reverse=True)
+                width = int(shape[2])
+            else:
+                cbs, width = [None], 1
+            best = None
+            for cb in cbs:
+                _, npos, bs = M.layout_of(shape, cb)
+                nblocks = len(M.block_starts(shape, cb)) - 1
+                srcs = [self._source_block(pp) for pp in gp.projs]
+                counters = [M.ProjCounter(pp.cfg, pp.mask, shape, cb, sb) for pp, sb in zip(gp.projs, srcs)]
+                combos = [[]]
+                for ct in counters:
+                    combos = [c0 + [o] for c0 in combos
+                              for o in ((DISCRETE, POPULATION) if self.allow_pop and ct.population_ok else (DISCRETE,))]
+                ms = {npos} | {r * width for r in range(1, npos // width + 1)} | {2 ** k for k in range(11)}
+                ms = sorted(m for m in ms if M.ceil_div(npos, self.TILING_PIECES) <= m <= npos and m * bs <= NEU)
+                # the first and the last block (the last may be narrower), the others as the first: exact where
+                # the blocks' non-zero patterns are alike (unpruned weights), an estimate otherwise
+                reps = [(0, nblocks - 1)] + ([(nblocks - 1, 1)] if nblocks > 1 else [])
+                for combo in combos:
+                    for m in ms:
+                        mem = 0
+                        for j, times in reps:
+                            bsj = M.block_size(shape, cb, j)
+                            for q0 in range(0, npos, m):
+                                q1 = min(npos, q0 + m)
+                                ib = M.index_bits((q1 - q0) * bsj, self.synfmt)
+                                sts = [ct.stats(j, q0, q1, fm_all if f == POPULATION else (DISCRETE,))
+                                       for ct, f in zip(counters, combo)]
+                                if sum(st.axons[f] for st, f in zip(sts, combo)) > AIN:
+                                    mem = None
+                                    break
+                                piece = sum(ct.memory(st, f, pp.weight_bits + ib, self.synfmt, 0, bsj,
+                                                      self.cx_base_max)[0]
+                                            for ct, st, f, pp in zip(counters, sts, combo, gp.projs))
+                                if piece > MEM:
+                                    mem = None
+                                    break
+                                mem += piece * max(times, 1)
+                            if mem is None:
+                                break
+                        if mem is not None and (best is None or mem < best[0]):
+                            best = (mem, cb, m, list(combo))
+            if best is None:  # not even one unit fits a core: the placer reports it (unsplittable)
+                continue
+            total += best[0]
+            per[gp.cfg["name"]] = {"memory_bits": int(best[0]), "channel_block": best[1], "units": int(best[2]),
+                                   "formats": best[3]}
+        return {"memory_bits": int(total), "cores": M.ceil_div(int(total), MEM), "groups": per}
+
     def lower_bound(self) -> dict:
         lim = self.target["core"]
         neurons = sum(int(np.prod(gp.shape)) for gp in self.groups)
