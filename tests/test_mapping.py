@@ -380,3 +380,52 @@ def test_tiling_bound_between_the_weight_bound_and_the_cores(formats):
         assert tb["memory_bits"] > lb["totals"]["memory_bits"]
     plain, _, _ = compile_graph(q, TARGET, formats=formats)
     assert "tiling_bound" not in plain["mapping"] and plain["cores"] == cfg["cores"]
+
+
+def test_tiling_bound_tries_short_ranges_and_never_drops_below_the_weight_bound(monkeypatch):
+    """A dense layer whose ranges of a whole 1/TILING_PIECES do not fit a core (fan-in 1,024, discrete): shorter ranges
+    are tried, and the group's figure is at least its every-weight-once memory."""
+    from snnc.backends.loihi import placement as P
+    monkeypatch.setattr(P.Placer, "TILING_PIECES", 2)
+    torch.manual_seed(0)
+    m = nn.Sequential(OrderedDict([("fc1", nn.Linear(1024, 256)), ("lif", CubaLIF((256,))),
+                                   ("fc2", nn.Linear(256, 10)), ("readout", Integrator((10,)))]))
+    x = (np.random.default_rng(0).random((2, 8, 1024)) < 0.3).astype(np.float32)
+    q = _quantized(m, (1024,), 2, x, encoding="spikes")
+    cfg, _, _ = compile_graph(q, TARGET, formats="discrete", tiling_bound=True)
+    tb, lb = cfg["mapping"]["tiling_bound"], cfg["mapping"]["lower_bound"]
+    assert tb["groups"]["lif"]["units"] < 128 and tb["memory_bits"] >= lb["totals"]["memory_bits"]
+    assert lb["cores"] <= tb["bound_cores"] <= len(cfg["cores"])
+
+
+def _vgg(plan, hidden, num_classes=10):
+    layers, c, hw, k = [], 3, 32, 0
+    for v in plan:
+        if v == "M":
+            layers.append((f"pool{k}", nn.AvgPool2d(2)))
+            hw //= 2
+            continue
+        k += 1
+        layers += [(f"conv{k}", nn.Conv2d(c, v, 3, padding=1)), (f"lif{k}", CubaLIF((v, hw, hw)))]
+        c = v
+    layers += [("flatten", nn.Flatten()), ("fc", nn.Linear(c * hw * hw, hidden)), ("lif_fc", CubaLIF((hidden,))),
+               ("out", nn.Linear(hidden, num_classes)), ("readout", Integrator((num_classes,)))]
+    return nn.Sequential(OrderedDict(layers)).eval()
+
+
+def test_backward_pass_chooses_source_blocks_for_their_output_axons(monkeypatch):
+    """VGG-11's first 6 convolutions: with the consumers' blocks decided, lif4's and lif5's blocks are revisited for the
+    output-axon slots their populations need (Placer.choose_formats, backward); fewer cores, every limit kept, the
+    weight bound unchanged."""
+    from snnc.backends.loihi import placement as P
+    torch.manual_seed(0)
+    q = _quantized(_vgg((64, "M", 128, "M", 256, 256, "M", 512, 512, "M"), 256), (3, 32, 32), 4)
+    cores = {}
+    for rounds in (0, P.Placer.BACKWARD_ROUNDS):
+        monkeypatch.setattr(P.Placer, "BACKWARD_ROUNDS", rounds)
+        cfg, _, viol = compile_graph(q, TARGET)
+        assert viol == []
+        _within_limits(cfg)
+        cores[rounds] = (len(cfg["cores"]), cfg["mapping"]["lower_bound"]["cores"])
+    (before, lb0), (after, lb1) = cores[0], cores[P.Placer.BACKWARD_ROUNDS]
+    assert lb0 == lb1 and after < 0.9 * before

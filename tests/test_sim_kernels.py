@@ -129,3 +129,22 @@ def test_spiking_output_counts_and_recurrent_programs():
     _assert_same(prog.run(x), prog.run(x, kernel="tensor"))  # auto: the tensor path
     with pytest.raises(SnncError, match="kernel must be"):
         prog.run(x, kernel="numba")
+
+
+@pytest.mark.parametrize("window_bytes", [None, 1])
+def test_several_outputs_of_one_group_and_early_reads(window_bytes):
+    """Two voltage outputs of one readout group read at different steps, and a spiking output of a hidden group read
+    before the last step: each its own value, in one window and in windows of one step."""
+    rng = np.random.default_rng(6)
+    layers = _layers(rng, 10)
+    cfg, arrays = _hand_config(layers, 10, 8)
+    last = cfg["groups"][-1]
+    last.update(kind="readout", vth_mant=131071, reset="none")
+    L = cfg["latency_steps"]
+    cfg["outputs"] = [{"name": "a", "group": "g2", "read_step": L - 1}, {"name": "b", "group": "g2", "read_step": L - 4},
+                      {"name": "h", "group": "g0", "read_step": L - 3}]
+    x = (rng.random((8, 5, 10)) < 0.5).astype(np.float32)
+    res = _both(Program(cfg, arrays, TARGET), x, window_bytes, record=True)
+    assert not torch.equal(res.outputs["a"], res.outputs["b"]) and res.outputs["b"].abs().sum() > 0
+    assert torch.equal(res.outputs["b"], res.trace["g2"]["v"][:, L - 4])
+    assert res.outputs["h"].sum() > 0

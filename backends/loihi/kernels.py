@@ -50,7 +50,7 @@ def lif_window(v, u, acc, acc_t0, acc_exp, code, host_tab, bias_const, du, dv, v
         stats: int64 ``[K, 4]`` per neuron chunk: largest |a|, a beyond 16 bits, u wraps, v
             saturations (written; K sets the number of chunks).
         rec_u, rec_v: int64 ``[W, B, N]`` to record u and v after each step, or ``[0, 1, 1]``.
-        read_t: the window step whose v is copied to ``v_read`` (``[B, N]``), or -1.
+        read_t: int64 ``[R]``, window steps whose v is copied to ``v_read[r]`` (``[R, B, N]``); -1: none.
     """
     W, B, N = spikes.shape
     one = np.int64(1) << dbits
@@ -144,8 +144,9 @@ def lif_window(v, u, acc, acc_t0, acc_exp, code, host_tab, bias_const, du, dv, v
                     if rec:
                         rec_u[t, b, n0:n1] = ub
                         rec_v[t, b, n0:n1] = vb
-                    if t == read_t:
-                        v_read[b, n0:n1] = vb
+                    for r in range(read_t.shape[0]):
+                        if t == read_t[r]:
+                            v_read[r, b, n0:n1] = vb
         stats[k, 0] = max_in
         stats[k, 1] = over
         stats[k, 2] = wraps

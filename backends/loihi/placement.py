@@ -95,6 +95,8 @@ class Placer:
     """Plan blocks and formats, pack groups onto cores, assign chips. See the module docstring."""
 
     ACCEPT_FRACTION = 0.25
+    #: backward passes of :meth:`choose_formats` (each stops early when no block changes)
+    BACKWARD_ROUNDS = 3
     #: :meth:`tiling_bound` tries ranges of at least 1/TILING_PIECES of a block's units
     TILING_PIECES = 64
 
@@ -186,45 +188,112 @@ class Placer:
         return lo
 
     # ------------------------------------------------------------------ 1. blocks and formats
+    def _block_candidates(self, shape) -> list:
+        if not M.is_spatial(shape):
+            return [None]
+        c = int(shape[0])
+        cb = min(c, int(self.lim["neurons"]))
+        nb, cands = M.ceil_div(c, cb), set()
+        while cb > 1 or nb < c:  # halving the block, and doubling the number of blocks
+            cands |= {M.ceil_div(c, M.ceil_div(c, cb)), M.ceil_div(c, nb)}
+            cb, nb = max(1, cb // 2), min(c, nb * 2)
+        return sorted(cands | {1}, reverse=True)
+
     def choose_formats(self) -> None:
+        """Forward: each group's block and formats by :meth:`_estimate` (its own cores plus the cores its
+        sources need for the output axons it makes them drive). Then backward, where every consumer is
+        decided: a group whose own output axons would need cores beyond its neurons takes the block that
+        minimises both (:meth:`_out_extra`; a source's populations are its channel blocks)."""
         lim = self.lim
         for gp in self.groups:
-            shape = gp.shape
-            if M.is_spatial(shape):
-                c = int(shape[0])
-                cb = min(c, int(lim["neurons"]))
-                nb, cands = M.ceil_div(c, cb), set()
-                while cb > 1 or nb < c:  # halving the block, and doubling the number of blocks
-                    cands |= {M.ceil_div(c, M.ceil_div(c, cb)), M.ceil_div(c, nb)}
-                    cb, nb = max(1, cb // 2), min(c, nb * 2)
-                cands = sorted(cands | {1}, reverse=True)
-            else:
-                cands = [None]
+            cands = self._block_candidates(gp.shape)
             if not gp.projs:
                 gp.block = cands[0]
-                gp.units_est = int(lim["neurons"]) // M.layout_of(shape, gp.block)[2]
+                gp.units_est = int(lim["neurons"]) // M.layout_of(gp.shape, gp.block)[2]
                 continue
-            src_blocks = [self._source_block(pp) for pp in gp.projs]
-            combos = [[]]
-            for pp, sb in zip(gp.projs, src_blocks):
-                opts = [DISCRETE] + ([POPULATION] if self.allow_pop and sb is not None else [])
-                combos = [c0 + [o] for c0 in combos for o in opts]
-            best = None
-            for cb in cands:
-                counters = [M.ProjCounter(pp.cfg, pp.mask, shape, cb, sb) for pp, sb in zip(gp.projs, src_blocks)]
-                for combo in combos:
-                    combo = [f if (f == DISCRETE or ct.population_ok) else DISCRETE for f, ct in zip(combo, counters)]
-                    est, units, mem = self._estimate(gp, cb, counters, combo)
-                    key = (est, -(cb or 1), mem)
-                    if best is None or key < best[0]:
-                        best = (key, cb, counters, combo, units)
-                c_all, npos, _ = M.layout_of(shape, cb)
-                ideal = M.ceil_div(int(np.prod(shape)), int(lim["neurons"]))
-                if best[0][0] <= ideal:
-                    break  # the first (largest) block that reaches the neuron bound is as good as any
-            _, gp.block, counters, combo, gp.units_est = best
-            for pp, ct, f in zip(gp.projs, counters, combo):
-                pp.counter, pp.fmt = ct, f
+            self._choose(gp, cands)
+        for _ in range(self.BACKWARD_ROUNDS):
+            changed = False
+            for gp in reversed(self.groups):
+                if not gp.projs or not M.is_spatial(gp.shape) or not gp.out_projs:
+                    continue
+                before = gp.block
+                self._choose(gp, self._block_candidates(gp.shape), with_out=True)
+                if gp.block != before:  # its consumers' populations changed: recount them
+                    changed = True
+                    for di, pi in gp.out_projs:
+                        dpp = self.groups[di].projs[pi]
+                        if dpp.recurrent:
+                            continue
+                        dg = self.groups[di]
+                        dpp.counter = M.ProjCounter(dpp.cfg, dpp.mask, dg.shape, dg.block, self._source_block(dpp))
+                        if dpp.fmt == POPULATION and not dpp.counter.population_ok:
+                            dpp.fmt = DISCRETE
+            if not changed:
+                break
+
+    def _choose(self, gp: GroupPlan, cands, with_out: bool = False) -> None:
+        lim = self.lim
+        shape = gp.shape
+        src_blocks = [self._source_block(pp) for pp in gp.projs]
+        combos = [[]]
+        for pp, sb in zip(gp.projs, src_blocks):
+            opts = [DISCRETE] + ([POPULATION] if self.allow_pop and sb is not None else [])
+            combos = [c0 + [o] for c0 in combos for o in opts]
+        best = None
+        for cb in cands:
+            counters = [M.ProjCounter(pp.cfg, pp.mask, shape, cb, sb) for pp, sb in zip(gp.projs, src_blocks)]
+            out_extra = None
+            for combo in combos:
+                combo = [f if (f == DISCRETE or ct.population_ok) else DISCRETE for f, ct in zip(combo, counters)]
+                est, units, mem = self._estimate(gp, cb, counters, combo)
+                if with_out and est != float("inf"):
+                    if out_extra is None:
+                        out_extra = self._out_extra(gp, cb, units)
+                    est += out_extra
+                key = (est, -(cb or 1), mem)
+                if best is None or key < best[0]:
+                    best = (key, cb, counters, combo, units)
+            ideal = M.ceil_div(int(np.prod(shape)), int(lim["neurons"]))
+            if best[0][0] <= ideal:
+                break  # the first (largest) block that reaches the neuron bound is as good as any
+        _, gp.block, counters, combo, gp.units_est = best
+        for pp, ct, f in zip(gp.projs, counters, combo):
+            pp.counter, pp.fmt = ct, f
+
+    def _out_extra(self, gp: GroupPlan, cb, units: int) -> int:
+        """Cores group ``gp`` would need beyond its own pieces for its output-axon slots with channel
+        block ``cb`` (its populations), its consumers' blocks, formats and units per core as decided:
+        a population reaches about ``blocks x (1 + target span / units per core)`` cores of a
+        convolution's target, every core of a dense target."""
+        size = int(np.prod(gp.shape))
+        _, npos, bs = M.layout_of(gp.shape, cb)
+        nblocks = len(M.block_starts(gp.shape, cb)) - 1
+        pieces = nblocks * M.ceil_div(npos, max(units, 1))
+        slots = 0.0
+        for di, pi in gp.out_projs:
+            dg = self.groups[di]
+            dpp = dg.projs[pi]
+            if dpp.recurrent:
+                continue
+            sb = cb if cb is not None and cb <= int(self.pop["max_atoms"]) else None
+            ct = M.ProjCounter(dpp.cfg, dpp.mask, dg.shape, dg.block, sb)
+            _, dnpos, _ = M.layout_of(dg.shape, dg.block)
+            dnb = len(M.block_starts(dg.shape, dg.block)) - 1
+            m = max(1, int(dg.units_est))
+            if ct.kind == "conv":
+                cs, ph, pw = ct.pooled
+                q = ct.qpos[:, ph // 2, pw // 2]
+                q = q[q >= 0]
+                span = int(q.max() - q.min() + 1) if q.size else 1
+                fan = dnb * min(M.ceil_div(dnpos, m), 1 + (span - 1) / m)
+            else:
+                fan = dnb * M.ceil_div(dnpos, m)
+            if dpp.fmt == POPULATION and ct.population_ok:
+                slots += self.slots(POPULATION) * fan * size / max(ct.src_block, 1)
+            else:
+                slots += self.slots(DISCRETE) * fan * size
+        return max(0, M.ceil_div(int(np.ceil(slots)), int(self.lim["axons_out"])) - pieces)
 
     def _estimate(self, gp: GroupPlan, cb, counters, combo):
         """(estimated cores incl. extra source cores, units per core, memory per neuron): the largest
@@ -544,8 +613,10 @@ class Placer:
         :meth:`choose_formats`) and every block into ranges of ``m`` units (whole rows, or powers of two
         up to a row), each range on a core of its own at compartment offset 0 (the cheapest place: no
         further 256-compartment copies of population entries), every projection in either format; a
-        tiling counts only if every range fits an empty core (compartments, input axons, memory); at
-        most :data:`TILING_PIECES` ranges per block are tried. Its memory is the sum over its ranges
+        tiling counts only if every range fits an empty core (compartments, input axons, memory); ranges
+        of at least 1/:data:`TILING_PIECES` of a block are tried, shorter ones only when none of those
+        fits. A group's figure is never below its every-weight-once memory (:meth:`lower_bound`'s term),
+        which also stands in, with a ``note``, when not even one unit fits a core. Its memory is the sum over its ranges
         (:meth:`.mapping.ProjCounter.memory` at each range's index width), counted exactly for the first
         and the last channel block and taken as the first's for the others (exact where the blocks'
         non-zero patterns are alike, as in an unpruned layer). Unlike :meth:`lower_bound` (every weight once), this counts the copies the synapse
@@ -558,67 +629,80 @@ class Placer:
         """
         lim = self.target["core"]
         MEM, NEU, AIN = int(lim["synapse_memory_bits"]), int(lim["neurons"]), int(lim["axons_in"])
-        fm_all = (DISCRETE, POPULATION)
         total, per = 0, {}
         for gp in self.groups:
             if not gp.projs:
                 continue
             shape = gp.shape
-            if M.is_spatial(shape):
-                c = int(shape[0])
-                cb, nb, cbs = c, 1, set()
-                while cb > 1 or nb < c:
-                    cbs |= {M.ceil_div(c, M.ceil_div(c, cb)), M.ceil_div(c, nb)}
-                    cb, nb = max(1, cb // 2), min(c, nb * 2)
-                cbs = sorted(cbs | {1, c}, reverse=True)
-                width = int(shape[2])
-            else:
-                cbs, width = [None], 1
+            cbs = self._block_candidates(shape)
+            width = int(shape[2]) if M.is_spatial(shape) else 1
+            min_ib = min(int(b) for b in self.synfmt["index_bits"] if b)
+            weight_bound = sum(pp.counter.lower_bound_bits(pp.weight_bits + min_ib, self.synfmt,
+                                                           self.allow_pop and pp.counter.population_ok)[0]
+                               for pp in gp.projs)
             best = None
-            for cb in cbs:
-                _, npos, bs = M.layout_of(shape, cb)
-                nblocks = len(M.block_starts(shape, cb)) - 1
-                srcs = [self._source_block(pp) for pp in gp.projs]
-                counters = [M.ProjCounter(pp.cfg, pp.mask, shape, cb, sb) for pp, sb in zip(gp.projs, srcs)]
-                combos = [[]]
-                for ct in counters:
-                    combos = [c0 + [o] for c0 in combos
-                              for o in ((DISCRETE, POPULATION) if self.allow_pop and ct.population_ok else (DISCRETE,))]
-                ms = {npos} | {r * width for r in range(1, npos // width + 1)} | {2 ** k for k in range(11)}
-                ms = sorted(m for m in ms if M.ceil_div(npos, self.TILING_PIECES) <= m <= npos and m * bs <= NEU)
-                # the first and the last block (the last may be narrower), the others as the first: exact where
-                # the blocks' non-zero patterns are alike (unpruned weights), an estimate otherwise
-                reps = [(0, nblocks - 1)] + ([(nblocks - 1, 1)] if nblocks > 1 else [])
-                for combo in combos:
-                    for m in ms:
-                        mem = 0
-                        for j, times in reps:
-                            bsj = M.block_size(shape, cb, j)
-                            for q0 in range(0, npos, m):
-                                q1 = min(npos, q0 + m)
-                                ib = M.index_bits((q1 - q0) * bsj, self.synfmt)
-                                sts = [ct.stats(j, q0, q1, fm_all if f == POPULATION else (DISCRETE,))
-                                       for ct, f in zip(counters, combo)]
-                                if sum(st.axons[f] for st, f in zip(sts, combo)) > AIN:
-                                    mem = None
-                                    break
-                                piece = sum(ct.memory(st, f, pp.weight_bits + ib, self.synfmt, 0, bsj,
-                                                      self.cx_base_max)[0]
-                                            for ct, st, f, pp in zip(counters, sts, combo, gp.projs))
-                                if piece > MEM:
-                                    mem = None
-                                    break
-                                mem += piece * max(times, 1)
-                            if mem is None:
-                                break
-                        if mem is not None and (best is None or mem < best[0]):
-                            best = (mem, cb, m, list(combo))
-            if best is None:  # not even one unit fits a core: the placer reports it (unsplittable)
+            for small in (False, True):  # ranges of a row or more first; shorter ones only if none of those fits
+                best = self._least_tiling(gp, cbs, width, small, MEM, NEU, AIN)
+                if best is not None:
+                    break
+            if best is None:  # not even one unit fits an empty core: the weight bound stands in
+                per[gp.cfg["name"]] = {"memory_bits": int(weight_bound), "channel_block": None, "units": None,
+                                       "formats": None, "note": "no tiling fits a core; the every-weight-once bound"}
+                total += weight_bound
                 continue
-            total += best[0]
-            per[gp.cfg["name"]] = {"memory_bits": int(best[0]), "channel_block": best[1], "units": int(best[2]),
+            mem = max(best[0], weight_bound)  # never below what any mapping must store
+            total += mem
+            per[gp.cfg["name"]] = {"memory_bits": int(mem), "channel_block": best[1], "units": int(best[2]),
                                    "formats": best[3]}
         return {"memory_bits": int(total), "cores": M.ceil_div(int(total), MEM), "groups": per}
+
+    def _least_tiling(self, gp: GroupPlan, cbs, width: int, small: bool, MEM: int, NEU: int, AIN: int):
+        """``(memory bits, channel block, units, formats)`` of the tiling of ``gp`` with the least memory among
+        channel blocks ``cbs`` and ranges of at least (``small``: fewer than) 1/:data:`TILING_PIECES` of a
+        block's units whose every range fits an empty core, or None."""
+        shape = gp.shape
+        fm_all = (DISCRETE, POPULATION)
+        best = None
+        for cb in cbs:
+            _, npos, bs = M.layout_of(shape, cb)
+            nblocks = len(M.block_starts(shape, cb)) - 1
+            srcs = [self._source_block(pp) for pp in gp.projs]
+            counters = [M.ProjCounter(pp.cfg, pp.mask, shape, cb, sb) for pp, sb in zip(gp.projs, srcs)]
+            combos = [[]]
+            for ct in counters:
+                combos = [c0 + [o] for c0 in combos
+                          for o in ((DISCRETE, POPULATION) if self.allow_pop and ct.population_ok else (DISCRETE,))]
+            ms = {npos} | {r * width for r in range(1, npos // width + 1)} | {2 ** k for k in range(11)}
+            lo = M.ceil_div(npos, self.TILING_PIECES)
+            ms = sorted(m for m in ms if (m < lo if small else lo <= m) and m <= npos and m * bs <= NEU)
+            # the first and the last block (the last may be narrower), the others as the first: exact where
+            # the blocks' non-zero patterns are alike (unpruned weights), an estimate otherwise
+            reps = [(0, nblocks - 1)] + ([(nblocks - 1, 1)] if nblocks > 1 else [])
+            for combo in combos:
+                for m in ms:
+                    mem = 0
+                    for j, times in reps:
+                        bsj = M.block_size(shape, cb, j)
+                        for q0 in range(0, npos, m):
+                            q1 = min(npos, q0 + m)
+                            ib = M.index_bits((q1 - q0) * bsj, self.synfmt)
+                            sts = [ct.stats(j, q0, q1, fm_all if f == POPULATION else (DISCRETE,))
+                                   for ct, f in zip(counters, combo)]
+                            if sum(st.axons[f] for st, f in zip(sts, combo)) > AIN:
+                                mem = None
+                                break
+                            piece = sum(ct.memory(st, f, pp.weight_bits + ib, self.synfmt, 0, bsj,
+                                                  self.cx_base_max)[0]
+                                        for ct, st, f, pp in zip(counters, sts, combo, gp.projs))
+                            if piece > MEM:
+                                mem = None
+                                break
+                            mem += piece * max(times, 1)
+                        if mem is None:
+                            break
+                    if mem is not None and (best is None or mem < best[0]):
+                        best = (mem, cb, m, list(combo))
+        return best
 
     def lower_bound(self) -> dict:
         lim = self.target["core"]

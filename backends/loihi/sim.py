@@ -269,9 +269,9 @@ class Program:
                 CUDA, TF32 is off while it runs, so every product and sum is exact (float32 only where every
                 partial sum stays below 2^24, else float64 rounded) and the results equal the CPU's bit
                 for bit. Results come back on the CPU.
-            kernel: ``"auto"`` (on the CPU the compiled compartment update of
-                :mod:`snnc.backends.loihi.kernels`, one pass per group and step; the tensor path on
-                other devices), ``"fused"`` (the compiled kernel; CPU only) or ``"tensor"`` (whole-tensor
+            kernel: ``"auto"`` (on the CPU, for a feed-forward program, the compiled compartment update
+                of :mod:`snnc.backends.loihi.kernels`, one pass per group and window of steps; the tensor
+                path on other devices and for recurrent programs), ``"fused"`` (the compiled kernel; CPU only) or ``"tensor"`` (whole-tensor
                 torch operations on any device). Both give the same results bit for bit (tested).
 
         Raises:
@@ -555,15 +555,17 @@ class Program:
                 ru = rv = none64
                 if rec is not None:
                     ru, rv = np.empty((w, B, n), np.int64), np.empty((w, B, n), np.int64)
-                read_t = -1
-                for o in outs.values():
-                    if o["group"] == name and g.cfg["kind"] != "spiking" and t0 <= o["read_step"] < t1:
-                        read_t = o["read_step"] - t0
-                vr = next((v_read[o["name"]] for o in outs.values() if o["group"] == name), np.zeros((B, n), np.int64))
+                reads = [o for o in outs.values() if o["group"] == name and g.cfg["kind"] != "spiking"]
+                read_t = np.array([o["read_step"] - t0 if t0 <= o["read_step"] < t1 else -1 for o in reads] or [-1],
+                                  np.int64)
+                vr = np.zeros((len(read_t), B, n), np.int64)
                 lif_window(s["v"], s["u"], none if acc is None else np.ascontiguousarray(acc.numpy()), int(acc_t0), int(exp),
                            code, s["host"], s["bias"], s["du"], s["dv"], s["vth"], half, a_lim, fp["act_shift"],
                            fp["decay_bits"], bool(g.u_may_wrap), spk, s["n_spk"], s["n_act"], s["stats"], ru, rv,
                            read_t, vr)
+                for r, o in enumerate(reads):
+                    if read_t[r] >= 0:
+                        v_read[o["name"]] = vr[r]
                 if acc is not None:
                     res.max_abs_input[name] = max(res.max_abs_input[name], int(s["stats"][:, 0].max()))
                     res.overflow[name]["synaptic_input_16bit"] += int(s["stats"][:, 1].sum())

@@ -300,6 +300,7 @@ def prepare_data(loaded: Loaded, opts: CompileOptions, progress=None) -> Data:
                            seed=opts.seed, progress=progress)
     except NoSplitError as e:
         needs = [w for w, on in (("--budget", opts.budget), ("--calibrate", opts.calibrate is not None),
+                                 (f"--objective {opts.objective}", opts.objective != "cores"),
                                  ("fine-tuning (adapt_semantics finetune_epochs)", finetunes)) if on]
         if needs:
             raise SnncError(f"{' and '.join(needs)} need(s) a training split: {e}") from None
@@ -527,7 +528,7 @@ def choose_mapping(compiled: nir.NIRGraph, tgt, opts: CompileOptions, base: Prog
     n = min(OBJECTIVE_SAMPLES, calib.shape[1] if spikes else len(calib))
     x = calib[:, :n] if spikes else calib[:n]
     say(f"objective {opts.objective}: activity of {n} calibration samples, candidate mappings")
-    res = base.run(x, batch_size=opts.batch_size)
+    res = base.run(x, batch_size=opts.batch_size, device=resolve_device(opts.device))
     chips = opts.max_chips if opts.max_chips is not None else base.config["mapping"]["chips"]
     fmts = ("discrete",) if opts.formats == "discrete" else ("auto", "discrete")
     cands, best = [], None
