@@ -217,6 +217,8 @@ class Placer:
             for gp in reversed(self.groups):
                 if not gp.projs or not M.is_spatial(gp.shape) or not gp.out_projs:
                     continue
+                if self._out_extra(gp, gp.block, gp.units_est) == 0:
+                    continue  # its output axons fit its own pieces: nothing to trade
                 before = gp.block
                 self._choose(gp, self._block_candidates(gp.shape), with_out=True)
                 if gp.block != before:  # its consumers' populations changed: recount them
