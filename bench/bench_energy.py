@@ -484,7 +484,8 @@ def _user_compile(objective: str) -> Program:
 def _chosen(prog: Program) -> str:
     o = prog.config["mapping"]["objective"]
     c = o["candidates"][o["chosen"]]
-    return f"{c['formats']} formats, <= {c['neurons_per_core'] or 'the core limit of'} compartments per core, " \
+    cap = f"<= {c['neurons_per_core']}" if c["neurons_per_core"] else "up to the core's limit of"
+    return f"{c['formats']} formats, {cap} compartments per core, " \
            f"{c['cores']} cores"
 
 

@@ -176,10 +176,17 @@ def core_step_events(program, result, counts: dict, core_vec: dict, ncores: int,
     return rows, ev
 
 
-def time_model(program, result, counts: dict, core_vec: dict | None = None, top: int = TOP_CORES) -> dict:
+def time_model(program, result, counts: dict, core_vec: dict | None = None, top: int = TOP_CORES,
+               mean_events: dict | None = None) -> dict:
     """Time per step and per inference (see the module docstring), with the busiest core and the
     slowest ``top`` cores' breakdown. Per-step events from ``result.trace`` when the run recorded one
-    (basis ``"trace"``), else every core's mean events per step (basis ``"mean"``)."""
+    (basis ``"trace"``), else every core's mean events per step, ``mean_events`` (basis ``"mean"``:
+    ``{"active", "spikes", "messages_out", "messages_in", "synops_<unit>"}`` -> float64 ``[ncores]``
+    per sample and step, as :func:`measure` counts them).
+
+    Raises:
+        SnncError: no trace and no ``mean_events``.
+    """
     cfg, target = program.config, program.target
     tn = M.target_section(target, "time_ns")
     ncores = len(cfg["cores"])
@@ -192,9 +199,11 @@ def time_model(program, result, counts: dict, core_vec: dict | None = None, top:
     if getattr(result, "trace", None) and all(g["name"] in result.trace for g in cfg["groups"]):
         basis = "trace"
         rows, ev = core_step_events(program, result, counts, core_vec, ncores)
-    else:
+    elif mean_events is not None:
         basis = "mean"
-        rows, ev = 1, _mean_events(program, result, counts, core_vec, ncores)
+        rows, ev = 1, {k: np.asarray(v, np.float64).reshape(1, ncores) for k, v in mean_events.items()}
+    else:
+        raise SnncError("time_model needs a recorded run (Program.run(record=True)) or the cores' mean events")
     ns = 1e-9
     parts = {
         "neuron_access_s": np.broadcast_to(neurons * tn["neuron_access"] * ns, (rows, ncores)),
@@ -249,40 +258,6 @@ def time_model(program, result, counts: dict, core_vec: dict | None = None, top:
     }
 
 
-def _mean_events(program, result, counts: dict, core_vec: dict, ncores: int) -> dict:
-    """Every core's mean events per (sample, step) from the run's totals: ``[1, ncores]`` arrays."""
-    cfg = program.config
-    n, L = max(int(result.samples), 1), max(int(result.steps), 1)
-    ev = {k: np.zeros((1, ncores)) for k in ("active", "spikes", "messages_out", "messages_in") +
-          tuple(f"synops_{u}" for u in SYNAPSE_UNITS)}
-    groups = {g["name"]: g for g in cfg["groups"]}
-    for g in cfg["groups"]:
-        cv = core_vec[g["name"]]
-        ev["spikes"][0] += np.bincount(cv, weights=result.spikes[g["name"]].numpy(), minlength=ncores)
-        ev["active"][0] += np.bincount(cv, weights=result.active[g["name"]].numpy(), minlength=ncores)
-    for g in cfg["groups"]:
-        slice_cores = [sc["core"] for sc in g["slices"]]
-        for j, p in enumerate([p for p in g["projections"] if not p["host"]]):
-            cnt = counts[g["name"]][j].to(torch.float64)
-            unit = f"synops_{synapse_unit(p)}"
-            if p["source"] not in groups:
-                if getattr(result, "input_spikes", None) is not None:
-                    per_slice = (cnt @ result.input_spikes).numpy()
-                    for k, c in enumerate(slice_cores):
-                        ev[unit][0, c] += per_slice[k]
-                continue
-            s = result.spikes[p["source"]].to(torch.float64)
-            per_slice = (cnt @ s).numpy()
-            for k, c in enumerate(slice_cores):
-                ev[unit][0, c] += per_slice[k]
-            D = dest_core_matrix(cnt, slice_cores).to(torch.float64)
-            uniq = sorted(set(slice_cores))
-            ev["messages_in"][0, uniq] += (D @ s).numpy()
-            ev["messages_out"][0] += np.bincount(core_vec[p["source"]], weights=(s * D.sum(0)).numpy(),
-                                                 minlength=ncores)
-    return {k: v / (n * L) for k, v in ev.items()}
-
-
 def measure(program, result, counts: dict) -> dict:
     """Activity, per-core event counts and energy per inference.
 
@@ -299,7 +274,6 @@ def measure(program, result, counts: dict) -> dict:
     ic, lat = M.target_section(target, "interchip"), M.target_section(target, "latency_ns")
     n = max(result.samples, 1)
     ncores = len(cfg["cores"])
-    core_syn = np.zeros(ncores)
     core_spikes = np.zeros(ncores)
     core_msgs = np.zeros(ncores)
     route_msgs = np.zeros((ncores, ncores))                           # [source core, destination core]
@@ -315,7 +289,7 @@ def measure(program, result, counts: dict) -> dict:
     SE = M.target_section(target, "sanafe_energy_pJ")
     sf_cost = M.spike_cost_matrix(ncores, chip, {"spike_in_tile": SE["message_out"] + SE["message_in"],
                                                  "hop_ew": SE["hop_ew"], "hop_ns": SE["hop_ns"]})
-    syn_unit = dict.fromkeys(SYNAPSE_UNITS, 0.0)
+    core_syn_unit = {u: np.zeros(ncores) for u in SYNAPSE_UNITS}   # SynOps per core and synapse unit
     sf_msg = 0.0
     for g in cfg["groups"]:
         sp = result.spikes[g["name"]].numpy()
@@ -330,16 +304,14 @@ def measure(program, result, counts: dict) -> dict:
                 if getattr(result, "input_spikes", None) is not None:
                     per_slice = (cnt @ result.input_spikes).numpy()
                     for k, c in enumerate(slice_cores):
-                        core_syn[c] += per_slice[k]
+                        core_syn_unit[synapse_unit(p)][c] += per_slice[k]
                     synops += float(per_slice.sum())
-                    syn_unit[synapse_unit(p)] += float(per_slice.sum())
                 continue
             s_src = result.spikes[p["source"]].to(torch.float64)
             per_slice = (cnt @ s_src).numpy()
             for k, c in enumerate(slice_cores):
-                core_syn[c] += per_slice[k]
+                core_syn_unit[synapse_unit(p)][c] += per_slice[k]
             synops += float(per_slice.sum())
-            syn_unit[synapse_unit(p)] += float(per_slice.sum())
             D = dest_core_matrix(cnt, slice_cores).numpy()  # [dest cores, src]
             uniq = np.array(sorted(set(slice_cores)))
             src_core = core_vec[p["source"]]
@@ -380,12 +352,20 @@ def measure(program, result, counts: dict) -> dict:
     spiking = [g for g in cfg["groups"] if g["kind"] == "spiking"]
     spiking_slots = sum(g["size"] for g in spiking) * result.steps * n
     spiking_spikes = sum(float(result.spikes[g["name"]].sum()) for g in spiking)
+    core_syn = sum(core_syn_unit.values())
+    syn_unit = {u: float(v.sum()) for u, v in core_syn_unit.items()}
     sf_hops = sf_msg - msgs * (SE["message_out"] + SE["message_in"])
     sf = {"synapse_pJ": sum(syn_unit[u] * SE[f"synapse_{u}"] for u in SYNAPSE_UNITS) / n,
           "neuron_pJ": (updates * SE["neuron_access"] + active * SE["neuron_update"]
                         + spikes_total * SE["spike_out"]) / n,
           "message_pJ": sf_msg / n}
-    timing = time_model(program, result, counts, core_vec)
+    per_row = n * max(int(result.steps), 1)
+    core_active = sum(np.bincount(core_vec[g["name"]], weights=result.active[g["name"]].numpy(), minlength=ncores)
+                      for g in cfg["groups"])
+    mean_events = dict({f"synops_{u}": v / per_row for u, v in core_syn_unit.items()},
+                       active=core_active / per_row, spikes=core_spikes / per_row,
+                       messages_out=route_msgs.sum(1) / per_row, messages_in=route_msgs.sum(0) / per_row)
+    timing = time_model(program, result, counts, core_vec, mean_events=mean_events)
     return {
         "per_inference": {
             "synops": synops / n,

@@ -28,9 +28,25 @@ from numba import njit, prange
 BLOCK = 512
 
 
+@njit(inline="always", cache=True)
+def _decay(x, f, mask, dbits):  # pragma: no cover - compiled
+    """``sign(x) * ((|x| * f) >> dbits)`` with shifts: the product truncated toward zero (Lava's decay)."""
+    y = x * f
+    return (y + ((y >> 63) & mask)) >> dbits
+
+
+@njit(inline="always", cache=True)
+def _fire(vv, th, half):  # pragma: no cover - compiled
+    """v clipped to the 24-bit range, compared with the threshold and reset: ``(v, spiked, clipped)``."""
+    sat = (vv > half - 1) | (vv < 1 - half)
+    vv = min(max(vv, 1 - half), half - 1)
+    s = vv > th
+    return (0 if s else vv), s, sat
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def lif_window(v, u, acc, acc_t0, acc_exp, code, host_tab, bias_const, du, dv, vth, half, a_lim, act_shift, dbits,
-               u_may_wrap, spikes, n_spk, n_act, stats, rec_u, rec_v, read_t, v_read):  # pragma: no cover
+               spikes, n_spk, n_act, stats, rec_u, rec_v, read_t, v_read):  # pragma: no cover
     """Steps ``0..W-1`` of a window for one group, in place.
 
     Args:
@@ -44,7 +60,6 @@ def lif_window(v, u, acc, acc_t0, acc_exp, code, host_tab, bias_const, du, dv, v
         host_tab: int64 ``[H, B or 1, N]`` host-computed biases; bias_const: int64 ``[N]``.
         du, dv: int64 ``[N]`` effective decays ``du + 1`` and ``dv``; vth: int64 ``[N]`` (``vth_mant << 6``).
         half: 2^(uv_bits - 1) (2^23); a_lim: 2^(syn_input_bits - 1) - 1; act_shift: 6; dbits: 12.
-        u_may_wrap: check the 24-bit wrap of u (False when a bound proves it never wraps).
         spikes: uint8 ``[W, B, N]`` (written: 1 where the compartment spiked).
         n_spk, n_act: int64 ``[N]`` spike and active-update counts (incremented).
         stats: int64 ``[K, 4]`` per neuron chunk: largest |a|, a beyond 16 bits, u wraps, v
@@ -97,50 +112,30 @@ def lif_window(v, u, acc, acc_t0, acc_exp, code, host_tab, bias_const, du, dv, v
                             a = (a << acc_exp) if acc_exp >= 0 else (a >> (-acc_exp))
                             max_in = max(max_in, a if a >= 0 else -a)
                             over += (a > a_lim) | (a < -a_lim)
-                            y = ub[i] * (one - dub[i])
-                            uu = ((y + ((y >> 63) & mask)) >> dbits) + (a << act_shift)
+                            uu = _decay(ub[i], one - dub[i], mask, dbits) + (a << act_shift)
                             wraps += (uu > half) | (uu <= -half)
                             uu -= 2 * half * (uu > half)
                             uu += 2 * half * (uu <= -half)
-                            y = vb[i] * (one - dvb[i])
-                            vv = ((y + ((y >> 63) & mask)) >> dbits) + uu + bias[i]
-                            sats += (vv > half - 1) | (vv < 1 - half)
-                            vv = min(max(vv, 1 - half), half - 1)
-                            s = vv > thb[i]
-                            vv = 0 if s else vv
+                            vv, s, sat = _fire(_decay(vb[i], one - dvb[i], mask, dbits) + uu + bias[i], thb[i], half)
+                            sats += sat
                             nsb[i] += s
                             nab[i] += s | (vv != 0) | (uu != 0)
-                            sp[i] = s
-                            ub[i] = uu
-                            vb[i] = vv
-                    elif u_mem:  # no spike arrives: u only decays
+                            sp[i], ub[i], vb[i] = s, uu, vv
+                    elif u_mem:  # no spike arrives: u only decays (it cannot wrap)
                         for i in range(n1 - n0):
-                            y = ub[i] * (one - dub[i])
-                            uu = (y + ((y >> 63) & mask)) >> dbits
-                            y = vb[i] * (one - dvb[i])
-                            vv = ((y + ((y >> 63) & mask)) >> dbits) + uu + bias[i]
-                            sats += (vv > half - 1) | (vv < 1 - half)
-                            vv = min(max(vv, 1 - half), half - 1)
-                            s = vv > thb[i]
-                            vv = 0 if s else vv
+                            uu = _decay(ub[i], one - dub[i], mask, dbits)
+                            vv, s, sat = _fire(_decay(vb[i], one - dvb[i], mask, dbits) + uu + bias[i], thb[i], half)
+                            sats += sat
                             nsb[i] += s
                             nab[i] += s | (vv != 0) | (uu != 0)
-                            sp[i] = s
-                            ub[i] = uu
-                            vb[i] = vv
-                    else:  # no input and no current memory: u is 0
+                            sp[i], ub[i], vb[i] = s, uu, vv
+                    else:  # no input and no current memory: u is 0, not read
                         for i in range(n1 - n0):
-                            y = vb[i] * (one - dvb[i])
-                            vv = ((y + ((y >> 63) & mask)) >> dbits) + bias[i]
-                            sats += (vv > half - 1) | (vv < 1 - half)
-                            vv = min(max(vv, 1 - half), half - 1)
-                            s = vv > thb[i]
-                            vv = 0 if s else vv
+                            vv, s, sat = _fire(_decay(vb[i], one - dvb[i], mask, dbits) + bias[i], thb[i], half)
+                            sats += sat
                             nsb[i] += s
                             nab[i] += s | (vv != 0)
-                            sp[i] = s
-                            vb[i] = vv
-                            ub[i] = 0
+                            sp[i], ub[i], vb[i] = s, 0, vv
                     if rec:
                         rec_u[t, b, n0:n1] = ub
                         rec_v[t, b, n0:n1] = vb

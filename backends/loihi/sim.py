@@ -561,7 +561,7 @@ class Program:
                 vr = np.zeros((len(read_t), B, n), np.int64)
                 lif_window(s["v"], s["u"], none if acc is None else np.ascontiguousarray(acc.numpy()), int(acc_t0), int(exp),
                            code, s["host"], s["bias"], s["du"], s["dv"], s["vth"], half, a_lim, fp["act_shift"],
-                           fp["decay_bits"], bool(g.u_may_wrap), spk, s["n_spk"], s["n_act"], s["stats"], ru, rv,
+                           fp["decay_bits"], spk, s["n_spk"], s["n_act"], s["stats"], ru, rv,
                            read_t, vr)
                 for r, o in enumerate(reads):
                     if read_t[r] >= 0:

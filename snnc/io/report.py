@@ -230,8 +230,9 @@ def print_report(report: dict, console=None) -> None:
     o = m.get("objective") or {}
     if o.get("candidates"):
         c, fewest = o["candidates"][o["chosen"]], o["candidates"][0]
-        console.print(f"objective {o['objective']}: {c['formats']} synapse formats, at most "
-                      f"{c['neurons_per_core'] or 'the limit of'} compartments per core: {c['cores']} cores, "
+        cap = f"at most {c['neurons_per_core']}" if c["neurons_per_core"] else "up to the core's limit of"
+        console.print(f"objective {o['objective']}: {c['formats']} synapse formats, {cap} compartments per core: "
+                      f"{c['cores']} cores, "
                       f"{c['time_per_inference_s'] * 1e3:.3f} ms and {c['energy_per_inference_pJ'] / 1e6:.3f} µJ per "
                       f"inference (fewest cores: {fewest.get('cores', '-')} cores, "
                       f"{fewest.get('time_per_inference_s', float('nan')) * 1e3:.3f} ms, "
