@@ -156,6 +156,8 @@ class SanaFENet:
         cfg, chip = prog.config, prog.target["chip"]
         if len(cfg["cores"]) > chip["cores"]:
             raise RuntimeError(f"{len(cfg['cores'])} cores: SANA-FE's loihi.yaml has one chip of {chip['cores']}")
+        if any(g.get("padding") for g in cfg["groups"]):  # its compartments without neurons are not built here
+            raise RuntimeError("a padded layout (group 'padding'): this build has no padding compartments")
         self.prog, self.sanafe = prog, sanafe
         self.arch = sanafe.load_loihi()
         acores = self.arch.cores()

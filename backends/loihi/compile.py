@@ -12,7 +12,9 @@
                  "projections": [{"source", "source_shape", "ops", "weight_exp", "weight_bits", "delay",
                                   "recurrent", "host", "synapses", "weight_key",
                                   "format", "axon_type", "atoms"}],   # weight_bits .. atoms: on-chip only
-                 "slices": [{"core", "start", "stop"}]}],       # neuron ranges in core order
+                 "padding",                                        # padded layout only
+                 "slices": [{"core", "start", "stop",            # neuron ranges in core order
+                             "compartments"}]}],                 # padded layout only
      "cores": [{"core", "chip", "groups", "neurons", "axons_in", "axons_out", "synapses",
                 "stored_synapses", "memory_bits"}],
      "mapping": {"lower_bound": {"cores", "terms", "totals"}, "ratio", "chips", "cores_per_chip",
@@ -23,6 +25,18 @@ channel block by channel block (``channel_block`` channels; all ``C`` unless the
 for one core to hold a position's channels), then position by position (raster order), the
 block's channels last; other groups keep their order. Every slice is a whole number of positions
 of one block, and a group's slices tile it in order.
+
+*Padded layout* (``padding``: ``[top, bottom, left, right]``, only on a ``(C, H, W)`` group whose
+on-chip inputs are all convolutions with zero padding, and only where it needs fewer cores): each
+block's positions are laid out on the grid ``(H + top + bottom) x (W + left + right)``, the
+positions outside the image being compartments without a neuron behind them (no bias, no output
+axon; nothing reads them). Every source of a convolution then addresses a full kernel, so its
+border sources share the interior's population entry instead of one entry per set of valid taps.
+On its core such a slice is planar (channel by channel, each channel's positions in raster order),
+so an entry's compartment base steps by one per position and stays below ``cx_base_max``.
+A slice of such a group still gives its real neurons as ``start``/``stop`` in core order, and
+``compartments`` the compartments it takes on its core (padding included): the core's ``neurons``
+counts compartments.
 
 Per on-chip projection, ``format`` says how its synapses are stored and addressed
 (:mod:`snnc.backends.loihi.mapping`, after nengo-loihi's axon types):
@@ -205,6 +219,8 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
     for gp, gcfg in zip(placer.groups, groups):
         if M.is_spatial(gp.shape):
             gcfg["channel_block"] = int(M.layout_of(gp.shape, gp.block)[2])
+        if gp.pad:
+            gcfg["padding"] = [int(v) for v in gp.pad]
         for pp in gp.projs:
             pop = pp.fmt == M.POPULATION
             pp.cfg.update({"format": pp.fmt, "axon_type": "pop32" if pop else "discrete",
@@ -228,9 +244,14 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
     for gp, gcfg in zip(placer.groups, groups):
         starts = M.block_starts(gp.shape, gp.block)
         slices = []
+        rc = gp.real_cum
         for _, j, q0, q1, cid in sorted(pc for pc in pieces if pc[0] == gp.gi):
             bs = M.block_size(gp.shape, gp.block, j)
-            slices.append({"core": cid, "start": int(starts[j] + q0 * bs), "stop": int(starts[j] + q1 * bs)})
+            if rc is None:
+                slices.append({"core": cid, "start": int(starts[j] + q0 * bs), "stop": int(starts[j] + q1 * bs)})
+            else:  # padded layout: the slice's real neurons, and its compartments with the padding
+                slices.append({"core": cid, "start": int(starts[j] + rc[q0] * bs), "stop": int(starts[j] + rc[q1] * bs),
+                               "compartments": int((q1 - q0) * bs)})
         gcfg["slices"] = slices
     read_outputs = []
     for oname, gname in low.outputs.items():

@@ -6,7 +6,10 @@ Events (all counted in :class:`~snnc.backends.loihi.sim.Program` runs, per sampl
   events of a spike-input model included (each event drives its input axon's synapses);
 - neuron updates: every compartment, every one of the ``latency_steps`` steps; *active* when
   its u or v is non-zero after the update or it spiked (snnc's reading of Davies 2018's
-  active/inactive update), *inactive* otherwise;
+  active/inactive update), *inactive* otherwise. The padding compartments of a padded layout
+  (:mod:`snnc.backends.loihi.compile`) are not simulated (no neuron behind them): they are charged
+  as active on every step, an upper bound (``neuron_updates_padding``); the synaptic events that
+  reach them are not counted (SynOps count connections to neurons);
 - spike messages: one per spike and destination core (Loihi sends one message per axon; a
   population axon's message carries the atom, one message all the same), costing the
   within-tile energy plus per tile hop E-W / N-S (tile mesh: ``[chip]`` of the target);
@@ -64,6 +67,15 @@ from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi.compile import dest_core_matrix, source_core_vector
 from snnc.errors import SnncError
 from snnc.ir.ops import synapse_counts
+
+
+def padding_per_core(cfg: dict) -> np.ndarray:
+    """Padding compartments (a padded layout's compartments without a neuron) per core, int64 ``[cores]``."""
+    out = np.zeros(len(cfg["cores"]), np.int64)
+    for g in cfg["groups"]:
+        for sl in g["slices"]:
+            out[sl["core"]] += int(sl.get("compartments", sl["stop"] - sl["start"])) - (sl["stop"] - sl["start"])
+    return out
 
 
 def _dense_connections(g: dict, p: dict, arrays: dict) -> int:
@@ -193,7 +205,8 @@ def time_model(program, result, counts: dict, core_vec: dict | None = None, top:
     if core_vec is None:
         core_vec = {g["name"]: source_core_vector(g) for g in cfg["groups"]}
     N, L = max(int(result.samples), 1), max(int(result.steps), 1)
-    neurons = np.zeros(ncores)
+    padding = padding_per_core(cfg)   # charged as compartments active on every step (an upper bound)
+    neurons = padding.astype(np.float64)
     for g in cfg["groups"]:
         neurons += np.bincount(core_vec[g["name"]], minlength=ncores)
     if getattr(result, "trace", None) and all(g["name"] in result.trace for g in cfg["groups"]):
@@ -207,7 +220,7 @@ def time_model(program, result, counts: dict, core_vec: dict | None = None, top:
     ns = 1e-9
     parts = {
         "neuron_access_s": np.broadcast_to(neurons * tn["neuron_access"] * ns, (rows, ncores)),
-        "neuron_update_s": ev["active"] * tn["neuron_update"] * ns,
+        "neuron_update_s": (ev["active"] + padding) * tn["neuron_update"] * ns,
         "spike_out_s": ev["spikes"] * tn["spike_out"] * ns,
         "message_out_s": ev["messages_out"] * tn["message_out"] * ns,
         "message_in_s": ev["messages_in"] * tn["message_in"] * ns,
@@ -333,8 +346,9 @@ def measure(program, result, counts: dict) -> dict:
             if (routes > 0).any():
                 lat_max = max(lat_max, float(lat_r[routes > 0].max()))
     size_total = sum(g["size"] for g in cfg["groups"])
-    active = float(sum(v.sum() for v in result.active.values()))
-    updates = float(size_total) * result.steps * n
+    pad_updates = float(padding_per_core(cfg).sum()) * result.steps * n   # padding compartments, active every step
+    active = float(sum(v.sum() for v in result.active.values())) + pad_updates
+    updates = float(size_total) * result.steps * n + pad_updates
     inactive = updates - active
     spikes_total = float(sum(v.sum() for v in result.spikes.values()))
     host_macs = ann_macs = 0
@@ -377,6 +391,7 @@ def measure(program, result, counts: dict) -> dict:
             "spike_message_latency_ns_max": lat_max,
             "neuron_updates_active": active / n,
             "neuron_updates_inactive": inactive / n,
+            "neuron_updates_padding": pad_updates / n,
             "latency_steps": result.steps,
             "time_per_step_s_mean": timing["time_per_step_s"]["mean"],
             "time_per_step_s_max": timing["time_per_step_s"]["max"],

@@ -90,6 +90,44 @@ def layout_of(shape, block: int | None = None) -> tuple[int, int, int]:
     return 1, int(np.prod(shape)), 1
 
 
+def padded_shape(shape, pad=None) -> tuple:
+    """The grid a padded ``(C, H, W)`` layout lays out: ``(C, H + top + bottom, W + left + right)``
+    (``shape`` itself without ``pad``)."""
+    shape = tuple(int(v) for v in shape)
+    if not pad:
+        return shape
+    t, b, l, r = (int(v) for v in pad)
+    return (shape[0], shape[1] + t + b, shape[2] + l + r)
+
+
+def real_positions(shape, pad=None) -> np.ndarray:
+    """Raster index on the padded grid of every real position of ``(C, H, W)`` (raster order), int64 ``[H*W]``."""
+    c, h, w = (int(v) for v in shape)
+    if not pad:
+        return np.arange(h * w, dtype=np.int64)
+    t, b, l, r = (int(v) for v in pad)
+    return ((np.arange(h)[:, None] + t) * (w + l + r) + np.arange(w)[None, :] + l).reshape(-1).astype(np.int64)
+
+
+def conv_padding(proj: dict, kernel, target_shape) -> tuple | None:
+    """``(top, bottom, left, right)``: how many positions beyond a ``(C, H, W)`` target the taps of a
+    convolution with ``kernel`` ``(kh, kw)`` reach (its zero padding, seen from the target), or None
+    when every tap lands inside or the projection is not a convolution."""
+    op = next((o for o in proj["ops"] if o["op"] == "conv2d"), None)
+    if op is None or not is_spatial(target_shape):
+        return None
+    src = [int(v) for v in proj["source_shape"]]
+    ky, kx = pool_factor(proj["ops"])
+    n_in = (src[1] // ky, src[2] // kx)
+    out = []
+    for ax in (0, 1):
+        s, p, d, kk = int(op["stride"][ax]), int(op["padding"][ax]), int(op["dilation"][ax]), int(kernel[ax])
+        reach = [(i + p - t * d) // s for i in range(n_in[ax]) for t in range(kk) if (i + p - t * d) % s == 0]
+        n_out = int(target_shape[1 + ax])
+        out += [max(0, -min(reach)), max(0, max(reach) - (n_out - 1))] if reach else [0, 0]
+    return tuple(out) if any(out) else None
+
+
 def neuron_order(shape, block: int | None = None) -> np.ndarray:
     """Permutation: position i in core order -> flat C-order index (see module docstring)."""
     n = int(np.prod(shape))
@@ -195,13 +233,22 @@ class ProjCounter:
         target_shape, target_block: the target group's shape and channel block.
         source_block: channel block of the source group (its population atoms), or None for a
             source without populations (1-D, or more atoms than a population takes).
+        target_pad: ``(top, bottom, left, right)`` padding positions of a padded target layout
+            (:func:`padded_shape`), or None. Unit indices ``q`` are then raster positions of the padded
+            grid; discrete lists, connections and reach count real targets only, population entries
+            target every position of the padded grid (so a convolution's border sources share the
+            interior's entry).
     """
 
-    def __init__(self, proj: dict, mask, target_shape, target_block=None, source_block=None):
+    def __init__(self, proj: dict, mask, target_shape, target_block=None, source_block=None, target_pad=None):
         self.ops = proj["ops"]
         self.src_shape = tuple(int(v) for v in proj["source_shape"])
         self.tgt_shape = tuple(int(v) for v in target_shape)
         self.tgt_block = target_block
+        self.pad = tuple(int(v) for v in target_pad) if target_pad else None
+        if self.pad and not any(op["op"] == "conv2d" for op in self.ops):
+            raise SnncError("a padded target layout is only for convolutions")
+        self.map_shape = padded_shape(self.tgt_shape, self.pad)
         self.kind = "conv" if any(op["op"] == "conv2d" for op in self.ops) else "dense"
         self.kpy, self.kpx = pool_factor(self.ops)
         self.kp2 = self.kpy * self.kpx
@@ -239,26 +286,35 @@ class ProjCounter:
         self.T = kh * kw
         (sy, sx), (py_, px_), (dy, dx) = op["stride"], op["padding"], op["dilation"]
 
-        def taps(n_in, k, s, p, d, n_out):
+        pt, pb, pl, pr = self.pad or (0, 0, 0, 0)
+
+        def taps(n_in, k, s, p, d, n_out, lo, hi):
+            """Per source index and tap: the target index on the (padded) grid, -1 where none, and
+            whether it is a real target."""
             o = np.full((n_in, k), -1, np.int64)
+            real = np.zeros((n_in, k), bool)
             for i in range(n_in):
                 for t in range(k):
                     num = i + p - t * d
-                    if num % s == 0 and 0 <= num // s < n_out:
-                        o[i, t] = num // s
-            return o
-        oy = taps(ph, kh, sy, py_, dy, hd)
-        ox = taps(pw, kw, sx, px_, dx, wd)
+                    if num % s == 0 and -lo <= num // s < n_out + hi:
+                        o[i, t] = num // s + lo
+                        real[i, t] = 0 <= num // s < n_out
+            return o, real
+        oy, ry = taps(ph, kh, sy, py_, dy, hd, pt, pb)
+        ox, rx = taps(pw, kw, sx, px_, dx, wd, pl, pr)
+        wg = wd + pl + pr                                           # width of the (padded) grid
         # per tap t = (ky, kx): target position of every pooled source pixel, -1 where none
         ty, tx = np.repeat(np.arange(kh), kw), np.tile(np.arange(kw), kh)
         oyt, oxt = oy[:, ty].T, ox[:, tx].T                       # [T, ph], [T, pw]
-        self.qpos = oyt[:, :, None] * wd + oxt[:, None, :]          # [T, ph, pw]
+        self.qpos = oyt[:, :, None] * wg + oxt[:, None, :]          # [T, ph, pw]
         self.valid = (oyt[:, :, None] >= 0) & (oxt[:, None, :] >= 0)
         self.qpos = np.where(self.valid, self.qpos, -1)
+        # real targets (all valid ones without padding): what discrete lists, connections and reach count
+        self.real = self.valid & ry[:, ty].T[:, :, None] & rx[:, tx].T[:, None, :] if self.pad else None
         oyv = np.where(oyt >= 0, oyt, np.iinfo(np.int64).max)
         self.row_min = oyv.min(0)                                   # per pooled row: first target row
         self.row_max = oyt.max(0)                                   # last target row (-1: none)
-        self.wd = wd
+        self.wd = wg
 
     def _init_dense(self, mask):
         f = int(np.prod(self.pooled))
@@ -305,6 +361,10 @@ class ProjCounter:
         a = (q >= q0) & (q < q1)
         return y0, y1, a, q
 
+    def _real(self, y0, y1, a):
+        """The taps of ``a`` that reach real targets (``a`` itself without padding)."""
+        return a if self.real is None else a & self.real[:, y0:y1]
+
     def stats(self, j: int, q0: int, q1: int, formats=(DISCRETE, POPULATION)) -> RangeStats:
         """Counts into units ``[q0, q1)`` of target block ``j``."""
         if self.kind == "conv":
@@ -319,14 +379,15 @@ class ProjCounter:
         nnz, nany = self._block(j)
         T, ny, pw = a.shape
         af = a.reshape(T, -1).astype(np.float32)
-        counts = np.rint(nnz @ af).astype(np.int64)                # [cs, pixels]
+        ar = af if self.real is None else self._real(y0, y1, a).reshape(T, -1).astype(np.float32)
+        counts = np.rint(nnz @ ar).astype(np.int64)                # [cs, pixels]
         hist = np.bincount(counts.ravel())
         syn = int(counts.sum()) * self.kp2
         axons = {DISCRETE: int(np.count_nonzero(counts)) * self.kp2}
         st = RangeStats(syn, axons, hist, self.kp2)
         if POPULATION in formats and self.population_ok:
-            L = np.rint(nany @ af).astype(np.int64)               # [n_js, pixels]
-            has = L > 0
+            L = np.rint(nany @ af).astype(np.int64)               # [n_js, pixels]: entry rows (padding too)
+            has = L > 0 if self.real is None else np.rint(nany @ ar) > 0   # an axon where a real target is
             axons[POPULATION] = int(has.sum()) * self.kp2
             tm = (a.reshape(T, -1).astype(np.int64) << np.arange(T, dtype=np.int64)[:, None]).sum(0)
             base = np.where(a, q, np.iinfo(np.int64).max).reshape(T, -1).min(0) - q0
@@ -361,6 +422,7 @@ class ProjCounter:
             if terms is None:
                 return out
             y0, y1, a, _ = terms
+            a = self._real(y0, y1, a)
             af = a.reshape(a.shape[0], -1).astype(np.float32)
             w = nany if fmt == POPULATION else nnz
             out[:, y0:y1] = ((w @ af) > 0.5).reshape(out.shape[0], y1 - y0, pw)
@@ -378,6 +440,7 @@ class ProjCounter:
             out = np.zeros((cs, ph, pw), np.float64)
             if terms is not None:
                 y0, y1, a, _ = terms
+                a = self._real(y0, y1, a)
                 nnz, _ = self._block(j)
                 out[:, y0:y1] = np.rint(nnz @ a.reshape(a.shape[0], -1).astype(np.float32)).reshape(cs, y1 - y0, pw)
         else:
@@ -423,7 +486,7 @@ class ProjCounter:
         least once. Axons: every source (population) with a synapse needs one input axon and one
         output slot (two for pop32) somewhere.
         """
-        n_pos = layout_of(self.tgt_shape, self.tgt_block)[1]
+        n_pos = layout_of(self.map_shape, self.tgt_block)[1]
         nblocks = len(block_starts(self.tgt_shape, self.tgt_block)) - 1
         if self.kind == "conv":
             reach = np.zeros(self.pooled, bool)
@@ -454,6 +517,7 @@ class ProjCounter:
         out = np.zeros((cs, ph, pw), np.int64)
         if terms is not None:
             y0, y1, a, _ = terms
+            a = self._real(y0, y1, a)
             nnz, _ = self._block(j)
             out[:, y0:y1] = np.rint(nnz @ a.reshape(a.shape[0], -1).astype(np.float32)).reshape(cs, y1 - y0, pw)
         return out

@@ -8,14 +8,19 @@ core holds, :mod:`.mapping`, and how to allocate, ``hardware/allocators.py``).
    to the larger block (fewer, bigger populations), then to less memory. Blocks tried: halving the
    block (``ceil(C / ceil(C / b))``, b = C, C/2, ...) and doubling the number of blocks
    (``ceil(C / n)``, n = 1, 2, 4, ...), so the choice does not hinge on how C divides. A source's populations
-   are its channel blocks, so sources are decided first.
+   are its channel blocks, so sources are decided first. A group fed only by zero-padded convolutions
+   also tries the *padded layout* for each block whose padded grid fits one core
+   (:meth:`Placer._pad_option`; :func:`.mapping.padded_shape`): one population entry per source
+   block instead of one per set of valid taps, for the padding compartments' price. Where a whole
+   block fits a core the estimate counts whole blocks per core; ties go to the unpadded layout.
 2. **Packing** (reverse topological order, so every group's destinations are placed before it and
    its output axons are counted exactly): first-fit with splitting. The next piece of a group is
    the largest range of units (bisection on the exact per-core formulas: neurons, input axons,
    output axons, synaptic memory of everything on the core at the core's index width) that fits
    the first core with room, else a new core. A group with on-chip inputs only takes a place in a
    partly used core when the piece is at least a quarter of what fits an empty core (or is its
-   last piece), so layers are not shredded; groups driven by the host fill any gap.
+   last piece), so layers are not shredded; groups driven by the host fill any gap. A padded group
+   goes in whole blocks; a range of padding positions only is not placed.
 3. **Chips** (more than ``[chip].cores`` cores): nengo-loihi's ``GreedyComms`` allocator idea. A
    chip starts from an unplaced core without on-chip input traffic (else the lowest-numbered),
    then takes the unplaced core with the most routes (source neuron or population -> core pairs)
@@ -57,17 +62,36 @@ class GroupPlan:
     block: int | None = None
     units_est: int = 1
     out_projs: list = field(default_factory=list)   # (group index, projection index) of projections from it
+    pad: tuple | None = None          # padded layout (top, bottom, left, right), or None
+    pad_option: tuple | None = None   # the padding its convolutions reach (a padded layout's), None: not eligible
+    real_cum: np.ndarray | None = None   # padded layout: real units before each unit of the grid, [npos + 1]
 
     @property
     def shape(self):
         return tuple(self.cfg["shape"])
 
     @property
+    def mshape(self):
+        """The grid the layout lays out: the shape, padded with :attr:`pad`."""
+        return M.padded_shape(self.shape, self.pad)
+
+    def set_pad(self, pad) -> None:
+        self.pad = tuple(pad) if pad else None
+        if self.pad:
+            npos = M.layout_of(self.mshape)[1]
+            real = np.zeros(npos, np.int64)
+            real[M.real_positions(self.shape, self.pad)] = 1
+            self.real_cum = np.concatenate([[0], np.cumsum(real)])
+        else:
+            self.real_cum = None
+
+    @property
     def liquid(self) -> bool:
         return not self.projs
 
     def layout(self):
-        c, npos, cb = M.layout_of(self.shape, self.block)
+        """``(C, units per block, Cb, blocks)``; units on the padded grid for a padded layout."""
+        c, npos, cb = M.layout_of(self.mshape, self.block)
         return c, npos, cb, len(M.block_starts(self.shape, self.block)) - 1
 
 
@@ -127,10 +151,35 @@ class Placer:
             for pi, pp in enumerate(gp.projs):
                 if pp.source_gi is not None:
                     self.groups[pp.source_gi].out_projs.append((gp.gi, pi))
+            gp.pad_option = self._pad_option(gp)
         self.cores: list[Core] = []
         self.unsplittable: list[tuple[str, dict]] = []
 
     # ------------------------------------------------------------------ helpers
+    def _pad_option(self, gp: GroupPlan) -> tuple | None:
+        """The padded layout a group may take: a ``(C, H, W)`` group whose on-chip inputs are all
+        feed-forward convolutions, some reaching beyond it (zero padding), with population formats
+        allowed. Padding positions are compartments without neurons behind them: every source then
+        targets a full kernel, so one population entry serves the border sources too."""
+        if not (self.allow_pop and gp.projs and M.is_spatial(gp.shape)):
+            return None
+        pads = []
+        for pp in gp.projs:
+            if pp.recurrent or not any(op["op"] == "conv2d" for op in pp.cfg["ops"]):
+                return None
+            pads.append(M.conv_padding(pp.cfg, np.shape(pp.mask)[2:], gp.shape) or (0, 0, 0, 0))
+        pad = tuple(int(max(v)) for v in zip(*pads))
+        return pad if any(pad) else None
+
+    def _whole_padded(self, gp: GroupPlan, cb, pad) -> bool:
+        """A padded layout is tried only where a whole padded block fits one core: a block cut across
+        cores has kernels cut at every cut, each an entry of its own, and pays for the padding too."""
+        return M.layout_of(M.padded_shape(gp.shape, pad), cb)[1] * int(cb or 1) <= int(self.lim["neurons"])
+
+    def _counter(self, pp: ProjPlan, gp: GroupPlan, block, pad=None, source_block=None) -> M.ProjCounter:
+        sb = self._source_block(pp) if source_block is None else source_block
+        return M.ProjCounter(pp.cfg, pp.mask, gp.shape, block, sb, pad)
+
     def slots(self, fmt: str) -> int:
         return int(self.pop["out_slots"] if fmt == POPULATION else self.disc["out_slots"])
 
@@ -160,6 +209,10 @@ class Placer:
         return st
 
     def _mem(self, gp: GroupPlan, stats, ib: int, offset: int, unit: int) -> tuple[int, int]:
+        """(bits, stored synapses) of a range of ``gp`` at compartment ``offset`` of its core, ``unit``
+        compartments per unit (a padded layout's range is planar: its entries' bases step by one)."""
+        if gp.pad:
+            unit = 1
         bits = stored = 0
         for pp, st in zip(gp.projs, stats):
             b, s = pp.counter.memory(st, pp.fmt, pp.weight_bits + ib, self.synfmt, offset, unit, self.cx_base_max)
@@ -228,7 +281,7 @@ class Placer:
                         if dpp.recurrent:
                             continue
                         dg = self.groups[di]
-                        dpp.counter = M.ProjCounter(dpp.cfg, dpp.mask, dg.shape, dg.block, self._source_block(dpp))
+                        dpp.counter = self._counter(dpp, dg, dg.block, dg.pad)
                         if dpp.fmt == POPULATION and not dpp.counter.population_ok:
                             dpp.fmt = DISCRETE
             if not changed:
@@ -243,33 +296,41 @@ class Placer:
             opts = [DISCRETE] + ([POPULATION] if self.allow_pop and sb is not None else [])
             combos = [c0 + [o] for c0 in combos for o in opts]
         best = None
+        pads = [None] + ([gp.pad_option] if gp.pad_option else [])
         for cb in cands:
-            counters = [M.ProjCounter(pp.cfg, pp.mask, shape, cb, sb) for pp, sb in zip(gp.projs, src_blocks)]
-            out_extra = None
-            for combo in combos:
-                combo = [f if (f == DISCRETE or ct.population_ok) else DISCRETE for f, ct in zip(combo, counters)]
-                est, units, mem = self._estimate(gp, cb, counters, combo)
-                if with_out and est != float("inf"):
-                    if out_extra is None:
-                        out_extra = self._out_extra(gp, cb, units)
-                    est += out_extra
-                key = (est, -(cb or 1), mem)
-                if best is None or key < best[0]:
-                    best = (key, cb, counters, combo, units)
+            for pad in pads:
+                if pad and not self._whole_padded(gp, cb, pad):
+                    continue
+                counters = [self._counter(pp, gp, cb, pad, sb) for pp, sb in zip(gp.projs, src_blocks)]
+                out_extra = None
+                for combo in combos:
+                    combo = [f if (f == DISCRETE or ct.population_ok) else DISCRETE for f, ct in zip(combo, counters)]
+                    if pad and DISCRETE in combo:
+                        continue  # padding serves shared (population) entries only
+                    est, units, mem = self._estimate(gp, cb, counters, combo, pad)
+                    if with_out and est != float("inf"):
+                        if out_extra is None:
+                            out_extra = self._out_extra(gp, cb, units, pad)
+                        est += out_extra
+                    # ties: no padding (fewer compartments), then the larger block, then less memory
+                    key = (est, pad is not None, -(cb or 1), mem)
+                    if best is None or key < best[0]:
+                        best = (key, cb, counters, combo, units, pad)
             ideal = M.ceil_div(int(np.prod(shape)), int(lim["neurons"]))
             if best[0][0] <= ideal:
                 break  # the first (largest) block that reaches the neuron bound is as good as any
-        _, gp.block, counters, combo, gp.units_est = best
+        _, gp.block, counters, combo, gp.units_est, pad = best
+        gp.set_pad(pad)
         for pp, ct, f in zip(gp.projs, counters, combo):
             pp.counter, pp.fmt = ct, f
 
-    def _out_extra(self, gp: GroupPlan, cb, units: int) -> int:
+    def _out_extra(self, gp: GroupPlan, cb, units: int, pad=None) -> int:
         """Cores group ``gp`` would need beyond its own pieces for its output-axon slots with channel
         block ``cb`` (its populations), its consumers' blocks, formats and units per core as decided:
         a population reaches about ``blocks x (1 + target span / units per core)`` cores of a
         convolution's target, every core of a dense target."""
         size = int(np.prod(gp.shape))
-        _, npos, bs = M.layout_of(gp.shape, cb)
+        _, npos, bs = M.layout_of(M.padded_shape(gp.shape, pad), cb)
         nblocks = len(M.block_starts(gp.shape, cb)) - 1
         pieces = nblocks * M.ceil_div(npos, max(units, 1))
         slots = 0.0
@@ -279,8 +340,8 @@ class Placer:
             if dpp.recurrent:
                 continue
             sb = cb if cb is not None and cb <= int(self.pop["max_atoms"]) else None
-            ct = M.ProjCounter(dpp.cfg, dpp.mask, dg.shape, dg.block, sb)
-            _, dnpos, _ = M.layout_of(dg.shape, dg.block)
+            ct = M.ProjCounter(dpp.cfg, dpp.mask, dg.shape, dg.block, sb, dg.pad)
+            _, dnpos, _ = M.layout_of(dg.mshape, dg.block)
             dnb = len(M.block_starts(dg.shape, dg.block)) - 1
             m = max(1, int(dg.units_est))
             if ct.kind == "conv":
@@ -297,14 +358,15 @@ class Placer:
                 slots += self.slots(DISCRETE) * fan * size
         return max(0, M.ceil_div(int(np.ceil(slots)), int(self.lim["axons_out"])) - pieces)
 
-    def _estimate(self, gp: GroupPlan, cb, counters, combo):
+    def _estimate(self, gp: GroupPlan, cb, counters, combo, pad=None):
         """(estimated cores incl. extra source cores, units per core, memory per neuron): the largest
         range from the start of the middle row that fits an empty core; infinite when the heaviest
         unit (the centre position of a convolution, the densest neuron of a dense group) does not
         fit alone."""
-        c, npos, bs = M.layout_of(gp.shape, cb)
+        mshape = M.padded_shape(gp.shape, pad)
+        c, npos, bs = M.layout_of(mshape, cb)
         nblocks = len(M.block_starts(gp.shape, cb)) - 1
-        width = gp.shape[2] if M.is_spatial(gp.shape) else 1
+        width = mshape[2] if M.is_spatial(gp.shape) else 1
         fm = (DISCRETE, POPULATION)
         memo = {}
         over = [0.0]
@@ -315,7 +377,7 @@ class Placer:
             ax = sum(st.axons[f] for st, f in zip(sts, combo))
             n = (q1 - q0) * bs
             ib = M.index_bits(n, self.synfmt)
-            mem = sum(ct.memory(st, f, pp.weight_bits + ib, self.synfmt, 0, bs, self.cx_base_max)[0]
+            mem = sum(ct.memory(st, f, pp.weight_bits + ib, self.synfmt, 0, 1 if pad else bs, self.cx_base_max)[0]
                       for ct, st, f, pp in zip(counters, sts, combo, gp.projs))
             memo[(q0, m)] = mem
             if m == 1:
@@ -323,7 +385,7 @@ class Placer:
             return rules.core_fits(self.lim, neurons=n, axons_in=ax, memory_bits=mem)
 
         if M.is_spatial(gp.shape):
-            heavy = [(gp.shape[1] // 2) * width + width // 2]
+            heavy = [(mshape[1] // 2) * width + width // 2]
         else:
             per_neuron = sum(np.diff(ct.cum[:, :], axis=0).sum(1, dtype=np.int64) for ct in counters)
             heavy = [int(np.argmax(per_neuron))]
@@ -331,13 +393,32 @@ class Placer:
             return float("inf"), 0, over[0]  # ranked by how far the heaviest unit is from fitting
         q0 = (npos // 2) // width * width
         cap = min(npos - q0, int(self.lim["neurons"]) // bs)
-        m = self._largest(lambda k: feasible_at(q0, k), cap)
+        per_core = 1   # whole blocks per core
+        if npos * bs <= int(self.lim["neurons"]) and feasible_at(0, npos):
+            # the whole block fits a core (a range cut inside it may not: cut kernels are entries of their own);
+            # how many such blocks share one (blocks taken as alike)
+            q0, cap, m = 0, npos, npos
+            sts = [ct.stats(0, 0, npos, fm if f == POPULATION else (DISCRETE,)) for ct, f in zip(counters, combo)]
+            ax = sum(st.axons[f] for st, f in zip(sts, combo))
+            while per_core < nblocks:
+                k = per_core + 1
+                n = k * npos * bs
+                ib = M.index_bits(n, self.synfmt)
+                mem = k * sum(ct.memory(st, f, pp.weight_bits + ib, self.synfmt, 0, 1 if pad else bs,
+                                        self.cx_base_max)[0] for ct, st, f, pp in zip(counters, sts, combo, gp.projs))
+                if not rules.core_fits(self.lim, neurons=n, axons_in=k * ax, memory_bits=mem):
+                    break
+                per_core = k
+        else:
+            m = self._largest(lambda k: feasible_at(q0, k), cap)
         if m == 0:
             return float("inf"), 0, 0
         mem_per_neuron = memo.get((q0, m), 0) / max(m * bs, 1)
-        if m == cap:  # the probe ran out of layer: the neuron limit is the estimate
-            m = int(min(npos, int(self.lim["neurons"]) // bs))
-        est = nblocks * M.ceil_div(npos, m)
+        if m == cap:  # the probe ran out of layer: the neuron limit is the estimate, if that range fits
+            full = int(min(npos, int(self.lim["neurons"]) // bs))
+            if full == m or feasible_at(0, full):
+                m = full
+        est = M.ceil_div(nblocks, per_core) * M.ceil_div(npos, m)
         return est + self._source_extra(gp, counters, combo, m, nblocks, est), m, mem_per_neuron
 
     def _source_extra(self, gp: GroupPlan, counters, combo, m: int, nblocks: int, est: int) -> int:
@@ -383,12 +464,17 @@ class Placer:
             for j in range(nblocks):
                 bs = M.block_size(gp.shape, gp.block, j)
                 q = 0
+                rc = gp.real_cum
                 while q < npos:
+                    if rc is not None and rc[npos] == rc[q]:
+                        break  # only padding left: no real target, nothing to place
                     remaining = npos - q
                     # a group without synapses fills any gap; others take room in a used core only for a
                     # sizeable piece (or their last one)
                     need = 1 if gp.liquid else min(remaining, max(1, int(gp.units_est * self.ACCEPT_FRACTION)),
                                                    max(1, int(lim["neurons"]) // bs))
+                    if gp.pad and gp.units_est >= npos:
+                        need = remaining  # whole blocks: a cut block's border kernels are entries of their own
                     core, m = self._first_fit(gp, j, q, bs, need, remaining, out_cum, cache)
                     if core is None:
                         core = self._new_core()
@@ -401,7 +487,8 @@ class Placer:
                                     "axons_in": self._axons_in(gp, st) if gp.projs else 0, "memory_bits": mem,
                                     "axons_out": int(out_cum[j][q + 1] - out_cum[j][q])}))
                             m = 1
-                    self._place(gp, j, q, q + m, bs, core, out_cum, cache)
+                    if rc is None or rc[q + m] > rc[q]:  # a range of padding only is not placed
+                        self._place(gp, j, q, q + m, bs, core, out_cum, cache)
                     q += m
 
     def _new_core(self) -> Core:
@@ -436,20 +523,25 @@ class Placer:
         """Per block: prefix sums over units of the output-axon slots of this group's neurons
         (destinations are placed already; recurrent projections are counted after packing)."""
         c_all, npos, cb, nblocks = gp.layout()
-        per = np.zeros((nblocks, npos), np.int64)
+        real = M.layout_of(gp.shape)[1]
+        per_real = np.zeros((nblocks, real), np.int64)
         for (di, pi) in gp.out_projs:
             pp = self.groups[di].projs[pi]
             if pp.recurrent or (di, pi) not in self.ndest:
                 continue
             nd = pp.counter.expand(self.ndest[(di, pi)].astype(np.int64))
             if pp.fmt == POPULATION:
-                per += self.slots(POPULATION) * nd.reshape(nblocks, npos)
+                per_real += self.slots(POPULATION) * nd.reshape(nblocks, real)
             elif M.is_spatial(gp.shape):
-                nd = nd.reshape(c_all, npos)
+                nd = nd.reshape(c_all, real)
                 for j, a in enumerate(range(0, c_all, cb)):
-                    per[j] += self.slots(DISCRETE) * nd[a:a + cb].sum(0)
+                    per_real[j] += self.slots(DISCRETE) * nd[a:a + cb].sum(0)
             else:
-                per[0] += self.slots(DISCRETE) * nd.reshape(-1)
+                per_real[0] += self.slots(DISCRETE) * nd.reshape(-1)
+        per = per_real
+        if gp.pad:  # padding positions have no neurons behind them: no output axons
+            per = np.zeros((nblocks, npos), np.int64)
+            per[:, M.real_positions(gp.shape, gp.pad)] = per_real
         return [np.concatenate([[0], np.cumsum(r)]) for r in per]
 
     def _fit(self, gp, j, q, bs, core: Core, out_cum, cache, remaining, need: int = 1) -> int:
@@ -551,10 +643,12 @@ class Placer:
                     continue
                 sg = self.groups[pp.source_gi]
                 c_all, npos, cb, nblocks = sg.layout()
+                uc = unit_core[sg.gi]
+                if sg.pad:  # real positions only
+                    uc = uc[:, M.real_positions(sg.shape, sg.pad)]
                 if pp.fmt == POPULATION:
-                    src_core = unit_core[sg.gi].reshape(-1)
+                    src_core = uc.reshape(-1)
                 else:
-                    uc = unit_core[sg.gi]
                     if M.is_spatial(sg.shape):
                         chan_block = np.arange(c_all) // cb
                         src_core = uc[chan_block].reshape(-1)     # per real neuron (C order)
@@ -637,14 +731,13 @@ class Placer:
                 continue
             shape = gp.shape
             cbs = self._block_candidates(shape)
-            width = int(shape[2]) if M.is_spatial(shape) else 1
             min_ib = min(int(b) for b in self.synfmt["index_bits"] if b)
             weight_bound = sum(pp.counter.lower_bound_bits(pp.weight_bits + min_ib, self.synfmt,
                                                            self.allow_pop and pp.counter.population_ok)[0]
                                for pp in gp.projs)
             best = None
             for small in (False, True):  # ranges of a row or more first; shorter ones only if none of those fits
-                best = self._least_tiling(gp, cbs, width, small, MEM, NEU, AIN)
+                best = self._least_tiling(gp, cbs, small, MEM, NEU, AIN)
                 if best is not None:
                     break
             if best is None:  # not even one unit fits an empty core: the weight bound stands in
@@ -655,25 +748,30 @@ class Placer:
             mem = max(best[0], weight_bound)  # never below what any mapping must store
             total += mem
             per[gp.cfg["name"]] = {"memory_bits": int(mem), "channel_block": best[1], "units": int(best[2]),
-                                   "formats": best[3]}
+                                   "formats": best[3], "padding": list(best[4]) if best[4] else None}
         return {"memory_bits": int(total), "cores": M.ceil_div(int(total), MEM), "groups": per}
 
-    def _least_tiling(self, gp: GroupPlan, cbs, width: int, small: bool, MEM: int, NEU: int, AIN: int):
+    def _least_tiling(self, gp: GroupPlan, cbs, small: bool, MEM: int, NEU: int, AIN: int):
         """``(memory bits, channel block, units, formats)`` of the tiling of ``gp`` with the least memory among
         channel blocks ``cbs`` and ranges of at least (``small``: fewer than) 1/:data:`TILING_PIECES` of a
         block's units whose every range fits an empty core, or None."""
         shape = gp.shape
         fm_all = (DISCRETE, POPULATION)
         best = None
-        for cb in cbs:
-            _, npos, bs = M.layout_of(shape, cb)
+        for cb, pad in [(cb, pad) for cb in cbs for pad in [None] + ([gp.pad_option] if gp.pad_option else [])
+                        if not pad or self._whole_padded(gp, cb, pad)]:
+            mshape = M.padded_shape(shape, pad)
+            _, npos, bs = M.layout_of(mshape, cb)
+            width = int(mshape[2]) if M.is_spatial(shape) else 1
             nblocks = len(M.block_starts(shape, cb)) - 1
             srcs = [self._source_block(pp) for pp in gp.projs]
-            counters = [M.ProjCounter(pp.cfg, pp.mask, shape, cb, sb) for pp, sb in zip(gp.projs, srcs)]
+            counters = [M.ProjCounter(pp.cfg, pp.mask, shape, cb, sb, pad) for pp, sb in zip(gp.projs, srcs)]
             combos = [[]]
             for ct in counters:
                 combos = [c0 + [o] for c0 in combos
                           for o in ((DISCRETE, POPULATION) if self.allow_pop and ct.population_ok else (DISCRETE,))]
+            if pad:  # padding serves shared (population) entries only
+                combos = [c for c in combos if DISCRETE not in c]
             ms = {npos} | {r * width for r in range(1, npos // width + 1)} | {2 ** k for k in range(11)}
             lo = M.ceil_div(npos, self.TILING_PIECES)
             ms = sorted(m for m in ms if (m < lo if small else lo <= m) and m <= npos and m * bs <= NEU)
@@ -693,7 +791,7 @@ class Placer:
                             if sum(st.axons[f] for st, f in zip(sts, combo)) > AIN:
                                 mem = None
                                 break
-                            piece = sum(ct.memory(st, f, pp.weight_bits + ib, self.synfmt, 0, bsj,
+                            piece = sum(ct.memory(st, f, pp.weight_bits + ib, self.synfmt, 0, 1 if pad else bsj,
                                                   self.cx_base_max)[0]
                                         for ct, st, f, pp in zip(counters, sts, combo, gp.projs))
                             if piece > MEM:
@@ -703,7 +801,7 @@ class Placer:
                         if mem is None:
                             break
                     if mem is not None and (best is None or mem < best[0]):
-                        best = (mem, cb, m, list(combo))
+                        best = (mem, cb, m, list(combo), pad)
         return best
 
     def lower_bound(self) -> dict:

@@ -218,13 +218,25 @@ def check_program(config, arrays, target, where: str = "configuration", core_lim
         if not isinstance(slices, list) or not slices:
             P.append(f"{gw}: slices must be a non-empty list")
             continue
+        pad = g.get("padding")
+        if pad is not None and not (isinstance(pad, list) and len(pad) == 4 and all(_in(v, 0, 2 ** 16) for v in pad)
+                                    and len(g["shape"]) == 3):
+            P.append(f"{gw}: padding {pad!r} must be [top, bottom, left, right] of a (C, H, W) group")
+            pad = None
         pos = 0
         for sl in slices:
             if not isinstance(sl, dict) or not _in(sl.get("core"), 0, len(cores) - 1) or \
                     sl.get("start") != pos or not _in(sl.get("stop"), pos + 1, size):
                 P.append(f"{gw}: slices must tile neurons 0..{size} in order on existing cores (bad: {sl!r})")
                 break
-            core_neurons[sl["core"]] += sl["stop"] - sl["start"]
+            n_cx = sl["stop"] - sl["start"]
+            if "compartments" in sl:  # a padded layout's slice: its compartments, padding included
+                if pad is None or not _in(sl["compartments"], n_cx, core_lim["neurons"]):
+                    P.append(f"{gw}: slice {sl!r}: compartments must be {n_cx}..{core_lim['neurons']} "
+                             "and the group padded")
+                    break
+                n_cx = sl["compartments"]
+            core_neurons[sl["core"]] += n_cx
             pos = sl["stop"]
         else:
             if pos != size:
