@@ -296,6 +296,42 @@ def test_padded_layout_shares_border_kernels(monkeypatch):
         check_program(bad, arrays, TARGET)
 
 
+def test_input_axons_one_per_source_and_core():
+    """Every core's input axons are one per (source neuron, core) for discrete axons and one per (source population,
+    core) for population axons, however many pieces of a group the core holds (their entry lists the targets of
+    all): recounted from the simulator's per-slice synapse counts. The model below puts several padded channel
+    blocks of one group on a core."""
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).uniform(0, 1, (16, 3, 32, 32)).astype(np.float32)
+    q = _quantized(_vgg((16, "M", 32, "M", 64, "M", 256, 256), 64), (3, 32, 32), 4, x)
+    cfg, arrays, viol = compile_graph(q, TARGET)
+    assert viol == []
+    prog = Program(cfg, arrays, TARGET)
+    counts = slice_counts_for(prog)
+    groups = {g["name"]: g for g in cfg["groups"]}
+    want = [0] * len(cfg["cores"])
+    shared = 0
+    for g in cfg["groups"]:
+        chip = [p for p in g["projections"] if not p["host"]]
+        shared += sum(1 for c in {sl["core"] for sl in g["slices"]}
+                      if sum(1 for s2 in g["slices"] if s2["core"] == c) > 1)
+        for j, p in enumerate(chip):
+            cnt = counts[g["name"]][j].numpy()                      # [slices, source neurons (C order)]
+            for c in {sl["core"] for sl in g["slices"]}:
+                rows = [k for k, sl in enumerate(g["slices"]) if sl["core"] == c]
+                reach = cnt[rows].sum(0) > 0
+                if p["format"] == "population":
+                    src = groups[p["source"]]
+                    C = src["shape"][0]
+                    cb = src.get("channel_block", C)
+                    r = reach.reshape(C, -1)
+                    want[c] += int(sum(r[a:a + cb].any(0).sum() for a in range(0, C, cb)))
+                else:
+                    want[c] += int(reach.sum())
+    assert shared > 0   # some core holds more than one piece of a group
+    assert want == [c["axons_in"] for c in cfg["cores"]]
+
+
 # Cores the packer before issue 9 (bisection per group + next-fit, discrete synapses; commit 67c6683)
 # needed, measured with `compile_graph(Pipeline("fold_bn,quantize").run(g, PassContext(target, num_steps=8)))`
 # on the same graphs (no calibration data; zoo models with torch.manual_seed(0) random weights).

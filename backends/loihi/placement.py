@@ -406,7 +406,7 @@ class Placer:
                 ib = M.index_bits(n, self.synfmt)
                 mem = k * sum(ct.memory(st, f, pp.weight_bits + ib, self.synfmt, 0, 1 if pad else bs,
                                         self.cx_base_max)[0] for ct, st, f, pp in zip(counters, sts, combo, gp.projs))
-                if not rules.core_fits(self.lim, neurons=n, axons_in=k * ax, memory_bits=mem):
+                if not rules.core_fits(self.lim, neurons=n, axons_in=ax, memory_bits=mem):  # axons shared
                     break
                 per_core = k
         else:
@@ -452,6 +452,8 @@ class Placer:
         lim = self.lim
         self.ndest: dict = {}        # (group, proj) -> destination cores per pooled source / population
         self.union: dict = {}        # (group, proj, core) -> bool reach already counted
+        self.ain_union: dict = {}    # (group, proj, core) -> bool: sources with an input axon on the core
+        self.cores_of: dict = {}     # group -> set of cores holding a piece of it
         self.c_neu = np.zeros(0, np.int64)
         self.c_ain = np.zeros(0, np.int64)
         self.c_aout = np.zeros(0, np.int64)
@@ -509,7 +511,9 @@ class Placer:
         ok = (self.c_neu + need * bs <= self.c_cap) & (self.c_aout + out_need <= lim["axons_out"])
         if gp.projs:
             st = self._range_stats(gp, j, q, q + need, cache)
-            ok &= self.c_ain + self._axons_in(gp, st) <= lim["axons_in"]
+            holds = np.zeros(len(self.cores), bool)   # a core with a piece of gp shares its input axons
+            holds[list(self.cores_of.get(gp.gi, ()))] = True
+            ok &= (self.c_ain + self._axons_in(gp, st) <= lim["axons_in"]) | holds
             ok &= self.c_mem + self._mem(gp, st, M.index_bits(need * bs, self.synfmt), 0, bs)[0] <= \
                 lim["synapse_memory_bits"]
         for ci in np.nonzero(ok)[0]:
@@ -518,6 +522,22 @@ class Placer:
             if m >= need or (m > 0 and m == remaining):
                 return core, m
         return None, 0
+
+    def _new_axons_in(self, gp: GroupPlan, j, q0, q1, stats, core: Core) -> int:
+        """Input axons a range of ``gp`` adds to ``core``: one per source (population) and core, so
+        sources that already drive another piece of the same projection there need none (their entry
+        lists the targets of both)."""
+        if core.idx not in self.cores_of.get(gp.gi, ()):
+            return self._axons_in(gp, stats)
+        n = 0
+        for pi, (pp, st) in enumerate(zip(gp.projs, stats)):
+            u = self.ain_union.get((gp.gi, pi, core.idx))
+            if u is None:
+                n += st.axons[pp.fmt]
+                continue
+            r = pp.counter.reach(j, q0, q1, pp.fmt)
+            n += int((r & ~u).sum()) * pp.counter.kp2
+        return n
 
     def _out_prefix(self, gp: GroupPlan) -> list:
         """Per block: prefix sums over units of the output-axon slots of this group's neurons
@@ -560,7 +580,7 @@ class Placer:
             if not gp.projs:  # no synapses of its own, but a wider index for what the core holds
                 return n <= lim["neurons"] and self._core_mem(core, ib)[0] <= lim["synapse_memory_bits"]
             st = self._range_stats(gp, j, q, q + m, cache)
-            if base_ax_in + self._axons_in(gp, st) > lim["axons_in"]:
+            if base_ax_in + self._new_axons_in(gp, j, q, q + m, st, core) > lim["axons_in"]:
                 return False
             mem = self._core_mem(core, ib)[0]
             if mem > lim["synapse_memory_bits"]:
@@ -592,8 +612,13 @@ class Placer:
     def _place(self, gp, j, q0, q1, bs, core: Core, out_cum, cache) -> None:
         lim_mem = self.lim["synapse_memory_bits"]
         st = self._range_stats(gp, j, q0, q1, cache) if gp.projs else []
-        p = Piece(gp.gi, j, q0, q1, (q1 - q0) * bs, self._axons_in(gp, st) if gp.projs else 0,
+        p = Piece(gp.gi, j, q0, q1, (q1 - q0) * bs, self._new_axons_in(gp, j, q0, q1, st, core) if gp.projs else 0,
                   int(out_cum[j][q1] - out_cum[j][q0]), core.neurons, st)
+        for pi, pp in enumerate(gp.projs):   # the sources that now have an input axon on this core
+            key = (gp.gi, pi, core.idx)
+            r = pp.counter.reach(j, q0, q1, pp.fmt)
+            self.ain_union[key] = r if key not in self.ain_union else (self.ain_union[key] | r)
+        self.cores_of.setdefault(gp.gi, set()).add(core.idx)
         core.pieces.append(p)
         core.neurons += p.neurons
         core.axons_in += p.axons_in
