@@ -51,7 +51,8 @@ class PassContext:
             sampling rule (same layouts as ``calibration``; never validation or test samples), for passes
             that fit on more data than the calibration samples (``prune_channels``' repair); or None.
         say: callable(str) for one-line progress messages of long passes, or None.
-        log: filled by the pipeline, one dict per pass.
+        log: filled by the pipeline, one dict per pass (``time_s``: the pass's wall time in s; ``times_s``:
+            the parts a pass timed itself, e.g. quantize's ``calibration``; neither goes into report.json).
     """
     target: Any = None
     calibration: np.ndarray | None = None
@@ -66,10 +67,15 @@ class PassContext:
     say: Callable | None = None
     log: list = field(default_factory=list)
     _notes: dict = field(default_factory=dict)
+    _times: dict = field(default_factory=dict)
 
     def note(self, **kv) -> None:
         """Record facts about the running pass (shown in the pipeline log)."""
         self._notes.update(kv)
+
+    def time(self, **seconds) -> None:
+        """Record the wall time (s) of parts of the running pass (the log's ``times_s``)."""
+        self._times.update({k: round(float(v), 4) for k, v in seconds.items()})
 
 
 def graph_num_steps(graph: nir.NIRGraph, ctx: PassContext) -> int | None:
@@ -234,12 +240,13 @@ class Pipeline:
             if progress:
                 progress(name)
             before = graph_figures(graph)
-            ctx._notes = {}
+            ctx._notes, ctx._times = {}, {}
             t0 = time.perf_counter()
             graph = p(graph, ctx, **opts)
             dt = time.perf_counter() - t0
             ctx.log.append({"pass": name, "options": p.resolve(opts), "before": before,
-                            "after": graph_figures(graph), "time_s": round(dt, 4), "notes": dict(ctx._notes)})
+                            "after": graph_figures(graph), "time_s": round(dt, 4), "times_s": dict(ctx._times),
+                            "notes": dict(ctx._notes)})
         return graph
 
     def __repr__(self):

@@ -61,6 +61,7 @@ Beyond that default (``scales="max"``, one scale per group), two options
 from __future__ import annotations
 
 import math
+import time
 
 import nir
 import numpy as np
@@ -432,7 +433,10 @@ def quantize_pass(graph: nir.NIRGraph, ctx: PassContext, target: str = "", weigh
     if scales == "mse" and ctx.calibration is None:
         raise SnncError("pass 'quantize', option scales=mse: calibrates on data; give calibration images "
                          "(snnc compile --data ... --calibrate N)")
+    t_cal = time.perf_counter()
     stats = calibration_stats(graph, lowered, ctx, T, per_channel=per_channel)
+    if stats is not None:
+        ctx.time(calibration=time.perf_counter() - t_cal)
     chip_all = [p for g in lowered.groups.values() for p in g.projections if not p.host]
     moments = input_moments(graph, lowered, ctx, T, chip_all) if scales == "mse" else {}
     if scales == "mse" and chip_all and not moments:

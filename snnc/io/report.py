@@ -95,7 +95,7 @@ def build_report(config: dict, target, metrics: dict | None = None, accuracy: di
         "mapping": _mapping_section(config, src),
         "energy": energy,
         # wall times are left out: the same input and seed give byte-identical files
-        "pipeline": [{k: v for k, v in e.items() if k != "time_s"} for e in (pipeline_log or [])],
+        "pipeline": [{k: v for k, v in e.items() if k not in ("time_s", "times_s")} for e in (pipeline_log or [])],
     }
     if metrics:
         energy["per_inference_pJ"] = metrics["energy"]["per_inference_pJ"]
