@@ -89,7 +89,7 @@ def _enumerate(src_shape, ops, weight, tgt_shape, order, start, stop, bpw, offse
     _, cnt = np.unique(s, return_counts=True)
     out = {"synapses": len(s), "discrete_axons": len(cnt), "discrete_bits": sum(bits(int(c)) for c in cnt)}
     if atoms:
-        c, h, wd = src_shape
+        c, h, wd = src_shape if len(src_shape) == 3 else (src_shape[0], 1, 1)   # 1-D: consecutive neurons
         pops: dict = {}
         for si, li, wi in zip(s, local, w):
             ch, px = divmod(int(si), h * wd)
@@ -124,6 +124,7 @@ FLAT = {"op": "flatten", "start_dim": 0, "end_dim": -1}
      [(0, 0, 49), (0, 10, 30)], 0),
     ((5, 4, 4), [POOL2, FLAT, {"op": "dense", "node": "f"}], (7, 20), (7,), None, 5, [(0, 0, 7), (0, 2, 5)], 0),
     ((30,), [{"op": "dense", "node": "f"}], (12, 30), (12,), None, None, [(0, 0, 12), (0, 5, 9)], 0),
+    ((30,), [{"op": "dense", "node": "f"}], (12, 30), (12,), None, 8, [(0, 0, 12), (0, 5, 9)], 0),
 ])
 def test_counts_equal_synapse_by_synapse_enumeration(case):
     src, ops, wshape, tgt, tblock, atoms, ranges, offset = case
@@ -320,16 +321,49 @@ def test_input_axons_one_per_source_and_core():
             for c in {sl["core"] for sl in g["slices"]}:
                 rows = [k for k, sl in enumerate(g["slices"]) if sl["core"] == c]
                 reach = cnt[rows].sum(0) > 0
-                if p["format"] == "population":
+                if p["format"] == "population":   # (C, H, W): a position of a channel block; 1-D: `atoms` neurons
                     src = groups[p["source"]]
                     C = src["shape"][0]
-                    cb = src.get("channel_block", C)
+                    cb = src.get("channel_block", C) if len(src["shape"]) == 3 else p["atoms"]
                     r = reach.reshape(C, -1)
                     want[c] += int(sum(r[a:a + cb].any(0).sum() for a in range(0, C, cb)))
                 else:
                     want[c] += int(reach.sum())
     assert shared > 0   # some core holds more than one piece of a group
     assert want == [c["axons_in"] for c in cfg["cores"]]
+
+
+def test_one_d_sources_take_population_axons():
+    """A 1-D layer with on-chip inputs feeding dense layers gets populations of consecutive neurons (its slices hold
+    whole ones): the dense consumers take population axons, one output-axon slot pair per population and core
+    instead of one slot per neuron and core, with the same simulated outputs and SynOps as discrete axons
+    everywhere. (A host-driven layer fills gaps neuron by neuron and keeps discrete axons.)"""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(OrderedDict([
+        ("flat", nn.Flatten()), ("fc0", nn.Linear(64, 256)), ("lif0", CubaLIF((256,))),
+        ("fc1", nn.Linear(256, 1024)), ("lif1", CubaLIF((1024,))),
+        ("fc2", nn.Linear(1024, 1024)), ("lif2", CubaLIF((1024,))),
+        ("fc3", nn.Linear(1024, 10)), ("readout", Integrator((10,)))])).eval()
+    x = digits_batch(24, seed=2)
+    q = _quantized(mlp, (1, 8, 8), 4, x)
+    runs = {}
+    for fm in ("discrete", "auto"):
+        cfg, arrays, viol = compile_graph(q, TARGET, formats=fm)
+        assert viol == []
+        _within_limits(cfg)
+        prog = Program(cfg, arrays, TARGET)
+        res = prog.run(x)
+        runs[fm] = (cfg, res, measure(prog, res, slice_counts_for(prog)))
+    (cd, rd, md), (ca, ra, ma) = runs["discrete"], runs["auto"]
+    g2 = next(g for g in ca["groups"] if g["name"] == "lif2")
+    p2 = next(p for p in g2["projections"] if not p["host"])
+    assert p2["format"] == "population" and 1 < p2["atoms"] <= 1024
+    g1 = next(g for g in ca["groups"] if g["name"] == "lif1")
+    assert all(sl["start"] % p2["atoms"] == 0 for sl in g1["slices"])   # whole populations per slice
+    assert all(torch.equal(rd.outputs[k], ra.outputs[k]) for k in ra.outputs)
+    assert md["per_inference"]["synops"] == ma["per_inference"]["synops"] > 0
+    assert sum(c["axons_out"] for c in ca["cores"]) < sum(c["axons_out"] for c in cd["cores"]) / 4
+    assert len(ca["cores"]) <= len(cd["cores"])
 
 
 # Cores the packer before issue 9 (bisection per group + next-fit, discrete synapses; commit 67c6683)

@@ -45,7 +45,9 @@ Per on-chip projection, ``format`` says how its synapses are stored and addresse
   and destination core, one synapse list per axon, one output-axon slot per (source neuron,
   destination core);
 - ``"population"`` (``axon_type`` ``"pop32"``): one input axon per source *population* -- one
-  position of one channel block of a ``(C, H, W)`` source, ``atoms`` neurons -- and destination
+  position of one channel block of a ``(C, H, W)`` source, ``atoms`` neurons, or ``atoms``
+  consecutive neurons of a 1-D source (the last population may be shorter; a slice of the source
+  holds whole populations) -- and destination
   core (the spike carries the atom), two output-axon slots per (population, destination core);
   weight entries of ``atoms x targets`` are shared by every population with the same weights
   and relative targets: a convolution stores one kernel per set of valid taps (and per 256

@@ -260,7 +260,8 @@ class ProjCounter:
             self.pooled = (c, h // self.kpy, w // self.kpx)
         else:
             self.pooled = (int(np.prod(self.src_shape)),)
-        self.src_block = source_block if (self.spatial_src and source_block) else None
+        # populations: one position of a channel block of a (C, H, W) source, or consecutive neurons of a 1-D one
+        self.src_block = source_block if source_block else None
         if self.src_block:
             c = self.src_shape[0]
             self.js_bounds = [(a, min(c, a + self.src_block)) for a in range(0, c, self.src_block)]
@@ -324,11 +325,16 @@ class ProjCounter:
         self.cum = np.zeros((m.shape[0] + 1, f), np.int32)
         np.cumsum(m, axis=0, out=self.cum[1:])
         if self.src_block:
-            c, ph, pw = self.pooled
+            c, ph, pw = self._pooled3
             mm = m.reshape(m.shape[0], c, ph * pw)
             anyb = np.stack([mm[:, a:b].any(1) for a, b in self.js_bounds], 1)   # [N, n_js, ph*pw]
             self.cum_any = np.zeros((m.shape[0] + 1, anyb.shape[1] * anyb.shape[2]), np.int32)
             np.cumsum(anyb.reshape(m.shape[0], -1), axis=0, out=self.cum_any[1:])
+
+    @property
+    def _pooled3(self) -> tuple:
+        """The pooled source as ``(C, H, W)``: a 1-D source of N neurons is ``(N, 1, 1)``."""
+        return self.pooled if len(self.pooled) == 3 else (int(self.pooled[0]), 1, 1)
 
     # ------------------------------------------------------------------ per target block
     def _block(self, j):
@@ -428,7 +434,7 @@ class ProjCounter:
             out[:, y0:y1] = ((w @ af) > 0.5).reshape(out.shape[0], y1 - y0, pw)
             return out
         if fmt == POPULATION:
-            c, ph, pw = self.pooled
+            c, ph, pw = self._pooled3
             return ((self.cum_any[q1] - self.cum_any[q0]) > 0).reshape(len(self.atoms), ph, pw)
         return ((self.cum[q1] - self.cum[q0]) > 0).reshape(self.pooled)
 

@@ -65,6 +65,7 @@ class GroupPlan:
     pad: tuple | None = None          # padded layout (top, bottom, left, right), or None
     pad_option: tuple | None = None   # the padding its convolutions reach (a padded layout's), None: not eligible
     real_cum: np.ndarray | None = None   # padded layout: real units before each unit of the grid, [npos + 1]
+    pop_block: int | None = None      # 1-D group: neurons per source population (pieces hold whole ones), or None
 
     @property
     def shape(self):
@@ -189,7 +190,7 @@ class Placer:
         if pp.source_gi is not None:
             src = self.groups[pp.source_gi]
             if not M.is_spatial(src.shape):
-                return None
+                return src.pop_block   # a 1-D source: populations of consecutive neurons, if it has them
             cb = M.layout_of(src.shape, src.block)[2]
         else:
             shape = tuple(pp.cfg["source_shape"])
@@ -265,6 +266,11 @@ class Placer:
                 gp.units_est = int(lim["neurons"]) // M.layout_of(gp.shape, gp.block)[2]
                 continue
             self._choose(gp, cands)
+            if self.allow_pop and not M.is_spatial(gp.shape) and gp.out_projs and \
+                    all(not self.groups[di].projs[pi].recurrent for di, pi in gp.out_projs):
+                # populations of consecutive neurons, as many as a piece of it holds: its consumers may take
+                # population axons (one per population and core) instead of one per neuron
+                gp.pop_block = max(1, min(int(gp.units_est), int(np.prod(gp.shape)), int(self.pop["max_atoms"])))
         for _ in range(self.BACKWARD_ROUNDS):
             changed = False
             for gp in reversed(self.groups):
@@ -477,6 +483,8 @@ class Placer:
                                                    max(1, int(lim["neurons"]) // bs))
                     if gp.pad and gp.units_est >= npos:
                         need = remaining  # whole blocks: a cut block's border kernels are entries of their own
+                    if gp.pop_block:      # whole populations
+                        need = min(remaining, M.ceil_div(need, gp.pop_block) * gp.pop_block)
                     core, m = self._first_fit(gp, j, q, bs, need, remaining, out_cum, cache)
                     if core is None:
                         core = self._new_core()
@@ -488,7 +496,7 @@ class Placer:
                                 self.unsplittable.append((gp.cfg["name"], {
                                     "axons_in": self._axons_in(gp, st) if gp.projs else 0, "memory_bits": mem,
                                     "axons_out": int(out_cum[j][q + 1] - out_cum[j][q])}))
-                            m = 1
+                            m = min(gp.pop_block or 1, remaining)
                     if rc is None or rc[q + m] > rc[q]:  # a range of padding only is not placed
                         self._place(gp, j, q, q + m, bs, core, out_cum, cache)
                     q += m
@@ -550,7 +558,9 @@ class Placer:
             if pp.recurrent or (di, pi) not in self.ndest:
                 continue
             nd = pp.counter.expand(self.ndest[(di, pi)].astype(np.int64))
-            if pp.fmt == POPULATION:
+            if pp.fmt == POPULATION and not M.is_spatial(gp.shape):  # charged to a population's first neuron
+                per_real[0, ::gp.pop_block] += self.slots(POPULATION) * nd.reshape(-1)
+            elif pp.fmt == POPULATION:
                 per_real += self.slots(POPULATION) * nd.reshape(nblocks, real)
             elif M.is_spatial(gp.shape):
                 nd = nd.reshape(c_all, real)
@@ -588,6 +598,11 @@ class Placer:
             mem += self._mem(gp, st, ib, core.neurons, bs)[0]
             return mem <= lim["synapse_memory_bits"]
 
+        a = gp.pop_block or 1
+        if a > 1:  # whole populations of a 1-D source (or what remains)
+            k = self._largest(lambda k: feasible(min(k * a, remaining)),
+                              M.ceil_div(hi, a) if hi == remaining else hi // a, lo=M.ceil_div(need, a))
+            return min(k * a, remaining)
         return self._largest(feasible, hi, lo=need)
 
     def _piece_mem(self, p: Piece, ib: int) -> tuple[int, int]:
@@ -672,7 +687,7 @@ class Placer:
                 if sg.pad:  # real positions only
                     uc = uc[:, M.real_positions(sg.shape, sg.pad)]
                 if pp.fmt == POPULATION:
-                    src_core = uc.reshape(-1)
+                    src_core = uc.reshape(-1) if M.is_spatial(sg.shape) else uc[0, ::sg.pop_block]
                 else:
                     if M.is_spatial(sg.shape):
                         chan_block = np.arange(c_all) // cb
