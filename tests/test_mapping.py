@@ -151,6 +151,9 @@ def test_counts_equal_synapse_by_synapse_enumeration(case):
     ((4, 6, 6), CONV, (6, 4, 3, 3), (6, 6, 6), (1, 1, 1, 1), 3, 2, [(1, 0, 64), (0, 17, 50)], 200),
     ((3, 5, 5), dict(CONV, padding=[2, 2], dilation=[2, 2]), (4, 3, 3, 3), (4, 5, 5), (2, 2, 2, 2), 4, 3,
      [(0, 0, 81)], 0),
+    # grouped: an atom block reaches only its group's channels, so an entry's base is at a later channel
+    ((8, 6, 6), dict(CONV, groups=8), (8, 1, 3, 3), (8, 6, 6), (1, 1, 1, 1), 8, 2, [(0, 0, 64)], 100),
+    ((4, 6, 6), dict(CONV, groups=2), (4, 2, 3, 3), (4, 6, 6), (1, 1, 1, 1), 4, 2, [(0, 0, 64), (0, 9, 40)], 230),
 ])
 def test_padded_counts_equal_synapse_by_synapse_enumeration(case):
     """A padded target layout (Placer's padded conv layout): discrete lists, connections and axons count
@@ -259,7 +262,13 @@ def test_padded_layout_shares_border_kernels(monkeypatch):
     from snnc.backends.loihi import placement as P
     torch.manual_seed(0)
     x = np.random.default_rng(0).uniform(0, 1, (16, 3, 32, 32)).astype(np.float32)
-    q = _quantized(_vgg((16, "M", 32, "M", 64, "M", 256, 256), 64), (3, 32, 32), 4, x)
+    model = _vgg((16, "M", 32, "M", 64, "M", 256, 256), 64)
+    with torch.no_grad():   # weights that make every convolution's layer spike on these inputs
+        for mod in model.modules():
+            if isinstance(mod, nn.Conv2d):
+                mod.weight.mul_(3.0)
+                mod.bias.fill_(0.05)
+    q = _quantized(model, (3, 32, 32), 4, x)
     runs = {}
     for padded in (True, False):
         if not padded:
@@ -271,6 +280,8 @@ def test_padded_layout_shares_border_kernels(monkeypatch):
         prog = Program(cfg, arrays, TARGET)
         res = prog.run(x[:4])
         runs[padded] = (cfg, res, measure(prog, res, slice_counts_for(prog)))
+        if padded:
+            arrays_p = arrays
     (cp, rp, mp), (cu, ru, mu) = runs[True], runs[False]
     pads = {g["name"]: g.get("padding") for g in cp["groups"]}
     assert pads["lif4"] == pads["lif5"] == [1, 1, 1, 1] and not any(g.get("padding") for g in cu["groups"])
@@ -284,10 +295,16 @@ def test_padded_layout_shares_border_kernels(monkeypatch):
     assert held == [c["neurons"] for c in cp["cores"]]
     n_pad = sum(held) - sum(g["size"] for g in cp["groups"])
     assert n_pad > 0
+    assert all(float(rp.spikes[g].sum()) > 0 for g in ("lif3", "lif4", "lif5"))
     assert all(torch.equal(rp.outputs[k], ru.outputs[k]) for k in ru.outputs)
     assert mp["per_inference"]["synops"] == mu["per_inference"]["synops"] > 0
     assert mp["per_inference"]["neuron_updates_padding"] == n_pad * rp.steps
     assert mu["per_inference"]["neuron_updates_padding"] == 0
+    # the synaptic events into padding are charged on the chip (energy, time), not as SynOps
+    ev = mp["per_inference"]["synaptic_events_padding"]
+    assert ev > 0 and mu["per_inference"]["synaptic_events_padding"] == 0
+    E = TARGET["energy_pJ"]["synop"]
+    assert mp["energy"]["breakdown"]["synops_pJ"] == pytest.approx((mp["per_inference"]["synops"] + ev) * E)
     # a slice claiming padding compartments in a group without padding is refused
     bad = json.loads(json.dumps(cu))
     sl = bad["groups"][0]["slices"][0]
@@ -295,6 +312,20 @@ def test_padded_layout_shares_border_kernels(monkeypatch):
     bad["cores"][sl["core"]]["neurons"] += 1
     with pytest.raises(SnncError, match="compartments"):
         check_program(bad, arrays, TARGET)
+    # padding beyond what the group's convolutions reach, all-zero padding, or more compartments than the grid
+    gi = next(i for i, g in enumerate(cp["groups"]) if g.get("padding"))
+    for pad, extra, msg in (([2, 2, 2, 2], 0, "within what its convolutions reach"),
+                            ([0, 0, 0, 0], 0, "not all 0"), (None, 1, "more than its padded grid")):
+        bad = json.loads(json.dumps(cp))
+        g = bad["groups"][gi]
+        if pad is not None:
+            g["padding"] = pad
+        for sl in g["slices"][:1]:   # `extra` compartments per unit of the slice
+            more = extra * (sl["units"][1] - sl["units"][0])
+            sl["compartments"] += more
+            bad["cores"][sl["core"]]["neurons"] += more
+        with pytest.raises(SnncError, match=msg):
+            check_program(bad, arrays_p, TARGET, core_limits=False)
 
 
 def test_input_axons_one_per_source_and_core():

@@ -14,7 +14,7 @@
                                   "format", "axon_type", "atoms"}],   # weight_bits .. atoms: on-chip only
                  "padding",                                        # padded layout only
                  "slices": [{"core", "start", "stop",            # neuron ranges in core order
-                             "compartments"}]}],                 # padded layout only
+                             "compartments", "units"}]}],        # padded layout only
      "cores": [{"core", "chip", "groups", "neurons", "axons_in", "axons_out", "synapses",
                 "stored_synapses", "memory_bits"}],
      "mapping": {"lower_bound": {"cores", "terms", "totals"}, "ratio", "chips", "cores_per_chip",
@@ -27,16 +27,17 @@ block's channels last; other groups keep their order. Every slice is a whole num
 of one block, and a group's slices tile it in order.
 
 *Padded layout* (``padding``: ``[top, bottom, left, right]``, only on a ``(C, H, W)`` group whose
-on-chip inputs are all convolutions with zero padding, and only where it needs fewer cores): each
+on-chip inputs are all convolutions some of whose taps reach beyond it -- zero padding, or a valid
+convolution's border sources -- and only where it needs fewer cores): each
 block's positions are laid out on the grid ``(H + top + bottom) x (W + left + right)``, the
 positions outside the image being compartments without a neuron behind them (no bias, no output
 axon; nothing reads them). Every source of a convolution then addresses a full kernel, so its
 border sources share the interior's population entry instead of one entry per set of valid taps.
 On its core such a slice is planar (channel by channel, each channel's positions in raster order),
 so an entry's compartment base steps by one per position and stays below ``cx_base_max``.
-A slice of such a group still gives its real neurons as ``start``/``stop`` in core order, and
-``compartments`` the compartments it takes on its core (padding included): the core's ``neurons``
-counts compartments.
+A slice of such a group still gives its real neurons as ``start``/``stop`` in core order,
+``compartments`` the compartments it takes on its core (padding included: the core's ``neurons``
+counts compartments), and ``units`` the ``[first, end)`` positions of its block's padded grid.
 
 Per on-chip projection, ``format`` says how its synapses are stored and addressed
 (:mod:`snnc.backends.loihi.mapping`, after nengo-loihi's axon types):
@@ -253,7 +254,7 @@ def compile_graph(graph: nir.NIRGraph, target, max_cores: int | None = None, rai
                 slices.append({"core": cid, "start": int(starts[j] + q0 * bs), "stop": int(starts[j] + q1 * bs)})
             else:  # padded layout: the slice's real neurons, and its compartments with the padding
                 slices.append({"core": cid, "start": int(starts[j] + rc[q0] * bs), "stop": int(starts[j] + rc[q1] * bs),
-                               "compartments": int((q1 - q0) * bs)})
+                               "compartments": int((q1 - q0) * bs), "units": [int(q0), int(q1)]})
         gcfg["slices"] = slices
     read_outputs = []
     for oname, gname in low.outputs.items():

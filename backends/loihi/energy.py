@@ -8,8 +8,10 @@ Events (all counted in :class:`~snnc.backends.loihi.sim.Program` runs, per sampl
   its u or v is non-zero after the update or it spiked (snnc's reading of Davies 2018's
   active/inactive update), *inactive* otherwise. The padding compartments of a padded layout
   (:mod:`snnc.backends.loihi.compile`) are not simulated (no neuron behind them): they are charged
-  as active on every step, an upper bound (``neuron_updates_padding``); the synaptic events that
-  reach them are not counted (SynOps count connections to neurons);
+  as active on every step, an upper bound (``neuron_updates_padding``). The synaptic events into them
+  (the non-zero weights of an entry's row that address padding, for each spike of a source with a
+  neuron target in the slice) are charged like SynOps in energy and time but are not SynOps
+  (``synaptic_events_padding``; SynOps count connections to neurons);
 - spike messages: one per spike and destination core (Loihi sends one message per axon; a
   population axon's message carries the atom, one message all the same), costing the
   within-tile energy plus per tile hop E-W / N-S (tile mesh: ``[chip]`` of the target);
@@ -67,6 +69,43 @@ from snnc.backends.loihi import mapping as M
 from snnc.backends.loihi.compile import dest_core_matrix, source_core_vector
 from snnc.errors import SnncError
 from snnc.ir.ops import synapse_counts
+
+
+def padding_synapse_counts(program) -> dict:
+    """Per padded group and on-chip projection index: ``[K slices, source neurons]`` float64 synapses from each
+    source neuron (C order) into the padding compartments of each slice (``{}`` without padded groups).
+    Each spike drives them on the chip, though they feed no neuron."""
+    out: dict = {}
+    groups = {g["name"]: g for g in program.config["groups"]}
+    for g in program.config["groups"]:
+        if not g.get("padding"):
+            continue
+        shape, block = tuple(g["shape"]), g.get("channel_block")
+        starts = M.block_starts(shape, block)
+        chip = [p for p in g["projections"] if not p["host"]]
+        out[g["name"]] = {}
+        for j, p in enumerate(chip):
+            mask = np.asarray(program.arrays[p["weight_key"]]) != 0
+            src = groups.get(p["source"])
+            atoms = int(p.get("atoms", 1)) if p.get("format") == M.POPULATION else None
+            pc = M.ProjCounter(p, mask, shape, block, atoms, tuple(g["padding"]))
+            rows = []
+            for sl in g["slices"]:
+                jb = int(np.searchsorted(starts, sl["start"], side="right") - 1)
+                q0, q1 = sl["units"]
+                rows.append(pc.padding_counts(jb, int(q0), int(q1)))
+            n_src = int(np.prod(p["source_shape"])) if src is None else int(src["size"])
+            out[g["name"]][j] = np.stack(rows) if rows else np.zeros((0, n_src))
+    return out
+
+
+def _with_padding(cnt: torch.Tensor, pad_cnt) -> torch.Tensor:
+    """Synaptic events per source spike and slice on the chip: the connections ``cnt`` plus, where a padded
+    layout's entry reaches padding compartments, those (only for sources with a neuron target in the slice:
+    the others have no input axon there)."""
+    if pad_cnt is None:
+        return cnt
+    return cnt + torch.as_tensor(pad_cnt, dtype=cnt.dtype) * (cnt > 0)
 
 
 def padding_per_core(cfg: dict) -> np.ndarray:
@@ -147,6 +186,7 @@ def core_step_events(program, result, counts: dict, core_vec: dict, ncores: int,
     keys = ("active", "spikes", "messages_out", "messages_in") + tuple(f"synops_{u}" for u in SYNAPSE_UNITS)
     ev = {k: np.zeros((rows, ncores)) for k in keys}
     groups = {g["name"]: g for g in cfg["groups"]}
+    padc = padding_synapse_counts(program)
     for g in cfg["groups"]:
         tr = result.trace[g["name"]]
         idx = torch.as_tensor(core_vec[g["name"]])
@@ -176,10 +216,11 @@ def core_step_events(program, result, counts: dict, core_vec: dict, ncores: int,
             fan = D.sum(0)                                                # destination cores per source neuron
             src_idx = torch.as_tensor(core_vec[p["source"]])
             spk = result.trace[p["source"]]["spikes"].reshape(rows, -1)
+            hw = _with_padding(cnt, padc.get(g["name"], {}).get(j))
             for r0 in range(0, rows, chunk):
                 sl = slice(r0, min(rows, r0 + chunk))
                 s = spk[sl].to(torch.float64)
-                per_slice = (s @ cnt.T).numpy()                            # [rows, slices]
+                per_slice = (s @ hw.T).numpy()                             # [rows, slices]
                 for k, c in enumerate(slice_cores):
                     ev[unit][sl, c] += per_slice[:, k]
                 ev["messages_in"][sl][:, uniq] += (s @ D.T).numpy()
@@ -302,8 +343,10 @@ def measure(program, result, counts: dict) -> dict:
     SE = M.target_section(target, "sanafe_energy_pJ")
     sf_cost = M.spike_cost_matrix(ncores, chip, {"spike_in_tile": SE["message_out"] + SE["message_in"],
                                                  "hop_ew": SE["hop_ew"], "hop_ns": SE["hop_ns"]})
-    core_syn_unit = {u: np.zeros(ncores) for u in SYNAPSE_UNITS}   # SynOps per core and synapse unit
+    core_syn_unit = {u: np.zeros(ncores) for u in SYNAPSE_UNITS}   # synaptic events per core and synapse unit
     sf_msg = 0.0
+    padc = padding_synapse_counts(program)
+    pad_events = 0.0   # synaptic events into padding compartments (on the chip, not SynOps)
     for g in cfg["groups"]:
         sp = result.spikes[g["name"]].numpy()
         core_spikes += np.bincount(core_vec[g["name"]], weights=sp, minlength=ncores)
@@ -322,9 +365,11 @@ def measure(program, result, counts: dict) -> dict:
                 continue
             s_src = result.spikes[p["source"]].to(torch.float64)
             per_slice = (cnt @ s_src).numpy()
+            hw_slice = (_with_padding(cnt, padc.get(g["name"], {}).get(j)) @ s_src).numpy()
             for k, c in enumerate(slice_cores):
-                core_syn_unit[synapse_unit(p)][c] += per_slice[k]
+                core_syn_unit[synapse_unit(p)][c] += hw_slice[k]
             synops += float(per_slice.sum())
+            pad_events += float(hw_slice.sum() - per_slice.sum())
             D = dest_core_matrix(cnt, slice_cores).numpy()  # [dest cores, src]
             uniq = np.array(sorted(set(slice_cores)))
             src_core = core_vec[p["source"]]
@@ -359,7 +404,7 @@ def measure(program, result, counts: dict) -> dict:
             ann_macs += macs
             if p["host"]:
                 host_macs += macs
-    e_syn = synops / n * E["synop"]
+    e_syn = (synops + pad_events) / n * E["synop"]
     e_neu = (active * E["neuron_update_active"] + inactive * E["neuron_update_inactive"]) / n
     e_msg = msg_energy / n
     e_chip = chip_energy / n
@@ -392,6 +437,7 @@ def measure(program, result, counts: dict) -> dict:
             "neuron_updates_active": active / n,
             "neuron_updates_inactive": inactive / n,
             "neuron_updates_padding": pad_updates / n,
+            "synaptic_events_padding": pad_events / n,
             "latency_steps": result.steps,
             "time_per_step_s_mean": timing["time_per_step_s"]["mean"],
             "time_per_step_s_max": timing["time_per_step_s"]["max"],

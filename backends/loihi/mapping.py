@@ -400,8 +400,25 @@ class ProjCounter:
             js, px = np.nonzero(has)
             tm_u, tm_id = np.unique(tm, return_inverse=True)
             pat = js * len(tm_u) + tm_id.reshape(-1)[px]
-            st.entries = (pat, js, base[px], L[js, px])
+            base = base[px] if self.pad is None else self._planar_base(j, q0, q1, a.reshape(T, -1), q.reshape(T, -1), js, px)
+            st.entries = (pat, js, base, L[js, px])
         return st
+
+    def _planar_base(self, j, q0, q1, a, q, js, px) -> np.ndarray:
+        """A padded (planar) range's entry bases in compartments from the range start: channel ``c`` of the
+        range sits ``c * (q1 - q0)`` further on, so an entry's base is at its first channel with a target
+        (a later one than the block's first where a grouped convolution or an all-zero filter leaves the
+        first without)."""
+        c0 = j * layout_of(self.tgt_shape, self.tgt_block)[2]
+        c1 = c0 + block_size(self.tgt_shape, self.tgt_block, j)
+        starts = np.array([s for s, _ in self.js_bounds])
+        nzc = np.maximum.reduceat(self.nz[c0:c1].view(np.uint8), starts, axis=1).astype(bool)   # [cb, n_js, T]
+        hit = nzc[:, js, :] & a[:, px].T[None]                    # [cb, entries, T]: targets per channel and tap
+        has_c = hit.any(2)
+        c_first = np.argmax(has_c, axis=0)                        # [entries]
+        taps = hit[c_first, np.arange(len(js))]                   # [entries, T]
+        qmin = np.where(taps, q[:, px].T, np.iinfo(np.int64).max).min(1)
+        return c_first * (q1 - q0) + qmin - q0
 
     def _dense_stats(self, j, q0, q1, formats):
         cnt = (self.cum[q1] - self.cum[q0]).astype(np.int64)      # per pooled flat source
@@ -516,6 +533,19 @@ class ProjCounter:
             ax = min(ax, int(popr.sum()) * self.kp2)
             out = min(out, 2 * int(popr.sum()) * self.kp2)
         return mem, ax, out
+
+    def padding_counts(self, j: int, q0: int, q1: int) -> np.ndarray:
+        """A padded layout: synapses from every real source neuron (C order) into the padding compartments
+        of units ``[q0, q1)`` of block ``j`` (the entries' rows address them; each spike drives them too)."""
+        cs, ph, pw = self._pooled3
+        out = np.zeros((cs, ph, pw), np.float64)
+        terms = self.conv_terms(j, q0, q1) if self.pad else None
+        if terms is not None:
+            y0, y1, a, _ = terms
+            a = a & ~self.real[:, y0:y1]
+            nnz, _ = self._block(j)
+            out[:, y0:y1] = np.rint(nnz @ a.reshape(a.shape[0], -1).astype(np.float32)).reshape(cs, y1 - y0, pw)
+        return self.expand(out).reshape(-1)
 
     def counts_real_pooled(self, j, q0, q1) -> np.ndarray:
         terms = self.conv_terms(j, q0, q1)

@@ -159,8 +159,8 @@ class Placer:
     # ------------------------------------------------------------------ helpers
     def _pad_option(self, gp: GroupPlan) -> tuple | None:
         """The padded layout a group may take: a ``(C, H, W)`` group whose on-chip inputs are all
-        feed-forward convolutions, some reaching beyond it (zero padding), with population formats
-        allowed. Padding positions are compartments without neurons behind them: every source then
+        feed-forward convolutions, some reaching beyond it (zero padding, or a valid convolution's border
+        sources), with population formats allowed. Padding positions are compartments without neurons behind them: every source then
         targets a full kernel, so one population entry serves the border sources too."""
         if not (self.allow_pop and gp.projs and M.is_spatial(gp.shape)):
             return None
@@ -276,7 +276,7 @@ class Placer:
             for gp in reversed(self.groups):
                 if not gp.projs or not M.is_spatial(gp.shape) or not gp.out_projs:
                     continue
-                if self._out_extra(gp, gp.block, gp.units_est) == 0:
+                if self._out_extra(gp, gp.block, gp.units_est, gp.pad) == 0:
                     continue  # its output axons fit its own pieces: nothing to trade
                 before = gp.block
                 self._choose(gp, self._block_candidates(gp.shape), with_out=True)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from snnc.errors import SnncError
+from snnc.backends.loihi.mapping import conv_padding, padded_shape
 from snnc.backends.loihi.rules import core_range_problems
 from snnc.ir.ops import apply_ops
 
@@ -104,6 +105,22 @@ def _check_ops(ops, host: bool = False) -> str | None:
     if any(k not in (("flatten", "max_pool2d") if host else ("flatten",)) for k in after):
         return f"ops after the weighted one may only flatten{' or max-pool (host)' if host else ''}, got {after}"
     return None
+
+
+def _conv_reach(g: dict, projs: list, arrays) -> tuple | None:
+    """Elementwise largest ``(top, bottom, left, right)`` reach beyond the group of its on-chip convolutions
+    (:func:`snnc.backends.loihi.mapping.conv_padding`), or None when it has no on-chip convolution."""
+    out = None
+    for p in projs:
+        if not isinstance(p, dict) or p.get("host") or not any(isinstance(o, dict) and o.get("op") == "conv2d"
+                                                                for o in p.get("ops", [])):
+            continue
+        w = arrays.get(p.get("weight_key")) if hasattr(arrays, "get") else None
+        if w is None or np.ndim(w) != 4:
+            continue
+        r = conv_padding(p, np.shape(w)[2:], g["shape"]) or (0, 0, 0, 0)
+        out = r if out is None else tuple(max(a, b) for a, b in zip(out, r))
+    return out
 
 
 def check_program(config, arrays, target, where: str = "configuration", core_limits: bool = True) -> None:
@@ -219,10 +236,15 @@ def check_program(config, arrays, target, where: str = "configuration", core_lim
             P.append(f"{gw}: slices must be a non-empty list")
             continue
         pad = g.get("padding")
-        if pad is not None and not (isinstance(pad, list) and len(pad) == 4 and all(_in(v, 0, 2 ** 16) for v in pad)
-                                    and len(g["shape"]) == 3):
-            P.append(f"{gw}: padding {pad!r} must be [top, bottom, left, right] of a (C, H, W) group")
-            pad = None
+        if pad is not None:
+            reach = _conv_reach(g, projs, arrays)
+            if not (isinstance(pad, list) and len(pad) == 4 and all(_in(v, 0, 2 ** 16) for v in pad)
+                    and len(g["shape"]) == 3 and any(pad) and reach is not None
+                    and all(v <= r for v, r in zip(pad, reach))):
+                P.append(f"{gw}: padding {pad!r} must be [top, bottom, left, right] of a (C, H, W) group, not all 0, "
+                         f"within what its convolutions reach ({list(reach) if reach else None})")
+                pad = None
+        n_cx_total = 0
         pos = 0
         for sl in slices:
             if not isinstance(sl, dict) or not _in(sl.get("core"), 0, len(cores) - 1) or \
@@ -236,11 +258,22 @@ def check_program(config, arrays, target, where: str = "configuration", core_lim
                              "and the group padded")
                     break
                 n_cx = sl["compartments"]
+                u = sl.get("units")
+                grid = int(np.prod(padded_shape(g["shape"], pad)[1:]))
+                if not (isinstance(u, list) and len(u) == 2 and _in(u[0], 0, grid - 1) and _in(u[1], u[0] + 1, grid)
+                        and n_cx % (u[1] - u[0]) == 0):
+                    P.append(f"{gw}: slice {sl!r}: units must be [first, end) positions of the padded grid "
+                             f"(0..{grid}) that its compartments are a multiple of")
+                    break
             core_neurons[sl["core"]] += n_cx
+            n_cx_total += n_cx
             pos = sl["stop"]
         else:
             if pos != size:
                 P.append(f"{gw}: slices cover {pos} of {size} neurons")
+            grid = int(np.prod(padded_shape(g["shape"], pad))) if pad else size
+            if n_cx_total > grid:
+                P.append(f"{gw}: its slices take {n_cx_total} compartments, more than its padded grid's {grid}")
     for ci, c in enumerate(cores):
         if not isinstance(c, dict) or c.get("core") != ci:
             P.append(f"core #{ci}: must be an object with core = {ci}")
