@@ -327,7 +327,8 @@ class ProjCounter:
         if self.src_block:
             c, ph, pw = self._pooled3
             mm = m.reshape(m.shape[0], c, ph * pw)
-            anyb = np.stack([mm[:, a:b].any(1) for a, b in self.js_bounds], 1)   # [N, n_js, ph*pw]
+            starts = np.array([a for a, _ in self.js_bounds])
+            anyb = np.logical_or.reduceat(mm, starts, axis=1)                     # [N, n_js, ph*pw]
             self.cum_any = np.zeros((m.shape[0] + 1, anyb.shape[1] * anyb.shape[2]), np.int32)
             np.cumsum(anyb.reshape(m.shape[0], -1), axis=0, out=self.cum_any[1:])
 
@@ -409,10 +410,17 @@ class ProjCounter:
         range sits ``c * (q1 - q0)`` further on, so an entry's base is at its first channel with a target
         (a later one than the block's first where a grouped convolution or an all-zero filter leaves the
         first without)."""
-        c0 = j * layout_of(self.tgt_shape, self.tgt_block)[2]
-        c1 = c0 + block_size(self.tgt_shape, self.tgt_block, j)
-        starts = np.array([s for s, _ in self.js_bounds])
-        nzc = np.maximum.reduceat(self.nz[c0:c1].view(np.uint8), starts, axis=1).astype(bool)   # [cb, n_js, T]
+        key = ("planar", j)
+        if key not in self._blk_cache:
+            c0 = j * layout_of(self.tgt_shape, self.tgt_block)[2]
+            c1 = c0 + block_size(self.tgt_shape, self.tgt_block, j)
+            starts = np.array([s for s, _ in self.js_bounds])
+            nzc = np.maximum.reduceat(self.nz[c0:c1].view(np.uint8), starts, axis=1).astype(bool)   # [cb, n_js, T]
+            # the block's first channel reaches every (atom block, tap) any channel does: bases need no channel
+            self._blk_cache[key] = (nzc, bool((nzc[0] == nzc.any(0)).all()))
+        nzc, first_full = self._blk_cache[key]
+        if first_full:
+            return np.where(a[:, px], q[:, px], np.iinfo(np.int64).max).min(0) - q0
         hit = nzc[:, js, :] & a[:, px].T[None]                    # [cb, entries, T]: targets per channel and tap
         has_c = hit.any(2)
         c_first = np.argmax(has_c, axis=0)                        # [entries]
