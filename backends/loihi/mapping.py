@@ -401,7 +401,8 @@ class ProjCounter:
             js, px = np.nonzero(has)
             tm_u, tm_id = np.unique(tm, return_inverse=True)
             pat = js * len(tm_u) + tm_id.reshape(-1)[px]
-            base = base[px] if self.pad is None else self._planar_base(j, q0, q1, a.reshape(T, -1), q.reshape(T, -1), js, px)
+            base = base[px] if self.pad is None else \
+                self._planar_base(j, q0, q1, a.reshape(T, -1), q.reshape(T, -1), js, px)
             st.entries = (pat, js, base, L[js, px])
         return st
 

@@ -8,11 +8,13 @@ core holds, :mod:`.mapping`, and how to allocate, ``hardware/allocators.py``).
    to the larger block (fewer, bigger populations), then to less memory. Blocks tried: halving the
    block (``ceil(C / ceil(C / b))``, b = C, C/2, ...) and doubling the number of blocks
    (``ceil(C / n)``, n = 1, 2, 4, ...), so the choice does not hinge on how C divides. A source's populations
-   are its channel blocks, so sources are decided first. A group fed only by zero-padded convolutions
-   also tries the *padded layout* for each block whose padded grid fits one core
+   are its channel blocks, so sources are decided first. A group fed only by convolutions whose taps
+   reach beyond it also tries the *padded layout* for each block whose padded grid fits one core
    (:meth:`Placer._pad_option`; :func:`.mapping.padded_shape`): one population entry per source
    block instead of one per set of valid taps, for the padding compartments' price. Where a whole
-   block fits a core the estimate counts whole blocks per core; ties go to the unpadded layout.
+   block fits a core the estimate counts whole blocks per core; ties go to the unpadded layout. A 1-D
+   group with on-chip inputs that feeds others gets populations of consecutive neurons (``pop_block``),
+   so its dense consumers may take population axons.
 2. **Packing** (reverse topological order, so every group's destinations are placed before it and
    its output axons are counted exactly): first-fit with splitting. The next piece of a group is
    the largest range of units (bisection on the exact per-core formulas: neurons, input axons,
@@ -160,8 +162,9 @@ class Placer:
     def _pad_option(self, gp: GroupPlan) -> tuple | None:
         """The padded layout a group may take: a ``(C, H, W)`` group whose on-chip inputs are all
         feed-forward convolutions, some reaching beyond it (zero padding, or a valid convolution's border
-        sources), with population formats allowed. Padding positions are compartments without neurons behind them: every source then
-        targets a full kernel, so one population entry serves the border sources too."""
+        sources), with population formats allowed. Padding positions are compartments without neurons
+        behind them: every source then targets a full kernel, so one population entry serves the border
+        sources too."""
         if not (self.allow_pop and gp.projs and M.is_spatial(gp.shape)):
             return None
         pads = []
