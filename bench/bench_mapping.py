@@ -155,7 +155,7 @@ def _t() -> float:
     return time.perf_counter()
 
 
-def v11_gmac(model: nn.Module, T: int, n: int) -> float:
+def forward_gmac(model: nn.Module, T: int, n: int) -> float:
     """GMAC of the float forward of ``model``'s convolutions and linear layers on ``n`` samples x ``T`` steps
     (per layer and step: outputs x fan-in; what quantize's calibration run computes)."""
     macs = []
@@ -343,14 +343,14 @@ def main(argv=None) -> int:
         _row(f"TOTAL compile (trace + passes + compile_graph), median of {len(runs)}", f"{total:.2f}", "s")
         _row("  of which quantize's calibration forward", f"{calib_s:.2f}", "s")
         _row("  the rest (bounded by the weights)", f"{total - calib_s:.2f}", "s")
-        _row("calibration forward", f"{len(vcal)} samples x {T} steps, {v11_gmac(v11, T, len(vcal)):.0f} GMAC "
-             f"({v11_gmac(v11, T, len(vcal)) / max(calib_s, 1e-9):.0f} GMAC/s)")
+        _row("calibration forward", f"{len(vcal)} samples x {T} steps, {forward_gmac(v11, T, len(vcal)):.0f} GMAC "
+             f"({forward_gmac(v11, T, len(vcal)) / max(calib_s, 1e-9):.0f} GMAC/s)")
         _row("totals of the runs", ", ".join(f"{t:.2f}" for t in totals), "s")
         results["vgg11_15M"] = {"auto": a, "stages_s": st, "parameters": r4["parameters"], "module_parameters": n_weights,
                                 "neurons": r4["neurons"],
                                 "total_compile_s": total, "total_compile_runs_s": totals,
                                 "calibration_forward_s": calib_s, "compile_without_calibration_s": total - calib_s,
-                                "calibration_gmac": v11_gmac(v11, T, len(vcal)), "T": T}
+                                "calibration_gmac": forward_gmac(v11, T, len(vcal)), "T": T}
     # ---- 5. VGG-16 and ResNet-18 widths: cores against the bound (reported)
     if not args.skip_large:
         lcal = vcal[:args.large_calibration]

@@ -232,18 +232,24 @@ def test_slice_counts_equal_autograd_counting():
 
 
 # ------------------------------------------------------------------ same results, fewer cores
-def test_population_format_gives_the_same_outputs_and_synops():
-    x = digits_batch(120, seed=5)
-    q = _quantized(TinySNN(channels=8), (1, 8, 8), 5, x)
-    runs = {}
+def _both_formats(q, x):
+    """``(config, result, measure)`` of ``q`` compiled with discrete formats and with auto, each simulated on ``x``;
+    both within every limit."""
+    runs = []
     for fm in ("discrete", "auto"):
         cfg, arrays, viol = compile_graph(q, TARGET, formats=fm)
         assert viol == []
         _within_limits(cfg)
         prog = Program(cfg, arrays, TARGET)
         res = prog.run(x)
-        runs[fm] = (cfg, res, measure(prog, res, slice_counts_for(prog)))
-    (cd, rd, md), (ca, ra, ma) = runs["discrete"], runs["auto"]
+        runs.append((cfg, res, measure(prog, res, slice_counts_for(prog))))
+    return runs
+
+
+def test_population_format_gives_the_same_outputs_and_synops():
+    x = digits_batch(120, seed=5)
+    q = _quantized(TinySNN(channels=8), (1, 8, 8), 5, x)
+    (cd, rd, md), (ca, ra, ma) = _both_formats(q, x)
     fmts = {g["name"]: [p["format"] for p in g["projections"] if not p["host"]] for g in ca["groups"]}
     assert fmts["lif2"] == ["population"] and all(p["format"] == "discrete" for g in cd["groups"]
                                                   for p in g["projections"] if not p["host"])
@@ -377,15 +383,7 @@ def test_one_d_sources_take_population_axons():
         ("fc3", nn.Linear(1024, 10)), ("readout", Integrator((10,)))])).eval()
     x = digits_batch(24, seed=2)
     q = _quantized(mlp, (1, 8, 8), 4, x)
-    runs = {}
-    for fm in ("discrete", "auto"):
-        cfg, arrays, viol = compile_graph(q, TARGET, formats=fm)
-        assert viol == []
-        _within_limits(cfg)
-        prog = Program(cfg, arrays, TARGET)
-        res = prog.run(x)
-        runs[fm] = (cfg, res, measure(prog, res, slice_counts_for(prog)))
-    (cd, rd, md), (ca, ra, ma) = runs["discrete"], runs["auto"]
+    (cd, rd, md), (ca, ra, ma) = _both_formats(q, x)
     g2 = next(g for g in ca["groups"] if g["name"] == "lif2")
     p2 = next(p for p in g2["projections"] if not p["host"])
     assert p2["format"] == "population" and 1 < p2["atoms"] <= 1024

@@ -174,19 +174,21 @@ def tiles_used(cores: list, chip: dict) -> int:
     return len(set(zip(c.tolist(), x.tolist(), y.tolist())))
 
 
-def core_step_events(program, result, counts: dict, core_vec: dict, ncores: int, chunk: int = 512) -> tuple:
+def core_step_events(program, result, counts: dict, core_vec: dict, ncores: int, chunk: int = 512,
+                     pad_counts: dict | None = None) -> tuple:
     """Per (sample, step) row and core: the events the time model prices, from ``result.trace``.
 
     Returns ``(rows, ev)``: ``ev`` maps ``active``, ``spikes``, ``messages_out``, ``messages_in`` and
     ``synops_<unit>`` to float64 ``[rows, ncores]`` arrays (rows = samples x steps, sample-major).
-    SynOps and messages count in the step the spikes were sent."""
+    SynOps and messages count in the step the spikes were sent. ``pad_counts``:
+    :func:`padding_synapse_counts` of the program, if the caller has them."""
     cfg = program.config
     N, L = int(result.samples), int(result.steps)
     rows = N * L
     keys = ("active", "spikes", "messages_out", "messages_in") + tuple(f"synops_{u}" for u in SYNAPSE_UNITS)
     ev = {k: np.zeros((rows, ncores)) for k in keys}
     groups = {g["name"]: g for g in cfg["groups"]}
-    padc = padding_synapse_counts(program)
+    padc = padding_synapse_counts(program) if pad_counts is None else pad_counts
     for g in cfg["groups"]:
         tr = result.trace[g["name"]]
         idx = torch.as_tensor(core_vec[g["name"]])
@@ -230,12 +232,13 @@ def core_step_events(program, result, counts: dict, core_vec: dict, ncores: int,
 
 
 def time_model(program, result, counts: dict, core_vec: dict | None = None, top: int = TOP_CORES,
-               mean_events: dict | None = None) -> dict:
+               mean_events: dict | None = None, pad_counts: dict | None = None) -> dict:
     """Time per step and per inference (see the module docstring), with the busiest core and the
     slowest ``top`` cores' breakdown. Per-step events from ``result.trace`` when the run recorded one
     (basis ``"trace"``), else every core's mean events per step, ``mean_events`` (basis ``"mean"``:
     ``{"active", "spikes", "messages_out", "messages_in", "synops_<unit>"}`` -> float64 ``[ncores]``
-    per sample and step, as :func:`measure` counts them).
+    per sample and step, as :func:`measure` counts them). ``pad_counts``: :func:`padding_synapse_counts`
+    of the program, if the caller has them.
 
     Raises:
         SnncError: no trace and no ``mean_events``.
@@ -252,7 +255,7 @@ def time_model(program, result, counts: dict, core_vec: dict | None = None, top:
         neurons += np.bincount(core_vec[g["name"]], minlength=ncores)
     if getattr(result, "trace", None) and all(g["name"] in result.trace for g in cfg["groups"]):
         basis = "trace"
-        rows, ev = core_step_events(program, result, counts, core_vec, ncores)
+        rows, ev = core_step_events(program, result, counts, core_vec, ncores, pad_counts=pad_counts)
     elif mean_events is not None:
         basis = "mean"
         rows, ev = 1, {k: np.asarray(v, np.float64).reshape(1, ncores) for k, v in mean_events.items()}
@@ -424,7 +427,7 @@ def measure(program, result, counts: dict) -> dict:
     mean_events = dict({f"synops_{u}": v / per_row for u, v in core_syn_unit.items()},
                        active=core_active / per_row, spikes=core_spikes / per_row,
                        messages_out=route_msgs.sum(1) / per_row, messages_in=route_msgs.sum(0) / per_row)
-    timing = time_model(program, result, counts, core_vec, mean_events=mean_events)
+    timing = time_model(program, result, counts, core_vec, mean_events=mean_events, pad_counts=padc)
     return {
         "per_inference": {
             "synops": synops / n,

@@ -467,17 +467,23 @@ class ProjCounter:
     def counts_real(self, j: int, q0: int, q1: int) -> np.ndarray:
         """Synapses from every real source neuron (C order) into the range."""
         if self.kind == "conv":
-            terms = self.conv_terms(j, q0, q1)
-            cs, ph, pw = self.pooled
-            out = np.zeros((cs, ph, pw), np.float64)
-            if terms is not None:
-                y0, y1, a, _ = terms
-                a = self._real(y0, y1, a)
-                nnz, _ = self._block(j)
-                out[:, y0:y1] = np.rint(nnz @ a.reshape(a.shape[0], -1).astype(np.float32)).reshape(cs, y1 - y0, pw)
+            out = self._conv_counts(j, q0, q1).astype(np.float64)
         else:
             out = (self.cum[q1] - self.cum[q0]).astype(np.float64).reshape(self.pooled)
         return self.expand(out).reshape(-1)
+
+    def _conv_counts(self, j: int, q0: int, q1: int, padding: bool = False) -> np.ndarray:
+        """Synapses per pooled source ``[C, ph, pw]`` (int64) of a convolution into units ``[q0, q1)`` of block
+        ``j``: into its real targets, or (``padding``) into a padded layout's padding compartments."""
+        cs, ph, pw = self._pooled3
+        out = np.zeros((cs, ph, pw), np.int64)
+        terms = self.conv_terms(j, q0, q1) if (self.pad or not padding) else None
+        if terms is not None:
+            y0, y1, a, _ = terms
+            a = a & ~self.real[:, y0:y1] if padding else self._real(y0, y1, a)
+            nnz, _ = self._block(j)
+            out[:, y0:y1] = np.rint(nnz @ a.reshape(a.shape[0], -1).astype(np.float32)).reshape(cs, y1 - y0, pw)
+        return out
 
     def expand(self, pooled: np.ndarray) -> np.ndarray:
         """Pooled-source array ``[n, ph, pw]`` -> real source pixels ``[n, h, w]`` (1-D unchanged)."""
@@ -525,7 +531,7 @@ class ProjCounter:
             cnt = np.zeros(self.pooled, np.int64)
             popr = np.zeros((len(self.atoms),) + self.pooled[1:], bool) if self.population_ok else None
             for j in range(nblocks):
-                c = self.counts_real_pooled(j, 0, n_pos)
+                c = self._conv_counts(j, 0, n_pos)
                 cnt += c
                 if popr is not None:
                     popr |= self.reach(j, 0, n_pos, POPULATION)
@@ -546,26 +552,7 @@ class ProjCounter:
     def padding_counts(self, j: int, q0: int, q1: int) -> np.ndarray:
         """A padded layout: synapses from every real source neuron (C order) into the padding compartments
         of units ``[q0, q1)`` of block ``j`` (the entries' rows address them; each spike drives them too)."""
-        cs, ph, pw = self._pooled3
-        out = np.zeros((cs, ph, pw), np.float64)
-        terms = self.conv_terms(j, q0, q1) if self.pad else None
-        if terms is not None:
-            y0, y1, a, _ = terms
-            a = a & ~self.real[:, y0:y1]
-            nnz, _ = self._block(j)
-            out[:, y0:y1] = np.rint(nnz @ a.reshape(a.shape[0], -1).astype(np.float32)).reshape(cs, y1 - y0, pw)
-        return self.expand(out).reshape(-1)
-
-    def counts_real_pooled(self, j, q0, q1) -> np.ndarray:
-        terms = self.conv_terms(j, q0, q1)
-        cs, ph, pw = self.pooled
-        out = np.zeros((cs, ph, pw), np.int64)
-        if terms is not None:
-            y0, y1, a, _ = terms
-            a = self._real(y0, y1, a)
-            nnz, _ = self._block(j)
-            out[:, y0:y1] = np.rint(nnz @ a.reshape(a.shape[0], -1).astype(np.float32)).reshape(cs, y1 - y0, pw)
-        return out
+        return self.expand(self._conv_counts(j, q0, q1, padding=True).astype(np.float64)).reshape(-1)
 
 
 # ---------------------------------------------------------------------------------------------- slices
